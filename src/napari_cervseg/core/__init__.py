@@ -1,0 +1,1 @@
+"""Pure numpy / torch / OpenCV core: never imports Qt or napari."""

@@ -1,0 +1,66 @@
+"""Dice / IoU per class and classification metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+LABEL_NAMES = {1: "cytoplasm", 2: "nucleus"}
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks; 1.0 when both are empty (nothing to find, nothing found)."""
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    denom = pred.sum() + truth.sum()
+    return 1.0 if denom == 0 else float(2.0 * np.logical_and(pred, truth).sum() / denom)
+
+
+def iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    pred, truth = np.asarray(pred, bool), np.asarray(truth, bool)
+    union = np.logical_or(pred, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)
+
+
+def segmentation_scores(labels: np.ndarray, truth: np.ndarray) -> dict:
+    """Dice and IoU for nucleus (label 2) and cytoplasm (label 1) of one image, and their mean.
+
+    Label arrays use 0 background, 1 cytoplasm, 2 nucleus and must have the same shape.
+    """
+    labels, truth = np.asarray(labels), np.asarray(truth)
+    if labels.shape != truth.shape:
+        raise ValueError(f"labels shape {labels.shape} differs from ground truth shape {truth.shape}")
+    out = {}
+    for value, name in LABEL_NAMES.items():
+        out[name] = {"dice": dice(labels == value, truth == value), "iou": iou(labels == value, truth == value)}
+    out["mean"] = {k: (out["nucleus"][k] + out["cytoplasm"][k]) / 2 for k in ("dice", "iou")}
+    return out
+
+
+def classification_metrics(y_true, y_pred, positive: int = 1) -> dict:
+    """Accuracy, weighted precision/recall/F1 (as the paper's Table 6), abnormal recall, confusion.
+
+    Classes: 0 normal, 1 abnormal. ``confusion[i][j]`` counts true class i predicted as j.
+    """
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    conf = np.zeros((2, 2), int)
+    np.add.at(conf, (y_true, y_pred), 1)
+    n = conf.sum()
+    per_class = []
+    for c in (0, 1):
+        tp = conf[c, c]
+        prec = tp / conf[:, c].sum() if conf[:, c].sum() else 0.0
+        rec = tp / conf[c, :].sum() if conf[c, :].sum() else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per_class.append((prec, rec, f1, conf[c, :].sum()))
+    support = np.array([p[3] for p in per_class], float)
+    weights = support / support.sum() if support.sum() else np.zeros(2)
+    return {
+        "accuracy": float(np.trace(conf) / n) if n else 0.0,
+        "precision": float(sum(w * p[0] for w, p in zip(weights, per_class))),
+        "recall": float(sum(w * p[1] for w, p in zip(weights, per_class))),
+        "f1": float(sum(w * p[2] for w, p in zip(weights, per_class))),
+        "balanced_accuracy": float(np.mean([p[1] for p in per_class])),
+        "abnormal_recall": float(per_class[positive][1]),
+        "normal_recall": float(per_class[1 - positive][1]),
+        "confusion": conf.tolist(),
+        "n": int(n),
+    }

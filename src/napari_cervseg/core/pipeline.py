@@ -1,0 +1,366 @@
+"""Algorithm 1 (CAM-based), Algorithm 2 (LRP-based) and the non-XAI colour baseline.
+
+Each returns one :class:`SegmentationResult`: what the API, the CLI and the napari widgets pass
+around. Labels: 0 background, 1 cytoplasm, 2 nucleus, the image's own height and width.
+
+Sizes that the paper leaves open (dilation radius, smoothing) are given in pixels *of a 128 px
+image* and scaled with the image, so one setting fits Herlev's 40-768 px crops alike.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .grouping import GROUPINGS, group, kmeans, log_scale
+from .imageio import ImageError, to_rgb_uint8
+from .inpaint import inpaint
+from .models import load_model
+from .refine import DEFAULT_WORK_SIZE, combine, dilate, erode, grabcut, seed_map
+from .xai import CAM_METHODS, LRP_METHODS, classify, explain
+
+BASELINE = "colour-baseline"
+SEGMENT_METHODS = CAM_METHODS + LRP_METHODS + (BASELINE,)
+#: below this grey-level standard deviation an image is treated as holding no cell
+MIN_CONTRAST = 2.0
+
+
+class SegmentationError(ValueError):
+    pass
+
+
+@dataclass
+class SegmentationResult:
+    """Everything one segmentation produced; arrays have the input image's height and width."""
+
+    labels: np.ndarray  # uint8: 0 background, 1 cytoplasm, 2 nucleus
+    rough: np.ndarray  # uint8 rough 3-class map before GrabCut (same coding)
+    heatmap: np.ndarray | None  # float32 in [0, 1]; None for the baseline
+    method: str
+    algorithm: str  # "cam" (Algorithm 1), "lrp" (Algorithm 2) or "baseline"
+    predicted_class: str | None = None
+    probability: float | None = None  # of the predicted class
+    probabilities: dict = field(default_factory=dict)
+    explained_class: str | None = None
+    relevance: np.ndarray | None = None  # raw LRP relevance (model input size)
+    inpainter: str | None = None
+    model: str | None = None
+    timings: dict = field(default_factory=dict)  # seconds per stage
+    settings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def cell_found(self) -> bool:
+        return bool((self.labels > 0).any())
+
+    @property
+    def nucleus(self) -> np.ndarray:
+        return self.labels == 2
+
+    @property
+    def cytoplasm(self) -> np.ndarray:
+        return self.labels == 1
+
+    def summary(self) -> dict:
+        """JSON-friendly description without the arrays."""
+        return {
+            "method": self.method,
+            "algorithm": self.algorithm,
+            "predicted_class": self.predicted_class,
+            "probability": self.probability,
+            "probabilities": self.probabilities,
+            "explained_class": self.explained_class,
+            "inpainter": self.inpainter,
+            "model": self.model,
+            "cell_found": self.cell_found,
+            "nucleus_pixels": int(self.nucleus.sum()),
+            "cytoplasm_pixels": int(self.cytoplasm.sum()),
+            "timings": {k: round(v, 5) for k, v in self.timings.items()},
+            "settings": self.settings,
+            "warnings": list(self.warnings),
+        }
+
+    def overlay(self, image, alpha: float = 0.45) -> np.ndarray:
+        """RGB uint8 picture of the labels over the image (nucleus blue, cytoplasm orange)."""
+        return overlay(image, self.labels, alpha)
+
+
+LABEL_COLOURS = {1: (255, 150, 30), 2: (40, 90, 255)}  # cytoplasm orange, nucleus blue
+
+
+def overlay(image, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    rgb = to_rgb_uint8(image)[0].astype(np.float32)
+    out = rgb.copy()
+    for value, colour in LABEL_COLOURS.items():
+        sel = labels == value
+        out[sel] = (1 - alpha) * rgb[sel] + alpha * np.asarray(colour, np.float32)
+    edges = cv2.morphologyEx(labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    out[edges] = (255, 255, 255)
+    return out.astype(np.uint8)
+
+
+def heatmap_rgb(heatmap: np.ndarray) -> np.ndarray:
+    """A heatmap as a colour picture (OpenCV's JET), RGB uint8."""
+    heat = np.clip(np.nan_to_num(heatmap), 0, 1)
+    return cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
+
+
+# --------------------------------------------------------------------------------------------
+# shared steps
+
+
+def _scaled(pixels_at_128: float, shape) -> int:
+    return max(1, int(round(pixels_at_128 * max(shape[:2]) / 128.0)))
+
+
+def _smooth(heat: np.ndarray, sigma_at_128: float) -> np.ndarray:
+    if sigma_at_128 <= 0:
+        return heat
+    sigma = sigma_at_128 * max(heat.shape) / 128.0
+    out = cv2.GaussianBlur(heat, (0, 0), sigma)
+    peak = out.max()
+    return out / peak if peak > 0 else out
+
+
+def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5,
+                 cytoplasm_iterations: int = 5, dilation: float = 5, work_size=DEFAULT_WORK_SIZE,
+                 timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """GrabCut the rough nucleus (rough == 2), then the cell (rough >= 1) seeded with that nucleus.
+
+    Seeds: the rough region is probable foreground; pixels farther than ``dilation`` from the rough
+    cell are sure background; the refined nucleus is sure foreground of the cell.
+    Returns (nucleus, cell) bool masks.
+    """
+    timings = timings if timings is not None else {}
+    r = _scaled(dilation, rgb.shape)
+    nuc_rough, cell_rough = rough == 2, rough >= 1
+    far_bg = ~dilate(cell_rough, r)
+    t0 = time.perf_counter()
+    nucleus = grabcut(rgb, seed_map(rgb.shape, nuc_rough, sure_bg=far_bg), nucleus_iterations, work_size)
+    t1 = time.perf_counter()
+    cell = grabcut(rgb, seed_map(rgb.shape, cell_rough, sure_fg=erode(nucleus, 1), sure_bg=far_bg),
+                   cytoplasm_iterations, work_size)
+    t2 = time.perf_counter()
+    timings["grabcut_nucleus"] = t1 - t0
+    timings["grabcut_cytoplasm"] = t2 - t1
+    return nucleus, cell
+
+
+def colour_rough_map(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Non-XAI rough map: k-means (k=3) on the median-filtered Lab image; darkest = nucleus,
+    middle = cytoplasm, brightest = background."""
+    lab = cv2.cvtColor(cv2.medianBlur(rgb, 5), cv2.COLOR_RGB2Lab).reshape(-1, 3).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    sample = lab if len(lab) <= 4096 else lab[rng.choice(len(lab), 4096, replace=False)]
+    k = min(3, len(np.unique(sample, axis=0)))
+    if k < 2:
+        return np.zeros(rgb.shape[:2], np.uint8)
+    centres, _ = kmeans(sample, k)
+    assign = ((lab[:, None, :] - centres[None].astype(np.float32)) ** 2).sum(-1).argmin(1)
+    order = np.argsort(-centres[:, 0])  # brightest first
+    rank = np.empty(k, int)
+    rank[order] = np.arange(k) + (3 - k)
+    return rank[assign].reshape(rgb.shape[:2]).astype(np.uint8)
+
+
+def _no_cell(rgb: np.ndarray) -> bool:
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return grey.size < 16 or float(grey.std()) < MIN_CONTRAST
+
+
+# --------------------------------------------------------------------------------------------
+# the algorithms
+
+
+def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: str = "gmm",
+                   target=None, layer=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
+                   dilation: float = 5, smooth: float = 0.0, work_size=DEFAULT_WORK_SIZE,
+                   progress=None) -> SegmentationResult:
+    """Algorithm 1: CAM heatmap -> 3-group rough map -> GrabCut nucleus, GrabCut cell -> combine."""
+    timings: dict = {}
+    _report(progress, "explain", 0.1)
+    expl = explain(model, rgb, method=method, target=target, layer=layer)
+    timings.update(expl.extras["timings"])
+    _report(progress, "group", 0.4)
+    t0 = time.perf_counter()
+    heat = _smooth(expl.heatmap, smooth)
+    rough = group(heat, 3, grouping)
+    timings["grouping"] = time.perf_counter() - t0
+    _report(progress, "grabcut", 0.5)
+    nucleus, cell = refine_rough(rgb, rough, nucleus_iterations, cytoplasm_iterations, dilation, work_size,
+                                 timings)
+    t0 = time.perf_counter()
+    labels = combine(nucleus, cell)
+    timings["combine"] = time.perf_counter() - t0
+    return SegmentationResult(
+        labels=labels, rough=rough, heatmap=expl.heatmap, method=method, algorithm="cam",
+        predicted_class=expl.predicted_class, probability=expl.probability,
+        probabilities=expl.probabilities, explained_class=expl.target_class, timings=timings,
+        settings={"grouping": grouping, "layer": expl.layer, "nucleus_iterations": nucleus_iterations,
+                  "cytoplasm_iterations": cytoplasm_iterations, "dilation": dilation, "smooth": smooth,
+                  "work_size": work_size},
+    )
+
+
+def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", grouping: str = "kmeans",
+                   target=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
+                   dilation: float = 3, smooth: float = 2.0, log_scale_factor: float = 1000.0,
+                   inpainter: str = "auto", lama_model=None, work_size=DEFAULT_WORK_SIZE,
+                   progress=None) -> SegmentationResult:
+    """Algorithm 2: LRP relevance -> 2-group nucleus seed -> GrabCut nucleus; log-scaled 3-group
+    map minus the nucleus -> cytoplasm seed; inpaint the dilated nucleus; GrabCut the cell on the
+    inpainted image; combine."""
+    timings: dict = {}
+    _report(progress, "explain", 0.1)
+    expl = explain(model, rgb, method=method, target=target)
+    timings.update(expl.extras["timings"])
+    _report(progress, "group", 0.4)
+    t0 = time.perf_counter()
+    heat = _smooth(expl.heatmap, smooth)
+    nucleus_seed = group(heat, 2, grouping) == 1
+    rough = group(log_scale(heat, log_scale_factor), 3, grouping)
+    timings["grouping"] = time.perf_counter() - t0
+    _report(progress, "grabcut nucleus", 0.5)
+    r = _scaled(dilation, rgb.shape)
+    far_bg = ~dilate(rough >= 1, 2 * r)
+    t0 = time.perf_counter()
+    nucleus = grabcut(rgb, seed_map(rgb.shape, nucleus_seed, sure_bg=far_bg), nucleus_iterations, work_size)
+    timings["grabcut_nucleus"] = time.perf_counter() - t0
+    _report(progress, "inpaint", 0.7)
+    t0 = time.perf_counter()
+    nucleus_dilated = dilate(nucleus, r)
+    ring = dilate(nucleus_dilated, r) & ~nucleus_dilated
+    cytoplasm_seed = ((rough >= 1) & ~nucleus_dilated) | ring
+    removed, inpainter_used = inpaint(rgb, nucleus_dilated, inpainter, lama_model)
+    timings["inpainting"] = time.perf_counter() - t0
+    _report(progress, "grabcut cytoplasm", 0.8)
+    t0 = time.perf_counter()
+    cell = grabcut(removed, seed_map(rgb.shape, cytoplasm_seed, sure_fg=nucleus_dilated, sure_bg=far_bg),
+                   cytoplasm_iterations, work_size)
+    timings["grabcut_cytoplasm"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    labels = combine(nucleus, cell)
+    timings["combine"] = time.perf_counter() - t0
+    rough_map = rough.copy()
+    rough_map[nucleus_seed] = 2
+    return SegmentationResult(
+        labels=labels, rough=rough_map, heatmap=expl.heatmap, method=method, algorithm="lrp",
+        predicted_class=expl.predicted_class, probability=expl.probability,
+        probabilities=expl.probabilities, explained_class=expl.target_class, relevance=expl.relevance,
+        inpainter=inpainter_used, timings=timings,
+        settings={"grouping": grouping, "nucleus_iterations": nucleus_iterations,
+                  "cytoplasm_iterations": cytoplasm_iterations, "dilation": dilation, "smooth": smooth,
+                  "log_scale_factor": log_scale_factor, "inpainter": inpainter, "work_size": work_size},
+    )
+
+
+def colour_baseline(rgb: np.ndarray, model=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
+                    dilation: float = 5, work_size=DEFAULT_WORK_SIZE, progress=None) -> SegmentationResult:
+    """The non-XAI baseline: colour k-means rough map + the same GrabCut refinement as Algorithm 1.
+    The classifier (if given) still answers, so the result carries a class."""
+    timings: dict = {}
+    cls = prob = None
+    probs: dict = {}
+    if model is not None:
+        t0 = time.perf_counter()
+        cls, prob, probs = classify(model, rgb)
+        timings["classify"] = time.perf_counter() - t0
+    _report(progress, "cluster colours", 0.3)
+    t0 = time.perf_counter()
+    rough = colour_rough_map(rgb)
+    timings["grouping"] = time.perf_counter() - t0
+    _report(progress, "grabcut", 0.5)
+    nucleus, cell = refine_rough(rgb, rough, nucleus_iterations, cytoplasm_iterations, dilation, work_size,
+                                 timings)
+    t0 = time.perf_counter()
+    labels = combine(nucleus, cell)
+    timings["combine"] = time.perf_counter() - t0
+    return SegmentationResult(
+        labels=labels, rough=rough, heatmap=None, method=BASELINE, algorithm="baseline",
+        predicted_class=cls, probability=prob, probabilities=probs, timings=timings,
+        settings={"nucleus_iterations": nucleus_iterations, "cytoplasm_iterations": cytoplasm_iterations,
+                  "dilation": dilation, "work_size": work_size},
+    )
+
+
+def _report(progress, stage: str, fraction: float):
+    if progress is not None:
+        progress(stage, fraction)
+
+
+def segment_cell(image, model="default", method: str = "gradcam++", grouping: str | None = None,
+                 target=None, device=None, progress=None, **options) -> SegmentationResult:
+    """Segment one cell image into nucleus / cytoplasm / background.
+
+    Parameters
+    ----------
+    image : array (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or float
+    model : "default" (bundled), a path to a ``.safetensors`` model, or a loaded classifier
+    method : a CAM method ("gradcam++" default, "gradcam++-paper", "gradcam") -> Algorithm 1;
+        "lrp-ruleset1" / "lrp-ruleset2" -> Algorithm 2; "colour-baseline" -> the non-XAI baseline
+    grouping : "gmm" (Algorithm 1 default), "kmeans" (Algorithm 2 default), "intermeans", "threshold"
+    target : class to explain (None = predicted; "abnormal" / "normal")
+    device : "cpu", "cuda", ... (default: CUDA, else MPS, else CPU)
+    progress : optional callable ``progress(stage: str, fraction: float)``
+    **options : passed to the algorithm (``nucleus_iterations``, ``cytoplasm_iterations``,
+        ``dilation``, ``smooth``, ``inpainter``, ``lama_model``, ``layer``, ``work_size``)
+
+    Returns
+    -------
+    SegmentationResult
+        ``labels`` (0 background, 1 cytoplasm, 2 nucleus), ``heatmap``, ``predicted_class``,
+        ``probability``, ``method``, ``timings`` (seconds per stage) and more.
+        An image without contrast yields all-background labels and a warning instead of an
+        invented cell.
+    """
+    t_start = time.perf_counter()
+    method = str(method).lower()
+    if method not in SEGMENT_METHODS:
+        raise SegmentationError(f"unknown method {method!r}; choose one of {', '.join(SEGMENT_METHODS)}")
+    if grouping is not None and grouping not in GROUPINGS:
+        raise SegmentationError(f"unknown grouping {grouping!r}; choose one of {', '.join(GROUPINGS)}")
+    rgb, warnings = to_rgb_uint8(image)
+    model_obj = load_model(model, device=device) if model is not None else None
+    model_name = getattr(model_obj, "source", None)
+    if _no_cell(rgb):
+        # nothing to segment: the classifier still answers, no cell is invented
+        cls = prob = None
+        probs: dict = {}
+        if model_obj is not None:
+            cls, prob, probs = classify(model_obj, rgb)
+        zeros = np.zeros(rgb.shape[:2], np.uint8)
+        return SegmentationResult(
+            labels=zeros, rough=zeros.copy(), heatmap=np.zeros(rgb.shape[:2], np.float32), method=method,
+            algorithm="none", predicted_class=cls, probability=prob, probabilities=probs, model=model_name,
+            timings={"total": time.perf_counter() - t_start},
+            warnings=warnings + ["no cell found: the image has no contrast (grey-level std"
+                                 f" < {MIN_CONTRAST}); labels are all background"],
+        )
+    if method == BASELINE:
+        result = colour_baseline(rgb, model_obj, progress=progress, **options)
+    else:
+        if model_obj is None:
+            raise SegmentationError(f"method {method!r} explains a classifier: pass model= (e.g. 'default')")
+        if method in LRP_METHODS:
+            result = algorithm2_lrp(model_obj, rgb, method, grouping or "kmeans", target, progress=progress,
+                                    **options)
+        else:
+            result = algorithm1_cam(model_obj, rgb, method, grouping or "gmm", target, progress=progress,
+                                    **options)
+    result.model = model_name
+    result.warnings = warnings + result.warnings
+    if not result.cell_found:
+        result.warnings.append("no cell found: the refinement left no nucleus or cytoplasm")
+    result.timings["total"] = time.perf_counter() - t_start
+    _report(progress, "done", 1.0)
+    return result
+
+
+__all__ = [
+    "SegmentationResult", "SegmentationError", "segment_cell", "algorithm1_cam", "algorithm2_lrp",
+    "colour_baseline", "refine_rough", "colour_rough_map", "overlay", "heatmap_rgb", "SEGMENT_METHODS",
+    "BASELINE", "ImageError",
+]

@@ -1,0 +1,192 @@
+"""Training a classifier on image-level labels only (normal / abnormal).
+
+Masks are never read here: weak supervision is the point. The preprocessing is the same
+:func:`~napari_cervseg.core.preprocess.enhance` / :func:`normalise` used at inference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import Sample, read_dataset, stratified_split
+from .metrics import classification_metrics
+from .models import ARCHITECTURES, CLASS_NAMES, CellClassifier, build_architecture, pick_device, save_model
+from .preprocess import PreprocessConfig, enhance, normalise, resize
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "compact"
+    arch_kwargs: dict = field(default_factory=dict)
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 5e-4
+    normal_repeat: int = 3  # the paper's x24 / x8 class balancing, as a ratio
+    patience: int = 15
+    seed: int = 0
+    split_fractions: tuple = (0.7, 0.1, 0.2)
+    tta: bool = True
+
+
+def random_augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Geometric + photometric augmentation of a square RGB uint8 image (label-preserving)."""
+    size = img.shape[0]
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    img = np.rot90(img, int(rng.integers(4)))
+    angle = rng.uniform(-30, 30)
+    scale = rng.uniform(0.85, 1.15)
+    tx, ty = rng.uniform(-0.08, 0.08, 2) * size
+    mat = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
+    mat[:, 2] += (tx, ty)
+    img = cv2.warpAffine(np.ascontiguousarray(img), mat, (size, size), borderMode=cv2.BORDER_REFLECT101)
+    x = img.astype(np.float32) / 255.0
+    if rng.random() < 0.8:  # gamma
+        x = x ** rng.uniform(0.7, 1.4)
+    if rng.random() < 0.8:  # per-channel colour gain and brightness
+        x = x * rng.uniform(0.85, 1.15, 3)[None, None] + rng.uniform(-0.08, 0.08)
+    if rng.random() < 0.3:
+        x = x + rng.normal(0, rng.uniform(0.005, 0.03), x.shape).astype(np.float32)
+    img = np.clip(x * 255.0, 0, 255).astype(np.uint8)
+    if rng.random() < 0.2:
+        img = cv2.GaussianBlur(img, (3, 3), 0)
+    return img
+
+
+def load_resized(samples: list[Sample], size: int) -> np.ndarray:
+    return np.stack([resize(s.load_image(), size) for s in samples])
+
+
+def _to_batch(images: np.ndarray, config: PreprocessConfig) -> torch.Tensor:
+    return torch.from_numpy(np.stack([normalise(enhance(im, config), config) for im in images]))
+
+
+@torch.no_grad()
+def predict_proba(net: nn.Module, images: np.ndarray, config: PreprocessConfig, device, tta: bool = True,
+                  batch_size: int = 64) -> np.ndarray:
+    """Class probabilities for resized RGB uint8 images; ``tta`` averages the 8 flips/rotations."""
+    net.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = _to_batch(images[start:start + batch_size], config).to(device)
+        if tta:
+            logits = 0
+            for k in range(4):
+                for flip in (False, True):
+                    v = torch.rot90(x, k, (2, 3))
+                    logits = logits + torch.softmax(net(v.flip(3) if flip else v), 1)
+            out.append((logits / 8).cpu().numpy())
+        else:
+            out.append(torch.softmax(net(x), 1).cpu().numpy())
+    return np.concatenate(out)
+
+
+def train(data_root, out_path, config: TrainConfig | None = None, device=None, progress=None,
+          log=print) -> CellClassifier:
+    """Train ``config.arch`` on the data folder and save weights + card to ``out_path``.
+
+    Stratified train/val/test split (saved in the card); the best epoch on validation balanced
+    accuracy is kept; test metrics go into the card.
+    """
+    config = config or TrainConfig()
+    device = pick_device(device)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    samples = read_dataset(data_root)
+    split = stratified_split(samples, config.split_fractions, config.seed)
+    by_name = {s.name: s for s in samples}
+    info = ARCHITECTURES[config.arch]
+    pconf = PreprocessConfig(input_size=info["input_size"])
+    parts = {}
+    for part in ("train", "val", "test"):
+        ss = [by_name[n] for n in split[part]]
+        parts[part] = (load_resized(ss, pconf.input_size),
+                       np.array([CLASS_NAMES.index(s.label) for s in ss]), ss)
+    x_train, y_train, _ = parts["train"]
+    index = np.concatenate([np.where(y_train == 1)[0]] + [np.where(y_train == 0)[0]] * config.normal_repeat)
+
+    net = build_architecture(config.arch, **config.arch_kwargs).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(index) / config.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs,
+                                                steps_per_epoch=steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    history, best, best_state, since_best = [], -1.0, None, 0
+    t0 = time.perf_counter()
+    for epoch in range(config.epochs):
+        net.train()
+        order = rng.permutation(index)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            idx = order[start:start + config.batch_size]
+            batch = np.stack([random_augment(x_train[i], rng) for i in idx])
+            x = _to_batch(batch, pconf).to(device)
+            y = torch.from_numpy(y_train[idx]).to(device)
+            opt.zero_grad()
+            loss = loss_fn(net(x), y)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+        x_val, y_val, _ = parts["val"]
+        proba = predict_proba(net, x_val, pconf, device, tta=False)
+        m = classification_metrics(y_val, proba.argmax(1))
+        score = m["balanced_accuracy"]
+        row = {"epoch": epoch + 1, "loss": total / len(order), "val_accuracy": m["accuracy"],
+               "val_balanced_accuracy": score, "val_abnormal_recall": m["abnormal_recall"],
+               "seconds": time.perf_counter() - t0}
+        history.append(row)
+        if log:
+            log(f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} val acc {m['accuracy']:.3f}"
+                f" bal {score:.3f} abn-recall {m['abnormal_recall']:.3f} ({row['seconds']:.0f}s)")
+        if progress:
+            progress(epoch + 1, config.epochs, row)
+        if score >= best:
+            best, since_best = score, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        else:
+            since_best += 1
+            if since_best >= config.patience:
+                break
+    train_seconds = time.perf_counter() - t0
+    net.load_state_dict(best_state)
+    net.eval()
+    x_test, y_test, test_samples = parts["test"]
+    proba = predict_proba(net, x_test, pconf, device, tta=config.tta)
+    test_metrics = classification_metrics(y_test, proba.argmax(1))
+    card = {
+        "name": Path(out_path).stem,
+        "architecture": config.arch,
+        "arch_kwargs": config.arch_kwargs,
+        "input_size": pconf.input_size,
+        "preprocess": pconf.to_dict(),
+        "class_names": list(CLASS_NAMES),
+        "cam_layer": info["cam_layer"],
+        "pretrained": "none: trained from scratch (no ImageNet weights can be downloaded here)",
+        "training": {
+            "data": str(data_root),
+            "n_images": len(samples),
+            "config": asdict(config),
+            "split": split,
+            "device": str(device),
+            "seconds": round(train_seconds, 1),
+            "epochs_run": len(history),
+            "best_val_balanced_accuracy": best,
+            "history": history,
+            "labels_used": "image-level normal/abnormal only; no masks",
+        },
+        "test_metrics": {**test_metrics, "tta": config.tta, "n": int(len(y_test))},
+    }
+    model = CellClassifier(net=net.cpu(), card=card, preprocess=pconf, cam_layer=info["cam_layer"],
+                           lrp_applicable=info["lrp"])
+    save_model(model, out_path, card)
+    return model

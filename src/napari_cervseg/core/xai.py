@@ -1,0 +1,301 @@
+"""Explanations: the Grad-CAM family (own implementation, hooks on a named layer) and LRP (zennit).
+
+Every method returns an :class:`Explanation` whose ``heatmap`` is float32 in [0, 1] at the
+image's own height and width; LRP also keeps the raw per-pixel ``relevance`` (model-input size).
+
+Grad-CAM++ comes in two variants:
+
+- ``gradcam++`` (default): the formulation of Chattopadhyay et al. as implemented by
+  pytorch-grad-cam, alpha = g^2 / (2 g^2 + sum_ij(A) g^3). It is the reference most users compare
+  with, and it is well defined for ReLU networks.
+- ``gradcam++-paper``: the paper's equations 1-6 taken literally, with the second derivative
+  d2L/dA2 replaced by g^2 (the exponential-score identity of Grad-CAM++; the true second
+  derivative of a ReLU network is zero almost everywhere, which would make every alpha zero):
+  G_k = sum_ij g, alpha = g^2 G_k / (2 g^2 + G_k g + eps), alpha normalised over ij,
+  w_k = sum_ij alpha ReLU(g), CAM = ReLU(sum_k w_k A_k) / max.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .imageio import to_rgb_uint8
+from .models import CellClassifier, load_model
+from .preprocess import input_bounds, preprocess
+
+CAM_METHODS = ("gradcam++", "gradcam++-paper", "gradcam")
+LRP_METHODS = ("lrp-ruleset1", "lrp-ruleset2")
+METHODS = CAM_METHODS + LRP_METHODS
+DEFAULT_METHOD = "gradcam++"
+
+
+class ExplainError(ValueError):
+    """An explanation request that cannot be met (unknown method, layer, or unsupported model)."""
+
+
+@dataclass
+class Explanation:
+    heatmap: np.ndarray  # float32 (H, W) in [0, 1]
+    method: str
+    target_class: str  # the class explained
+    predicted_class: str
+    probabilities: dict  # class name -> probability
+    relevance: np.ndarray | None = None  # LRP: raw relevance summed over channels (S, S)
+    layer: str | None = None
+    seconds: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def probability(self) -> float:
+        """Probability of the predicted class."""
+        return float(self.probabilities[self.predicted_class])
+
+
+def _check_method(method: str) -> str:
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ExplainError(f"unknown explanation method {method!r}; choose one of {', '.join(METHODS)}")
+    return method
+
+
+def _module(net: nn.Module, name: str) -> nn.Module:
+    modules = dict(net.named_modules())
+    if name not in modules:
+        candidates = [n for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.Sequential)) and n]
+        raise ExplainError(f"layer {name!r} not found in the model; candidates: {', '.join(candidates[-8:])}")
+    return modules[name]
+
+
+def _activations_and_gradients(net: nn.Module, x: torch.Tensor, layer: str, target: int | None):
+    """Forward with a hook on ``layer``; backprop the target logit. Returns (A, dL/dA, probabilities)."""
+    store = {}
+
+    def hook(_module, _inp, out):
+        store["act"] = out
+        out.register_hook(lambda g: store.__setitem__("grad", g))
+
+    handle = _module(net, layer).register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            x = x.detach().requires_grad_(True)  # ensures a graph even if the layer's params are frozen
+            logits = net(x)
+            probs = torch.softmax(logits.detach(), 1)
+            idx = probs.argmax(1) if target is None else torch.full((x.shape[0],), target, device=x.device)
+            score = logits.gather(1, idx[:, None]).sum()
+            net.zero_grad(set_to_none=True)
+            score.backward()
+    finally:
+        handle.remove()
+    return store["act"].detach(), store["grad"].detach(), probs, idx
+
+
+def cam_weights(activations: torch.Tensor, grads: torch.Tensor, method: str, eps: float = 1e-7) -> torch.Tensor:
+    """Channel weights w_k (N, K) for the CAM variants; see the module docstring for the formulas."""
+    if method == "gradcam":
+        return grads.mean(dim=(2, 3))
+    g2 = grads.pow(2)
+    if method == "gradcam++":
+        sum_a = activations.sum(dim=(2, 3), keepdim=True)
+        alpha = g2 / (2 * g2 + sum_a * g2 * grads + eps)
+        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+        return (alpha * F.relu(grads)).sum(dim=(2, 3))
+    if method == "gradcam++-paper":
+        big_g = grads.sum(dim=(2, 3), keepdim=True)  # eq. 1
+        alpha = g2 * big_g / (2 * g2 + big_g * grads + eps)  # eq. 2 with d2L/dA2 := g^2
+        alpha = alpha / (alpha.sum(dim=(2, 3), keepdim=True) + eps)  # eq. 3
+        return (alpha * F.relu(grads)).sum(dim=(2, 3))  # eq. 4
+    raise ExplainError(f"not a CAM method: {method}")
+
+
+def cam_maps(net: nn.Module, x: torch.Tensor, layer: str, method: str, target: int | None = None):
+    """CAM maps (N, h, w) at the layer's resolution, un-normalised but ReLU'd, and probabilities."""
+    act, grads, probs, idx = _activations_and_gradients(net, x, layer, target)
+    weights = cam_weights(act, grads, method)
+    cam = F.relu((weights[:, :, None, None] * act).sum(1))  # eq. 5 and the ReLU of eq. 6
+    return cam, probs, idx
+
+
+# --------------------------------------------------------------------------------------------
+# LRP
+
+
+class MaxPoolAsAvgPool:
+    """zennit hook: redistribute relevance through a max-pool as if it were an average pool.
+
+    The paper replaces max-pooling by average pooling for LRP (Table 2); relevance then flows to
+    every input of a window in proportion to its activation instead of only to the winner.
+    """
+
+    def __new__(cls):
+        from zennit.core import Hook, stabilize
+
+        class _Hook(Hook):
+            def forward(self, module, input, output):
+                self.stored_tensors["input"] = input
+
+            def backward(self, module, grad_input, grad_output):
+                x = self.stored_tensors["input"][0].detach().clone().requires_grad_()
+                with torch.enable_grad():
+                    z = F.avg_pool2d(x, module.kernel_size, module.stride, module.padding,
+                                     ceil_mode=module.ceil_mode)
+                    (g,) = torch.autograd.grad(z, x, grad_outputs=grad_output[0] / stabilize(z))
+                return (x.detach() * g,)
+
+            def copy(self):
+                return _Hook()
+
+        return _Hook()
+
+
+def lrp_composite(model: CellClassifier, ruleset: str, input_shape, gamma: float = 0.25,
+                  epsilon: float = 0.25):
+    """A zennit composite for the paper's rule sets (Table 2), mapped onto any plain conv stack.
+
+    Ruleset1: first conv z^B (box = normalised input range); convolutions of the lower ~60 % of the
+    conv blocks LRP-gamma; the upper blocks LRP-epsilon; dense layers LRP-0.
+    Ruleset2: first conv z^B; every other layer LRP-gamma.
+    BatchNorm is merged into the preceding convolution by zennit's canonizer; max-pools are
+    treated as average pools; average pools use zennit's Norm rule; ReLU passes relevance.
+    """
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.core import Composite
+    from zennit.rules import Epsilon, Gamma, Norm, ZBox
+
+    net = model.net
+    conv_names = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    if not conv_names:
+        raise ExplainError("LRP needs a convolutional network")
+    # group convolutions by their top-level block (prefix up to the last dotted component)
+    blocks = []
+    for n in conv_names:
+        b = n.rsplit(".", 1)[0]
+        if b not in blocks:
+            blocks.append(b)
+    n_gamma_blocks = int(np.ceil(0.6 * len(blocks)))
+    low, high = input_bounds(model.preprocess)
+    device = model.device
+    low, high = low.to(device), high.to(device)
+    first = conv_names[0]
+
+    def rule_for(name, module):
+        if name == first:
+            return ZBox(low=low.expand(*input_shape), high=high.expand(*input_shape))
+        if isinstance(module, nn.Conv2d):
+            block_idx = blocks.index(name.rsplit(".", 1)[0])
+            if ruleset == "lrp-ruleset1" and block_idx >= n_gamma_blocks:
+                return Epsilon(epsilon=epsilon)
+            return Gamma(gamma=gamma)
+        if isinstance(module, nn.Linear):
+            return Epsilon(epsilon=1e-6) if ruleset == "lrp-ruleset1" else Gamma(gamma=gamma)
+        if isinstance(module, nn.MaxPool2d):
+            return MaxPoolAsAvgPool()
+        if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
+            return Norm()
+        return None
+
+    def module_map(ctx, name, module):
+        return rule_for(name, module)
+
+    return Composite(module_map=module_map, canonizers=[SequentialMergeBatchNorm()])
+
+
+def lrp_relevance(model: CellClassifier, x: torch.Tensor, ruleset: str, target: int | None = None):
+    """Per-pixel relevance (N, S, S) summed over colour channels, and class probabilities."""
+    from zennit.attribution import Gradient
+
+    if not model.lrp_applicable:
+        raise ExplainError(
+            f"LRP is not available for the {model.name!r} model (it has layers without LRP rules);"
+            " use a CAM method such as 'gradcam++'"
+        )
+    net = model.net
+    with torch.no_grad():
+        probs = torch.softmax(net(x), 1)
+    idx = probs.argmax(1) if target is None else torch.full((x.shape[0],), target, device=x.device)
+    composite = lrp_composite(model, ruleset, tuple(x.shape))
+    n_classes = probs.shape[1]
+    onehot = torch.eye(n_classes, device=x.device)[idx]
+    # start from the target logit itself (not 1) so that conserving rules sum to the logit
+    with Gradient(model=net, composite=composite) as attributor:
+        _, attribution = attributor(x.detach(), lambda out: out * onehot)
+    return attribution.sum(1).detach(), probs, idx
+
+
+# --------------------------------------------------------------------------------------------
+# public entry point
+
+
+def _to_image_size(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    return cv2.resize(maps.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def normalise_heatmap(heat: np.ndarray) -> np.ndarray:
+    """Clip negatives, divide by the maximum (eq. 6); an all-zero map stays zero."""
+    heat = np.maximum(np.nan_to_num(heat.astype(np.float32)), 0)
+    peak = float(heat.max())
+    return heat / peak if peak > 0 else np.zeros_like(heat)
+
+
+def explain(model, image, method: str = DEFAULT_METHOD, target=None, layer: str | None = None,
+            device=None) -> Explanation:
+    """Explain the classifier's decision on one cell image with a heatmap.
+
+    Parameters
+    ----------
+    model : "default", a path, or a loaded :class:`CellClassifier`
+    image : 2D grey or RGB(A) array
+    method : one of :data:`METHODS` (``gradcam++`` by default)
+    target : class to explain: ``None`` for the predicted class, or "abnormal" / "normal" / index
+    layer : CAM layer name (default: the model card's ``cam_layer``)
+    """
+    method = _check_method(method)
+    model = load_model(model, device=device)
+    rgb, _ = to_rgb_uint8(image)
+    h, w = rgb.shape[:2]
+    t0 = time.perf_counter()
+    x = preprocess(rgb, model.preprocess, model.device)
+    t_pre = time.perf_counter()
+    target_idx = None if target is None else model.class_index(target)
+    relevance = None
+    if method in CAM_METHODS:
+        layer = layer or model.cam_layer
+        cam, probs, idx = cam_maps(model.net, x, layer, method, target_idx)
+        heat = _to_image_size(cam[0].cpu().numpy(), h, w)
+    else:
+        rel, probs, idx = lrp_relevance(model, x, method, target_idx)
+        relevance = rel[0].cpu().numpy()
+        heat = _to_image_size(relevance, h, w)
+        layer = None
+    heat = normalise_heatmap(heat)
+    t_end = time.perf_counter()
+    probs_np = probs[0].cpu().numpy()
+    names = model.class_names
+    return Explanation(
+        heatmap=heat,
+        method=method,
+        target_class=names[int(idx[0])],
+        predicted_class=names[int(probs_np.argmax())],
+        probabilities={n: float(p) for n, p in zip(names, probs_np)},
+        relevance=relevance,
+        layer=layer,
+        seconds=t_end - t0,
+        extras={"timings": {"preprocess": t_pre - t0, "forward_backward": t_end - t_pre}},
+    )
+
+
+@torch.no_grad()
+def classify(model, image, device=None) -> tuple[str, float, dict]:
+    """Predicted class name, its probability, and all class probabilities for one image."""
+    model = load_model(model, device=device)
+    rgb, _ = to_rgb_uint8(image)
+    probs = torch.softmax(model.net(preprocess(rgb, model.preprocess, model.device)), 1)[0].cpu().numpy()
+    names = model.class_names
+    best = int(probs.argmax())
+    return names[best], float(probs[best]), {n: float(p) for n, p in zip(names, probs)}
