@@ -1,1 +1,39 @@
+"""napari-cervseg: explainable-AI driven, weakly supervised segmentation of Pap smear cells.
 
+Scriptable from napari's console and plain Python::
+
+    from napari_cervseg import segment_cell, measure, load_model
+    result = segment_cell(image)                 # bundled default model, Grad-CAM++ (Algorithm 1)
+    result.labels, result.heatmap, result.predicted_class, result.probability
+    measure(result.labels, image, pixel_size=0.2)
+
+Nothing here imports Qt or napari: the widgets live in ``napari_cervseg._widgets``.
+"""
+
+from ._version import __version__
+from .core.descriptors import measure
+from .core.imageio import ImageError
+from .core.metrics import segmentation_scores
+from .core.models import CellClassifier, ModelError, load_model, save_model, wrap_model
+from .core.pipeline import SEGMENT_METHODS, SegmentationResult, segment_cell
+from .core.xai import METHODS as EXPLAIN_METHODS
+from .core.xai import Explanation, classify, explain
+
+__all__ = [
+    "__version__",
+    "segment_cell",
+    "measure",
+    "load_model",
+    "save_model",
+    "wrap_model",
+    "classify",
+    "explain",
+    "segmentation_scores",
+    "SegmentationResult",
+    "Explanation",
+    "CellClassifier",
+    "ImageError",
+    "ModelError",
+    "SEGMENT_METHODS",
+    "EXPLAIN_METHODS",
+]

@@ -148,16 +148,17 @@ def group(values: np.ndarray, n_groups: int = 3, method: str = "gmm", thresholds
     n_distinct = np.unique(_fit_sample(v, rng)).size
     k = min(n_groups, n_distinct)
     sample = _fit_sample(v, rng)[:, None]
+    # k-means++ restarts, not quantile starts: a small nucleus (a few % of the pixels) would
+    # otherwise get no centre of its own
+    centres, _ = kmeans(sample, k, seed=seed, n_init=4)
     if method == "kmeans":
-        centres, _ = kmeans(sample, k, init=np.quantile(sample, (np.arange(k) + 0.5) / k))
         # 1D: assign each pixel to the nearest centre
         assign = np.abs(v[:, None] - centres.ravel()[None]).argmin(1)
-    else:  # gmm
+    else:  # gmm, started from the k-means centres
         from sklearn.mixture import GaussianMixture
 
-        init = np.quantile(sample, np.linspace(0.1, 0.9, k))[:, None]
-        gmm = GaussianMixture(n_components=k, covariance_type="full", means_init=init, random_state=seed,
-                              reg_covar=1e-5).fit(sample)
+        gmm = GaussianMixture(n_components=k, covariance_type="full", means_init=np.sort(centres, 0),
+                              random_state=seed, reg_covar=1e-5).fit(sample)
         assign = gmm.predict(v[:, None])
     ordered = _order_by_mean(v, assign, k)
     if k < n_groups:  # fewer distinct values than groups: keep the top group on top

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 
 from .grouping import GROUPINGS, group, kmeans, log_scale
 from .imageio import ImageError, to_rgb_uint8
@@ -125,13 +126,76 @@ def _smooth(heat: np.ndarray, sigma_at_128: float) -> np.ndarray:
     return out / peak if peak > 0 else out
 
 
+NUCLEUS_SEEDS = ("dark", "rough")
+#: least lightness difference (Lab L, 0-255) for the rough nucleus to count as two colour classes
+MIN_NUCLEUS_CONTRAST = 12.0
+
+
+def lightness(rgb: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.medianBlur(rgb, 3), cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32)
+
+
+def dark_part(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The darker colour class (Otsu on Lab lightness) inside ``region``; the whole region when it
+    holds one colour class only (its two Otsu classes differ by less than MIN_NUCLEUS_CONTRAST)."""
+    from skimage.filters import threshold_otsu
+
+    region = np.asarray(region, bool)
+    if region.sum() < 16:
+        return region
+    L = lightness(rgb)
+    values = L[region]
+    if np.ptp(values) == 0:
+        return region
+    t = threshold_otsu(values)
+    dark, light = values[values <= t], values[values > t]
+    if light.size == 0 or light.mean() - dark.mean() < MIN_NUCLEUS_CONTRAST:
+        return region
+    seed = region & (L <= t)
+    # a partial explanation covers part of the nucleus: take the whole dark blob it touches,
+    # but no farther than the region's own equivalent radius
+    reach = dilate(region, max(1, int(round(np.sqrt(region.sum() / np.pi)))))
+    lab, _ = ndi.label((L <= t) & reach)
+    touched = np.unique(lab[seed])
+    return np.isin(lab, touched[touched > 0])
+
+
+#: the probable-nucleus zone reaches this fraction of the seed's equivalent radius beyond it
+NUCLEUS_GROW = 0.3
+
+
+def refine_nucleus(rgb: np.ndarray, candidate: np.ndarray, far_bg: np.ndarray, iterations: int,
+                   work_size=DEFAULT_WORK_SIZE, nucleus_seed: str = "dark") -> np.ndarray:
+    """GrabCut the nucleus from a candidate region (the heatmap's top group).
+
+    ``nucleus_seed`` "dark" keeps the candidate's darker colour class (a stained nucleus is darker
+    than cytoplasm: a coarse heatmap's top group often spills over the cytoplasm, and GrabCut would
+    then learn cytoplasm colours as nucleus); "rough" keeps the candidate as is (the paper).
+    The (eroded) seed is sure nucleus and a zone around it (NUCLEUS_GROW of the seed's equivalent
+    radius: a wider zone fills GrabCut's nucleus model with cytoplasm colours) probable nucleus,
+    so the cut can both trim a spilled seed and grow a partial one; ``far_bg`` is sure background.
+    """
+    if nucleus_seed not in NUCLEUS_SEEDS:
+        raise SegmentationError(f"nucleus_seed must be one of {NUCLEUS_SEEDS}, got {nucleus_seed!r}")
+    seed = dark_part(rgb, candidate) if nucleus_seed == "dark" else np.asarray(candidate, bool)
+    if not seed.any():
+        return seed
+    core = erode(seed, 1)
+    zone = dilate(seed, max(1, int(round(NUCLEUS_GROW * np.sqrt(seed.sum() / np.pi)))))
+    return grabcut(rgb, seed_map(rgb.shape, zone, sure_fg=core if core.any() else None,
+                                 sure_bg=far_bg & ~zone), iterations, work_size)
+
+
 def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5,
                  cytoplasm_iterations: int = 5, dilation: float = 5, work_size=DEFAULT_WORK_SIZE,
-                 timings: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 timings: dict | None = None, nucleus_seed: str = "dark") -> tuple[np.ndarray, np.ndarray]:
     """GrabCut the rough nucleus (rough == 2), then the cell (rough >= 1) seeded with that nucleus.
 
-    Seeds: the rough region is probable foreground; pixels farther than ``dilation`` from the rough
+    Seeds: the nucleus seed is probable foreground; pixels farther than ``dilation`` from the rough
     cell are sure background; the refined nucleus is sure foreground of the cell.
+    ``nucleus_seed``: "rough" takes the rough nucleus as is (the paper); "dark" keeps its darker
+    colour class (a stained nucleus is darker than cytoplasm), because a coarse heatmap's top group
+    often spills over the cytoplasm and then GrabCut learns cytoplasm colours as nucleus.
     Returns (nucleus, cell) bool masks.
     """
     timings = timings if timings is not None else {}
@@ -139,7 +203,7 @@ def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5
     nuc_rough, cell_rough = rough == 2, rough >= 1
     far_bg = ~dilate(cell_rough, r)
     t0 = time.perf_counter()
-    nucleus = grabcut(rgb, seed_map(rgb.shape, nuc_rough, sure_bg=far_bg), nucleus_iterations, work_size)
+    nucleus = refine_nucleus(rgb, nuc_rough, far_bg, nucleus_iterations, work_size, nucleus_seed)
     t1 = time.perf_counter()
     cell = grabcut(rgb, seed_map(rgb.shape, cell_rough, sure_fg=erode(nucleus, 1), sure_bg=far_bg),
                    cytoplasm_iterations, work_size)
@@ -178,7 +242,7 @@ def _no_cell(rgb: np.ndarray) -> bool:
 def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: str = "gmm",
                    target=None, layer=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
                    dilation: float = 5, smooth: float = 0.0, work_size=DEFAULT_WORK_SIZE,
-                   progress=None) -> SegmentationResult:
+                   nucleus_seed: str = "dark", progress=None) -> SegmentationResult:
     """Algorithm 1: CAM heatmap -> 3-group rough map -> GrabCut nucleus, GrabCut cell -> combine."""
     timings: dict = {}
     _report(progress, "explain", 0.1)
@@ -191,7 +255,7 @@ def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: 
     timings["grouping"] = time.perf_counter() - t0
     _report(progress, "grabcut", 0.5)
     nucleus, cell = refine_rough(rgb, rough, nucleus_iterations, cytoplasm_iterations, dilation, work_size,
-                                 timings)
+                                 timings, nucleus_seed)
     t0 = time.perf_counter()
     labels = combine(nucleus, cell)
     timings["combine"] = time.perf_counter() - t0
@@ -201,7 +265,7 @@ def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: 
         probabilities=expl.probabilities, explained_class=expl.target_class, timings=timings,
         settings={"grouping": grouping, "layer": expl.layer, "nucleus_iterations": nucleus_iterations,
                   "cytoplasm_iterations": cytoplasm_iterations, "dilation": dilation, "smooth": smooth,
-                  "work_size": work_size},
+                  "work_size": work_size, "nucleus_seed": nucleus_seed},
     )
 
 
@@ -209,7 +273,7 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
                    target=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
                    dilation: float = 3, smooth: float = 2.0, log_scale_factor: float = 1000.0,
                    inpainter: str = "auto", lama_model=None, work_size=DEFAULT_WORK_SIZE,
-                   progress=None) -> SegmentationResult:
+                   nucleus_seed: str = "dark", progress=None) -> SegmentationResult:
     """Algorithm 2: LRP relevance -> 2-group nucleus seed -> GrabCut nucleus; log-scaled 3-group
     map minus the nucleus -> cytoplasm seed; inpaint the dilated nucleus; GrabCut the cell on the
     inpainted image; combine."""
@@ -220,14 +284,14 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
     _report(progress, "group", 0.4)
     t0 = time.perf_counter()
     heat = _smooth(expl.heatmap, smooth)
-    nucleus_seed = group(heat, 2, grouping) == 1
+    top = group(heat, 2, grouping) == 1
     rough = group(log_scale(heat, log_scale_factor), 3, grouping)
     timings["grouping"] = time.perf_counter() - t0
     _report(progress, "grabcut nucleus", 0.5)
     r = _scaled(dilation, rgb.shape)
     far_bg = ~dilate(rough >= 1, 2 * r)
     t0 = time.perf_counter()
-    nucleus = grabcut(rgb, seed_map(rgb.shape, nucleus_seed, sure_bg=far_bg), nucleus_iterations, work_size)
+    nucleus = refine_nucleus(rgb, top, far_bg, nucleus_iterations, work_size, nucleus_seed)
     timings["grabcut_nucleus"] = time.perf_counter() - t0
     _report(progress, "inpaint", 0.7)
     t0 = time.perf_counter()
@@ -238,14 +302,14 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
     timings["inpainting"] = time.perf_counter() - t0
     _report(progress, "grabcut cytoplasm", 0.8)
     t0 = time.perf_counter()
-    cell = grabcut(removed, seed_map(rgb.shape, cytoplasm_seed, sure_fg=nucleus_dilated, sure_bg=far_bg),
+    cell = grabcut(removed, seed_map(rgb.shape, cytoplasm_seed, sure_fg=nucleus_dilated, sure_bg=None),
                    cytoplasm_iterations, work_size)
     timings["grabcut_cytoplasm"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     labels = combine(nucleus, cell)
     timings["combine"] = time.perf_counter() - t0
     rough_map = rough.copy()
-    rough_map[nucleus_seed] = 2
+    rough_map[top] = 2
     return SegmentationResult(
         labels=labels, rough=rough_map, heatmap=expl.heatmap, method=method, algorithm="lrp",
         predicted_class=expl.predicted_class, probability=expl.probability,
@@ -253,7 +317,8 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
         inpainter=inpainter_used, timings=timings,
         settings={"grouping": grouping, "nucleus_iterations": nucleus_iterations,
                   "cytoplasm_iterations": cytoplasm_iterations, "dilation": dilation, "smooth": smooth,
-                  "log_scale_factor": log_scale_factor, "inpainter": inpainter, "work_size": work_size},
+                  "log_scale_factor": log_scale_factor, "inpainter": inpainter, "work_size": work_size,
+                  "nucleus_seed": nucleus_seed},
     )
 
 

@@ -73,6 +73,7 @@ def grabcut(image_rgb: np.ndarray, seeds: np.ndarray, iterations: int = 5,
             return fg_seed
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     work = s.copy()
+    cv2.setRNGSeed(0)  # GrabCut seeds its GMMs with k-means on OpenCV's global RNG: same input, same cut
     try:
         cv2.grabCut(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), work, None, bgd, fgd, int(iterations),
                     cv2.GC_INIT_WITH_MASK)
@@ -80,6 +81,9 @@ def grabcut(image_rgb: np.ndarray, seeds: np.ndarray, iterations: int = 5,
         # GMM initialisation fails on too few distinct samples (e.g. a near-constant image)
         return fg_seed
     fg = ((work == GC_FGD) | (work == GC_PR_FGD)).astype(np.float32)
+    if not fg.any():
+        # GrabCut gave every seed pixel to the background: keep the seed rather than lose the region
+        return fg_seed
     if scale < 1.0:
         fg = cv2.resize(fg, (w, h), interpolation=cv2.INTER_LINEAR)
     return fg >= 0.5
