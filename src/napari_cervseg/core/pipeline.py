@@ -186,16 +186,32 @@ def refine_nucleus(rgb: np.ndarray, candidate: np.ndarray, far_bg: np.ndarray, i
                                  sure_bg=far_bg & ~zone), iterations, work_size)
 
 
+def background_like(rgb: np.ndarray) -> np.ndarray:
+    """Pixels of the brightest of three lightness classes (multi-Otsu): where the slide shows
+    through. Unstained background is the brightest thing in a bright-field Pap smear image."""
+    from skimage.filters import threshold_multiotsu
+
+    L = lightness(rgb)
+    if np.ptp(L) < 3:
+        return np.zeros(L.shape, bool)
+    try:
+        t = threshold_multiotsu(L, classes=3)
+    except ValueError:  # too few grey levels for three classes
+        return np.zeros(L.shape, bool)
+    return L > t[-1]
+
+
 def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5,
                  cytoplasm_iterations: int = 5, dilation: float = 5, work_size=DEFAULT_WORK_SIZE,
                  timings: dict | None = None, nucleus_seed: str = "dark") -> tuple[np.ndarray, np.ndarray]:
     """GrabCut the rough nucleus (rough == 2), then the cell (rough >= 1) seeded with that nucleus.
 
-    Seeds: the nucleus seed is probable foreground; pixels farther than ``dilation`` from the rough
-    cell are sure background; the refined nucleus is sure foreground of the cell.
-    ``nucleus_seed``: "rough" takes the rough nucleus as is (the paper); "dark" keeps its darker
-    colour class (a stained nucleus is darker than cytoplasm), because a coarse heatmap's top group
-    often spills over the cytoplasm and then GrabCut learns cytoplasm colours as nucleus.
+    Seeds: see :func:`refine_nucleus` for the nucleus (pixels farther than ``dilation`` from the
+    rough cell are sure background there). For the cell, the rough cell is probable foreground,
+    the refined nucleus sure foreground; sure background only where a pixel is both far from the
+    rough cell and of the image's brightest colour class (:func:`background_like`): a heatmap
+    often covers only part of the cytoplasm, and a sure background drawn from it alone would cut
+    the cell. Everything else is probable background.
     Returns (nucleus, cell) bool masks.
     """
     timings = timings if timings is not None else {}
@@ -205,7 +221,8 @@ def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5
     t0 = time.perf_counter()
     nucleus = refine_nucleus(rgb, nuc_rough, far_bg, nucleus_iterations, work_size, nucleus_seed)
     t1 = time.perf_counter()
-    cell = grabcut(rgb, seed_map(rgb.shape, cell_rough, sure_fg=erode(nucleus, 1), sure_bg=far_bg),
+    cell = grabcut(rgb, seed_map(rgb.shape, cell_rough, sure_fg=erode(nucleus, 1),
+                                 sure_bg=far_bg & background_like(rgb)),
                    cytoplasm_iterations, work_size)
     t2 = time.perf_counter()
     timings["grabcut_nucleus"] = t1 - t0
@@ -302,7 +319,8 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
     timings["inpainting"] = time.perf_counter() - t0
     _report(progress, "grabcut cytoplasm", 0.8)
     t0 = time.perf_counter()
-    cell = grabcut(removed, seed_map(rgb.shape, cytoplasm_seed, sure_fg=nucleus_dilated, sure_bg=None),
+    cell = grabcut(removed, seed_map(rgb.shape, cytoplasm_seed, sure_fg=nucleus_dilated,
+                                     sure_bg=far_bg & background_like(rgb)),
                    cytoplasm_iterations, work_size)
     timings["grabcut_cytoplasm"] = time.perf_counter() - t0
     t0 = time.perf_counter()
