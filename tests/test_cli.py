@@ -1,0 +1,63 @@
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_cervseg.cli import main
+from napari_cervseg.core.models import save_model
+
+
+@pytest.fixture()
+def model_file(tmp_path, trained_synthetic_model):
+    return str(save_model(trained_synthetic_model, tmp_path / "model" / "synthetic.safetensors",
+                          {**trained_synthetic_model.card}))
+
+
+def _write(path, rgb):
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+def test_segment_writes_labels_heatmap_overlay_and_one_csv(tmp_path, synthetic_cells, model_file):
+    inputs = [_write(tmp_path / f"cell{i}.png", synthetic_cells[i][0]) for i in range(2)]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG truncated")
+    out = tmp_path / "out"
+    code = main(["segment", *map(str, inputs), str(bad), "--out", str(out), "--model", model_file, "--quiet"])
+    assert code == 1  # one input failed
+    for i, path in enumerate(inputs):
+        labels = cv2.imread(str(out / f"cell{i}_labels.png"), cv2.IMREAD_UNCHANGED)
+        assert labels.dtype == np.uint8 and labels.shape == synthetic_cells[i][0].shape[:2]
+        assert set(np.unique(labels)) <= {0, 1, 2} and (labels == 2).any()
+        assert (out / f"cell{i}_heatmap.png").exists() and (out / f"cell{i}_overlay.png").exists()
+    rows = list(csv.DictReader((out / "descriptors.csv").open()))
+    assert [r["image"] for r in rows] == ["cell0", "cell1"]
+    assert float(rows[0]["nucleus_area"]) > 0 and rows[0]["predicted_class"] in ("normal", "abnormal")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["done"] == 2 and summary["failed"][0]["input"].endswith("broken.png")
+
+
+def test_rerun_keeps_hand_corrected_labels(tmp_path, synthetic_cells, model_file):
+    src = _write(tmp_path / "cell.png", synthetic_cells[0][0])
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), "--model", model_file, "--quiet"]) == 0
+    labels_path = out / "cell_labels.png"
+    corrected = cv2.imread(str(labels_path), cv2.IMREAD_UNCHANGED)
+    corrected[:5, :5] = 1  # the user paints
+    cv2.imwrite(str(labels_path), corrected)
+    (out / "descriptors.csv").unlink()
+    assert main(["segment", str(src), "--out", str(out), "--model", model_file, "--quiet"]) == 0
+    np.testing.assert_array_equal(cv2.imread(str(labels_path), cv2.IMREAD_UNCHANGED), corrected)
+    row = next(csv.DictReader((out / "descriptors.csv").open()))
+    assert row["status"] == "kept existing labels"
+    assert int(row["cytoplasm_area"]) == int((corrected == 1).sum())
+
+
+def test_bad_model_and_no_inputs_exit_with_a_message(tmp_path, capsys):
+    assert main(["segment", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no input images" in capsys.readouterr().err
+    img = _write(tmp_path / "a.png", np.zeros((10, 10, 3), np.uint8))
+    assert main(["segment", str(img), "--out", str(tmp_path / "o"), "--model", "missing.safetensors"]) == 2
+    assert "neither a bundled model" in capsys.readouterr().err

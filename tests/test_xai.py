@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from napari_cervseg import explain
+from napari_cervseg.core.models import CompactCNN, wrap_model
+from napari_cervseg.core.preprocess import PreprocessConfig, preprocess
+from napari_cervseg.core.xai import METHODS, _activations_and_gradients, cam_maps, lrp_relevance
+
+
+def _small_model(size=128, seed=0, zero_bias=False):
+    torch.manual_seed(seed)
+    net = CompactCNN(widths=(8, 16, 16, 32)).eval()
+    if zero_bias:
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return wrap_model(net, preprocess=PreprocessConfig(input_size=size), cam_layer="features.block3")
+
+
+def _numpy_cams(act, grad):
+    """Direct numpy transcriptions of the two Grad-CAM++ formulas (module docstring of xai.py)."""
+    a, g = act[0], grad[0]  # (K, h, w)
+    eps = 1e-7
+    # pytorch-grad-cam variant
+    sum_a = a.sum(axis=(1, 2), keepdims=True)
+    alpha = g**2 / (2 * g**2 + sum_a * g**3 + eps)
+    alpha = np.where(g != 0, alpha, 0)
+    w_common = (alpha * np.maximum(g, 0)).sum(axis=(1, 2))
+    # the paper's equations 1-6 with d2L/dA2 = g^2
+    G = g.sum(axis=(1, 2), keepdims=True)
+    alpha_p = g**2 * G / (2 * g**2 + G * g + eps)
+    alpha_p = alpha_p / (alpha_p.sum(axis=(1, 2), keepdims=True) + eps)
+    w_paper = (alpha_p * np.maximum(g, 0)).sum(axis=(1, 2))
+    cam = lambda w: np.maximum((w[:, None, None] * a).sum(0), 0)  # noqa: E731
+    return cam(w_common), cam(w_paper)
+
+
+def test_gradcampp_matches_direct_formulas(one_cell):
+    model = _small_model()
+    x = preprocess(one_cell[0], model.preprocess)
+    act, grad, _, _ = _activations_and_gradients(model.net, x, "features.block3", None)
+    ref_common, ref_paper = _numpy_cams(act.numpy().astype(np.float64), grad.numpy().astype(np.float64))
+    common, _, _ = cam_maps(model.net, x, "features.block3", "gradcam++")
+    paper, _, _ = cam_maps(model.net, x, "features.block3", "gradcam++-paper")
+    np.testing.assert_allclose(common[0].numpy(), ref_common, rtol=1e-3, atol=1e-6 * ref_common.max())
+    np.testing.assert_allclose(paper[0].numpy(), ref_paper, rtol=1e-3, atol=1e-6 * max(ref_paper.max(), 1e-12))
+
+
+def test_lrp_gamma_ruleset_conserves_the_logit():
+    model = _small_model(zero_bias=True)
+    x = torch.rand(1, 3, 128, 128) * 2 - 1
+    rel, probs, idx = lrp_relevance(model, x, "lrp-ruleset2")
+    with torch.no_grad():
+        logit = model.net(x)[0, idx].item()
+    # BatchNorm merging adds biases that absorb a little relevance; the rest is conserved
+    assert rel.sum().item() == pytest.approx(logit, rel=0.05)
+
+
+@pytest.mark.parametrize("size", [128, 224])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_runs_on_cpu_at_128_and_224(method, size, one_cell):
+    model = _small_model(size)
+    e = explain(model, one_cell[0], method=method, device="cpu")
+    assert e.heatmap.shape == one_cell[0].shape[:2] and e.heatmap.dtype == np.float32
+    assert 0 <= e.heatmap.min() and e.heatmap.max() <= 1
+    assert (e.relevance is not None) == method.startswith("lrp")
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "lrp-ruleset2"])
+def test_heatmap_highlights_the_discriminative_nucleus(trained_synthetic_model, synthetic_cells, method):
+    """The synthetic classes differ only in the nucleus: the explanation of 'abnormal' must be
+    stronger on and around the nucleus than on the background."""
+    ratios = []
+    for rgb, truth, cls in synthetic_cells[:12]:
+        if cls != "abnormal":
+            continue
+        e = explain(trained_synthetic_model, rgb, method=method, target="abnormal")
+        ratios.append(e.heatmap[truth >= 1].mean() / max(e.heatmap[truth == 0].mean(), 1e-6))
+    assert np.median(ratios) > 2.0, ratios
+
+
+def test_unknown_method_and_layer_are_named(one_cell):
+    model = _small_model()
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        explain(model, one_cell[0], method="shap")
+    with pytest.raises(ValueError, match="layer 'nope' not found"):
+        explain(model, one_cell[0], layer="nope")
