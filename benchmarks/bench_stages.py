@@ -1,0 +1,91 @@
+"""Per-stage time per cell for Algorithm 1, Algorithm 2 and the colour baseline, on this CPU.
+
+    .venv/bin/python benchmarks/bench_stages.py [--data ../shared/data/herlev] [--n 60]
+
+Runs the bundled default model at its 128 px input and, the same weights, at 224 px input
+(the compact network is fully convolutional with global pooling, so it accepts both; this
+isolates the cost of the input size). Images: the first N of the default model's test split
+(real Herlev cells of their own sizes). Writes benchmarks/results/stages.json and stages.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_cervseg import load_model, segment_cell
+from napari_cervseg.core.datasets import default_data_root, read_dataset
+
+STAGES = ("preprocess", "forward_backward", "classify", "grouping", "grabcut_nucleus", "inpainting",
+          "grabcut_cytoplasm", "combine", "total")
+METHODS = ("gradcam++", "lrp-ruleset1", "colour-baseline")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--n", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "stages"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    root = Path(args.data) if args.data else default_data_root()
+    if root is None:
+        sys.exit("no data: pass --data (a Herlev-layout folder)")
+    model128 = load_model("default", device="cpu")
+    test_names = set(model128.card["training"]["split"]["test"])
+    samples = [s for s in read_dataset(root) if s.name in test_names][: args.n]
+    images = [s.load_image() for s in samples]
+    model224 = dataclasses.replace(model128, preprocess=dataclasses.replace(model128.preprocess, input_size=224))
+    results = {}
+    for size, model in ((128, model128), (224, model224)):
+        for method in METHODS:
+            segment_cell(images[0], model=model, method=method, inpainter="opencv")  # warm-up
+            per_stage = {s: [] for s in STAGES}
+            for img in images:
+                r = segment_cell(img, model=model, method=method, inpainter="opencv")
+                for s in STAGES:
+                    if s in r.timings:
+                        per_stage[s].append(r.timings[s])
+            results[f"{method}@{size}"] = {
+                s: {"median_ms": 1000 * float(np.median(v)), "mean_ms": 1000 * float(np.mean(v))}
+                for s, v in per_stage.items() if v
+            }
+            print(f"{method}@{size}: total median {results[f'{method}@{size}']['total']['median_ms']:.1f} ms")
+    sizes = [img.shape[:2] for img in images]
+    meta = {
+        "command": "python benchmarks/bench_stages.py " + " ".join(argv or sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "n_images": len(images),
+        "image_sizes_median_hw": [int(np.median([s[0] for s in sizes])), int(np.median([s[1] for s in sizes]))],
+        "model": model128.source,
+        "note": "224 px rows reuse the 128 px default weights at 224 px input to time the larger input",
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    lines = [f"# Per-stage time per cell (CPU)\n", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}, "
+             f"{meta['machine']}, torch {meta['torch']}, {meta['n_images']} Herlev test-split cells "
+             f"(median size {meta['image_sizes_median_hw'][0]} x {meta['image_sizes_median_hw'][1]} px). "
+             f"{meta['note']}.\n", "Median ms per cell (mean in brackets):\n",
+             "| method @ input | " + " | ".join(STAGES) + " |", "|---" * (len(STAGES) + 1) + "|"]
+    for key, stages in results.items():
+        cells = [f"{stages[s]['median_ms']:.1f} ({stages[s]['mean_ms']:.1f})" if s in stages else "-" for s in STAGES]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
