@@ -196,6 +196,10 @@ class CellClassifier:
         return idx
 
 
+LRP_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+              nn.Flatten, nn.Dropout, nn.Identity)
+
+
 def wrap_model(net: nn.Module, preprocess: PreprocessConfig | None = None, cam_layer: str | None = None,
                class_names=CLASS_NAMES, lrp_applicable: bool | None = None) -> CellClassifier:
     """Wrap any torch classifier (logits for ``class_names``) for the pipeline.
@@ -210,12 +214,10 @@ def wrap_model(net: nn.Module, preprocess: PreprocessConfig | None = None, cam_l
             raise ModelError("the network has no Conv2d layer; give cam_layer= explicitly")
         cam_layer = conv_names[-1]
     if lrp_applicable is None:
-        lrp_applicable = all(
-            isinstance(m, (nn.Sequential, nn.Conv2d, nn.Linear, nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d,
-                           nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout, nn.Identity))
-            or len(list(m.children())) > 0
-            for m in net.modules()
-        )
+        # LRP rules exist for a plain stack of these layers; anything else (skip connections hide
+        # in custom modules) makes LRP unavailable rather than silently wrong
+        leaves = [m for m in net.modules() if not list(m.children())]
+        lrp_applicable = all(isinstance(m, LRP_LAYERS) for m in leaves)
     return CellClassifier(net=net, preprocess=preprocess or PreprocessConfig(), cam_layer=cam_layer,
                           class_names=tuple(class_names), lrp_applicable=bool(lrp_applicable))
 
@@ -244,6 +246,7 @@ def save_model(model: CellClassifier | nn.Module, path, card: dict | None = None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"architecture": card["architecture"]})
+    tmp.chmod(0o644)  # safetensors creates the file owner-only; a model is meant to be shared
     tmp.replace(path)
     card_path = path.with_suffix(".json")
     tmp_card = card_path.with_name(card_path.name + ".tmp")

@@ -35,6 +35,9 @@ class TrainConfig:
     seed: int = 0
     split_fractions: tuple = (0.7, 0.1, 0.2)
     tta: bool = True
+    input_size: int | None = None  # None: the architecture's own
+    equalise: str = "luminance"
+    label_smoothing: float = 0.05
 
 
 def random_augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -105,7 +108,7 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     split = stratified_split(samples, config.split_fractions, config.seed)
     by_name = {s.name: s for s in samples}
     info = ARCHITECTURES[config.arch]
-    pconf = PreprocessConfig(input_size=info["input_size"])
+    pconf = PreprocessConfig(input_size=config.input_size or info["input_size"], equalise=config.equalise)
     parts = {}
     for part in ("train", "val", "test"):
         ss = [by_name[n] for n in split[part]]
@@ -119,7 +122,7 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     steps_per_epoch = math.ceil(len(index) / config.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs,
                                                 steps_per_epoch=steps_per_epoch)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history, best, best_state, since_best = [], -1.0, None, 0
     t0 = time.perf_counter()
     for epoch in range(config.epochs):
