@@ -91,7 +91,8 @@ def cmd_segment(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     options = {}
-    for key in ("nucleus_iterations", "cytoplasm_iterations", "dilation", "inpainter", "lama_model"):
+    for key in ("nucleus_iterations", "cytoplasm_iterations", "dilation", "inpainter", "lama_model",
+                "nucleus_seed"):
         value = getattr(args, key, None)
         if value is not None:
             options[key] = value
@@ -183,7 +184,7 @@ def cmd_models(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .core.grouping import GROUPINGS
     from .core.inpaint import INPAINTERS
-    from .core.pipeline import SEGMENT_METHODS
+    from .core.pipeline import NUCLEUS_SEEDS, SEGMENT_METHODS
 
     parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -201,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--nucleus-iterations", type=int, default=None)
     seg.add_argument("--cytoplasm-iterations", type=int, default=None)
     seg.add_argument("--dilation", type=float, default=None, help="radius in px of a 128 px image")
+    seg.add_argument("--nucleus-seed", default=None, choices=NUCLEUS_SEEDS,
+                     help="how the heatmap's top group becomes the nucleus seed (see README)")
     seg.add_argument("--inpainter", default=None, choices=INPAINTERS)
     seg.add_argument("--lama-model", default=None, help="local big-lama.pt (TorchScript)")
     seg.add_argument("--pixel-size", type=float, default=None, help="µm per pixel, for µm descriptors")

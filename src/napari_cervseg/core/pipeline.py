@@ -126,7 +126,7 @@ def _smooth(heat: np.ndarray, sigma_at_128: float) -> np.ndarray:
     return out / peak if peak > 0 else out
 
 
-NUCLEUS_SEEDS = ("dark", "rough")
+NUCLEUS_SEEDS = ("colour", "dark", "rough")
 #: least lightness difference (Lab L, 0-255) for the rough nucleus to count as two colour classes
 MIN_NUCLEUS_CONTRAST = 12.0
 
@@ -177,13 +177,44 @@ def refine_nucleus(rgb: np.ndarray, candidate: np.ndarray, far_bg: np.ndarray, i
     """
     if nucleus_seed not in NUCLEUS_SEEDS:
         raise SegmentationError(f"nucleus_seed must be one of {NUCLEUS_SEEDS}, got {nucleus_seed!r}")
-    seed = dark_part(rgb, candidate) if nucleus_seed == "dark" else np.asarray(candidate, bool)
+    if nucleus_seed == "colour":
+        seed = colour_nucleus_seed(rgb, candidate)
+    elif nucleus_seed == "dark":
+        seed = dark_part(rgb, candidate)
+    else:
+        seed = np.asarray(candidate, bool)
     if not seed.any():
         return seed
     core = erode(seed, 1)
     zone = dilate(seed, max(1, int(round(NUCLEUS_GROW * np.sqrt(seed.sum() / np.pi)))))
     return grabcut(rgb, seed_map(rgb.shape, zone, sure_fg=core if core.any() else None,
                                  sure_bg=far_bg & ~zone), iterations, work_size)
+
+
+def darkest_colour_class(rgb: np.ndarray) -> np.ndarray:
+    """The darkest of three colour classes of the image (k-means on Lab, as the baseline)."""
+    return colour_rough_map(rgb) == 2
+
+
+def colour_nucleus_seed(rgb: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """The darkest-colour blobs that the explanation's candidate region touches.
+
+    Colour draws the boundary (a stained nucleus is the darkest thing in the cell); the
+    explanation chooses which dark blob is the nucleus that drove the decision (a crop often holds
+    neighbouring nuclei or debris). Falls back to :func:`dark_part` when no dark blob is touched.
+    """
+    candidate = np.asarray(candidate, bool)
+    dark = dark_part(rgb, darkest_colour_class(rgb))
+    lab, n = ndi.label(dark)
+    if n == 0 or not candidate.any():
+        return dark_part(rgb, candidate)
+    overlap = np.bincount(lab[candidate], minlength=n + 1)
+    overlap[0] = 0
+    if overlap.max() == 0:
+        return dark_part(rgb, candidate)
+    # blobs touched by a real share of the candidate (not a stray pixel of its rim)
+    keep = np.flatnonzero(overlap >= max(1, 0.1 * overlap.max()))
+    return np.isin(lab, keep)
 
 
 def background_like(rgb: np.ndarray) -> np.ndarray:
@@ -203,7 +234,8 @@ def background_like(rgb: np.ndarray) -> np.ndarray:
 
 def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5,
                  cytoplasm_iterations: int = 5, dilation: float = 5, work_size=DEFAULT_WORK_SIZE,
-                 timings: dict | None = None, nucleus_seed: str = "dark") -> tuple[np.ndarray, np.ndarray]:
+                 timings: dict | None = None, nucleus_seed: str = "dark",
+                 inpaint_nucleus: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """GrabCut the rough nucleus (rough == 2), then the cell (rough >= 1) seeded with that nucleus.
 
     Seeds: see :func:`refine_nucleus` for the nucleus (pixels farther than ``dilation`` from the
@@ -221,12 +253,21 @@ def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5
     t0 = time.perf_counter()
     nucleus = refine_nucleus(rgb, nuc_rough, far_bg, nucleus_iterations, work_size, nucleus_seed)
     t1 = time.perf_counter()
-    cell = grabcut(rgb, seed_map(rgb.shape, cell_rough, sure_fg=erode(nucleus, 1),
-                                 sure_bg=far_bg & background_like(rgb)),
-                   cytoplasm_iterations, work_size)
+    image_for_cell, sure_cell = rgb, erode(nucleus, 1)
+    if inpaint_nucleus and nucleus.any():
+        # Algorithm 2's idea: without the dark nucleus in its colour model, GrabCut's cell model is
+        # the cytoplasm's own colours
+        sure_cell = dilate(nucleus, r)
+        image_for_cell, _ = inpaint(rgb, sure_cell, "opencv")
     t2 = time.perf_counter()
+    cell = grabcut(image_for_cell, seed_map(rgb.shape, cell_rough, sure_fg=sure_cell,
+                                            sure_bg=far_bg & background_like(rgb)),
+                   cytoplasm_iterations, work_size)
+    t3 = time.perf_counter()
     timings["grabcut_nucleus"] = t1 - t0
-    timings["grabcut_cytoplasm"] = t2 - t1
+    if inpaint_nucleus:
+        timings["inpainting"] = t2 - t1
+    timings["grabcut_cytoplasm"] = t3 - t2
     return nucleus, cell
 
 
@@ -259,7 +300,8 @@ def _no_cell(rgb: np.ndarray) -> bool:
 def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: str = "gmm",
                    target=None, layer=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
                    dilation: float = 5, smooth: float = 0.0, work_size=DEFAULT_WORK_SIZE,
-                   nucleus_seed: str = "dark", progress=None) -> SegmentationResult:
+                   nucleus_seed: str = "dark", inpaint_nucleus: bool = False,
+                   progress=None) -> SegmentationResult:
     """Algorithm 1: CAM heatmap -> 3-group rough map -> GrabCut nucleus, GrabCut cell -> combine."""
     timings: dict = {}
     _report(progress, "explain", 0.1)
@@ -272,7 +314,7 @@ def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: 
     timings["grouping"] = time.perf_counter() - t0
     _report(progress, "grabcut", 0.5)
     nucleus, cell = refine_rough(rgb, rough, nucleus_iterations, cytoplasm_iterations, dilation, work_size,
-                                 timings, nucleus_seed)
+                                 timings, nucleus_seed, inpaint_nucleus)
     t0 = time.perf_counter()
     labels = combine(nucleus, cell)
     timings["combine"] = time.perf_counter() - t0
@@ -282,7 +324,7 @@ def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: 
         probabilities=expl.probabilities, explained_class=expl.target_class, timings=timings,
         settings={"grouping": grouping, "layer": expl.layer, "nucleus_iterations": nucleus_iterations,
                   "cytoplasm_iterations": cytoplasm_iterations, "dilation": dilation, "smooth": smooth,
-                  "work_size": work_size, "nucleus_seed": nucleus_seed},
+                  "work_size": work_size, "nucleus_seed": nucleus_seed, "inpaint_nucleus": inpaint_nucleus},
     )
 
 
@@ -341,7 +383,8 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
 
 
 def colour_baseline(rgb: np.ndarray, model=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
-                    dilation: float = 5, work_size=DEFAULT_WORK_SIZE, progress=None) -> SegmentationResult:
+                    dilation: float = 5, work_size=DEFAULT_WORK_SIZE, nucleus_seed: str = "rough",
+                    inpaint_nucleus: bool = False, progress=None) -> SegmentationResult:
     """The non-XAI baseline: colour k-means rough map + the same GrabCut refinement as Algorithm 1.
     The classifier (if given) still answers, so the result carries a class."""
     timings: dict = {}
@@ -357,7 +400,7 @@ def colour_baseline(rgb: np.ndarray, model=None, nucleus_iterations: int = 5, cy
     timings["grouping"] = time.perf_counter() - t0
     _report(progress, "grabcut", 0.5)
     nucleus, cell = refine_rough(rgb, rough, nucleus_iterations, cytoplasm_iterations, dilation, work_size,
-                                 timings)
+                                 timings, nucleus_seed, inpaint_nucleus)
     t0 = time.perf_counter()
     labels = combine(nucleus, cell)
     timings["combine"] = time.perf_counter() - t0
@@ -365,7 +408,8 @@ def colour_baseline(rgb: np.ndarray, model=None, nucleus_iterations: int = 5, cy
         labels=labels, rough=rough, heatmap=None, method=BASELINE, algorithm="baseline",
         predicted_class=cls, probability=prob, probabilities=probs, timings=timings,
         settings={"nucleus_iterations": nucleus_iterations, "cytoplasm_iterations": cytoplasm_iterations,
-                  "dilation": dilation, "work_size": work_size},
+                  "dilation": dilation, "work_size": work_size, "nucleus_seed": nucleus_seed,
+                  "inpaint_nucleus": inpaint_nucleus},
     )
 
 
