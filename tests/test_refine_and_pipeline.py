@@ -30,7 +30,7 @@ def test_grabcut_refinement_improves_on_the_rough_map(synthetic_cells):
         refined = combine(nucleus, cell)
         rough_scores.append(segmentation_scores(rough, truth)["mean"]["dice"])
         refined_scores.append(segmentation_scores(refined, truth)["mean"]["dice"])
-    # measured: rough 0.65, refined 0.87 (mean of nucleus and cytoplasm Dice)
+    # measured: rough 0.65, refined 0.86 (mean of nucleus and cytoplasm Dice)
     assert np.mean(refined_scores) > np.mean(rough_scores) + 0.1
     assert np.mean(refined_scores) > 0.8
 
@@ -57,10 +57,9 @@ def test_combine_puts_nucleus_inside_one_cell():
     assert (labels == 2).sum() == 100
 
 
-# (nucleus, cytoplasm) Dice bounds; measured on this synthetic set: gradcam++ 0.96 / 0.99,
-# gradcam++-paper 0.88 / 0.81, gradcam 0.81 / 0.50 (plain Grad-CAM of the small test network
-# often lights the nucleus only, so the cell is missed)
-ALGORITHM1_BOUNDS = {"gradcam++": (0.9, 0.9), "gradcam++-paper": (0.8, 0.7), "gradcam": (0.7, 0.35)}
+# (nucleus, cytoplasm) Dice bounds; measured on this synthetic set with the default options:
+# gradcam++ 0.96 / 0.99, gradcam++-paper 0.88 / 0.92, gradcam 0.96 / 0.99
+ALGORITHM1_BOUNDS = {"gradcam++": (0.9, 0.9), "gradcam++-paper": (0.8, 0.85), "gradcam": (0.9, 0.9)}
 
 
 @pytest.mark.parametrize("method", sorted(ALGORITHM1_BOUNDS))
@@ -85,10 +84,10 @@ def test_algorithm2_recovers_nucleus_and_cytoplasm(trained_synthetic_model, synt
         scores = segmentation_scores(result.labels, truth)
         nuc.append(scores["nucleus"]["dice"])
         cyto.append(scores["cytoplasm"]["dice"])
-    # measured on this synthetic set: ruleset1 0.78 / 0.79, ruleset2 0.86 / 0.93 (nucleus / cytoplasm);
+    # measured on this synthetic set: ruleset1 0.84 / 0.84, ruleset2 0.89 / 0.91 (nucleus / cytoplasm);
     # the small test network's LRP maps often cover only one side of a large nucleus
-    assert np.mean(nuc) > 0.70, np.mean(nuc)
-    assert np.mean(cyto) > 0.70, np.mean(cyto)
+    assert np.mean(nuc) > 0.75, np.mean(nuc)
+    assert np.mean(cyto) > 0.75, np.mean(cyto)
 
 
 def test_colour_baseline_needs_no_model(synthetic_cells):

@@ -233,9 +233,9 @@ def background_like(rgb: np.ndarray) -> np.ndarray:
 
 
 def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5,
-                 cytoplasm_iterations: int = 5, dilation: float = 5, work_size=DEFAULT_WORK_SIZE,
-                 timings: dict | None = None, nucleus_seed: str = "dark",
-                 inpaint_nucleus: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 cytoplasm_iterations: int = 5, dilation: float = 12, work_size=DEFAULT_WORK_SIZE,
+                 timings: dict | None = None, nucleus_seed: str = "colour",
+                 inpaint_nucleus: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """GrabCut the rough nucleus (rough == 2), then the cell (rough >= 1) seeded with that nucleus.
 
     Seeds: see :func:`refine_nucleus` for the nucleus (pixels farther than ``dilation`` from the
@@ -299,8 +299,8 @@ def _no_cell(rgb: np.ndarray) -> bool:
 
 def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: str = "gmm",
                    target=None, layer=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
-                   dilation: float = 5, smooth: float = 0.0, work_size=DEFAULT_WORK_SIZE,
-                   nucleus_seed: str = "dark", inpaint_nucleus: bool = False,
+                   dilation: float = 12, smooth: float = 0.0, work_size=DEFAULT_WORK_SIZE,
+                   nucleus_seed: str = "colour", inpaint_nucleus: bool = True,
                    progress=None) -> SegmentationResult:
     """Algorithm 1: CAM heatmap -> 3-group rough map -> GrabCut nucleus, GrabCut cell -> combine."""
     timings: dict = {}
@@ -332,7 +332,7 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
                    target=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
                    dilation: float = 3, smooth: float = 2.0, log_scale_factor: float = 1000.0,
                    inpainter: str = "auto", lama_model=None, work_size=DEFAULT_WORK_SIZE,
-                   nucleus_seed: str = "dark", progress=None) -> SegmentationResult:
+                   nucleus_seed: str = "colour", progress=None) -> SegmentationResult:
     """Algorithm 2: LRP relevance -> 2-group nucleus seed -> GrabCut nucleus; log-scaled 3-group
     map minus the nucleus -> cytoplasm seed; inpaint the dilated nucleus; GrabCut the cell on the
     inpainted image; combine."""
@@ -383,8 +383,8 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
 
 
 def colour_baseline(rgb: np.ndarray, model=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
-                    dilation: float = 5, work_size=DEFAULT_WORK_SIZE, nucleus_seed: str = "rough",
-                    inpaint_nucleus: bool = False, progress=None) -> SegmentationResult:
+                    dilation: float = 12, work_size=DEFAULT_WORK_SIZE, nucleus_seed: str = "dark",
+                    inpaint_nucleus: bool = True, progress=None) -> SegmentationResult:
     """The non-XAI baseline: colour k-means rough map + the same GrabCut refinement as Algorithm 1.
     The classifier (if given) still answers, so the result carries a class."""
     timings: dict = {}

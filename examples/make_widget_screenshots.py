@@ -1,0 +1,80 @@
+"""Screenshots of each dock widget after a real run, for the README (docs/widget_*.png).
+
+    xvfb-run -a python examples/make_widget_screenshots.py     # headless
+    python examples/make_widget_screenshots.py                 # with a display
+"""
+
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication
+
+from napari_cervseg._sample_data import load_sample
+from napari_cervseg._widgets import ClassifyExplainWidget, MeasureCellWidget, SegmentCellWidget
+
+DOCS = Path(__file__).parents[1] / "docs"
+
+
+def wait_for(widget, timeout=120):
+    start = time.time()
+    while time.time() - start < timeout:
+        QApplication.processEvents()
+        if widget.worker is not None and not widget.panel.cancel_button.isEnabled():
+            break
+        time.sleep(0.02)
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
+
+
+def shot(viewer, name):
+    viewer.window._qt_window.resize(1400, 800)
+    for _ in range(10):
+        QApplication.processEvents()
+        time.sleep(0.05)
+    path = DOCS / name
+    viewer.screenshot(str(path), canvas_only=False, flash=False)
+    print(f"wrote {path}")
+
+
+def main():
+    DOCS.mkdir(exist_ok=True)
+    viewer = napari.Viewer(title="napari-cervseg")
+    viewer.add_image(load_sample("abnormal"), name="cell", rgb=True)
+
+    explain_w = ClassifyExplainWidget(viewer)
+    viewer.window.add_dock_widget(explain_w, name="Classify & explain", area="right")
+    explain_w.image_combo.value = "cell"
+    explain_w.run()
+    wait_for(explain_w)
+    shot(viewer, "widget_classify_explain.png")
+    viewer.window.remove_dock_widget(explain_w)
+
+    seg_w = SegmentCellWidget(viewer)
+    viewer.window.add_dock_widget(seg_w, name="Segment cell", area="right")
+    seg_w.image_combo.value = "cell"
+    seg_w.run()
+    wait_for(seg_w)
+    viewer.layers["cell heatmap [gradcam++]"].visible = False
+    shot(viewer, "widget_segment_cell.png")
+    viewer.window.remove_dock_widget(seg_w)
+
+    measure_w = MeasureCellWidget(viewer)
+    viewer.window.add_dock_widget(measure_w, name="Measure cell", area="right")
+    measure_w.labels_combo.value = "cell regions"
+    measure_w.pixel_size.setValue(0.25)
+    # a hand correction, painted with the labels layer's own brush
+    layer = viewer.layers["cell regions"]
+    layer.selected_label = 2
+    layer.brush_size = 6
+    nucleus = np.argwhere(layer.data == 2)
+    if len(nucleus):
+        layer.paint(tuple(nucleus.mean(0).astype(int)), 2)
+    shot(viewer, "widget_measure_cell.png")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
