@@ -24,7 +24,7 @@ import torch
 from napari_cervseg import load_model, segment_cell
 from napari_cervseg.core.datasets import default_data_root, read_dataset
 
-STAGES = ("preprocess", "forward_backward", "classify", "grouping", "grabcut_nucleus", "inpainting",
+STAGES = ("preprocess", "forward_backward", "classify", "grouping", "nucleus_seed", "grabcut_nucleus", "inpainting",
           "grabcut_cytoplasm", "combine", "total")
 METHODS = ("gradcam++", "lrp-ruleset1", "colour-baseline")
 

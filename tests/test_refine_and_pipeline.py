@@ -131,3 +131,11 @@ def test_unknown_method_or_grouping_is_named(trained_synthetic_model, one_cell):
         segment_cell(one_cell[0], model=trained_synthetic_model, method="gradcam+")
     with pytest.raises(ValueError, match="unknown grouping"):
         segment_cell(one_cell[0], model=trained_synthetic_model, grouping="otsu")
+
+
+def test_options_of_another_algorithm_are_ignored_with_a_warning_and_typos_refused(trained_synthetic_model,
+                                                                                   one_cell):
+    r = segment_cell(one_cell[0], model=trained_synthetic_model, method="gradcam++", inpainter="opencv")
+    assert any("'inpainter' does not apply" in w for w in r.warnings)
+    with pytest.raises(ValueError, match="unknown option.*dilaton.*valid options"):
+        segment_cell(one_cell[0], model=trained_synthetic_model, dilaton=3)

@@ -165,7 +165,8 @@ NUCLEUS_GROW = 0.3
 
 
 def refine_nucleus(rgb: np.ndarray, candidate: np.ndarray, far_bg: np.ndarray, iterations: int,
-                   work_size=DEFAULT_WORK_SIZE, nucleus_seed: str = "dark") -> np.ndarray:
+                   work_size=DEFAULT_WORK_SIZE, nucleus_seed: str = "dark",
+                   timings: dict | None = None) -> np.ndarray:
     """GrabCut the nucleus from a candidate region (the heatmap's top group).
 
     ``nucleus_seed`` "dark" keeps the candidate's darker colour class (a stained nucleus is darker
@@ -177,18 +178,26 @@ def refine_nucleus(rgb: np.ndarray, candidate: np.ndarray, far_bg: np.ndarray, i
     """
     if nucleus_seed not in NUCLEUS_SEEDS:
         raise SegmentationError(f"nucleus_seed must be one of {NUCLEUS_SEEDS}, got {nucleus_seed!r}")
+    t0 = time.perf_counter()
     if nucleus_seed == "colour":
         seed = colour_nucleus_seed(rgb, candidate)
     elif nucleus_seed == "dark":
         seed = dark_part(rgb, candidate)
     else:
         seed = np.asarray(candidate, bool)
+    t1 = time.perf_counter()
+    if timings is not None:
+        timings["nucleus_seed"] = t1 - t0
+        timings["grabcut_nucleus"] = 0.0
     if not seed.any():
         return seed
     core = erode(seed, 1)
     zone = dilate(seed, max(1, int(round(NUCLEUS_GROW * np.sqrt(seed.sum() / np.pi)))))
-    return grabcut(rgb, seed_map(rgb.shape, zone, sure_fg=core if core.any() else None,
-                                 sure_bg=far_bg & ~zone), iterations, work_size)
+    nucleus = grabcut(rgb, seed_map(rgb.shape, zone, sure_fg=core if core.any() else None,
+                                    sure_bg=far_bg & ~zone), iterations, work_size)
+    if timings is not None:
+        timings["grabcut_nucleus"] = time.perf_counter() - t1
+    return nucleus
 
 
 def darkest_colour_class(rgb: np.ndarray) -> np.ndarray:
@@ -250,8 +259,7 @@ def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5
     r = _scaled(dilation, rgb.shape)
     nuc_rough, cell_rough = rough == 2, rough >= 1
     far_bg = ~dilate(cell_rough, r)
-    t0 = time.perf_counter()
-    nucleus = refine_nucleus(rgb, nuc_rough, far_bg, nucleus_iterations, work_size, nucleus_seed)
+    nucleus = refine_nucleus(rgb, nuc_rough, far_bg, nucleus_iterations, work_size, nucleus_seed, timings)
     t1 = time.perf_counter()
     image_for_cell, sure_cell = rgb, erode(nucleus, 1)
     if inpaint_nucleus and nucleus.any():
@@ -264,7 +272,6 @@ def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5
                                             sure_bg=far_bg & background_like(rgb)),
                    cytoplasm_iterations, work_size)
     t3 = time.perf_counter()
-    timings["grabcut_nucleus"] = t1 - t0
     if inpaint_nucleus:
         timings["inpainting"] = t2 - t1
     timings["grabcut_cytoplasm"] = t3 - t2
@@ -349,9 +356,7 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
     _report(progress, "grabcut nucleus", 0.5)
     r = _scaled(dilation, rgb.shape)
     far_bg = ~dilate(rough >= 1, 2 * r)
-    t0 = time.perf_counter()
-    nucleus = refine_nucleus(rgb, top, far_bg, nucleus_iterations, work_size, nucleus_seed)
-    timings["grabcut_nucleus"] = time.perf_counter() - t0
+    nucleus = refine_nucleus(rgb, top, far_bg, nucleus_iterations, work_size, nucleus_seed, timings)
     _report(progress, "inpaint", 0.7)
     t0 = time.perf_counter()
     nucleus_dilated = dilate(nucleus, r)
@@ -413,6 +418,25 @@ def colour_baseline(rgb: np.ndarray, model=None, nucleus_iterations: int = 5, cy
     )
 
 
+def _applicable_options(algorithm, options: dict) -> tuple[dict, list[str]]:
+    """Split options into those ``algorithm`` takes and those that belong to another algorithm
+    (ignored, with a warning: one CLI line can serve every method); unknown names are errors."""
+    import inspect
+
+    known = set()
+    for func in (algorithm1_cam, algorithm2_lrp, colour_baseline):
+        known |= set(inspect.signature(func).parameters)
+    internal = {"model", "rgb", "method", "grouping", "target", "progress"}
+    unknown = sorted(set(options) - known)
+    if unknown or set(options) & internal:
+        valid = sorted(known - internal)
+        raise SegmentationError(f"unknown option(s) {', '.join(sorted(unknown or set(options) & internal))};"
+                                f" valid options: {', '.join(valid)}")
+    accepted = set(inspect.signature(algorithm).parameters)
+    return ({k: v for k, v in options.items() if k in accepted},
+            sorted(k for k in options if k not in accepted))
+
+
 def _report(progress, stage: str, fraction: float):
     if progress is not None:
         progress(stage, fraction)
@@ -466,6 +490,9 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
             warnings=warnings + ["no cell found: the image has no contrast (grey-level std"
                                  f" < {MIN_CONTRAST}); labels are all background"],
         )
+    algorithm = colour_baseline if method == BASELINE else algorithm2_lrp if method in LRP_METHODS \
+        else algorithm1_cam
+    options, ignored = _applicable_options(algorithm, options)
     if method == BASELINE:
         result = colour_baseline(rgb, model_obj, progress=progress, **options)
     else:
@@ -478,7 +505,8 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
             result = algorithm1_cam(model_obj, rgb, method, grouping or "gmm", target, progress=progress,
                                     **options)
     result.model = model_name
-    result.warnings = warnings + result.warnings
+    result.warnings = warnings + [f"option {k!r} does not apply to method {method!r}; ignored"
+                                  for k in ignored] + result.warnings
     if not result.cell_found:
         result.warnings.append("no cell found: the refinement left no nucleus or cytoplasm")
     result.timings["total"] = time.perf_counter() - t_start
