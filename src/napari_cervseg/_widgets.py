@@ -454,6 +454,7 @@ class MeasureCellWidget(QWidget):
         for i, row in enumerate(self.rows):
             for j, col in enumerate(cols):
                 self.table.setItem(i, j, QTableWidgetItem(_fmt(row.get(col))))
+        self.table.resizeColumnsToContents()
 
     def export_csv(self, path) -> Path:
         """Write every descriptor of the table's rows (the table shows a subset of the columns)."""
