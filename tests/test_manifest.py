@@ -30,3 +30,6 @@ def test_sample_data_and_label_reader_writer_roundtrip(tmp_path):
     assert kind == "labels"
     np.testing.assert_array_equal(data, labels)
     assert get_reader(str(tmp_path / "photo.png")) is None
+    (tmp_path / "masks").mkdir()
+    herlev = write_labels(str(tmp_path / "masks" / "149143370-149143378-001.png"), labels, {})[0]
+    assert get_reader(herlev)(herlev)[0][2] == "labels"

@@ -185,3 +185,16 @@ def test_menu_command_segments_the_selected_image(viewer_with_cell, qtbot):
     segment_active_layer(viewer_with_cell)
     qtbot.waitUntil(lambda: "cell regions" in viewer_with_cell.layers, timeout=60000)
     assert viewer_with_cell.layers["cell regions"].metadata[WRITTEN_KEY]
+
+
+def test_viewer_opens_saved_labels_through_the_plugin(make_napari_viewer, tmp_path):
+    from napari_cervseg._writer import write_labels
+
+    labels = np.zeros((30, 40), np.uint8)
+    labels[5:25, 5:35] = 1
+    labels[10:20, 15:25] = 2
+    path = write_labels(str(tmp_path / "cell_labels.png"), labels, {})[0]
+    viewer = make_napari_viewer()
+    layers = viewer.open(path, plugin="napari-cervseg")
+    assert isinstance(layers[0], napari.layers.Labels)
+    np.testing.assert_array_equal(layers[0].data, labels)

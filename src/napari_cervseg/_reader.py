@@ -6,17 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ._napari_glue import LABEL_COLORS
 from .core.imageio import ImageError, read_image
-
-#: napari colours: cytoplasm orange, nucleus blue (fixed, clearly different)
-LABEL_COLORS = {0: "transparent", 1: "#ff961e", 2: "#285aff", None: "transparent"}
 
 
 def get_reader(path):
     if isinstance(path, list):
         return None
-    name = str(path).lower()
-    if not (name.endswith(("_labels.png", "_labels.tif", "_labels.tiff"))):
+    p = Path(str(path))
+    name = p.name.lower()
+    herlev_mask = p.parent.name == "masks" and name.endswith(".png")  # Herlev layout: masks/<name>.png
+    if not (name.endswith(("_labels.png", "_labels.tif", "_labels.tiff")) or herlev_mask):
         return None
     return read_labels
 
@@ -27,6 +27,10 @@ def read_labels(path):
         arr = arr[..., 0]
     if arr.ndim != 2:
         raise ImageError(f"{path}: expected a 2D label mask, got shape {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+        raise ImageError(f"{path}: label values outside 0-255; expected 0 background, 1 cytoplasm, 2 nucleus")
     labels = arr.astype(np.uint8)
-    meta = {"name": Path(path).stem, "colormap": LABEL_COLORS}
+    from napari.utils.colormaps import DirectLabelColormap
+
+    meta = {"name": Path(path).stem, "colormap": DirectLabelColormap(color_dict=LABEL_COLORS)}
     return [(labels, meta, "labels")]
