@@ -167,6 +167,64 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    import platform
+
+    import torch
+    from tqdm import tqdm
+
+    from .core.datasets import DatasetError, read_dataset
+    from .core.evaluate import DEFAULT_COMPARISON, evaluate, markdown_report
+    from .core.models import ModelError, load_model
+
+    try:
+        model = load_model(args.model, device=args.device)
+        samples = read_dataset(args.data)
+    except (ModelError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.split:
+        split = model.card.get("training", {}).get("split", {})
+        if args.split not in split:
+            print(f"error: the model card has no {args.split!r} split (it has {sorted(split)})", file=sys.stderr)
+            return 2
+        names = set(split[args.split])
+        samples = [s for s in samples if s.name in names]
+    if args.limit:
+        samples = samples[: args.limit]
+    if not samples:
+        print("error: no images to evaluate", file=sys.stderr)
+        return 2
+    methods = args.methods or list(DEFAULT_COMPARISON)
+    bar = tqdm(total=len([s for s in samples if s.mask_path]) * len(methods), desc="evaluate", unit="cell",
+               disable=args.quiet)
+
+    def progress(done, total):
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    report = evaluate(samples, model, methods, n_xai=args.n_xai, progress=progress)
+    bar.close()
+    report["model"] = {"source": model.source, "name": model.name, "architecture": model.card.get("architecture"),
+                       "card_test_metrics": model.card.get("test_metrics")}
+    report["settings"] = {"data": str(args.data), "split": args.split, "n_images": len(samples),
+                          "methods": methods, "device": str(model.device), "n_xai": args.n_xai,
+                          "command": "cervseg " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("cervseg") else None,
+                          "seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads(),
+                          "machine": platform.machine(), "version": __version__,
+                          "masks_used_for": "scoring only"}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=float))
+    tmp.replace(out)
+    md = markdown_report(report)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {out} and {out.with_suffix('.md')} in {report['settings']['seconds']} s")
+    return 0
+
+
 def cmd_models(args) -> int:
     from .core.models import ARCHITECTURES, bundled_models, load_model
 
@@ -224,6 +282,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default=None)
     tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="classification, segmentation and XAI figures against masks")
+    ev.add_argument("--data", required=True, help="Herlev-layout folder (images without a mask: classification only)")
+    ev.add_argument("--out", required=True, help="results .json (a .md table is written beside it)")
+    ev.add_argument("--model", default="default")
+    ev.add_argument("--methods", nargs="+", default=None,
+                    help="method specs, e.g. gradcam++ 'gradcam++:grouping=kmeans' 'lrp-ruleset1:inpainter=none'")
+    ev.add_argument("--split", default=None, choices=("train", "val", "test"),
+                    help="only the images of this part of the model card's split")
+    ev.add_argument("--limit", type=int, default=None, help="first N images only")
+    ev.add_argument("--n-xai", type=int, default=60, help="images for the entropy / pixel-flipping figures")
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_evaluate)
 
     mo = sub.add_parser("models", help="list architectures and bundled models")
     mo.set_defaults(func=cmd_models)

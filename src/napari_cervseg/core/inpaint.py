@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-INPAINTERS = ("auto", "opencv", "lama")
+INPAINTERS = ("auto", "opencv", "lama", "none")
 
 
 class InpaintError(ValueError):
@@ -61,12 +61,12 @@ def inpaint(image_rgb: np.ndarray, mask: np.ndarray, method: str = "auto", lama_
     """Fill ``mask`` in ``image_rgb``; returns (image, name of the inpainter that ran).
 
     ``method``: "opencv" (Telea), "lama" (needs a model path; error if none), "auto" (LaMa when a
-    model path is known, else OpenCV).
+    model path is known, else OpenCV), "none" (no inpainting: returns the image unchanged).
     """
     if method not in INPAINTERS:
         raise InpaintError(f"unknown inpainter {method!r}; choose one of {', '.join(INPAINTERS)}")
     mask = np.asarray(mask, bool)
-    if not mask.any():
+    if method == "none" or not mask.any():  # "none": keep the nucleus (the paper's Fig. 8 variant)
         return image_rgb.copy(), "none"
     path = lama_path(lama_model)
     if method == "lama" and path is None:

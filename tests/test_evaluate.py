@@ -1,0 +1,58 @@
+import json
+
+import numpy as np
+import pytest
+
+from napari_cervseg.cli import main
+from napari_cervseg.core.evaluate import parse_method_spec
+from napari_cervseg.core.xai_metrics import heatmap_entropy, pixel_flipping
+
+
+def test_method_specs_parse_options():
+    assert parse_method_spec("gradcam++") == ("gradcam++", {})
+    assert parse_method_spec("gradcam++:grouping=kmeans,dilation=8,inpaint_nucleus=false") == (
+        "gradcam++", {"grouping": "kmeans", "dilation": 8, "inpaint_nucleus": False})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_method_spec("gradcam++:kmeans")
+
+
+def test_entropy_is_zero_for_flat_and_eight_bits_for_uniform():
+    assert heatmap_entropy(np.zeros((20, 20))) == 0.0
+    ramp = np.repeat(np.arange(256)[None] / 255.0, 4, axis=0)
+    assert heatmap_entropy(ramp) == pytest.approx(8.0)
+
+
+def test_pixel_flipping_drops_more_for_the_real_explanation(trained_synthetic_model, synthetic_cells):
+    """Flipping the nucleus first (what the synthetic classes differ in) must hurt the 'abnormal'
+    probability more than flipping the background first."""
+    from napari_cervseg import explain
+
+    gains = []
+    for rgb, truth, cls in synthetic_cells[:12]:
+        if cls != "abnormal":
+            continue
+        relevant = pixel_flipping(trained_synthetic_model, rgb, (truth == 2).astype(np.float32), "abnormal")
+        irrelevant = pixel_flipping(trained_synthetic_model, rgb, (truth == 0).astype(np.float32), "abnormal")
+        gains.append(relevant["aopc"] - irrelevant["aopc"])
+        e = explain(trained_synthetic_model, rgb, target="abnormal")
+        curve = pixel_flipping(trained_synthetic_model, rgb, e.heatmap, "abnormal")
+        assert len(curve["probabilities"]) == 11 and curve["fractions"][0] == 0.0
+    assert np.mean(gains) > 0
+
+
+def test_evaluate_command_writes_the_documented_json(tmp_path, herlev_root):
+    out = tmp_path / "r.json"
+    code = main(["evaluate", "--data", str(herlev_root), "--split", "test", "--limit", "4", "--n-xai", "2",
+                 "--methods", "gradcam++", "colour-baseline", "--out", str(out), "--quiet"])
+    assert code == 0
+    report = json.loads(out.read_text())
+    for key in ("accuracy", "precision", "recall", "f1", "abnormal_recall", "confusion", "n"):
+        assert key in report["classification"]
+    seg = report["segmentation"]["gradcam++"]
+    for part in ("nucleus", "cytoplasm", "mean"):
+        assert 0 <= seg[part]["dice"] <= 1 and 0 <= seg[part]["iou"] <= 1
+    assert seg["n_images"] == 4 and seg["seconds_per_image"] > 0
+    assert set(report["xai"]["gradcam++"]) >= {"entropy", "aopc"}
+    assert report["best_method"]["name"] in report["segmentation"]
+    assert report["settings"]["split"] == "test" and report["model"]["architecture"] == "compact"
+    assert out.with_suffix(".md").read_text().startswith("## Classification")
