@@ -68,7 +68,7 @@ def test_every_method_runs_on_cpu_at_128_and_224(method, size, one_cell):
     assert (e.relevance is not None) == method.startswith("lrp")
 
 
-@pytest.mark.parametrize("method", ["gradcam++", "lrp-ruleset2"])
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam", "layercam", "ensemble", "lrp-ruleset2"])
 def test_heatmap_highlights_the_discriminative_nucleus(trained_synthetic_model, synthetic_cells, method):
     """The synthetic classes differ only in the nucleus: the explanation of 'abnormal' must be
     stronger on and around the nucleus than on the background."""
@@ -87,3 +87,32 @@ def test_unknown_method_and_layer_are_named(one_cell):
         explain(model, one_cell[0], method="shap")
     with pytest.raises(ValueError, match="layer 'nope' not found"):
         explain(model, one_cell[0], layer="nope")
+
+
+def test_ensemble_is_the_median_of_its_normalised_members(one_cell):
+    from napari_cervseg.core.xai import ENSEMBLE_MEMBERS
+
+    model = _small_model()
+    x = preprocess(one_cell[0], model.preprocess)
+    members = []
+    for m in ENSEMBLE_MEMBERS:
+        cam, _, _ = cam_maps(model.net, x, "features.block3", m)
+        members.append((cam / cam.max().clamp_min(1e-12))[0].numpy())
+    ensemble, _, _ = cam_maps(model.net, x, "features.block3", "ensemble")
+    np.testing.assert_allclose(ensemble[0].numpy(), np.median(np.stack(members), 0), atol=1e-6)
+
+
+def test_layercam_and_eigencam_follow_their_definitions(one_cell):
+    model = _small_model()
+    x = preprocess(one_cell[0], model.preprocess)
+    act, grad, _, _ = _activations_and_gradients(model.net, x, "features.block3", None)
+    layer, _, _ = cam_maps(model.net, x, "features.block3", "layercam")
+    np.testing.assert_allclose(layer[0].numpy(), np.maximum((np.maximum(grad, 0) * act).sum(1)[0].numpy(), 0),
+                               rtol=1e-4, atol=1e-6)
+    eigen, _, _ = cam_maps(model.net, x, "features.block3", "eigencam")
+    a = act[0].numpy().reshape(act.shape[1], -1).T
+    centred = a - a.mean(0)
+    pc = np.linalg.svd(centred, full_matrices=False)[2][0]
+    proj = centred @ pc
+    corr = abs(np.corrcoef(proj, eigen[0].numpy().ravel())[0, 1]) if eigen.max() > 0 else 1.0
+    assert corr > 0.8  # the ReLU'd first principal component

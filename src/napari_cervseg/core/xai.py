@@ -8,6 +8,10 @@ Grad-CAM++ comes in two variants:
 - ``gradcam++`` (default): the formulation of Chattopadhyay et al. as implemented by
   pytorch-grad-cam, alpha = g^2 / (2 g^2 + sum_ij(A) g^3). It is the reference most users compare
   with, and it is well defined for ReLU networks.
+- ``gradcam``, ``scorecam``, ``layercam``, ``eigencam``: the rest of the CAM family named by
+  the paper as future work, implemented here on the same hooks (so every model and layer that
+  works for one works for all); ``ensemble``: the pixel-wise median of the max-normalised
+  Grad-CAM, Grad-CAM++, Score-CAM, Eigen-CAM and Layer-CAM maps (the authors' EnsembleCAM).
 - ``gradcam++-paper``: the paper's equations 1-6 taken literally, with the second derivative
   d2L/dA2 replaced by g^2 (the exponential-score identity of Grad-CAM++; the true second
   derivative of a ReLU network is zero almost everywhere, which would make every alpha zero):
@@ -30,7 +34,9 @@ from .imageio import to_rgb_uint8
 from .models import CellClassifier, load_model
 from .preprocess import input_bounds, preprocess
 
-CAM_METHODS = ("gradcam++", "gradcam++-paper", "gradcam")
+CAM_METHODS = ("gradcam++", "gradcam++-paper", "gradcam", "scorecam", "layercam", "eigencam", "ensemble")
+#: the members of the ensemble (the authors' EnsembleCAM: pixel-wise median of these maps)
+ENSEMBLE_MEMBERS = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam")
 LRP_METHODS = ("lrp-ruleset1", "lrp-ruleset2")
 METHODS = CAM_METHODS + LRP_METHODS
 DEFAULT_METHOD = "gradcam++"
@@ -114,12 +120,64 @@ def cam_weights(activations: torch.Tensor, grads: torch.Tensor, method: str, eps
     raise ExplainError(f"not a CAM method: {method}")
 
 
+def _per_map_max_normalise(cam: torch.Tensor) -> torch.Tensor:
+    peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
+    return cam / peak
+
+
+@torch.no_grad()
+def _score_weights(net: nn.Module, x: torch.Tensor, act: torch.Tensor, idx: torch.Tensor,
+                   batch: int = 64) -> torch.Tensor:
+    """Score-CAM (Wang et al. 2020): each activation map, upsampled and min-max normalised, masks
+    the input; its weight is the target's softmax probability for the masked input."""
+    n, k = act.shape[:2]
+    maps = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    lo = maps.flatten(2).min(-1).values[..., None, None]
+    hi = maps.flatten(2).max(-1).values[..., None, None]
+    masks = (maps - lo) / (hi - lo).clamp_min(1e-12)
+    weights = torch.zeros(n, k, device=x.device)
+    for i in range(n):
+        for start in range(0, k, batch):
+            m = masks[i, start:start + batch, None]  # (b, 1, H, W)
+            probs = torch.softmax(net(x[i:i + 1] * m), 1)
+            weights[i, start:start + batch] = probs[:, idx[i]]
+    return weights
+
+
+def _eigen_maps(act: torch.Tensor) -> torch.Tensor:
+    """Eigen-CAM (Muhammad & Yeasin 2020): the activations projected on their first principal
+    component (sign chosen so the map correlates positively with the mean activation)."""
+    out = []
+    for a in act:
+        k, h, w = a.shape
+        flat = a.reshape(k, h * w).T  # (hw, K)
+        centred = flat - flat.mean(0, keepdim=True)
+        _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+        proj = centred @ vt[0]
+        if torch.dot(proj, flat.mean(1) - flat.mean()) < 0:
+            proj = -proj
+        out.append(proj.reshape(h, w))
+    return torch.stack(out)
+
+
 def cam_maps(net: nn.Module, x: torch.Tensor, layer: str, method: str, target: int | None = None):
-    """CAM maps (N, h, w) at the layer's resolution, un-normalised but ReLU'd, and probabilities."""
+    """CAM maps (N, h, w) at the layer's resolution, ReLU'd (not yet max-normalised), and the
+    probabilities and explained class indices. ``ensemble`` returns the pixel-wise median of the
+    max-normalised maps of :data:`ENSEMBLE_MEMBERS`."""
     act, grads, probs, idx = _activations_and_gradients(net, x, layer, target)
-    weights = cam_weights(act, grads, method)
-    cam = F.relu((weights[:, :, None, None] * act).sum(1))  # eq. 5 and the ReLU of eq. 6
-    return cam, probs, idx
+    return _cam_from(net, x, act, grads, idx, method), probs, idx
+
+
+def _cam_from(net, x, act, grads, idx, method):
+    if method == "ensemble":
+        members = [_per_map_max_normalise(_cam_from(net, x, act, grads, idx, m)) for m in ENSEMBLE_MEMBERS]
+        return torch.stack(members).median(0).values
+    if method == "layercam":  # Jiang et al. 2021: element-wise positive-gradient weighting
+        return F.relu((F.relu(grads) * act).sum(1))
+    if method == "eigencam":  # class-agnostic by construction
+        return F.relu(_eigen_maps(act))
+    weights = _score_weights(net, x, act, idx) if method == "scorecam" else cam_weights(act, grads, method)
+    return F.relu((weights[:, :, None, None] * act).sum(1))  # eq. 5 and the ReLU of eq. 6
 
 
 # --------------------------------------------------------------------------------------------
