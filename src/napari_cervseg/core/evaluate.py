@@ -97,6 +97,8 @@ DEFAULT_COMPARISON = (
     "gradcam++:grouping=threshold",
     "gradcam++:nucleus_seed=rough,inpaint_nucleus=false,dilation=5",  # the paper's Algorithm 1 literally
     "gradcam++-paper",
+    "layercam",
+    "ensemble",                                    # median of Grad-CAM, ++, Score-, Eigen-, Layer-CAM
     "lrp-ruleset1",                                # Algorithm 2 with OpenCV inpainting
     "lrp-ruleset1:inpainter=none",                 # Algorithm 2 without inpainting
     "lrp-ruleset2",
