@@ -135,7 +135,12 @@ def lightness(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.medianBlur(rgb, 3), cv2.COLOR_RGB2Lab)[..., 0].astype(np.float32)
 
 
-def dark_part(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
+#: lightness difference (Lab L) between the halves of a nucleus seed above which it is split again
+RESPLIT_CONTRAST = 15.0
+
+
+def dark_part(rgb: np.ndarray, region: np.ndarray, grow: bool = True,
+              min_contrast: float = MIN_NUCLEUS_CONTRAST) -> np.ndarray:
     """The darker colour class (Otsu on Lab lightness) inside ``region``; the whole region when it
     holds one colour class only (its two Otsu classes differ by less than MIN_NUCLEUS_CONTRAST)."""
     from skimage.filters import threshold_otsu
@@ -149,9 +154,11 @@ def dark_part(rgb: np.ndarray, region: np.ndarray) -> np.ndarray:
         return region
     t = threshold_otsu(values)
     dark, light = values[values <= t], values[values > t]
-    if light.size == 0 or light.mean() - dark.mean() < MIN_NUCLEUS_CONTRAST:
+    if light.size == 0 or light.mean() - dark.mean() < min_contrast:
         return region
     seed = region & (L <= t)
+    if not grow:
+        return seed
     # a partial explanation covers part of the nucleus: take the whole dark blob it touches,
     # but no farther than the region's own equivalent radius
     reach = dilate(region, max(1, int(round(np.sqrt(region.sum() / np.pi)))))
@@ -223,7 +230,15 @@ def colour_nucleus_seed(rgb: np.ndarray, candidate: np.ndarray) -> np.ndarray:
         return dark_part(rgb, candidate)
     # blobs touched by a real share of the candidate (not a stray pixel of its rim)
     keep = np.flatnonzero(overlap >= max(1, 0.1 * overlap.max()))
-    return np.isin(lab, keep)
+    seed = np.isin(lab, keep)
+    # dark cytoplasm (normal cells stained dark) can share the darkest class with a small
+    # nucleus: split the seed again by lightness while its two halves still differ clearly
+    for _ in range(2):
+        smaller = dark_part(rgb, seed, grow=False, min_contrast=RESPLIT_CONTRAST)
+        if smaller.sum() == seed.sum() or not smaller.any():
+            break
+        seed = smaller
+    return seed
 
 
 def background_like(rgb: np.ndarray) -> np.ndarray:
