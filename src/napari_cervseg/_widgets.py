@@ -7,8 +7,6 @@ add layers. Errors become napari notifications, never tracebacks in the user's f
 
 from __future__ import annotations
 
-import csv
-import math
 import threading
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from ._napari_glue import (
     regions_layer_name,
     segment_boxes,
 )
+from .core.descriptors import format_value, write_rows_csv
 from .core.grouping import GROUPINGS
 from .core.inpaint import INPAINTERS
 from .core.pipeline import SEGMENT_METHODS
@@ -195,7 +194,6 @@ class _WorkerWidget(QWidget):
 
         self.viewer.layers.events.inserted.connect(refresh)
         self.viewer.layers.events.removed.connect(refresh)
-        self.viewer.layers.events.changed.connect(refresh) if hasattr(self.viewer.layers.events, "changed") else None
 
 
 class ClassifyExplainWidget(_WorkerWidget):
@@ -231,20 +229,12 @@ class ClassifyExplainWidget(_WorkerWidget):
 
         def done(e):
             name = heatmap_layer_name(layer.name, method)
-            self._show_heatmap(name, e.heatmap, layer)
+            _show_heatmap(self.viewer, name, e.heatmap, layer, visible=True)
             self.result_label.setText(
                 f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
                 f"{e.seconds * 1000:.0f} ms")
 
         self._start(work, done)
-
-    def _show_heatmap(self, name, heatmap, image_layer):
-        if name in self.viewer.layers:
-            self.viewer.layers[name].data = heatmap
-        else:
-            self.viewer.add_image(heatmap, name=name, colormap="turbo", opacity=0.5, blending="translucent",
-                                  contrast_limits=(0, 1), scale=image_layer.scale[-2:],
-                                  translate=image_layer.translate[-2:])
 
 
 class SegmentCellWidget(_WorkerWidget):
@@ -328,13 +318,8 @@ class SegmentCellWidget(_WorkerWidget):
                                             scale=image_layer.scale[-2:], translate=image_layer.translate[-2:])
         _set_label_colours(target)
         if any(r.heatmap is not None for r in results):
-            hname = heatmap_layer_name(image_layer.name, method)
-            if hname in self.viewer.layers:
-                self.viewer.layers[hname].data = heatmap
-            else:
-                self.viewer.add_image(heatmap, name=hname, colormap="turbo", opacity=0.5, visible=False,
-                                      contrast_limits=(0, 1), scale=image_layer.scale[-2:],
-                                      translate=image_layer.translate[-2:])
+            _show_heatmap(self.viewer, heatmap_layer_name(image_layer.name, method), heatmap, image_layer,
+                          visible=False)
             # keep the labels on top so the user can paint on them
             self.viewer.layers.move(self.viewer.layers.index(target), len(self.viewer.layers))
         self.viewer.layers.selection.active = target
@@ -344,6 +329,16 @@ class SegmentCellWidget(_WorkerWidget):
             f"{first.predicted_class} (p = {first.probability:.2f}); " if first.predicted_class else "")
         warnings = sorted({w for r in results for w in r.warnings})
         self.result_label.setText(text + f"labels in '{name}'" + ("\n" + "\n".join(warnings) if warnings else ""))
+
+
+def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
+    """Update the heatmap layer of that name, or add it over the image (turbo, 50 % opacity)."""
+    if name in viewer.layers:
+        viewer.layers[name].data = heatmap
+    else:
+        viewer.add_image(heatmap, name=name, colormap="turbo", opacity=0.5, blending="translucent",
+                         visible=visible, contrast_limits=(0, 1), scale=image_layer.scale[-2:],
+                         translate=image_layer.translate[-2:])
 
 
 def _set_label_colours(layer):
@@ -453,22 +448,12 @@ class MeasureCellWidget(QWidget):
         self.table.setRowCount(len(self.rows))
         for i, row in enumerate(self.rows):
             for j, col in enumerate(cols):
-                self.table.setItem(i, j, QTableWidgetItem(_fmt(row.get(col))))
+                self.table.setItem(i, j, QTableWidgetItem(format_value(row.get(col))))
         self.table.resizeColumnsToContents()
 
     def export_csv(self, path) -> Path:
         """Write every descriptor of the table's rows (the table shows a subset of the columns)."""
-        path = Path(path)
-        keys: list[str] = []
-        for row in self.rows:
-            keys += [k for k in row if k not in keys]
-        tmp = path.with_name(f".{path.name}.tmp")
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=keys)
-            writer.writeheader()
-            for row in self.rows:
-                writer.writerow({k: _fmt(row.get(k)) for k in keys})
-        tmp.replace(path)
+        path = write_rows_csv(path, self.rows)
         self.status.setText(f"exported {len(self.rows)} row(s) to {path}")
         return path
 
@@ -476,14 +461,6 @@ class MeasureCellWidget(QWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Export descriptors", "descriptors.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return str(value)
 
 
 __all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "MeasureCellWidget"]

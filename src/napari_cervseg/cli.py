@@ -11,7 +11,6 @@ import argparse
 import csv
 import glob
 import json
-import math
 import os
 import sys
 import time
@@ -37,25 +36,6 @@ def _expand_inputs(items: list[str]) -> list[Path]:
     return paths
 
 
-def _write_csv_atomic(path: Path, rows: list[dict]) -> None:
-    keys: list[str] = []
-    for row in rows:
-        keys += [k for k in row if k not in keys]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _fmt(row.get(k, "")) for k in keys})
-    tmp.replace(path)
-
-
-def _fmt(value):
-    if isinstance(value, float):
-        return "" if math.isnan(value) else f"{value:.6g}"
-    return value
-
-
 def _read_previous_rows(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
@@ -67,7 +47,7 @@ def cmd_segment(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .core.descriptors import measure
+    from .core.descriptors import measure, write_rows_csv
     from .core.imageio import ImageError, read_image, to_rgb_uint8, write_png_atomic
     from .core.models import ModelError, load_model
     from .core.pipeline import heatmap_rgb, overlay, segment_cell
@@ -141,7 +121,7 @@ def cmd_segment(args) -> int:
             rows.append(row)
         except (ImageError, ValueError, OSError, RuntimeError) as exc:
             failures.append((path, f"{type(exc).__name__}: {exc}"))
-    _write_csv_atomic(csv_path, rows)
+    write_rows_csv(csv_path, rows)
     elapsed = time.perf_counter() - t0
     summary = {"inputs": len(inputs), "done": len(rows), "failed": [{"input": str(p), "reason": r} for p, r in failures],
                "method": args.method, "model": model.source, "version": __version__, "seconds": round(elapsed, 3)}

@@ -88,3 +88,32 @@ def measure(labels, image=None, pixel_size: float | None = None) -> dict:
             for key in LENGTH_KEYS:
                 row[f"{prefix}_{key}_um"] = row[f"{prefix}_{key}"] * ps
     return row
+
+
+def format_value(value) -> str:
+    """A table cell: floats to 6 significant digits, NaN and None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def write_rows_csv(path, rows: list[dict]):
+    """Write descriptor rows (union of their keys as columns) via a temporary file and rename, so
+    a killed run never leaves a truncated table."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: format_value(row.get(k)) for k in keys})
+    tmp.replace(path)
+    return path
