@@ -116,3 +116,30 @@ def test_layercam_and_eigencam_follow_their_definitions(one_cell):
     proj = centred @ pc
     corr = abs(np.corrcoef(proj, eigen[0].numpy().ravel())[0, 1]) if eigen.max() > 0 else 1.0
     assert corr > 0.8  # the ReLU'd first principal component
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "scorecam", "lrp-ruleset1"])
+def test_batch_explanations_match_single_ones(method, synthetic_cells):
+    from napari_cervseg import explain_batch
+
+    model = _small_model()
+    images = [c[0] for c in synthetic_cells[:3]]  # different sizes
+    batch = explain_batch(model, images, method=method, target="abnormal")
+    for image, e in zip(images, batch):
+        single = explain(model, image, method=method, target="abnormal")
+        assert e.heatmap.shape == image.shape[:2]
+        np.testing.assert_allclose(e.heatmap, single.heatmap, atol=1e-4)
+        assert e.target_class == "abnormal" and e.predicted_class == single.predicted_class
+
+
+@pytest.mark.parametrize("simplified", [False, True])
+def test_lrp_rulesets_run_on_the_vgg_variants(simplified, one_cell):
+    from napari_cervseg.core.models import VGG16Adapted128
+
+    torch.manual_seed(0)
+    model = wrap_model(VGG16Adapted128(simplified=simplified), preprocess=PreprocessConfig(input_size=128))
+    assert model.lrp_applicable
+    for method in ("lrp-ruleset1", "lrp-ruleset2"):
+        e = explain(model, one_cell[0], method=method)
+        assert e.relevance.shape == (128, 128) and np.isfinite(e.relevance).all()
+        assert e.heatmap.shape == one_cell[0].shape[:2]

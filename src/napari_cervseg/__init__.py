@@ -17,7 +17,7 @@ from .core.metrics import segmentation_scores
 from .core.models import CellClassifier, ModelError, load_model, save_model, wrap_model
 from .core.pipeline import SEGMENT_METHODS, SegmentationResult, segment_cell
 from .core.xai import METHODS as EXPLAIN_METHODS
-from .core.xai import Explanation, classify, explain
+from .core.xai import Explanation, classify, explain, explain_batch
 
 __all__ = [
     "__version__",
@@ -28,6 +28,7 @@ __all__ = [
     "wrap_model",
     "classify",
     "explain",
+    "explain_batch",
     "segmentation_scores",
     "SegmentationResult",
     "Explanation",

@@ -1,0 +1,129 @@
+"""Explanation figures per method: time per heatmap (CPU), entropy (normal / abnormal / all),
+pixel-flipping curves (PNG) and AOPC, on the default model's test split.
+
+    .venv/bin/python benchmarks/bench_xai.py [--data ../shared/data/herlev] [--n 60]
+
+Writes benchmarks/results/xai.json, xai.md and xai_pixel_flipping.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from napari_cervseg import explain, explain_batch, load_model
+from napari_cervseg.core.datasets import default_data_root, read_dataset
+from napari_cervseg.core.xai import METHODS
+from napari_cervseg.core.xai_metrics import heatmap_entropy, pixel_flipping
+
+COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (127, 127, 127), (188, 189, 34)]
+
+
+def plot_curves(curves: dict, path: Path, size=(900, 560)):
+    """Mean explained-class probability vs fraction of pixels flipped, one line per method (cv2)."""
+    w, h = size
+    img = np.full((h, w, 3), 255, np.uint8)
+    left, right, top, bottom = 70, 230, 30, 60
+    x0, x1, y0, y1 = left, w - right, h - bottom, top
+    cv2.rectangle(img, (x0, y1), (x1, y0), (0, 0, 0), 1)
+    fmax = max(max(c["fractions"]) for c in curves.values())
+    for t in np.linspace(0, 1, 6):
+        y = int(y0 + (y1 - y0) * t)
+        cv2.line(img, (x0 - 4, y), (x0, y), (0, 0, 0), 1)
+        cv2.putText(img, f"{t:.1f}", (x0 - 40, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    for f in np.linspace(0, fmax, 6):
+        x = int(x0 + (x1 - x0) * f / fmax)
+        cv2.line(img, (x, y0), (x, y0 + 4), (0, 0, 0), 1)
+        cv2.putText(img, f"{f:.2f}", (x - 14, y0 + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "fraction of most relevant pixels flipped", (x0 + 120, h - 15), cv2.FONT_HERSHEY_SIMPLEX,
+                0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, "p(explained class)", (5, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for i, (name, c) in enumerate(curves.items()):
+        colour = COLOURS[i % len(COLOURS)][::-1]
+        pts = np.array([[x0 + (x1 - x0) * f / fmax, y0 + (y1 - y0) * p] for f, p in
+                        zip(c["fractions"], c["mean_probability"])], np.int32)
+        cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
+        ly = top + 20 + 22 * i
+        cv2.line(img, (x1 + 15, ly - 4), (x1 + 40, ly - 4), colour, 2)
+        cv2.putText(img, f"{name} ({c['aopc']:.3f})", (x1 + 45, ly), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    cv2.imwrite(str(path), img)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--data", default=None)
+    parser.add_argument("--n", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "xai"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    root = Path(args.data) if args.data else default_data_root()
+    if root is None:
+        sys.exit("no data: pass --data (a Herlev-layout folder)")
+    model = load_model("default", device="cpu")
+    test = set(model.card["training"]["split"]["test"])
+    samples = [s for s in read_dataset(root) if s.name in test]
+    samples = samples[:: max(1, len(samples) // args.n)][: args.n]  # spread over the classes
+    images = [s.load_image() for s in samples]
+    results, curves = {}, {}
+    for method in METHODS:
+        explain(model, images[0], method=method)  # warm-up
+        times, entropy, flips = [], {"normal": [], "abnormal": []}, []
+        for s, img in zip(samples, images):
+            t0 = time.perf_counter()
+            e = explain(model, img, method=method)
+            times.append(time.perf_counter() - t0)
+            entropy[s.label].append(heatmap_entropy(e.heatmap))
+            flips.append(pixel_flipping(model, img, e.heatmap, target=e.target_class))
+        t0 = time.perf_counter()
+        explain_batch(model, images[:32], method=method)
+        batch_seconds = (time.perf_counter() - t0) / min(32, len(images))
+        probs = np.array([f["probabilities"] for f in flips])
+        curves[method] = {"fractions": flips[0]["fractions"], "mean_probability": probs.mean(0).tolist(),
+                          "aopc": float(np.mean([f["aopc"] for f in flips]))}
+        everything = entropy["normal"] + entropy["abnormal"]
+        results[method] = {
+            "ms_per_heatmap_median": 1000 * float(np.median(times)),
+            "ms_per_heatmap_in_batch_of_32": 1000 * batch_seconds,
+            "entropy": float(np.mean(everything)),
+            "entropy_normal": float(np.mean(entropy["normal"])) if entropy["normal"] else None,
+            "entropy_abnormal": float(np.mean(entropy["abnormal"])) if entropy["abnormal"] else None,
+            "aopc": curves[method]["aopc"],
+            "pixel_flipping_curve": curves[method],
+        }
+        print(f"{method}: {results[method]['ms_per_heatmap_median']:.1f} ms, entropy {results[method]['entropy']:.2f},"
+              f" AOPC {results[method]['aopc']:.3f}", flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"command": "python benchmarks/bench_xai.py " + " ".join(argv or sys.argv[1:]),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.machine(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "n_images": len(images),
+            "n_normal": sum(s.label == "normal" for s in samples), "model": model.source}
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    png = out.with_name(out.name + "_pixel_flipping.png")
+    plot_curves(curves, png)
+    lines = ["# Explanations on the default model's test split (CPU)\n", f"Command: `{meta['command']}`  ",
+             f"{meta['date']}, {meta['machine']}, {meta['torch_threads']} torch threads, {meta['n_images']} cells"
+             f" ({meta['n_normal']} normal).\n",
+             "| method | ms / heatmap | ms / heatmap in a batch of 32 | entropy (all) | normal | abnormal | AOPC |",
+             "|---|---|---|---|---|---|---|"]
+    for m, r in results.items():
+        lines.append(f"| {m} | {r['ms_per_heatmap_median']:.1f} | {r['ms_per_heatmap_in_batch_of_32']:.1f} |"
+                     f" {r['entropy']:.2f} | {r['entropy_normal']:.2f} | {r['entropy_abnormal']:.2f} | {r['aopc']:.3f} |")
+    lines.append(f"\nPixel-flipping curves: `{png.name}` (mean over the cells; AOPC in the legend).")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {out.with_suffix('.json')}, {out.with_suffix('.md')}, {png}")
+
+
+if __name__ == "__main__":
+    main()
