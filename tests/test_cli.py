@@ -61,3 +61,13 @@ def test_bad_model_and_no_inputs_exit_with_a_message(tmp_path, capsys):
     img = _write(tmp_path / "a.png", np.zeros((10, 10, 3), np.uint8))
     assert main(["segment", str(img), "--out", str(tmp_path / "o"), "--model", "missing.safetensors"]) == 2
     assert "neither a bundled model" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder_is_refused_with_a_message(tmp_path, synthetic_cells, capsys):
+    """An --out that cannot be created (here: below a regular file, which fails even for root)."""
+    src = _write(tmp_path / "cell.png", synthetic_cells[0][0])
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file")
+    assert main(["segment", str(src), "--out", str(blocker / "out"), "--quiet"]) == 2
+    assert "cannot create output folder" in capsys.readouterr().err
+    assert blocker.read_text() == "a file"  # nothing of the user's was touched
