@@ -1,6 +1,5 @@
 """GrabCut refinement and the two algorithms on synthetic cells with known masks."""
 
-import cv2
 import numpy as np
 import pytest
 
@@ -9,17 +8,7 @@ from napari_cervseg.core.grouping import group
 from napari_cervseg.core.metrics import segmentation_scores
 from napari_cervseg.core.pipeline import refine_rough
 from napari_cervseg.core.refine import combine, grabcut, seed_map
-
-
-def coarse_heatmap(truth, factor=8, seed=0):
-    """What a deep CAM looks like: the truth's relevance seen at 1/factor resolution, blurred, noisy."""
-    rng = np.random.default_rng(seed)
-    heat = np.choose(truth, [0.05, 0.45, 1.0]).astype(np.float32)
-    h, w = truth.shape
-    small = cv2.resize(heat, (max(2, w // factor), max(2, h // factor)), interpolation=cv2.INTER_AREA)
-    heat = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-    heat = cv2.GaussianBlur(heat, (0, 0), 2) + rng.normal(0, 0.03, heat.shape).astype(np.float32)
-    return np.clip(heat, 0, 1)
+from napari_cervseg.core.synthetic import coarse_heatmap
 
 
 def test_grabcut_refinement_improves_on_the_rough_map(synthetic_cells):

@@ -58,3 +58,50 @@ def synthetic_set(n: int, seed: int = 0, size_range=(70, 160)):
         size = tuple(int(s) for s in rng.integers(size_range[0], size_range[1], 2))
         out.append(synthetic_cell(size, abnormal=bool(i % 2), seed=int(rng.integers(1 << 31)), noise=6.0))
     return out
+
+
+def coarse_heatmap(truth: np.ndarray, factor: int = 8, seed: int = 0) -> np.ndarray:
+    """What a deep CAM looks like: the truth's relevance (0.05 / 0.45 / 1.0 for background /
+    cytoplasm / nucleus) seen at 1/factor resolution, upsampled, blurred and noisy."""
+    rng = np.random.default_rng(seed)
+    heat = np.choose(truth, [0.05, 0.45, 1.0]).astype(np.float32)
+    h, w = truth.shape
+    small = cv2.resize(heat, (max(2, w // factor), max(2, h // factor)), interpolation=cv2.INTER_AREA)
+    heat = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    heat = cv2.GaussianBlur(heat, (0, 0), 2) + rng.normal(0, 0.03, heat.shape).astype(np.float32)
+    return np.clip(heat, 0, 1)
+
+
+def train_synthetic_classifier(n_cells: int = 160, epochs: int = 12, seed: int = 0):
+    """A small CompactCNN trained for a few seconds on synthetic cells (large nucleus = abnormal).
+
+    Returns a wrapped classifier (64 px input, CAM layer ``features.block3``) whose card records
+    its training accuracy. Used by the tests and by ``benchmarks/bench_synthetic.py``.
+    """
+    import torch
+
+    from .models import CompactCNN, wrap_model
+    from .preprocess import PreprocessConfig, enhance, normalise, resize
+
+    torch.manual_seed(seed)
+    config = PreprocessConfig(input_size=64)
+    cells = synthetic_set(n_cells, seed=11, size_range=(60, 140))
+    x = torch.from_numpy(np.stack([normalise(enhance(resize(c[0], 64), config), config) for c in cells]))
+    y = torch.tensor([c[2] == "abnormal" for c in cells], dtype=torch.long)
+    net = CompactCNN(widths=(8, 16, 32, 32), dropout=0.0)
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        net.train()
+        for i in range(0, len(x), 32):
+            idx = perm[i:i + 32]
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        acc = float((net(x).argmax(1) == y).float().mean())
+    model = wrap_model(net, preprocess=config, cam_layer="features.block3")
+    model.card = {"architecture": "compact", "arch_kwargs": {"widths": [8, 16, 32, 32], "dropout": 0.0},
+                  "train_accuracy": acc}
+    return model
