@@ -10,7 +10,6 @@ input size from the weights). Images: the first N of the default model's test sp
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import platform
@@ -21,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_cervseg import load_model, segment_cell
-from napari_cervseg.core.datasets import default_data_root, read_dataset
+from _common import default_model_and_test_cells, parser
+
+from napari_cervseg import segment_cell
 
 STAGES = ("preprocess", "forward_backward", "classify", "grouping", "nucleus_seed", "grabcut_nucleus", "inpainting",
           "grabcut_cytoplasm", "combine", "total")
@@ -30,20 +30,8 @@ METHODS = ("gradcam++", "lrp-ruleset1", "colour-baseline")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--n", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "stages"))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    root = Path(args.data) if args.data else default_data_root()
-    if root is None:
-        sys.exit("no data: pass --data (a Herlev-layout folder)")
-    model128 = load_model("default", device="cpu")
-    test_names = set(model128.card["training"]["split"]["test"])
-    samples = [s for s in read_dataset(root) if s.name in test_names][: args.n]
-    images = [s.load_image() for s in samples]
+    args = parser(__doc__, "stages").parse_args(argv)
+    model128, samples, images = default_model_and_test_cells(args)
     results = {}
     for size in (128, 224):
         model = dataclasses.replace(model128, preprocess=dataclasses.replace(model128.preprocess, input_size=size))
@@ -76,7 +64,7 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    lines = [f"# Per-stage time per cell (CPU)\n", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}, "
+    lines = ["# Per-stage time per cell (CPU)\n", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}, "
              f"{meta['machine']}, torch {meta['torch']}, {meta['n_images']} Herlev test-split cells "
              f"(median size {meta['image_sizes_median_hw'][0]} x {meta['image_sizes_median_hw'][1]} px). "
              f"{meta['note']}.\n", "Median ms per cell (mean in brackets):\n",

@@ -8,7 +8,6 @@ Writes benchmarks/results/xai.json, xai.md and xai_pixel_flipping.png.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -19,8 +18,9 @@ import cv2
 import numpy as np
 import torch
 
-from napari_cervseg import explain, explain_batch, load_model
-from napari_cervseg.core.datasets import default_data_root, read_dataset
+from _common import default_model_and_test_cells, parser
+
+from napari_cervseg import explain, explain_batch
 from napari_cervseg.core.xai import METHODS
 from napari_cervseg.core.xai_metrics import heatmap_entropy, pixel_flipping
 
@@ -60,21 +60,8 @@ def plot_curves(curves: dict, path: Path, size=(900, 560)):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--data", default=None)
-    parser.add_argument("--n", type=int, default=60)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "xai"))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    root = Path(args.data) if args.data else default_data_root()
-    if root is None:
-        sys.exit("no data: pass --data (a Herlev-layout folder)")
-    model = load_model("default", device="cpu")
-    test = set(model.card["training"]["split"]["test"])
-    samples = [s for s in read_dataset(root) if s.name in test]
-    samples = samples[:: max(1, len(samples) // args.n)][: args.n]  # spread over the classes
-    images = [s.load_image() for s in samples]
+    args = parser(__doc__, "xai").parse_args(argv)
+    model, samples, images = default_model_and_test_cells(args, spread=True)  # every class represented
     results, curves = {}, {}
     for method in METHODS:
         explain(model, images[0], method=method)  # warm-up

@@ -27,7 +27,7 @@ def test_segment_writes_labels_heatmap_overlay_and_one_csv(tmp_path, synthetic_c
     out = tmp_path / "out"
     code = main(["segment", *map(str, inputs), str(bad), "--out", str(out), "--model", model_file, "--quiet"])
     assert code == 1  # one input failed
-    for i, path in enumerate(inputs):
+    for i in range(len(inputs)):
         labels = cv2.imread(str(out / f"cell{i}_labels.png"), cv2.IMREAD_UNCHANGED)
         assert labels.dtype == np.uint8 and labels.shape == synthetic_cells[i][0].shape[:2]
         assert set(np.unique(labels)) <= {0, 1, 2} and (labels == 2).any()

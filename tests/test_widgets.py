@@ -18,6 +18,15 @@ def _wait(qtbot, widget, timeout=60000):
                     timeout=timeout)
 
 
+def _run(widget_cls, viewer, qtbot, image="cell"):
+    """Create the widget, choose the image layer, run it and wait for the worker."""
+    w = widget_cls(viewer)
+    w.image_combo.value = image
+    w.run()
+    _wait(qtbot, w)
+    return w
+
+
 @pytest.fixture()
 def viewer_with_cell(make_napari_viewer):
     viewer = make_napari_viewer()
@@ -37,10 +46,7 @@ def test_each_widget_docks_from_the_manifest(make_napari_viewer, key):
 def test_classify_and_explain_adds_a_heatmap(viewer_with_cell, qtbot):
     from napari_cervseg._widgets import ClassifyExplainWidget
 
-    w = ClassifyExplainWidget(viewer_with_cell)
-    w.image_combo.value = "cell"
-    w.run()
-    _wait(qtbot, w)
+    w = _run(ClassifyExplainWidget, viewer_with_cell, qtbot)
     layer = viewer_with_cell.layers["cell heatmap [gradcam++]"]
     assert layer.data.dtype == np.float32 and layer.data.shape == viewer_with_cell.layers["cell"].data.shape[:2]
     assert "p = " in w.result_label.text()
@@ -49,10 +55,7 @@ def test_classify_and_explain_adds_a_heatmap(viewer_with_cell, qtbot):
 def test_segment_adds_labels_and_rerun_never_overwrites_painting(viewer_with_cell, qtbot):
     from napari_cervseg._widgets import SegmentCellWidget
 
-    w = SegmentCellWidget(viewer_with_cell)
-    w.image_combo.value = "cell"
-    w.run()
-    _wait(qtbot, w)
+    w = _run(SegmentCellWidget, viewer_with_cell, qtbot)
     labels = viewer_with_cell.layers["cell regions"]
     assert labels.data.dtype == np.uint8 and labels.data.shape == viewer_with_cell.layers["cell"].data.shape[:2]
     assert set(np.unique(labels.data)) <= {0, 1, 2} and (labels.data == 2).any()

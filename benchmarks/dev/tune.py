@@ -1,7 +1,7 @@
 """Compare pipeline options on the default model's *validation* split (development tuning)."""
 import sys, json, time
 sys.path.insert(0, "src")
-import numpy as np, torch; torch.set_num_threads(1)
+import torch; torch.set_num_threads(1)
 from napari_cervseg.core.models import load_model
 from napari_cervseg.core.datasets import read_dataset
 from napari_cervseg.core.evaluate import evaluate_segmentation

@@ -30,7 +30,7 @@ def digest(data) -> str:
 def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
     """An image layer's data as a single 2D RGB uint8 image, or LayerError naming the layer."""
     arr = np.asarray(data)
-    if rgb and arr.ndim != 3 or (not rgb and arr.ndim != 2):
+    if arr.ndim != (3 if rgb else 2):
         raise LayerError(
             f"layer {name!r} has shape {arr.shape}: the plugin segments one 2D grey or RGB cell image;"
             " pick a 2D layer, or take one frame of the stack (e.g. viewer.add_image(layer.data[i]))"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import numpy as np
 from magicgui.widgets import ComboBox
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (

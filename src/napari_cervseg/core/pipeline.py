@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .grouping import GROUPINGS, group, kmeans, log_scale
-from .imageio import ImageError, to_rgb_uint8
+from .imageio import to_rgb_uint8
 from .inpaint import inpaint
 from .models import load_model
 from .refine import DEFAULT_WORK_SIZE, combine, dilate, erode, grabcut, seed_map
@@ -532,5 +532,5 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
 __all__ = [
     "SegmentationResult", "SegmentationError", "segment_cell", "algorithm1_cam", "algorithm2_lrp",
     "colour_baseline", "refine_rough", "colour_rough_map", "overlay", "heatmap_rgb", "SEGMENT_METHODS",
-    "BASELINE", "ImageError",
+    "BASELINE",
 ]

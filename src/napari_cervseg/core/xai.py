@@ -184,32 +184,27 @@ def _cam_from(net, x, act, grads, idx, method):
 # LRP
 
 
-class MaxPoolAsAvgPool:
-    """zennit hook: redistribute relevance through a max-pool as if it were an average pool.
+def max_pool_as_avg_pool_hook():
+    """A zennit hook redistributing relevance through a max-pool as if it were an average pool.
 
-    The paper replaces max-pooling by average pooling for LRP (Table 2); relevance then flows to
+    The paper replaces max-pooling by average pooling for LRP (Table 2): relevance then flows to
     every input of a window in proportion to its activation instead of only to the winner.
+    (Built in a function so zennit is imported only when LRP is used.)
     """
+    from zennit.core import Hook, stabilize
 
-    def __new__(cls):
-        from zennit.core import Hook, stabilize
+    class MaxPoolAsAvgPool(Hook):
+        def forward(self, module, input, output):
+            self.stored_tensors["input"] = input
 
-        class _Hook(Hook):
-            def forward(self, module, input, output):
-                self.stored_tensors["input"] = input
+        def backward(self, module, grad_input, grad_output):
+            x = self.stored_tensors["input"][0].detach().clone().requires_grad_()
+            with torch.enable_grad():
+                z = F.avg_pool2d(x, module.kernel_size, module.stride, module.padding, ceil_mode=module.ceil_mode)
+                (g,) = torch.autograd.grad(z, x, grad_outputs=grad_output[0] / stabilize(z))
+            return (x.detach() * g,)
 
-            def backward(self, module, grad_input, grad_output):
-                x = self.stored_tensors["input"][0].detach().clone().requires_grad_()
-                with torch.enable_grad():
-                    z = F.avg_pool2d(x, module.kernel_size, module.stride, module.padding,
-                                     ceil_mode=module.ceil_mode)
-                    (g,) = torch.autograd.grad(z, x, grad_outputs=grad_output[0] / stabilize(z))
-                return (x.detach() * g,)
-
-            def copy(self):
-                return _Hook()
-
-        return _Hook()
+    return MaxPoolAsAvgPool()
 
 
 def lrp_composite(model: CellClassifier, ruleset: str, input_shape, gamma: float = 0.25,
@@ -253,7 +248,7 @@ def lrp_composite(model: CellClassifier, ruleset: str, input_shape, gamma: float
         if isinstance(module, nn.Linear):
             return Epsilon(epsilon=1e-6) if ruleset == "lrp-ruleset1" else Gamma(gamma=gamma)
         if isinstance(module, nn.MaxPool2d):
-            return MaxPoolAsAvgPool()
+            return max_pool_as_avg_pool_hook()
         if isinstance(module, (nn.AvgPool2d, nn.AdaptiveAvgPool2d)):
             return Norm()
         return None

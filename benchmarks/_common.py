@@ -1,0 +1,37 @@
+"""What the benchmark scripts share: arguments, threads, and the default model's test cells."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from napari_cervseg import load_model
+from napari_cervseg.core.datasets import default_data_root, read_dataset
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parser(description: str, out_name: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", default=None, help="Herlev-layout folder (default: ../shared/data/herlev)")
+    p.add_argument("--n", type=int, default=60, help="test-split cells to use")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", default=str(RESULTS / out_name))
+    return p
+
+
+def default_model_and_test_cells(args, spread: bool = False):
+    """Set torch threads; load the default model; its first N test-split cells (or N spread evenly
+    over the split, which the manifest orders by Herlev class)."""
+    torch.set_num_threads(args.threads)
+    root = Path(args.data) if args.data else default_data_root()
+    if root is None:
+        sys.exit("no data: pass --data (a Herlev-layout folder)")
+    model = load_model("default", device="cpu")
+    test_names = set(model.card["training"]["split"]["test"])
+    samples = [s for s in read_dataset(root) if s.name in test_names]
+    samples = samples[:: max(1, len(samples) // args.n)][: args.n] if spread else samples[: args.n]
+    return model, samples, [s.load_image() for s in samples]
