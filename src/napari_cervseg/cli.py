@@ -1,6 +1,6 @@
 """The ``cervseg`` command: segment, train, models.
 
-    cervseg segment cell.png more/*.png --out results/ [--method gradcam++] [--model default]
+    cervseg segment cell.png more/*.png stack.tif --out results/ [--method gradcam++] [--workers 2]
     cervseg train --data ../shared/data/herlev --out my-model.safetensors
     cervseg models
 """
@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import glob
 import json
 import os
 import sys
@@ -18,39 +16,13 @@ from pathlib import Path
 
 from ._version import __version__
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
-OUTPUT_SUFFIXES = ("_labels.png", "_heatmap.png", "_overlay.png")
-
-
-def _expand_inputs(items: list[str]) -> list[Path]:
-    paths: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            paths += sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES
-                            and not q.name.endswith(OUTPUT_SUFFIXES))
-        elif not p.exists() and any(c in item for c in "*?["):
-            paths += sorted(Path(q) for q in glob.glob(item, recursive=True))
-        else:
-            paths.append(p)
-    return paths
-
-
-def _read_previous_rows(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    with path.open(newline="") as fh:
-        return {row["image"]: row for row in csv.DictReader(fh) if row.get("image")}
-
 
 def cmd_segment(args) -> int:
-    import numpy as np
     from tqdm import tqdm
 
-    from .core.descriptors import measure, write_rows_csv
-    from .core.imageio import ImageError, read_image, to_rgb_uint8, write_png_atomic
+    from .core.batch import BatchConfig, expand_inputs, run_batch
+    from .core.imageio import ImageError
     from .core.models import ModelError, load_model
-    from .core.pipeline import heatmap_rgb, overlay, segment_cell
 
     out = Path(args.out)
     try:
@@ -61,79 +33,59 @@ def cmd_segment(args) -> int:
     if not os.access(out, os.W_OK):
         print(f"error: output folder {out} is not writable; choose another with --out", file=sys.stderr)
         return 2
-    inputs = _expand_inputs(args.inputs)
-    if not inputs:
-        print("error: no input images found (give image files, folders or globs)", file=sys.stderr)
-        return 2
     try:
-        model = load_model(args.model, device=args.device)
-    except ModelError as exc:
+        inputs = list(expand_inputs(args.inputs, roi=args.roi))
+    except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not inputs:
+        print("error: no input images found (give image files, folders, globs or TIFF stacks)", file=sys.stderr)
+        return 2
+    if args.workers < 1:
+        print("error: --workers must be 1 or more", file=sys.stderr)
+        return 2
+    model = args.model
+    if model is not None and model.lower() in ("none", ""):
+        model = None
+    if model is not None:
+        try:
+            load_model(model, device=args.device)  # a bad model fails here, once, not per image
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     options = {}
     for key in ("nucleus_iterations", "cytoplasm_iterations", "dilation", "inpainter", "lama_model",
                 "nucleus_seed"):
         value = getattr(args, key, None)
         if value is not None:
             options[key] = value
-    csv_path = out / "descriptors.csv"
-    previous = _read_previous_rows(csv_path)
-    rows, failures, seen = [], [], {}
-    t0 = time.perf_counter()
-    bar = tqdm(inputs, desc="segment", unit="cell", disable=args.quiet)
-    for path in bar:
-        stem = path.stem
-        bar.set_postfix_str(path.name[-30:])
-        if stem in seen:
-            failures.append((path, f"same file stem as {seen[stem]}; outputs would collide"))
-            continue
-        seen[stem] = path
-        targets = [out / f"{stem}{s}" for s in OUTPUT_SUFFIXES]
-        if not args.overwrite and all(t.exists() for t in targets):
-            # resumable, and never overwrite labels a user may have corrected: re-measure them
-            row = previous.get(stem)
-            if row is None:
-                try:
-                    labels = read_image(targets[0])
-                    row = {"image": stem, "source": str(path), "status": "kept existing labels",
-                           **measure(labels, pixel_size=args.pixel_size)}
-                except (ImageError, ValueError) as exc:
-                    failures.append((path, f"existing {targets[0].name} unreadable: {exc}"))
-                    continue
-            rows.append(row)
-            continue
-        try:
-            image = read_image(path)
-            result = segment_cell(image, model=model, method=args.method, grouping=args.grouping,
-                                  target=args.target, **options)
-            rgb, _ = to_rgb_uint8(image)
-            write_png_atomic(targets[0], result.labels)
-            heat = result.heatmap if result.heatmap is not None else np.zeros(result.labels.shape, np.float32)
-            write_png_atomic(targets[1], heatmap_rgb(heat))
-            write_png_atomic(targets[2], overlay(rgb, result.labels))
-            row = {"image": stem, "source": str(path), "status": "segmented", "method": result.method,
-                   "predicted_class": result.predicted_class,
-                   "probability": result.probability if result.probability is not None else float("nan"),
-                   "cell_found": result.cell_found,
-                   **measure(result.labels, rgb, pixel_size=args.pixel_size),
-                   "seconds": result.timings.get("total", float("nan")),
-                   "warnings": " | ".join(result.warnings)}
-            rows.append(row)
-        except (ImageError, ValueError, OSError, RuntimeError) as exc:
-            failures.append((path, f"{type(exc).__name__}: {exc}"))
-    write_rows_csv(csv_path, rows)
-    elapsed = time.perf_counter() - t0
-    summary = {"inputs": len(inputs), "done": len(rows), "failed": [{"input": str(p), "reason": r} for p, r in failures],
-               "method": args.method, "model": model.source, "version": __version__, "seconds": round(elapsed, 3)}
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
-    for path, reason in failures:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+    config = BatchConfig(model=model, method=args.method, grouping=args.grouping, target=args.target,
+                         device=args.device, options=options, pixel_size=args.pixel_size,
+                         overwrite=args.overwrite, max_pixels=args.max_pixels or None)
+    bar = tqdm(total=len(inputs), desc="segment", unit="cell", disable=args.quiet)
+
+    def progress(done, total, record):
+        bar.update(1)
+        if record is not None:
+            bar.set_postfix_str(f"{record['image'][-30:]} {record['status']}")
+
+    try:
+        summary = run_batch(inputs, out, config, workers=args.workers, scheduler=args.scheduler,
+                            progress=progress, total=len(inputs))
+    except RuntimeError as exc:  # the scheduler cannot be reached
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    for failure in summary["failed"]:
+        print(f"failed: {failure['input']}: {failure['reason']}", file=sys.stderr)
     if not args.quiet:
-        print(f"{len(rows)} of {len(inputs)} images segmented in {elapsed:.1f} s -> {out}/"
-              f" (descriptors.csv, *_labels.png, *_heatmap.png, *_overlay.png)")
-    return 1 if failures else 0
+        t = summary["timings"]
+        kept = f", {summary['skipped']} kept from an earlier run" if summary["skipped"] else ""
+        print(f"{summary['done']} of {summary['inputs']} images segmented{kept} in {t['wall_seconds']:.1f} s"
+              f" ({summary['execution']['mode']}) -> {out}/ (descriptors.csv, summary.json, *_labels.png,"
+              " *_heatmap.png, *_overlay.png)")
+    return 1 if summary["failed"] else 0
 
 
 def cmd_train(args) -> int:
@@ -221,6 +173,7 @@ def cmd_models(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .core.grouping import GROUPINGS
+    from .core.imageio import MAX_PIXELS
     from .core.inpaint import INPAINTERS
     from .core.pipeline import NUCLEUS_SEEDS, SEGMENT_METHODS
 
@@ -230,11 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment cell images into nucleus / cytoplasm")
-    seg.add_argument("inputs", nargs="+", help="image files, folders or globs")
+    seg.add_argument("inputs", nargs="+",
+                     help="image files, folders, globs (quote them) or multi-page TIFF stacks (one cell per page)")
     seg.add_argument("--out", required=True, help="output folder")
     seg.add_argument("--method", default="gradcam++", choices=SEGMENT_METHODS)
     seg.add_argument("--grouping", default=None, choices=GROUPINGS)
-    seg.add_argument("--model", default="default", help="bundled model name or .safetensors path")
+    seg.add_argument("--model", default="default",
+                     help="bundled model name or .safetensors path ('none' for the colour baseline without one)")
     seg.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     seg.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
     seg.add_argument("--nucleus-iterations", type=int, default=None)
@@ -245,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--inpainter", default=None, choices=INPAINTERS)
     seg.add_argument("--lama-model", default=None, help="local big-lama.pt (TorchScript)")
     seg.add_argument("--pixel-size", type=float, default=None, help="µm per pixel, for µm descriptors")
+    seg.add_argument("--workers", type=int, default=1,
+                     help="local worker processes (default 1: this process; 2+ for a multi-core machine)")
+    seg.add_argument("--scheduler", default=None,
+                     help="dask.distributed scheduler address (tcp://host:8786); its workers must see the"
+                          " inputs and --out at the same paths")
+    seg.add_argument("--roi", default=None, metavar="X,Y,W,H",
+                     help="segment only this region of each input (px; X column, Y row of the top-left corner)")
+    seg.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                     help=f"refuse larger inputs (height x width; default {MAX_PIXELS}) with a"
+                          " region-of-interest hint; 0 = no limit")
     seg.add_argument("--overwrite", action="store_true",
                      help="redo images whose outputs exist (default: keep them, e.g. corrected labels)")
     seg.add_argument("--quiet", action="store_true")

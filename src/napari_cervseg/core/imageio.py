@@ -92,31 +92,170 @@ def to_rgb_uint8(image, name: str = "image") -> tuple[np.ndarray, list[str]]:
     return np.ascontiguousarray(np.clip(np.rint(work), 0, 255).astype(np.uint8)), warnings
 
 
-def read_image(path) -> np.ndarray:
-    """Read an image file (PNG, JPEG, BMP, TIFF, ...) as an array, raising ImageError if unreadable."""
-    path = Path(path)
+#: largest image (height x width) segmented as one cell; bigger ones are a field of cells or a
+#: slide: segment a region of it instead (``roi=``, napari rectangles, ``cervseg segment --roi``)
+MAX_PIXELS = 4096 * 4096
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+def huge_image_message(name: str, height: int, width: int, max_pixels: int) -> str:
+    return (
+        f"{name}: {height} x {width} px ({height * width / 1e6:.3g} Mpx) is more than one cell image"
+        f" (limit {max_pixels / 1e6:.3g} Mpx). Segment a region of it: crop it"
+        " (image[y:y+h, x:x+w]), draw rectangles around cells on a Shapes layer in napari, or"
+        " `cervseg segment FILE --roi X,Y,W,H`; or raise the limit (max_pixels= / --max-pixels)"
+        " if it really is one cell"
+    )
+
+
+def check_size(shape, name: str = "image", max_pixels: int | None = MAX_PIXELS) -> None:
+    """Refuse an image larger than ``max_pixels`` (height x width) with the region-of-interest routes."""
+    if max_pixels and len(shape) >= 2 and int(shape[0]) * int(shape[1]) > max_pixels:
+        raise ImageError(huge_image_message(name, int(shape[0]), int(shape[1]), max_pixels))
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a folder; pass image files (or use `cervseg segment DIR`)")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: file is empty (0 bytes)")
-    suffix = path.suffix.lower()
+
+
+def _unreadable(path: Path, exc: Exception) -> ImageError:
+    return ImageError(
+        f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}); "
+        "expected a PNG, JPEG, BMP or TIFF file"
+    )
+
+
+def image_info(path) -> tuple[int, tuple[int, int]]:
+    """``(n_frames, (height, width))`` of an image file from its header, without decoding pixels.
+
+    A multi-page TIFF has one frame per page; every other file has one frame.
+    """
+    path = Path(path)
+    _check_file(path)
     try:
-        if suffix in (".tif", ".tiff"):
+        if path.suffix.lower() in TIFF_SUFFIXES:
             import tifffile
 
+            with tifffile.TiffFile(str(path)) as tif:
+                pages = tif.pages
+                first = pages.first if hasattr(pages, "first") else pages[0]
+                shape = first.shape
+                if len(pages) == 1 and first.ndim == 3 and first.shape[-1] not in (3, 4):
+                    # one page holding a (frames, H, W) volume
+                    return int(first.shape[0]), (int(shape[1]), int(shape[2]))
+                if getattr(first, "planarconfig", 1) == 2 and first.ndim == 3:  # channel-first RGB
+                    shape = shape[1:]
+                return len(pages), (int(shape[0]), int(shape[1]))
+        from PIL import Image
+
+        limit = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # reading the header only; the size check is ours
+        try:
+            with Image.open(path) as im:
+                width, height = im.size
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+        return 1, (int(height), int(width))
+    except ImageError:
+        raise
+    except Exception as exc:  # the readers raise many unrelated types for a bad file
+        raise _unreadable(path, exc) from exc
+
+
+def parse_roi(text) -> tuple[int, int, int, int]:
+    """``"X,Y,W,H"`` (or a 4-sequence) as a region of interest: column, row, width, height in px."""
+    try:
+        parts = [int(round(float(v))) for v in (text.split(",") if isinstance(text, str) else text)]
+    except (TypeError, ValueError):
+        parts = []
+    if len(parts) != 4 or parts[0] < 0 or parts[1] < 0 or parts[2] < 1 or parts[3] < 1:
+        raise ImageError(f"region of interest {text!r}: expected X,Y,W,H with X, Y >= 0 and W, H >= 1"
+                         " (pixels; X is the column of the left edge, Y the row of the top edge)")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def read_image(path, frame: int | None = None, roi=None, max_pixels: int | None = None) -> np.ndarray:
+    """Read an image file (PNG, JPEG, BMP, TIFF, ...) as an array, raising ImageError if unreadable.
+
+    ``frame``: the page of a multi-page TIFF (default: the whole file).
+    ``roi``: ``(x, y, w, h)`` or ``"X,Y,W,H"``: read only that region (clipped to the image). An
+    uncompressed TIFF page is memory-mapped so only the region is read; other files are decoded
+    whole and cropped.
+    ``max_pixels``: refuse, from the file header and before decoding, an image (or region) larger
+    than this, with a message that names the region-of-interest routes.
+    """
+    path = Path(path)
+    _check_file(path)
+    box = parse_roi(roi) if roi is not None else None
+    if max_pixels:
+        _, (height, width) = image_info(path)
+        if box is not None:
+            x, y, w, h = box
+            height, width = max(0, min(y + h, height) - y), max(0, min(x + w, width) - x)
+        check_size((height, width), str(path), max_pixels)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in TIFF_SUFFIXES:
+            import tifffile
+
+            if box is not None:
+                return _tiff_region(path, frame, box)
+            if frame is not None:
+                with tifffile.TiffFile(str(path)) as tif:
+                    if len(tif.pages) == 1:
+                        return np.asarray(tif.asarray())[frame]
+                    return tif.pages[frame].asarray()
             return tifffile.imread(str(path))
+        if box is not None:
+            from PIL import Image
+
+            limit = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None  # the region, not the file, is what we keep
+            try:
+                with Image.open(path) as im:
+                    x, y, w, h = box
+                    _inside(box, (im.size[1], im.size[0]), path)
+                    return np.asarray(im.crop((x, y, min(x + w, im.size[0]), min(y + h, im.size[1]))))
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
         import skimage.io
 
         return skimage.io.imread(str(path))
     except ImageError:
         raise
     except Exception as exc:  # the readers raise many unrelated types for a bad file
-        raise ImageError(
-            f"{path}: cannot be read as an image ({type(exc).__name__}: {exc}); "
-            "expected a PNG, JPEG, BMP or TIFF file"
-        ) from exc
+        raise _unreadable(path, exc) from exc
+
+
+def _inside(box, shape, path) -> None:
+    x, y, _, _ = box
+    if y >= shape[0] or x >= shape[1]:
+        raise ImageError(f"{path}: region of interest X,Y,W,H = {','.join(map(str, box))} starts outside"
+                         f" the image ({shape[0]} x {shape[1]} px, rows x columns)")
+
+
+def _tiff_region(path: Path, frame, box):
+    import tifffile
+
+    x, y, w, h = box
+    with tifffile.TiffFile(str(path)) as tif:
+        single_volume = len(tif.pages) == 1
+        index = 0 if single_volume else (frame or 0)
+        try:
+            # an uncompressed page maps into memory: only the region's rows are read from disk
+            data = tifffile.memmap(str(path), page=index, mode="r")
+        except (ValueError, TypeError):
+            data = tif.pages[index].asarray()
+        if single_volume and data.ndim == 3 and data.shape[-1] not in (3, 4):
+            data = data[frame or 0]
+        _inside(box, data.shape, path)
+        return np.array(data[y:y + h, x:x + w])
 
 
 def write_png_atomic(path, array: np.ndarray) -> None:

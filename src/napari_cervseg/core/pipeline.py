@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from .grouping import GROUPINGS, group, kmeans, log_scale
-from .imageio import to_rgb_uint8
+from .imageio import MAX_PIXELS, check_size, to_rgb_uint8
 from .inpaint import inpaint
 from .models import load_model
 from .refine import DEFAULT_WORK_SIZE, combine, dilate, erode, grabcut, seed_map
@@ -27,6 +27,9 @@ BASELINE = "colour-baseline"
 SEGMENT_METHODS = CAM_METHODS + LRP_METHODS + (BASELINE,)
 #: below this grey-level standard deviation an image is treated as holding no cell
 MIN_CONTRAST = 2.0
+#: longest side the pipeline works at: a larger image is processed downscaled (area averaging) and
+#: its labels and heatmap scaled back (Herlev's largest crop is 768 px, so its figures are unaffected)
+PROCESS_SIZE = 1024
 
 
 class SegmentationError(ValueError):
@@ -457,8 +460,18 @@ def _report(progress, stage: str, fraction: float):
         progress(stage, fraction)
 
 
+def _scale_back(result: SegmentationResult, shape) -> None:
+    size = (int(shape[1]), int(shape[0]))
+    result.settings["processed_shape"] = list(result.labels.shape)
+    result.labels = cv2.resize(result.labels, size, interpolation=cv2.INTER_NEAREST)
+    result.rough = cv2.resize(result.rough, size, interpolation=cv2.INTER_NEAREST)
+    if result.heatmap is not None:
+        result.heatmap = np.clip(cv2.resize(result.heatmap, size, interpolation=cv2.INTER_LINEAR), 0, 1)
+
+
 def segment_cell(image, model="default", method: str = "gradcam++", grouping: str | None = None,
-                 target=None, device=None, progress=None, **options) -> SegmentationResult:
+                 target=None, device=None, progress=None, max_pixels: int | None = MAX_PIXELS,
+                 **options) -> SegmentationResult:
     """Segment one cell image into nucleus / cytoplasm / background.
 
     Parameters
@@ -471,6 +484,8 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
     target : class to explain (None = predicted; "abnormal" / "normal")
     device : "cpu", "cuda", ... (default: CUDA, else MPS, else CPU)
     progress : optional callable ``progress(stage: str, fraction: float)``
+    max_pixels : refuse images larger than this (height x width) with an ImageError that names the
+        region-of-interest routes; images with a side above PROCESS_SIZE px are processed downscaled
     **options : passed to the algorithm (``nucleus_iterations``, ``cytoplasm_iterations``,
         ``dilation``, ``smooth``, ``inpainter``, ``lama_model``, ``layer``, ``work_size``)
 
@@ -488,7 +503,15 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
         raise SegmentationError(f"unknown method {method!r}; choose one of {', '.join(SEGMENT_METHODS)}")
     if grouping is not None and grouping not in GROUPINGS:
         raise SegmentationError(f"unknown grouping {grouping!r}; choose one of {', '.join(GROUPINGS)}")
+    check_size(np.shape(image), "image", max_pixels)
     rgb, warnings = to_rgb_uint8(image)
+    full_shape = rgb.shape[:2]
+    if max(full_shape) > PROCESS_SIZE:
+        scale = PROCESS_SIZE / max(full_shape)
+        small = (max(1, round(full_shape[1] * scale)), max(1, round(full_shape[0] * scale)))
+        rgb = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA)
+        warnings.append(f"processed at {small[1]} x {small[0]} px (downscaled from {full_shape[0]} x"
+                        f" {full_shape[1]}); labels and heatmap scaled back to the image")
     model_obj = load_model(model, device=device) if model is not None else None
     model_name = getattr(model_obj, "source", None)
     if _no_cell(rgb):
@@ -497,9 +520,9 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
         probs: dict = {}
         if model_obj is not None:
             cls, prob, probs = classify(model_obj, rgb)
-        zeros = np.zeros(rgb.shape[:2], np.uint8)
+        zeros = np.zeros(full_shape, np.uint8)
         return SegmentationResult(
-            labels=zeros, rough=zeros.copy(), heatmap=np.zeros(rgb.shape[:2], np.float32), method=method,
+            labels=zeros, rough=zeros.copy(), heatmap=np.zeros(full_shape, np.float32), method=method,
             algorithm="none", predicted_class=cls, probability=prob, probabilities=probs, model=model_name,
             timings={"total": time.perf_counter() - t_start},
             warnings=warnings + ["no cell found: the image has no contrast (grey-level std"
@@ -524,6 +547,8 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
                                   for k in ignored] + result.warnings
     if not result.cell_found:
         result.warnings.append("no cell found: the refinement left no nucleus or cytoplasm")
+    if rgb.shape[:2] != full_shape:
+        _scale_back(result, full_shape)
     result.timings["total"] = time.perf_counter() - t_start
     _report(progress, "done", 1.0)
     return result
