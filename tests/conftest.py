@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from napari_cervseg.core.datasets import default_data_root
+from napari_cervseg.core.models import save_model
 from napari_cervseg.core.synthetic import synthetic_cell, synthetic_set, train_synthetic_classifier
 
 
@@ -30,3 +31,10 @@ def herlev_root():
     if root is None:
         pytest.skip("Herlev development data not found (../shared/data/herlev or $CERVSEG_DATA)")
     return root
+
+
+@pytest.fixture()
+def model_file(tmp_path, trained_synthetic_model):
+    """The synthetic classifier as a .safetensors file (what worker processes load by path)."""
+    return str(save_model(trained_synthetic_model, tmp_path / "model" / "synthetic.safetensors",
+                          {**trained_synthetic_model.card}))

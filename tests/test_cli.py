@@ -3,16 +3,8 @@ import json
 
 import cv2
 import numpy as np
-import pytest
 
 from napari_cervseg.cli import main
-from napari_cervseg.core.models import save_model
-
-
-@pytest.fixture()
-def model_file(tmp_path, trained_synthetic_model):
-    return str(save_model(trained_synthetic_model, tmp_path / "model" / "synthetic.safetensors",
-                          {**trained_synthetic_model.card}))
 
 
 def _write(path, rgb):

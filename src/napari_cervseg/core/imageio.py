@@ -99,10 +99,15 @@ MAX_PIXELS = 4096 * 4096
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
+def _mpx(pixels: int) -> str:
+    mpx = pixels / 1e6
+    return f"{mpx:.0f} Mpx" if mpx >= 100 else f"{mpx:.2g} Mpx" if mpx < 1 else f"{mpx:.1f} Mpx"
+
+
 def huge_image_message(name: str, height: int, width: int, max_pixels: int) -> str:
     return (
-        f"{name}: {height} x {width} px ({height * width / 1e6:.3g} Mpx) is more than one cell image"
-        f" (limit {max_pixels / 1e6:.3g} Mpx). Segment a region of it: crop it"
+        f"{name}: {height} x {width} px ({_mpx(height * width)}) is more than one cell image"
+        f" (limit {_mpx(max_pixels)}). Segment a region of it: crop it"
         " (image[y:y+h, x:x+w]), draw rectangles around cells on a Shapes layer in napari, or"
         " `cervseg segment FILE --roi X,Y,W,H`; or raise the limit (max_pixels= / --max-pixels)"
         " if it really is one cell"
