@@ -198,3 +198,20 @@ def test_batch_input_stems():
     assert BatchInput("/d/s.tif", 3, 12).stem == "s_f0003"
     assert BatchInput("/d/s.tif", 3, 12000).stem == "s_f00003"
     assert BatchInput("/d/c.png", roi=(1, 2, 3, 4)).stem == "c_x1_y2_w3_h4"
+
+
+def test_threads_sharing_one_model_get_their_own_explanations(synthetic_cells, trained_synthetic_model):
+    """Explanations hook the shared network; threads (napari workers, threaded Dask workers) must
+    not see each other's activations."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from napari_cervseg import explain
+
+    images = [synthetic_cells[i][0] for i in range(8)]
+    for method in ("gradcam++", "lrp-ruleset1"):
+        alone = [explain(trained_synthetic_model, im, method=method).heatmap for im in images]
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda im, m=method: explain(trained_synthetic_model, im, method=m).heatmap,
+                                     images * 3))
+        for i, heat in enumerate(together):
+            np.testing.assert_allclose(heat, alone[i % 8], atol=1e-5)

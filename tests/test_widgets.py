@@ -34,12 +34,12 @@ def viewer_with_cell(make_napari_viewer):
     return viewer
 
 
-@pytest.mark.parametrize("key", ["classify_explain", "segment_cell", "measure_cell"])
+@pytest.mark.parametrize("key", ["classify_explain", "segment_cell", "batch_segment", "measure_cell"])
 def test_each_widget_docks_from_the_manifest(make_napari_viewer, key):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-cervseg", {
         "classify_explain": "Classify & explain", "segment_cell": "Segment cell",
-        "measure_cell": "Measure cell"}[key])
+        "batch_segment": "Segment all (batch)", "measure_cell": "Measure cell"}[key])
     assert widget is not None and dock is not None
 
 
@@ -201,3 +201,76 @@ def test_viewer_opens_saved_labels_through_the_plugin(make_napari_viewer, tmp_pa
     layers = viewer.open(path, plugin="napari-cervseg")
     assert isinstance(layers[0], napari.layers.Labels)
     np.testing.assert_array_equal(layers[0].data, labels)
+
+
+@pytest.fixture()
+def viewer_with_layers_and_stack(make_napari_viewer):
+    import cv2
+
+    viewer = make_napari_viewer()
+    cell = load_sample("abnormal")
+    viewer.add_image(cell, name="cell", rgb=True)
+    small = cv2.resize(cell, (96, 96), interpolation=cv2.INTER_AREA)
+    viewer.add_image(np.stack([small, small[::-1], small[:, ::-1]]), name="stack", rgb=True)
+    return viewer
+
+
+def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_and_stack, qtbot):
+    from napari_cervseg._widgets import BatchSegmentWidget, MeasureCellWidget
+
+    viewer = viewer_with_layers_and_stack
+    w = BatchSegmentWidget(viewer)
+    assert w.scope_combo.value == "all image layers"
+    w.run()
+    _wait(qtbot, w, timeout=120000)
+    cell, stack = viewer.layers["cell regions"], viewer.layers["stack regions"]
+    assert cell.data.shape == viewer.layers["cell"].data.shape[:2] and (cell.data == 2).any()
+    assert stack.data.shape == (3, 96, 96)
+    assert all((stack.data[i] == 2).any() for i in range(3))
+    # a flipped frame is segmented as the flipped cell, not as a copy of frame 0
+    assert not np.array_equal(stack.data[0], stack.data[1])
+    assert [r["layer"] for r in w.rows] == ["cell", "stack [frame 0]", "stack [frame 1]", "stack [frame 2]"]
+    assert "4 of 4 image(s) segmented into 2 layer(s)" in w.result_label.text()
+    m = MeasureCellWidget(viewer)
+    m.labels_combo.value = "stack regions"
+    assert [r["frame"] for r in m.rows] == [0, 1, 2] and m.image_combo.value == "stack"
+    assert "frame" in m.columns() and all(r["nucleus_area"] > 0 for r in m.rows)
+
+
+def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stack, qtbot, monkeypatch):
+    import threading
+
+    from napari_cervseg._widgets import BatchSegmentWidget
+    from napari_cervseg.core import pipeline
+
+    viewer = viewer_with_layers_and_stack
+    second_started, release = threading.Event(), threading.Event()
+    calls = []
+    real_explain = pipeline.explain
+
+    def explain_then_hold(*args, **kwargs):  # the second frame waits until the test pressed Cancel
+        calls.append(1)
+        if len(calls) == 2:
+            second_started.set()
+            release.wait(30)
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "explain", explain_then_hold)
+    w = BatchSegmentWidget(viewer)
+    w.scope_combo.value = "stack"
+    w.run()
+    qtbot.waitUntil(second_started.is_set, timeout=60000)
+    w.panel.cancel_button.click()
+    release.set()
+    _wait(qtbot, w)
+    stack = viewer.layers["stack regions"].data
+    assert (stack[0] == 2).any() and not stack[1:].any()
+    assert "1 of 3" in w.result_label.text() and "cancelled" in w.result_label.text()
+
+
+def test_menu_command_segments_all_layers(viewer_with_layers_and_stack, qtbot):
+    from napari_cervseg._menu_commands import segment_all_layers
+
+    segment_all_layers(viewer_with_layers_and_stack)
+    qtbot.waitUntil(lambda: "stack regions" in viewer_with_layers_and_stack.layers, timeout=120000)
+    assert "cell regions" in viewer_with_layers_and_stack.layers

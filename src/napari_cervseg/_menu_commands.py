@@ -2,7 +2,7 @@
 
 import napari
 
-from ._widgets import MeasureCellWidget, SegmentCellWidget, _notify_error
+from ._widgets import BatchSegmentWidget, MeasureCellWidget, SegmentCellWidget, _notify_error
 
 
 def segment_active_layer(viewer: napari.viewer.Viewer) -> None:
@@ -27,3 +27,13 @@ def measure_active_layer(viewer: napari.viewer.Viewer) -> None:
     widget = MeasureCellWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Measure cell (CervSeg)", area="right")
     widget.labels_combo.value = layer.name
+
+
+def segment_all_layers(viewer: napari.viewer.Viewer) -> None:
+    """Segment every image layer (every frame of a stack) with the default model and method."""
+    if not any(isinstance(layer, napari.layers.Image) for layer in viewer.layers):
+        _notify_error("CervSeg: no image layer to segment: open images (File > Open) first")
+        return
+    widget = BatchSegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment all (CervSeg)", area="right")
+    widget.run()

@@ -32,8 +32,9 @@ def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
     arr = np.asarray(data)
     if arr.ndim != (3 if rgb else 2):
         raise LayerError(
-            f"layer {name!r} has shape {arr.shape}: the plugin segments one 2D grey or RGB cell image;"
-            " pick a 2D layer, or take one frame of the stack (e.g. viewer.add_image(layer.data[i]))"
+            f"layer {name!r} has shape {arr.shape}: this segments one 2D grey or RGB cell image;"
+            " pick a 2D layer, or segment every frame of a stack with 'Segment all (batch)'"
+            " (Plugins > CervSeg, or Layers > Segment)"
         )
     try:
         return to_rgb_uint8(arr, name=f"layer {name!r}")[0]
@@ -104,11 +105,35 @@ def segment_boxes(image: np.ndarray, boxes, progress=None, **kwargs):
     return labels, heatmap, results
 
 
+def layer_frames(name: str, data, rgb: bool):
+    """The 2D images of an image layer as ``[(frame name, lazy frame getter)]``: one for a 2D
+    layer, one per frame of a stack (the first axis; deeper stacks are refused by name)."""
+    ndim = np.ndim(data) - (1 if rgb else 0)
+    if ndim == 2:
+        return [(name, lambda: image_from_layer(name, data, rgb))]
+    if ndim == 3:
+        n = int(np.shape(data)[0])
+        return [(f"{name} [frame {i}]",
+                 lambda i=i: image_from_layer(f"{name} [frame {i}]", np.asarray(data[i]), rgb))
+                for i in range(n)]
+    raise LayerError(f"layer {name!r} has shape {np.shape(data)}: the batch action segments 2D images and"
+                     " the frames of 3D stacks (frames on the first axis); take a 3D part of it first")
+
+
 def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dict]:
-    """Descriptor rows: one per box (``cell`` = 1, 2, ...) or one for the whole labels array."""
+    """Descriptor rows: one per box (``cell`` = 1, 2, ...) or one for the whole labels array;
+    a stack of labels (frames, H, W) gives one row per frame (``frame`` = 0, 1, ...)."""
     labels = np.asarray(labels)
+    if labels.ndim == 3:
+        frames = None if image is None else np.asarray(image)
+        if frames is not None and frames.shape[:3] != labels.shape:
+            frames = None
+        return [{"cell": i + 1, "frame": i,
+                 **measure(labels[i], None if frames is None else frames[i], pixel_size)}
+                for i in range(labels.shape[0])]
     if labels.ndim != 2:
-        raise LayerError(f"labels of shape {labels.shape}: the descriptors need a 2D labels layer")
+        raise LayerError(f"labels of shape {labels.shape}: the descriptors need a 2D labels layer"
+                         " or a stack of them (frames, H, W)")
     if image is not None and np.asarray(image).shape[:2] != labels.shape:
         image = None  # a mismatched image gives no intensities rather than an error
     if not boxes:

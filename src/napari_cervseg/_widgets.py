@@ -1,4 +1,4 @@
-"""napari dock widgets: Classify & explain, Segment cell, Measure cell.
+"""napari dock widgets: Classify & explain, Segment cell, Segment all (batch), Measure cell.
 
 Thin on purpose: every computation is a core call (``segment_cell``, ``explain``, ``measure``)
 run in a napari thread worker; the widgets only pick layers and options, show progress, and
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+
+import numpy as np
 
 from magicgui.widgets import ComboBox
 from qtpy.QtCore import QObject, Signal
@@ -36,6 +38,7 @@ from ._napari_glue import (
     digest,
     heatmap_layer_name,
     image_from_layer,
+    layer_frames,
     rectangles_to_boxes,
     regions_layer_name,
     segment_boxes,
@@ -301,33 +304,147 @@ class SegmentCellWidget(_WorkerWidget):
         self._start(work, done)
 
     def _show(self, image_layer, labels, heatmap, results, boxes, method):
-        existing = [layer.name for layer in self.viewer.layers]
-        base = f"{image_layer.name} regions"
-        old = self.viewer.layers[base] if base in existing else None
-        name, replace = regions_layer_name(image_layer.name, existing, old.metadata if old is not None else None,
-                                           old.data if old is not None else None)
-        metadata = {WRITTEN_KEY: digest(labels), "cervseg_boxes": boxes, "cervseg_image": image_layer.name,
-                    "cervseg_summaries": [r.summary() for r in results]}
-        if replace:
-            target = self.viewer.layers[name]
-            target.data = labels
-            target.metadata.update(metadata)
-        else:
-            target = self.viewer.add_labels(labels, name=name, opacity=0.5, metadata=metadata,
-                                            scale=image_layer.scale[-2:], translate=image_layer.translate[-2:])
-        _set_label_colours(target)
-        if any(r.heatmap is not None for r in results):
-            _show_heatmap(self.viewer, heatmap_layer_name(image_layer.name, method), heatmap, image_layer,
-                          visible=False)
-            # keep the labels on top so the user can paint on them
-            self.viewer.layers.move(self.viewer.layers.index(target), len(self.viewer.layers))
-        self.viewer.layers.selection.active = target
+        name = _add_regions(self.viewer, image_layer, labels, heatmap, results, boxes, method)
         first = results[0]
         found = sum(r.cell_found for r in results)
         text = (f"{len(results)} cell(s), {found} found; " if len(results) > 1 else "") + (
             f"{first.predicted_class} (p = {first.probability:.2f}); " if first.predicted_class else "")
         warnings = sorted({w for r in results for w in r.warnings})
         self.result_label.setText(text + f"labels in '{name}'" + ("\n" + "\n".join(warnings) if warnings else ""))
+
+
+def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -> str:
+    """Put labels (2D, or frames x H x W for a stack) in ``<image> regions``, or in a new
+    ``<image> regions [n]`` when that layer holds painting; the heatmap goes under it, hidden."""
+    existing = [layer.name for layer in viewer.layers]
+    base = f"{image_layer.name} regions"
+    old = viewer.layers[base] if base in existing else None
+    name, replace = regions_layer_name(image_layer.name, existing, old.metadata if old is not None else None,
+                                       old.data if old is not None else None)
+    if replace and np.shape(viewer.layers[name].data) != np.shape(labels):
+        name, replace = regions_layer_name(image_layer.name, existing, None, None)
+    spatial = labels.ndim  # the image layer's scale has one entry per non-channel axis
+    metadata = {WRITTEN_KEY: digest(labels), "cervseg_boxes": boxes, "cervseg_image": image_layer.name,
+                "cervseg_summaries": [r.summary() if r is not None else None for r in results]}
+    geometry = {"scale": image_layer.scale[-spatial:], "translate": image_layer.translate[-spatial:]}
+    if replace:
+        target = viewer.layers[name]
+        target.data = labels
+        target.metadata.update(metadata)
+    else:
+        target = viewer.add_labels(labels, name=name, opacity=0.5, metadata=metadata, **geometry)
+    _set_label_colours(target)
+    if heatmap is not None and any(r is not None and r.heatmap is not None for r in results):
+        hname = heatmap_layer_name(image_layer.name, method)
+        if hname in viewer.layers:
+            viewer.layers[hname].data = heatmap
+        else:
+            viewer.add_image(heatmap, name=hname, colormap="turbo", opacity=0.5, blending="translucent",
+                             visible=False, contrast_limits=(0, 1), **geometry)
+        # keep the labels on top so the user can paint on them
+        viewer.layers.move(viewer.layers.index(target), len(viewer.layers))
+    viewer.layers.selection.active = target
+    return name
+
+
+class BatchSegmentWidget(_WorkerWidget):
+    """Segment every image layer, or every frame of a stack, with one model and method.
+
+    The same engine as ``cervseg segment`` (``core.batch.segment_frames``): a frame that fails is
+    reported and the others go on; Cancel keeps (and shows) what finished.
+    """
+
+    ALL = "all image layers"
+
+    def __init__(self, napari_viewer):
+        super().__init__(napari_viewer, "Segment all")
+        self.scope_combo = self._combo("images", lambda _w=None: [self.ALL] + _layer_choices(
+            napari_viewer, "image")())
+        self.model_edit = QLineEdit("default")
+        self.form.addRow("model", self.model_edit)
+        self.method_combo = self._combo("method", list(SEGMENT_METHODS), "gradcam++")
+        self._refresh_on_layer_change(self.scope_combo)
+        self.rows: list[dict] = []
+
+    def targets(self):
+        """The chosen image layers with their frames: ``[(layer, [(name, getter), ...])]``."""
+        import napari
+
+        if self.scope_combo.value in (None, self.ALL):
+            layers = [ly for ly in self.viewer.layers if isinstance(ly, napari.layers.Image)]
+        else:
+            layers = [self.viewer.layers[self.scope_combo.value]]
+        if not layers:
+            raise LayerError("no image layer to segment: open images (File > Open) first")
+        return [(layer, layer_frames(layer.name, layer.data, layer.rgb)) for layer in layers]
+
+    def run(self):
+        from .core.batch import BatchConfig, segment_frames
+
+        try:
+            targets = self.targets()
+        except LayerError as exc:
+            _notify_error(f"CervSeg: {exc}")
+            return
+        method = self.method_combo.value
+        model = None if method == "colour-baseline" else (self.model_edit.text().strip() or "default")
+        config = BatchConfig(model=model, method=method)
+        progress = self._progress_callback()
+        total = sum(len(frames) for _, frames in targets)
+
+        def frames():
+            for _, layer_frames_ in targets:
+                for name, get in layer_frames_:
+                    try:
+                        yield name, get()
+                    except LayerError as exc:
+                        yield name, exc  # segment_frames reports it as that frame's failure
+
+        def work():
+            done, cancelled = [], False
+            try:
+                for out in segment_frames(frames(), config, progress=progress, total=total):
+                    done.append(out)
+            except Cancelled:
+                cancelled = True
+            return done, cancelled
+
+        def finished(out):
+            done, cancelled = out
+            self._show_all(targets, done, method, cancelled)
+
+        self._start(work, finished)
+
+    def _show_all(self, targets, done, method, cancelled):
+        by_name = {name: (result, row) for name, result, row in done}
+        self.rows, made, failed = [], [], []
+        for layer, frames in targets:
+            results = [by_name.get(name, (None, None))[0] for name, _ in frames]
+            if not any(r is not None for r in results):
+                failed += [name for name, _ in frames if name in by_name]
+                continue
+            shape = next(r.labels.shape for r in results if r is not None)
+            labels = np.zeros((len(frames), *shape), np.uint8)
+            heat = np.zeros((len(frames), *shape), np.float32)
+            for i, r in enumerate(results):
+                if r is not None and r.labels.shape == shape:
+                    labels[i] = r.labels
+                    if r.heatmap is not None:
+                        heat[i] = r.heatmap
+            if len(frames) == 1:
+                labels, heat = labels[0], heat[0]
+            made.append(_add_regions(self.viewer, layer, labels, heat, results, None, method))
+            failed += [name for name, _ in frames if name in by_name and by_name[name][0] is None]
+        for name, _, row in done:
+            self.rows.append({"layer": name, **row})
+        text = f"{sum(r is not None for _, r, _ in done)} of {sum(len(f) for _, f in targets)} image(s)" \
+               f" segmented into {len(made)} layer(s)"
+        if cancelled:
+            text += " (cancelled: the rest were not run)"
+        if failed:
+            reasons = [by_name[n][1].get("status", "") for n in failed]
+            text += "\nfailed: " + "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons))
+        self.result_label.setText(text)
 
 
 def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
@@ -423,7 +540,10 @@ class MeasureCellWidget(QWidget):
             image = None
             if self.image_combo.value not in (None, "none") and self.image_combo.value in self.viewer.layers:
                 image_layer = self.viewer.layers[self.image_combo.value]
-                image = image_from_layer(image_layer.name, image_layer.data, image_layer.rgb)
+                if np.ndim(layer.data) == 3 and np.ndim(image_layer.data) - image_layer.rgb == 3:
+                    image = np.asarray(image_layer.data)  # a stack: measured frame by frame
+                else:
+                    image = image_from_layer(image_layer.name, image_layer.data, image_layer.rgb)
             self.rows = descriptor_rows(layer.data, image, self.effective_pixel_size(),
                                         layer.metadata.get("cervseg_boxes"))
             self.status.setText(f"{len(self.rows)} cell(s) from '{layer.name}'")
@@ -435,6 +555,8 @@ class MeasureCellWidget(QWidget):
 
     def columns(self) -> list[str]:
         cols = list(TABLE_COLUMNS)
+        if self.rows and "frame" in self.rows[0]:
+            cols.insert(1, "frame")
         if self.rows and "nucleus_area_um2" in self.rows[0]:
             cols[1:1] = ["nucleus_area_um2", "cytoplasm_area_um2"]
         return [c for c in cols if not self.rows or c in self.rows[0]]
@@ -462,4 +584,4 @@ class MeasureCellWidget(QWidget):
             self.export_csv(path)
 
 
-__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "MeasureCellWidget"]
+__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "BatchSegmentWidget", "MeasureCellWidget"]

@@ -451,7 +451,8 @@ def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig
                    progress: Callable | None = None, total: int | None = None):
     """Segment in-memory images one by one: yields ``(name, SegmentationResult or None, row)``.
 
-    A frame that cannot be segmented yields ``None`` and a row whose status names the error, so
+    A frame that cannot be segmented (or that the iterable gives as an exception because it could
+    not be read) yields ``None`` and a row whose status names the error, so
     one bad frame of a stack does not stop the others. ``progress(stage, fraction)`` reports the
     overall fraction (and may raise to cancel).
     """
@@ -461,6 +462,9 @@ def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig
                 where = f"{name} ({i + 1}/{total})" if total else name
                 progress(f"{where}: {stage}", (i + fraction) / total if total else fraction)
 
+        if isinstance(image, Exception):  # the frame could not even be read
+            yield name, None, {"image": name, "status": f"failed: {image}"}
+            continue
         try:
             result, row = segment_item(image, config, name=name, progress=sub)
         except INPUT_ERRORS as exc:

@@ -7,6 +7,7 @@ Loading never executes code from a file: weights are read with ``safetensors`` (
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -168,6 +169,9 @@ class CellClassifier:
     cam_layer: str | None = None
     lrp_applicable: bool = False
     source: str = "<in memory>"
+    #: serialises use of ``net``: explanations attach hooks to the shared network, and another
+    #: thread's forward pass (napari workers, a threaded Dask worker) would feed those hooks
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @property
     def device(self) -> torch.device:

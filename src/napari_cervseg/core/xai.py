@@ -319,10 +319,12 @@ def explain(model, image, method: str = DEFAULT_METHOD, target=None, layer: str 
     relevance = None
     if method in CAM_METHODS:
         layer = layer or model.cam_layer
-        cam, probs, idx = cam_maps(model.net, x, layer, method, target_idx)
+        with model.lock:
+            cam, probs, idx = cam_maps(model.net, x, layer, method, target_idx)
         heat = _to_image_size(cam[0].cpu().numpy(), h, w)
     else:
-        rel, probs, idx = lrp_relevance(model, x, method, target_idx)
+        with model.lock:
+            rel, probs, idx = lrp_relevance(model, x, method, target_idx)
         relevance = rel[0].cpu().numpy()
         heat = _to_image_size(relevance, h, w)
         layer = None
@@ -361,9 +363,11 @@ def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, laye
     relevance = None
     if method in CAM_METHODS:
         layer = layer or model.cam_layer
-        maps, probs, idx = cam_maps(model.net, x, layer, method, target_idx)
+        with model.lock:
+            maps, probs, idx = cam_maps(model.net, x, layer, method, target_idx)
     else:
-        maps, probs, idx = lrp_relevance(model, x, method, target_idx)
+        with model.lock:
+            maps, probs, idx = lrp_relevance(model, x, method, target_idx)
         relevance = maps.cpu().numpy()
         layer = None
     seconds = (time.perf_counter() - t0) / len(rgbs)
@@ -384,7 +388,9 @@ def classify(model, image, device=None) -> tuple[str, float, dict]:
     """Predicted class name, its probability, and all class probabilities for one image."""
     model = load_model(model, device=device)
     rgb, _ = to_rgb_uint8(image)
-    probs = torch.softmax(model.net(preprocess(rgb, model.preprocess, model.device)), 1)[0].cpu().numpy()
+    x = preprocess(rgb, model.preprocess, model.device)
+    with model.lock:
+        probs = torch.softmax(model.net(x), 1)[0].cpu().numpy()
     names = model.class_names
     best = int(probs.argmax())
     return names[best], float(probs[best]), {n: float(p) for n, p in zip(names, probs)}

@@ -48,7 +48,8 @@ def pixel_flipping(model, image, heatmap: np.ndarray, target=None, steps: int = 
         idx = torch.from_numpy(order[: int(round(f * size * size))]).to(x.device)
         flipped[:, idx] = fill.view(3, 1)
         batch.append(flipped.view_as(x))
-    probs = torch.softmax(model.net(torch.stack(batch)), 1).cpu().numpy()
+    with model.lock:
+        probs = torch.softmax(model.net(torch.stack(batch)), 1).cpu().numpy()
     t = int(probs[0].argmax()) if target is None else model.class_index(target)
     curve = probs[:, t]
     return {"fractions": fractions.tolist(), "probabilities": curve.tolist(),
