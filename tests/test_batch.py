@@ -215,3 +215,19 @@ def test_threads_sharing_one_model_get_their_own_explanations(synthetic_cells, t
                                      images * 3))
         for i, heat in enumerate(together):
             np.testing.assert_allclose(heat, alone[i % 8], atol=1e-5)
+
+
+def test_auto_workers_stay_in_process_for_a_few_inputs_and_use_the_cores_for_many(monkeypatch):
+    from napari_cervseg import cli
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 16)
+    assert cli.auto_workers(3) == 1
+    assert cli.auto_workers(1000) == cli.MAX_AUTO_WORKERS == 4
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli.auto_workers(1000) == 2
+
+
+def test_bad_worker_count_is_refused(tmp_path, synthetic_cells, capsys):
+    _write(tmp_path / "c.png", synthetic_cells[0][0])
+    assert main(["segment", str(tmp_path / "c.png"), "--out", str(tmp_path / "o"), "--workers", "zero"]) == 2
+    assert "--workers zero" in capsys.readouterr().err

@@ -17,6 +17,20 @@ from pathlib import Path
 from ._version import __version__
 
 
+#: worker processes that "auto" starts at most: each holds its own torch (~0.8 GB resident)
+MAX_AUTO_WORKERS = 4
+#: below this many inputs "auto" stays in this process: starting workers costs seconds
+MIN_INPUTS_FOR_WORKERS = 8
+
+
+def auto_workers(n_inputs: int) -> int:
+    """Local worker processes for ``--workers auto``: one per CPU core (at most 4), or none
+    (this process) for a handful of inputs."""
+    if n_inputs < MIN_INPUTS_FOR_WORKERS:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, n_inputs))
+
+
 def cmd_segment(args) -> int:
     from tqdm import tqdm
 
@@ -41,9 +55,14 @@ def cmd_segment(args) -> int:
     if not inputs:
         print("error: no input images found (give image files, folders, globs or TIFF stacks)", file=sys.stderr)
         return 2
-    if args.workers < 1:
-        print("error: --workers must be 1 or more", file=sys.stderr)
-        return 2
+    if args.workers in (None, "auto"):
+        workers = auto_workers(len(inputs))
+    else:
+        workers = int(args.workers) if str(args.workers).isdigit() else 0
+        if workers < 1:
+            print(f"error: --workers {args.workers}: give a number of processes (1 or more) or 'auto'",
+                  file=sys.stderr)
+            return 2
     model = args.model
     if model is not None and model.lower() in ("none", ""):
         model = None
@@ -70,7 +89,7 @@ def cmd_segment(args) -> int:
             bar.set_postfix_str(f"{record['image'][-30:]} {record['status']}")
 
     try:
-        summary = run_batch(inputs, out, config, workers=args.workers, scheduler=args.scheduler,
+        summary = run_batch(inputs, out, config, workers=workers, scheduler=args.scheduler,
                             progress=progress, total=len(inputs))
     except RuntimeError as exc:  # the scheduler cannot be reached
         bar.close()
@@ -200,8 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--inpainter", default=None, choices=INPAINTERS)
     seg.add_argument("--lama-model", default=None, help="local big-lama.pt (TorchScript)")
     seg.add_argument("--pixel-size", type=float, default=None, help="µm per pixel, for µm descriptors")
-    seg.add_argument("--workers", type=int, default=1,
-                     help="local worker processes (default 1: this process; 2+ for a multi-core machine)")
+    seg.add_argument("--workers", default="auto",
+                     help="local worker processes: a number, or 'auto' (default: one per CPU core, at most"
+                          f" {MAX_AUTO_WORKERS}, each ~0.8 GB; this process alone for fewer than"
+                          f" {MIN_INPUTS_FOR_WORKERS} inputs); 1 = no extra processes")
     seg.add_argument("--scheduler", default=None,
                      help="dask.distributed scheduler address (tcp://host:8786); its workers must see the"
                           " inputs and --out at the same paths")
