@@ -6,6 +6,7 @@ import csv
 import json
 import struct
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -231,3 +232,57 @@ def test_bad_worker_count_is_refused(tmp_path, synthetic_cells, capsys):
     _write(tmp_path / "c.png", synthetic_cells[0][0])
     assert main(["segment", str(tmp_path / "c.png"), "--out", str(tmp_path / "o"), "--workers", "zero"]) == 2
     assert "--workers zero" in capsys.readouterr().err
+
+
+def test_wrong_extensions_are_read_by_content_or_named(tmp_path, synthetic_cells, model_file):
+    cell = synthetic_cells[0][0]
+    png_named_jpg = tmp_path / "cell.jpg"
+    png_named_jpg.write_bytes(cv2.imencode(".png", cv2.cvtColor(cell, cv2.COLOR_RGB2BGR))[1].tobytes())
+    np.testing.assert_array_equal(read_image(png_named_jpg), cell)  # lossless: read as the PNG it is
+    text_named_tif = tmp_path / "notes.tif"
+    text_named_tif.write_text("plate 3, well B2")
+    with pytest.raises(ImageError, match="notes.tif: cannot be read as an image"):
+        read_image(text_named_tif)
+    half = tmp_path / "half.png"
+    full = cv2.imencode(".png", cell)[1].tobytes()
+    half.write_bytes(full[: len(full) // 2])
+    out = tmp_path / "out"
+    code = main(["segment", str(png_named_jpg), str(text_named_tif), str(half), str(tmp_path / "notes.txt"),
+                 "--out", str(out), "--model", model_file, "--quiet"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 1 and summary["done"] == 1
+    assert {Path(f["input"]).name for f in summary["failed"]} == {"notes.tif", "half.png", "notes.txt"}
+    assert not (out / "half_labels.png").exists()
+
+
+def test_read_only_output_folder_is_refused_and_left_alone(tmp_path, synthetic_cells, monkeypatch, capsys):
+    import os
+
+    from napari_cervseg import cli
+
+    src = _write(tmp_path / "cell.png", synthetic_cells[0][0])
+    out = tmp_path / "ro"
+    out.mkdir()
+    (out / "cell_labels.png").write_bytes(b"the user's file")
+    out.chmod(0o555)
+    if os.geteuid() == 0:  # root may write anywhere: judge by the permission bits as a user would
+        monkeypatch.setattr(cli.os, "access", lambda p, mode: not (Path(p).stat().st_mode & 0o222) == 0)
+    try:
+        assert main(["segment", str(src), "--out", str(out), "--quiet"]) == 2
+        assert "not writable" in capsys.readouterr().err
+        assert (out / "cell_labels.png").read_bytes() == b"the user's file"
+    finally:
+        out.chmod(0o755)
+
+
+def test_a_write_that_fails_mid_run_fails_that_input_only(tmp_path, cell_folder, model_file, monkeypatch):
+    real_imwrite = cv2.imwrite
+
+    def disk_full_for_cell1(path, arr, *a):
+        return False if "cell1" in str(path) else real_imwrite(path, arr, *a)
+
+    monkeypatch.setattr(cv2, "imwrite", disk_full_for_cell1)
+    out = tmp_path / "out"
+    summary = run_batch(expand_inputs([cell_folder]), out, BatchConfig(model=model_file))
+    assert summary["done"] == 3 and "could not write" in summary["failed"][0]["reason"]
+    assert not list(out.glob("cell1*")) and not list(out.glob(".*tmp*"))
