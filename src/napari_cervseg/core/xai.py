@@ -1,4 +1,8 @@
-"""Explanations: the Grad-CAM family (own implementation, hooks on a named layer) and LRP (zennit).
+"""Explanations: the Grad-CAM family (pytorch-grad-cam, or our own hooks on a named layer) and LRP (zennit).
+
+The CAM family runs through pytorch-grad-cam when it is installed (``cam_backend="auto"``; see
+:mod:`.xai_pgc`), else through the built-in implementations below, which compute the same
+formulas (tested against pytorch-grad-cam); ``gradcam++-paper`` is always built in.
 
 Every method returns an :class:`Explanation` whose ``heatmap`` is float32 in [0, 1] at the
 image's own height and width; LRP also keeps the raw per-pixel ``relevance`` (model-input size).
@@ -109,7 +113,7 @@ def cam_weights(activations: torch.Tensor, grads: torch.Tensor, method: str, eps
     g2 = grads.pow(2)
     if method == "gradcam++":
         sum_a = activations.sum(dim=(2, 3), keepdim=True)
-        alpha = g2 / (2 * g2 + sum_a * g2 * grads + eps)
+        alpha = g2 / (2 * g2 + sum_a * g2 * grads + 1e-6)  # pytorch-grad-cam's epsilon
         alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
         return (alpha * F.relu(grads)).sum(dim=(2, 3))
     if method == "gradcam++-paper":
@@ -128,20 +132,20 @@ def _per_map_max_normalise(cam: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def _score_weights(net: nn.Module, x: torch.Tensor, act: torch.Tensor, idx: torch.Tensor,
                    batch: int = 64) -> torch.Tensor:
-    """Score-CAM (Wang et al. 2020): each activation map, upsampled and min-max normalised, masks
-    the input; its weight is the target's softmax probability for the masked input."""
+    """Score-CAM (Wang et al. 2020) as pytorch-grad-cam computes it: each activation map,
+    upsampled (bilinear, corners aligned) and min-max normalised, masks the input; the target
+    logits of the K masked inputs, softmax-normalised over the K channels, are the weights."""
     n, k = act.shape[:2]
-    maps = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    maps = F.interpolate(act, size=x.shape[-2:], mode="bilinear", align_corners=True)
     lo = maps.flatten(2).min(-1).values[..., None, None]
     hi = maps.flatten(2).max(-1).values[..., None, None]
-    masks = (maps - lo) / (hi - lo).clamp_min(1e-12)
-    weights = torch.zeros(n, k, device=x.device)
+    masks = (maps - lo) / (hi - lo + 1e-8)
+    scores = torch.zeros(n, k, device=x.device)
     for i in range(n):
         for start in range(0, k, batch):
             m = masks[i, start:start + batch, None]  # (b, 1, H, W)
-            probs = torch.softmax(net(x[i:i + 1] * m), 1)
-            weights[i, start:start + batch] = probs[:, idx[i]]
-    return weights
+            scores[i, start:start + batch] = net(x[i:i + 1] * m)[:, idx[i]]
+    return torch.softmax(scores, dim=1)
 
 
 def _eigen_maps(act: torch.Tensor) -> torch.Tensor:
@@ -158,6 +162,69 @@ def _eigen_maps(act: torch.Tensor) -> torch.Tensor:
             proj = -proj
         out.append(proj.reshape(h, w))
     return torch.stack(out)
+
+
+#: where the CAM family comes from: pytorch-grad-cam when installed ("auto"), or our own hooks
+CAM_BACKENDS = ("auto", "pytorch-grad-cam", "builtin")
+
+
+def resolve_cam_backend(backend: str | None = "auto", method: str | None = None) -> str:
+    """"pytorch-grad-cam" or "builtin" for ``method`` (``gradcam++-paper`` is always built in:
+    pytorch-grad-cam has no implementation of the paper's equations)."""
+    from . import xai_pgc
+
+    backend = (backend or "auto").lower()
+    if backend not in CAM_BACKENDS:
+        raise ExplainError(f"unknown CAM backend {backend!r}; choose one of {', '.join(CAM_BACKENDS)}")
+    if method is not None and method not in xai_pgc.PGC_CLASSES and method != "ensemble":
+        return "builtin"
+    if backend == "builtin":
+        return "builtin"
+    if xai_pgc.available():
+        return "pytorch-grad-cam"
+    if backend == "pytorch-grad-cam":
+        raise ExplainError("the pytorch-grad-cam backend is not installed: run scripts/install.sh, or"
+                           " `pip install --no-deps grad-cam ttach` (plus matplotlib), or use backend='builtin'")
+    return "builtin"
+
+
+def cam_maps_with(model: CellClassifier, x: torch.Tensor, layer: str, method: str, target: int | None,
+                  backend: str):
+    """CAM maps (N, h, w) from the chosen backend (pytorch-grad-cam's are at the input size and
+    min-max scaled, the built-in ones at the layer's resolution), probabilities, class indices."""
+    from . import xai_pgc
+
+    if backend != "pytorch-grad-cam":
+        if method not in xai_pgc.PGC_CLASSES and method != "ensemble":
+            return cam_maps(model.net, x, layer, method, target)
+        # the same post-processing as pytorch-grad-cam, so both backends give the same heatmap
+        size = tuple(x.shape[-2:])
+        if method != "ensemble":
+            maps, probs, idx = cam_maps(model.net, x, layer, method, target)
+            return scale_like_pgc(maps, size), probs, idx
+        act, grads, probs, idx = _activations_and_gradients(model.net, x, layer, target)
+        members = [scale_like_pgc(_cam_from(model.net, x, act, grads, idx, m), size) for m in ENSEMBLE_MEMBERS]
+        return torch.stack([_per_map_max_normalise(m) for m in members]).median(0).values, probs, idx
+
+    module = _module(model.net, layer)
+    if method != "ensemble":
+        return xai_pgc.cam_maps(model.net, x, module, method, target)
+    members = []
+    for member in ENSEMBLE_MEMBERS:
+        maps, probs, idx = xai_pgc.cam_maps(model.net, x, module, member, target)
+        members.append(_per_map_max_normalise(maps))
+    return torch.stack(members).median(0).values, probs, idx
+
+
+def scale_like_pgc(maps: torch.Tensor, size) -> torch.Tensor:
+    """pytorch-grad-cam's ``scale_cam_image``: per map, ReLU, subtract the minimum, divide by
+    (1e-7 + maximum), resize (OpenCV bilinear) to ``size`` = (H, W) of the input."""
+    out = []
+    for m in F.relu(maps).detach().cpu().numpy().astype(np.float32):
+        m = m - m.min()
+        m = m / (1e-7 + m.max())
+        out.append(cv2.resize(m, (int(size[1]), int(size[0]))))
+    return torch.from_numpy(np.stack(out))
 
 
 def cam_maps(net: nn.Module, x: torch.Tensor, layer: str, method: str, target: int | None = None):
@@ -297,7 +364,7 @@ def normalise_heatmap(heat: np.ndarray) -> np.ndarray:
 
 
 def explain(model, image, method: str = DEFAULT_METHOD, target=None, layer: str | None = None,
-            device=None) -> Explanation:
+            device=None, cam_backend: str = "auto") -> Explanation:
     """Explain the classifier's decision on one cell image with a heatmap.
 
     Parameters
@@ -307,9 +374,12 @@ def explain(model, image, method: str = DEFAULT_METHOD, target=None, layer: str 
     method : one of :data:`METHODS` (``gradcam++`` by default)
     target : class to explain: ``None`` for the predicted class, or "abnormal" / "normal" / index
     layer : CAM layer name (default: the model card's ``cam_layer``)
+    cam_backend : "auto" (pytorch-grad-cam when installed, else built in), "pytorch-grad-cam" or
+        "builtin"; the one used is in ``extras["backend"]``
     """
     method = _check_method(method)
     model = load_model(model, device=device)
+    backend = resolve_cam_backend(cam_backend, method) if method in CAM_METHODS else "zennit"
     rgb, _ = to_rgb_uint8(image)
     h, w = rgb.shape[:2]
     t0 = time.perf_counter()
@@ -320,7 +390,7 @@ def explain(model, image, method: str = DEFAULT_METHOD, target=None, layer: str 
     if method in CAM_METHODS:
         layer = layer or model.cam_layer
         with model.lock:
-            cam, probs, idx = cam_maps(model.net, x, layer, method, target_idx)
+            cam, probs, idx = cam_maps_with(model, x, layer, method, target_idx, backend)
         heat = _to_image_size(cam[0].cpu().numpy(), h, w)
     else:
         with model.lock:
@@ -341,12 +411,12 @@ def explain(model, image, method: str = DEFAULT_METHOD, target=None, layer: str 
         relevance=relevance,
         layer=layer,
         seconds=t_end - t0,
-        extras={"timings": {"preprocess": t_pre - t0, "forward_backward": t_end - t_pre}},
+        extras={"timings": {"preprocess": t_pre - t0, "forward_backward": t_end - t_pre}, "backend": backend},
     )
 
 
 def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, layer: str | None = None,
-                  device=None) -> list[Explanation]:
+                  device=None, cam_backend: str = "auto") -> list[Explanation]:
     """Explain several cells in one forward/backward pass (images may differ in size).
 
     Same result per image as :func:`explain` (each heatmap at its own image's size); faster on a
@@ -354,6 +424,7 @@ def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, laye
     """
     method = _check_method(method)
     model = load_model(model, device=device)
+    backend = resolve_cam_backend(cam_backend, method) if method in CAM_METHODS else "zennit"
     rgbs = [to_rgb_uint8(im, name=f"image {i}")[0] for i, im in enumerate(images)]
     if not rgbs:
         return []
@@ -364,7 +435,7 @@ def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, laye
     if method in CAM_METHODS:
         layer = layer or model.cam_layer
         with model.lock:
-            maps, probs, idx = cam_maps(model.net, x, layer, method, target_idx)
+            maps, probs, idx = cam_maps_with(model, x, layer, method, target_idx, backend)
     else:
         with model.lock:
             maps, probs, idx = lrp_relevance(model, x, method, target_idx)
@@ -379,7 +450,8 @@ def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, laye
             heatmap=heat, method=method, target_class=names[int(idx[i])],
             predicted_class=names[int(probs_np[i].argmax())],
             probabilities={n: float(p) for n, p in zip(names, probs_np[i])},
-            relevance=None if relevance is None else relevance[i], layer=layer, seconds=seconds))
+            relevance=None if relevance is None else relevance[i], layer=layer, seconds=seconds,
+            extras={"backend": backend}))
     return out
 
 
