@@ -43,8 +43,14 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
 if [ $WITH_TESTS -eq 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[qt,test]"
+  .venv/bin/python -m pip install -q -e ".[qt,cam,test]"
 else
-  .venv/bin/python -m pip install -q -e ".[qt]"
+  .venv/bin/python -m pip install -q -e ".[qt,cam]"
+fi
+# pytorch-grad-cam for the CAM family, without its opencv-python requirement (the headless
+# OpenCV above provides cv2; the non-headless wheel fights napari's Qt). `pip check` will name
+# the skipped requirement; that is expected.
+if ! .venv/bin/python -c "import pytorch_grad_cam" >/dev/null 2>&1; then
+  .venv/bin/python -m pip install -q --no-deps "grad-cam==1.5.5"
 fi
 echo "napari-cervseg installed in .venv ($(.venv/bin/python -c 'import napari_cervseg; print(napari_cervseg.__version__)'))"

@@ -25,7 +25,7 @@ def _numpy_cams(act, grad):
     eps = 1e-7
     # pytorch-grad-cam variant
     sum_a = a.sum(axis=(1, 2), keepdims=True)
-    alpha = g**2 / (2 * g**2 + sum_a * g**3 + eps)
+    alpha = g**2 / (2 * g**2 + sum_a * g**3 + 1e-6)  # pytorch-grad-cam's epsilon
     alpha = np.where(g != 0, alpha, 0)
     w_common = (alpha * np.maximum(g, 0)).sum(axis=(1, 2))
     # the paper's equations 1-6 with d2L/dA2 = g^2
@@ -143,3 +143,32 @@ def test_lrp_rulesets_run_on_the_vgg_variants(simplified, one_cell):
         e = explain(model, one_cell[0], method=method)
         assert e.relevance.shape == (128, 128) and np.isfinite(e.relevance).all()
         assert e.heatmap.shape == one_cell[0].shape[:2]
+
+
+@pytest.mark.parametrize("size", [96, 128])
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "scorecam", "layercam", "eigencam", "ensemble"])
+def test_builtin_cams_equal_pytorch_grad_cam(method, size, synthetic_cells):
+    """The built-in fallback computes pytorch-grad-cam's formulas and post-processing exactly."""
+    pytest.importorskip("pytorch_grad_cam")
+    model = _small_model(size, seed=1)
+    for rgb, _, _ in synthetic_cells[:3]:
+        ref = explain(model, rgb, method=method, cam_backend="pytorch-grad-cam")
+        ours = explain(model, rgb, method=method, cam_backend="builtin")
+        assert ref.extras["backend"] == "pytorch-grad-cam" and ours.extras["backend"] == "builtin"
+        np.testing.assert_allclose(ours.heatmap, ref.heatmap, atol=2e-4)
+        assert ours.target_class == ref.target_class
+
+
+def test_cam_backend_auto_prefers_pytorch_grad_cam_and_says_which(one_cell, monkeypatch):
+    from napari_cervseg.core import xai_pgc
+
+    model = _small_model()
+    if xai_pgc.available():
+        assert explain(model, one_cell[0]).extras["backend"] == "pytorch-grad-cam"
+    assert explain(model, one_cell[0], method="gradcam++-paper").extras["backend"] == "builtin"
+    monkeypatch.setattr(xai_pgc, "available", lambda: False)
+    assert explain(model, one_cell[0]).extras["backend"] == "builtin"
+    with pytest.raises(ValueError, match="pytorch-grad-cam backend is not installed"):
+        explain(model, one_cell[0], cam_backend="pytorch-grad-cam")
+    with pytest.raises(ValueError, match="unknown CAM backend"):
+        explain(model, one_cell[0], cam_backend="captum")

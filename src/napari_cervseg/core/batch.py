@@ -212,7 +212,7 @@ def versions() -> dict:
 
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("napari-cervseg", "torch", "torchvision", "numpy", "opencv-python-headless",
-                 "scikit-image", "scikit-learn", "zennit", "dask", "distributed"):
+                 "scikit-image", "scikit-learn", "zennit", "grad-cam", "dask", "distributed"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -217,13 +217,15 @@ def cam_maps_with(model: CellClassifier, x: torch.Tensor, layer: str, method: st
 
 
 def scale_like_pgc(maps: torch.Tensor, size) -> torch.Tensor:
-    """pytorch-grad-cam's ``scale_cam_image``: per map, ReLU, subtract the minimum, divide by
-    (1e-7 + maximum), resize (OpenCV bilinear) to ``size`` = (H, W) of the input."""
-    out = []
-    for m in F.relu(maps).detach().cpu().numpy().astype(np.float32):
+    """pytorch-grad-cam's post-processing of one layer's maps: ReLU, ``scale_cam_image`` (subtract
+    the minimum, divide by 1e-7 + maximum, resize bilinearly to ``size`` = (H, W) of the input),
+    then once more the min-max scaling of ``aggregate_multi_layers``."""
+    def minmax(m):
         m = m - m.min()
-        m = m / (1e-7 + m.max())
-        out.append(cv2.resize(m, (int(size[1]), int(size[0]))))
+        return m / (1e-7 + m.max())
+
+    out = [minmax(cv2.resize(minmax(m), (int(size[1]), int(size[0]))))
+           for m in F.relu(maps).detach().cpu().numpy().astype(np.float32)]
     return torch.from_numpy(np.stack(out))
 
 
