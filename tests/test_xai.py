@@ -172,3 +172,24 @@ def test_cam_backend_auto_prefers_pytorch_grad_cam_and_says_which(one_cell, monk
         explain(model, one_cell[0], cam_backend="pytorch-grad-cam")
     with pytest.raises(ValueError, match="unknown CAM backend"):
         explain(model, one_cell[0], cam_backend="captum")
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "lrp-ruleset1"])
+def test_road_and_confidence_change_rank_the_explanation_above_its_inverse(method):
+    """On the bundled model and sample cells (a toy model's out-of-distribution answers on imputed
+    images say nothing), a real heatmap must score above its inverse on both metrics."""
+    pytest.importorskip("pytorch_grad_cam")
+    from napari_cervseg._sample_data import SAMPLES, load_sample
+    from napari_cervseg.core.xai_metrics import confidence_change, road
+
+    real, inverse, conf_real, conf_inverse = [], [], [], []
+    for key in SAMPLES:
+        rgb = load_sample(key)
+        e = explain("default", rgb, method=method)
+        real.append(road("default", rgb, e.heatmap, e.target_class)["combined"])
+        inverse.append(road("default", rgb, 1 - e.heatmap, e.target_class)["combined"])
+        conf_real.append(confidence_change("default", rgb, e.heatmap, e.target_class))
+        conf_inverse.append(confidence_change("default", rgb, 1 - e.heatmap, e.target_class))
+    assert np.mean(real) > np.mean(inverse) + 0.1, (real, inverse)
+    assert np.mean(conf_real) > np.mean(conf_inverse), (conf_real, conf_inverse)
+    assert road("default", rgb, e.heatmap) == road("default", rgb, e.heatmap)  # seeded imputation noise
