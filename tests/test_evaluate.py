@@ -56,3 +56,34 @@ def test_evaluate_command_writes_the_documented_json(tmp_path, herlev_root):
     assert report["best_method"]["name"] in report["segmentation"]
     assert report["settings"]["split"] == "test" and report["model"]["architecture"] == "compact"
     assert out.with_suffix(".md").read_text().startswith("## Classification")
+
+
+def test_evaluate_gives_the_same_figures_with_two_worker_processes(herlev_root):
+    from napari_cervseg.core.datasets import read_dataset
+    from napari_cervseg.core.evaluate import evaluate
+    from napari_cervseg.core.models import load_model
+
+    model = load_model("default")
+    test = set(model.card["training"]["split"]["test"])
+    samples = [s for s in read_dataset(herlev_root) if s.name in test][:4]
+    methods = ["gradcam++", "gradcam++:grouping=kmeans", "colour-baseline"]
+    one = evaluate(samples, model, methods, n_xai=2)
+    two = evaluate(samples, "default", methods, n_xai=2, workers=2)
+    for spec in methods:
+        assert one["segmentation"][spec]["per_image"] == two["segmentation"][spec]["per_image"]
+    assert one["classification"] == two["classification"]
+    for method, values in one["xai"].items():  # torch's thread count changes the last float digits
+        for key, value in values.items():
+            assert two["xai"][method][key] == (value if value is None else pytest.approx(value, rel=1e-3))
+
+
+def test_a_given_explanation_is_reused_and_checked(trained_synthetic_model, one_cell):
+    from napari_cervseg import explain, segment_cell
+
+    image = one_cell[0]
+    e = explain(trained_synthetic_model, image)
+    fresh = segment_cell(image, model=trained_synthetic_model)
+    reused = segment_cell(image, model=trained_synthetic_model, explanation=e)
+    np.testing.assert_array_equal(fresh.labels, reused.labels)
+    with pytest.raises(ValueError, match="made by 'gradcam\\+\\+', not by method 'layercam'"):
+        segment_cell(image, model=trained_synthetic_model, method="layercam", explanation=e)

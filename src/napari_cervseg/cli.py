@@ -147,14 +147,27 @@ def cmd_evaluate(args) -> int:
         print("error: no images to evaluate", file=sys.stderr)
         return 2
     methods = args.methods or list(DEFAULT_COMPARISON)
-    bar = tqdm(total=len([s for s in samples if s.mask_path]) * len(methods), desc="evaluate", unit="cell",
-               disable=args.quiet)
+    if args.workers in (None, "auto"):
+        workers = auto_workers(len(samples))
+    else:
+        workers = int(args.workers) if str(args.workers).isdigit() else 0
+        if workers < 1:
+            print(f"error: --workers {args.workers}: give a number of processes (1 or more) or 'auto'",
+                  file=sys.stderr)
+            return 2
+    bar = tqdm(total=len(samples), desc="evaluate", unit="image", disable=args.quiet)
 
     def progress(done, total):
         bar.update(1)
 
     t0 = time.perf_counter()
-    report = evaluate(samples, model, methods, n_xai=args.n_xai, progress=progress)
+    try:
+        report = evaluate(samples, args.model if workers > 1 else model, methods, n_xai=args.n_xai,
+                          progress=progress, workers=workers)
+    except ValueError as exc:  # a method spec or option that does not exist
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     bar.close()
     report["model"] = {"source": model.source, "name": model.name, "architecture": model.card.get("architecture"),
                        "card_test_metrics": model.card.get("test_metrics")}
@@ -162,6 +175,7 @@ def cmd_evaluate(args) -> int:
                           "methods": methods, "device": str(model.device), "n_xai": args.n_xai,
                           "command": "cervseg " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("cervseg") else None,
                           "seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads(),
+                          "workers": workers,
                           "machine": platform.machine(), "version": __version__,
                           "masks_used_for": "scoring only"}
     out = Path(args.out)
@@ -260,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=None, help="first N images only")
     ev.add_argument("--n-xai", type=int, default=60, help="images for the entropy / pixel-flipping figures")
     ev.add_argument("--device", default=None)
+    ev.add_argument("--workers", default="auto",
+                    help="local worker processes over the images (default auto: one per core, at most"
+                         f" {MAX_AUTO_WORKERS}); results do not depend on it")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 

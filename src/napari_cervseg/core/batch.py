@@ -305,6 +305,25 @@ def _init_worker(threads: int) -> None:
     _set_threads(threads)
 
 
+def local_executor(workers: int, torch_threads: int | None = None):
+    """``(executor, torch threads per worker)``: this process for 1 worker, else a pool of spawned
+    processes with ``cpu_count // workers`` torch threads each (so they do not oversubscribe)."""
+    if workers <= 1:
+        return _LocalExecutor(), torch_threads
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
+    # spawn: a forked copy of a process that already runs torch's thread pool can deadlock
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
+                               initargs=(threads,)), threads
+
+
+def wait_first(pending: set, dask_client=None) -> tuple[set, set]:
+    """Block until at least one future of ``pending`` is done: ``(done, not_done)``."""
+    return _wait_first(pending, dask_client)
+
+
 def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, workers: int = 1,
               scheduler: str | None = None, progress: Callable | None = None,
               cancel: Callable[[], bool] | None = None, total: int | None = None) -> dict:
@@ -340,14 +359,8 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         # parallelism comes from the tasks: one torch thread each unless told otherwise
         config = BatchConfig(**{**asdict(config), "torch_threads": config.torch_threads or 1})
     elif workers > 1:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        threads = config.torch_threads or max(1, (os.cpu_count() or 1) // workers)
+        executor, threads = local_executor(workers, config.torch_threads)
         config = BatchConfig(**{**asdict(config), "torch_threads": threads})
-        # spawn: a forked copy of a process that already runs torch's thread pool can deadlock
-        executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(threads,))
         mode = f"{workers} local processes"
     window = 2 * workers
     order: list[str] = []

@@ -131,46 +131,144 @@ def parse_method_spec(spec: str) -> tuple[str, dict]:
     return method.strip(), options
 
 
-def evaluate(samples: list[Sample], model, methods=DEFAULT_COMPARISON, xai_methods=None, n_xai: int = 60,
-             progress=None) -> dict:
-    """Classification on every sample, segmentation per method on those with masks, XAI metrics
-    (entropy, pixel-flipping AOPC) per explanation method on up to ``n_xai`` samples."""
+def _xai_subset(samples: list[Sample], n_xai: int) -> set[str]:
+    """Names of up to ``n_xai`` samples evenly spaced over the list (the manifest is ordered by
+    Herlev class, so every class is in)."""
+    return {s.name for s in samples[:: max(1, len(samples) // max(n_xai, 1))][:n_xai]} if n_xai > 0 else set()
+
+
+def evaluate_image(sample: Sample, model, specs: list, xai_methods: list, do_xai: bool,
+                   torch_threads: int | None = None) -> dict:
+    """Everything the evaluation needs from one image, in one task (a worker process can run it):
+    its classification, every method spec's segmentation scores, and (``do_xai``) the entropy and
+    AOPC of each explanation method. One explanation per (method, target, layer) serves every
+    spec that uses it and the XAI metrics; a spec's seconds include that explanation's time."""
+    from .batch import _set_threads
+    from .models import load_model
+    from .pipeline import BASELINE
     from .xai import explain
     from .xai_metrics import heatmap_entropy, pixel_flipping
 
-    report: dict = {"classification": evaluate_classification(samples, model)}
+    _set_threads(torch_threads)
+    model = load_model(model)
+    image = sample.load_image()
+    truth = sample.load_mask() if sample.mask_path is not None else None
+    predicted, _, _ = classify(model, image)
+    explanations: dict = {}
+
+    def explanation(method, target=None, layer=None):
+        key = (method, target, layer)
+        if key not in explanations:
+            explanations[key] = explain(model, image, method=method, target=target, layer=layer)
+        return explanations[key]
+
+    seg = {}
+    for spec, method, options in (specs if truth is not None else []):
+        opts, extra = dict(options), 0.0
+        if method != BASELINE:
+            e = explanation(method, opts.get("target"), opts.get("layer"))
+            opts["explanation"], extra = e, e.seconds
+        t0 = time.perf_counter()
+        result = segment_cell(image, model=model, method=method, **opts)
+        seconds = time.perf_counter() - t0 + extra
+        scores = segmentation_scores(result.labels, truth)
+        counts = {}
+        for value, cls in ((2, "nucleus"), (1, "cytoplasm")):
+            p, t = result.labels == value, truth == value
+            counts[cls] = {"inter": int((p & t).sum()), "pred": int(p.sum()), "truth": int(t.sum()),
+                           "union": int((p | t).sum())}
+        seg[spec] = {"dice": {k: v["dice"] for k, v in scores.items()}, "counts": counts, "seconds": seconds}
+    xai = {}
+    if do_xai:
+        for method in xai_methods:
+            e = explanation(method)
+            xai[method] = {"entropy": heatmap_entropy(e.heatmap),
+                           "aopc": pixel_flipping(model, image, e.heatmap, target=e.target_class)["aopc"]}
+    return {"name": sample.name, "group": sample.group, "label": sample.label, "predicted": predicted,
+            "seg": seg, "xai": xai}
+
+
+def evaluate(samples: list[Sample], model, methods=DEFAULT_COMPARISON, xai_methods=None, n_xai: int = 60,
+             progress=None, workers: int = 1) -> dict:
+    """Classification on every sample, segmentation per method on those with masks, XAI metrics
+    (entropy, pixel-flipping AOPC) per explanation method on up to ``n_xai`` samples.
+
+    ``workers`` > 1 spreads the images over local processes (the model must then be a name or a
+    file path, which each process loads); results do not depend on it.
+    ``progress(done, total)`` is called once per image.
+    """
+    from .batch import local_executor, wait_first
+
+    specs = [(spec, *parse_method_spec(spec)) for spec in methods]
+    xai_methods = list(xai_methods) if xai_methods is not None else sorted(
+        {m for _, m, _ in specs} - {"colour-baseline"})
+    subset = _xai_subset(samples, n_xai)
+    model_ref = model
+    if workers > 1:
+        model_ref = model if isinstance(model, str) else getattr(model, "source", None)
+        if not model_ref or model_ref.startswith("<"):
+            raise ValueError("evaluate(workers > 1) needs the model as a name or file path (each worker"
+                             " process loads it); an in-memory model runs with workers=1")
+    executor, threads = local_executor(workers)
+    rows: dict[str, dict] = {}
+    pending: set = set()
+    try:
+        for s in samples:
+            pending.add(executor.submit(evaluate_image, s, model_ref, specs, xai_methods, s.name in subset, threads))
+            if len(pending) >= 2 * workers:
+                done, pending = wait_first(pending)
+                for fut in done:
+                    r = fut.result()
+                    rows[r["name"]] = r
+                    if progress:
+                        progress(len(rows), len(samples))
+        while pending:
+            done, pending = wait_first(pending)
+            for fut in done:
+                r = fut.result()
+                rows[r["name"]] = r
+                if progress:
+                    progress(len(rows), len(samples))
+    finally:
+        executor.shutdown()
+    ordered = [rows[s.name] for s in samples]
+    report: dict = {"classification": classification_metrics(
+        [CLASS_NAMES.index(r["label"]) for r in ordered], [CLASS_NAMES.index(r["predicted"]) for r in ordered])}
     report["classification"]["n_with_masks"] = sum(s.mask_path is not None for s in samples)
-    by_class: dict = {}
-    for s in samples:
-        by_class.setdefault(s.group, []).append(s)
     segmentation = {}
-    for spec in methods:
-        method, options = parse_method_spec(spec)
-        result = evaluate_segmentation(samples, model, [method], {method: options}, progress)[method]
+    for spec, method, options in specs:
+        per_image, times = [], []
+        pooled = {c: {"inter": 0, "pred": 0, "truth": 0, "union": 0} for c in ("nucleus", "cytoplasm")}
+        for r in ordered:
+            if spec not in r["seg"]:
+                continue
+            got = r["seg"][spec]
+            per_image.append({"name": r["name"], "group": r["group"], **got["dice"]})
+            times.append(got["seconds"])
+            for cls, c in got["counts"].items():
+                for k in c:
+                    pooled[cls][k] += c[k]
+        result = summarise(per_image, pooled, times)
+        result["per_image"] = per_image
         result["method"], result["options"] = method, options
         segmentation[spec] = result
     report["segmentation"] = segmentation
     if segmentation:
         best = max(segmentation, key=lambda k: segmentation[k]["mean"]["dice"])
         report["best_method"] = {"name": best, "mean_dice": segmentation[best]["mean"]["dice"]}
-    xai_methods = xai_methods if xai_methods is not None else sorted(
-        {parse_method_spec(m)[0] for m in methods} - {"colour-baseline"})
     xai = {}
-    # evenly spaced over the list, so every Herlev class (the manifest is ordered by class) is in
-    subset = samples[:: max(1, len(samples) // max(n_xai, 1))][:n_xai]
+    xai_rows = [r for r in ordered if r["xai"]]
     for method in xai_methods:
         per_class: dict = {"normal": [], "abnormal": []}
-        aopcs = []
-        for s in subset:
-            image = s.load_image()
-            e = explain(model, image, method=method)
-            per_class[s.label].append(heatmap_entropy(e.heatmap))
-            aopcs.append(pixel_flipping(model, image, e.heatmap, target=e.target_class)["aopc"])
+        for r in xai_rows:
+            per_class[r["label"]].append(r["xai"][method]["entropy"])
         all_h = per_class["normal"] + per_class["abnormal"]
-        xai[method] = {"entropy": float(np.mean(all_h)),
+        xai[method] = {"entropy": float(np.mean(all_h)) if all_h else float("nan"),
                        "entropy_normal": float(np.mean(per_class["normal"])) if per_class["normal"] else None,
                        "entropy_abnormal": float(np.mean(per_class["abnormal"])) if per_class["abnormal"] else None,
-                       "aopc": float(np.mean(aopcs)), "n": len(subset)}
+                       "aopc": float(np.mean([r["xai"][method]["aopc"] for r in xai_rows])) if xai_rows
+                       else float("nan"),
+                       "n": len(xai_rows)}
     report["xai"] = xai
     return report
 

@@ -322,16 +322,38 @@ def _no_cell(rgb: np.ndarray) -> bool:
 # the algorithms
 
 
+def _reuse_or_explain(explanation, model, rgb, method, target, layer):
+    """The given explanation (checked against the method and target, resized to the image) or a new one."""
+    if explanation is None:
+        return explain(model, rgb, method=method, target=target, layer=layer)
+    if explanation.method != method:
+        raise SegmentationError(f"explanation= was made by {explanation.method!r}, not by method {method!r};"
+                                " pass an explanation of the same method, or none")
+    if target is not None and explanation.target_class != (target if isinstance(target, str) else
+                                                           model.class_names[int(target)]):
+        raise SegmentationError(f"explanation= explains {explanation.target_class!r}, not target {target!r}")
+    heat = explanation.heatmap
+    if heat.shape != rgb.shape[:2]:
+        import dataclasses
+
+        heat = np.clip(cv2.resize(heat, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR), 0, 1)
+        explanation = dataclasses.replace(explanation, heatmap=heat.astype(np.float32))
+    return explanation
+
+
 def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: str = "gmm",
                    target=None, layer=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
                    dilation: float = 12, smooth: float = 0.0, work_size=DEFAULT_WORK_SIZE,
                    nucleus_seed: str = "colour", inpaint_nucleus: bool = True,
-                   progress=None) -> SegmentationResult:
-    """Algorithm 1: CAM heatmap -> 3-group rough map -> GrabCut nucleus, GrabCut cell -> combine."""
+                   explanation=None, progress=None) -> SegmentationResult:
+    """Algorithm 1: CAM heatmap -> 3-group rough map -> GrabCut nucleus, GrabCut cell -> combine.
+
+    ``explanation``: an :class:`Explanation` of this image by ``method`` computed before (e.g. by
+    the Classify & explain step), used instead of explaining again."""
     timings: dict = {}
     _report(progress, "explain", 0.1)
-    expl = explain(model, rgb, method=method, target=target, layer=layer)
-    timings.update(expl.extras["timings"])
+    expl = _reuse_or_explain(explanation, model, rgb, method, target, layer)
+    timings.update(expl.extras.get("timings", {}))
     _report(progress, "group", 0.4)
     t0 = time.perf_counter()
     heat = _smooth(expl.heatmap, smooth)
@@ -357,14 +379,14 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
                    target=None, nucleus_iterations: int = 5, cytoplasm_iterations: int = 5,
                    dilation: float = 3, smooth: float = 2.0, log_scale_factor: float = 1000.0,
                    inpainter: str = "auto", lama_model=None, work_size=DEFAULT_WORK_SIZE,
-                   nucleus_seed: str = "colour", progress=None) -> SegmentationResult:
+                   nucleus_seed: str = "colour", explanation=None, progress=None) -> SegmentationResult:
     """Algorithm 2: LRP relevance -> 2-group nucleus seed -> GrabCut nucleus; log-scaled 3-group
     map minus the nucleus -> cytoplasm seed; inpaint the dilated nucleus; GrabCut the cell on the
-    inpainted image; combine."""
+    inpainted image; combine. ``explanation``: as in :func:`algorithm1_cam`."""
     timings: dict = {}
     _report(progress, "explain", 0.1)
-    expl = explain(model, rgb, method=method, target=target)
-    timings.update(expl.extras["timings"])
+    expl = _reuse_or_explain(explanation, model, rgb, method, target, None)
+    timings.update(expl.extras.get("timings", {}))
     _report(progress, "group", 0.4)
     t0 = time.perf_counter()
     heat = _smooth(expl.heatmap, smooth)

@@ -15,7 +15,9 @@ Grad-CAM++ comes in two variants:
 - ``gradcam``, ``scorecam``, ``layercam``, ``eigencam``: the rest of the CAM family named by
   the paper as future work, implemented here on the same hooks (so every model and layer that
   works for one works for all); ``ensemble``: the pixel-wise median of the max-normalised
-  Grad-CAM, Grad-CAM++, Score-CAM, Eigen-CAM and Layer-CAM maps (the authors' EnsembleCAM).
+  Grad-CAM, Grad-CAM++, Score-CAM, Eigen-CAM and Layer-CAM maps (the authors' EnsembleCAM);
+  ``ensemble-mean``: their pixel-wise mean (above the median on AOPC and ROAD on the test
+  split, by a small margin: benchmarks/results/xai.md).
 - ``gradcam++-paper``: the paper's equations 1-6 taken literally, with the second derivative
   d2L/dA2 replaced by g^2 (the exponential-score identity of Grad-CAM++; the true second
   derivative of a ReLU network is zero almost everywhere, which would make every alpha zero):
@@ -38,7 +40,10 @@ from .imageio import to_rgb_uint8
 from .models import CellClassifier, load_model
 from .preprocess import input_bounds, preprocess
 
-CAM_METHODS = ("gradcam++", "gradcam++-paper", "gradcam", "scorecam", "layercam", "eigencam", "ensemble")
+CAM_METHODS = ("gradcam++", "gradcam++-paper", "gradcam", "scorecam", "layercam", "eigencam", "ensemble",
+               "ensemble-mean")
+#: pixel-wise combination of the members' max-normalised maps, per ensemble method
+ENSEMBLES = {"ensemble": "median", "ensemble-mean": "mean"}
 #: the members of the ensemble (the authors' EnsembleCAM: pixel-wise median of these maps)
 ENSEMBLE_MEMBERS = ("gradcam", "gradcam++", "scorecam", "eigencam", "layercam")
 LRP_METHODS = ("lrp-ruleset1", "lrp-ruleset2")
@@ -176,7 +181,7 @@ def resolve_cam_backend(backend: str | None = "auto", method: str | None = None)
     backend = (backend or "auto").lower()
     if backend not in CAM_BACKENDS:
         raise ExplainError(f"unknown CAM backend {backend!r}; choose one of {', '.join(CAM_BACKENDS)}")
-    if method is not None and method not in xai_pgc.PGC_CLASSES and method != "ensemble":
+    if method is not None and method not in xai_pgc.PGC_CLASSES and method not in ENSEMBLES:
         return "builtin"
     if backend == "builtin":
         return "builtin"
@@ -195,25 +200,31 @@ def cam_maps_with(model: CellClassifier, x: torch.Tensor, layer: str, method: st
     from . import xai_pgc
 
     if backend != "pytorch-grad-cam":
-        if method not in xai_pgc.PGC_CLASSES and method != "ensemble":
+        if method not in xai_pgc.PGC_CLASSES and method not in ENSEMBLES:
             return cam_maps(model.net, x, layer, method, target)
         # the same post-processing as pytorch-grad-cam, so both backends give the same heatmap
         size = tuple(x.shape[-2:])
-        if method != "ensemble":
+        if method not in ENSEMBLES:
             maps, probs, idx = cam_maps(model.net, x, layer, method, target)
             return scale_like_pgc(maps, size), probs, idx
         act, grads, probs, idx = _activations_and_gradients(model.net, x, layer, target)
         members = [scale_like_pgc(_cam_from(model.net, x, act, grads, idx, m), size) for m in ENSEMBLE_MEMBERS]
-        return torch.stack([_per_map_max_normalise(m) for m in members]).median(0).values, probs, idx
+        return _combine(members, method), probs, idx
 
     module = _module(model.net, layer)
-    if method != "ensemble":
+    if method not in ENSEMBLES:
         return xai_pgc.cam_maps(model.net, x, module, method, target)
     members = []
     for member in ENSEMBLE_MEMBERS:
         maps, probs, idx = xai_pgc.cam_maps(model.net, x, module, member, target)
-        members.append(_per_map_max_normalise(maps))
-    return torch.stack(members).median(0).values, probs, idx
+        members.append(maps)
+    return _combine(members, method), probs, idx
+
+
+def _combine(members: list, method: str) -> torch.Tensor:
+    """The ensemble's pixel-wise median (the authors' EnsembleCAM) or mean of max-normalised maps."""
+    stack = torch.stack([_per_map_max_normalise(m) for m in members])
+    return stack.median(0).values if ENSEMBLES[method] == "median" else stack.mean(0)
 
 
 def scale_like_pgc(maps: torch.Tensor, size) -> torch.Tensor:
@@ -238,9 +249,8 @@ def cam_maps(net: nn.Module, x: torch.Tensor, layer: str, method: str, target: i
 
 
 def _cam_from(net, x, act, grads, idx, method):
-    if method == "ensemble":
-        members = [_per_map_max_normalise(_cam_from(net, x, act, grads, idx, m)) for m in ENSEMBLE_MEMBERS]
-        return torch.stack(members).median(0).values
+    if method in ENSEMBLES:
+        return _combine([_cam_from(net, x, act, grads, idx, m) for m in ENSEMBLE_MEMBERS], method)
     if method == "layercam":  # Jiang et al. 2021: element-wise positive-gradient weighting
         return F.relu((F.relu(grads) * act).sum(1))
     if method == "eigencam":  # class-agnostic by construction
