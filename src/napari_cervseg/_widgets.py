@@ -269,6 +269,9 @@ class SegmentCellWidget(_WorkerWidget):
                 "nucleus_iterations": self.nuc_iter.value(), "cytoplasm_iterations": self.cyto_iter.value()}
         if self.grouping_combo.value != "auto":
             opts["grouping"] = self.grouping_combo.value
+        if method == "self-trained":  # the U-Net needs no GrabCut settings
+            opts.pop("nucleus_iterations")
+            opts.pop("cytoplasm_iterations")
         if method.startswith("lrp"):
             opts["inpainter"] = self.inpainter_combo.value
         if method == "colour-baseline":

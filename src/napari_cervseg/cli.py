@@ -1,4 +1,4 @@
-"""The ``cervseg`` command: segment, train, models.
+"""The ``cervseg`` command: segment, train, evaluate, self-train, models.
 
     cervseg segment cell.png more/*.png stack.tif --out results/ [--method gradcam++] [--workers 2]
     cervseg train --data ../shared/data/herlev --out my-model.safetensors
@@ -190,6 +190,55 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_self_train(args) -> int:
+    """Pseudo-label the model card's train / validation images with the teacher pipeline (no
+    masks), fit the U-Net to them, save it; the card says what it was trained on."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from .core.datasets import DatasetError, read_dataset
+    from .core.evaluate import parse_method_spec
+    from .core.models import ModelError, load_model
+    from .core.selftrain import SelfTrainConfig, pseudo_labels, save_segmenter, train_segmenter
+
+    try:
+        model = load_model(args.model)
+        samples = read_dataset(args.data)
+    except (ModelError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    split = model.card.get("training", {}).get("split", {})
+    if "train" in split:
+        by_part = {part: [s for s in samples if s.name in set(split.get(part, []))] for part in ("train", "val")}
+    else:  # a model without a saved split: hold out every tenth image for model selection
+        by_part = {"train": [s for i, s in enumerate(samples) if i % 10], "val": samples[::10]}
+    method, teacher_options = parse_method_spec(args.teacher)
+    teacher = {"method": method, **teacher_options}
+    pairs = {}
+    t0 = time.perf_counter()
+    for part, items in by_part.items():
+        images = [s.load_image() for s in items]
+        bar = tqdm(total=len(images), desc=f"pseudo-labels ({part})", unit="cell", disable=args.quiet)
+        labels = pseudo_labels(images, model, teacher, progress=lambda done, total, bar=bar: bar.update(1))
+        bar.close()
+        keep = [i for i, lab in enumerate(labels) if lab is not None]
+        pairs[part] = ([images[i] for i in keep], [labels[i] for i in keep], [items[i].name for i in keep])
+        print(f"{part}: {len(keep)} of {len(images)} images pseudo-labelled by {args.teacher}")
+    label_seconds = time.perf_counter() - t0
+    config = SelfTrainConfig(epochs=args.epochs, seed=args.seed, teacher=teacher)
+    seg = train_segmenter(pairs["train"][0], pairs["train"][1], config, pairs["val"][0], pairs["val"][1],
+                          log=(lambda *a: None) if args.quiet else print,
+                          card_extra={"teacher": teacher, "classifier": model.source,
+                                      "data": str(args.data), "train_images": pairs["train"][2],
+                                      "val_images": pairs["val"][2], "pseudo_label_seconds": round(label_seconds, 1),
+                                      "command": "cervseg " + " ".join(sys.argv[1:])})
+    path = save_segmenter(seg, args.out)
+    best = min((h.get("val_loss", np.inf) for h in seg.card["history"]), default=np.inf)
+    print(f"wrote {path} (+ card); {seg.card['train_seconds']} s training, best validation loss {best:.4f}"
+          " against the teacher's pseudo-labels")
+    return 0
+
+
 def cmd_models(args) -> int:
     from .core.models import ARCHITECTURES, bundled_models, load_model
 
@@ -279,6 +328,18 @@ def build_parser() -> argparse.ArgumentParser:
                          f" {MAX_AUTO_WORKERS}); results do not depend on it")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
+
+    st = sub.add_parser("self-train", help="train the U-Net second stage on the pipeline's own pseudo-masks"
+                                           " (weakly supervised: no ground-truth mask is read)")
+    st.add_argument("--data", required=True, help="Herlev-layout folder or normal/ + abnormal/ folders")
+    st.add_argument("--out", required=True, help="output .safetensors (a .json card is written beside)")
+    st.add_argument("--model", default="default", help="the classifier whose explanations make the pseudo-masks;"
+                                                      " its card's train / val split is used")
+    st.add_argument("--teacher", default="gradcam++", help="method spec of the teacher pipeline")
+    st.add_argument("--epochs", type=int, default=40)
+    st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--quiet", action="store_true")
+    st.set_defaults(func=cmd_self_train)
 
     mo = sub.add_parser("models", help="list architectures and bundled models")
     mo.set_defaults(func=cmd_models)

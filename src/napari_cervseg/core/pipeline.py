@@ -24,7 +24,9 @@ from .refine import DEFAULT_WORK_SIZE, combine, dilate, erode, grabcut, seed_map
 from .xai import CAM_METHODS, LRP_METHODS, classify, explain
 
 BASELINE = "colour-baseline"
-SEGMENT_METHODS = CAM_METHODS + LRP_METHODS + (BASELINE,)
+#: the weakly supervised second stage: a U-Net trained on Algorithm 1's pseudo-masks (core.selftrain)
+SELF_TRAINED = "self-trained"
+SEGMENT_METHODS = CAM_METHODS + LRP_METHODS + (BASELINE, SELF_TRAINED)
 #: below this grey-level standard deviation an image is treated as holding no cell
 MIN_CONTRAST = 2.0
 #: longest side the pipeline works at: a larger image is processed downscaled (area averaging) and
@@ -458,6 +460,33 @@ def colour_baseline(rgb: np.ndarray, model=None, nucleus_iterations: int = 5, cy
     )
 
 
+def self_trained(model, rgb: np.ndarray, segmenter="default", target=None, explain_method: str = "gradcam++",
+                 explanation=None, progress=None) -> SegmentationResult:
+    """The weakly supervised second stage: labels from a U-Net trained on Algorithm 1's own
+    pseudo-masks (no ground truth; :mod:`.selftrain`); the classifier's class and heatmap
+    (``explain_method``) come with it, as for every method."""
+    from .selftrain import SegmenterError, load_segmenter
+
+    timings: dict = {}
+    _report(progress, "explain", 0.1)
+    expl = _reuse_or_explain(explanation, model, rgb, explain_method, target, None)
+    timings.update(expl.extras.get("timings", {}))
+    _report(progress, "segment", 0.5)
+    t0 = time.perf_counter()
+    try:
+        seg = load_segmenter(segmenter)
+    except SegmenterError as exc:
+        raise SegmentationError(str(exc)) from exc
+    labels = seg.predict(rgb)
+    timings["segmenter"] = time.perf_counter() - t0
+    return SegmentationResult(
+        labels=labels, rough=labels.copy(), heatmap=expl.heatmap, method=SELF_TRAINED, algorithm="self-trained",
+        predicted_class=expl.predicted_class, probability=expl.probability, probabilities=expl.probabilities,
+        explained_class=expl.target_class, timings=timings,
+        settings={"segmenter": seg.source, "teacher": seg.card.get("teacher"), "explain_method": explain_method},
+    )
+
+
 def _applicable_options(algorithm, options: dict) -> tuple[dict, list[str]]:
     """Split options into those ``algorithm`` takes and those that belong to another algorithm
     (ignored, with a warning: one CLI line can serve every method); unknown names are errors."""
@@ -551,10 +580,14 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
                                  f" < {MIN_CONTRAST}); labels are all background"],
         )
     algorithm = colour_baseline if method == BASELINE else algorithm2_lrp if method in LRP_METHODS \
-        else algorithm1_cam
+        else self_trained if method == SELF_TRAINED else algorithm1_cam
     options, ignored = _applicable_options(algorithm, options)
     if method == BASELINE:
         result = colour_baseline(rgb, model_obj, progress=progress, **options)
+    elif method == SELF_TRAINED:
+        if model_obj is None:
+            raise SegmentationError("method 'self-trained' also classifies and explains: pass model= (e.g. 'default')")
+        result = self_trained(model_obj, rgb, target=target, progress=progress, **options)
     else:
         if model_obj is None:
             raise SegmentationError(f"method {method!r} explains a classifier: pass model= (e.g. 'default')")
@@ -578,6 +611,6 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
 
 __all__ = [
     "SegmentationResult", "SegmentationError", "segment_cell", "algorithm1_cam", "algorithm2_lrp",
-    "colour_baseline", "refine_rough", "colour_rough_map", "overlay", "heatmap_rgb", "SEGMENT_METHODS",
-    "BASELINE",
+    "colour_baseline", "self_trained", "refine_rough", "colour_rough_map", "overlay", "heatmap_rgb",
+    "SEGMENT_METHODS", "BASELINE", "SELF_TRAINED",
 ]
