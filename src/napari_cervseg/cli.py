@@ -228,7 +228,7 @@ def cmd_self_train(args) -> int:
     config = SelfTrainConfig(epochs=args.epochs, seed=args.seed, teacher=teacher)
     seg = train_segmenter(pairs["train"][0], pairs["train"][1], config, pairs["val"][0], pairs["val"][1],
                           log=(lambda *a: None) if args.quiet else print,
-                          card_extra={"teacher": teacher, "classifier": model.source,
+                          card_extra={"teacher": teacher, "classifier": args.model,
                                       "data": str(args.data), "train_images": pairs["train"][2],
                                       "val_images": pairs["val"][2], "pseudo_label_seconds": round(label_seconds, 1),
                                       "command": "cervseg " + " ".join(sys.argv[1:])})

@@ -104,6 +104,7 @@ DEFAULT_COMPARISON = (
     "lrp-ruleset2",
     "lrp-ruleset2:inpainter=none",
     "colour-baseline",                             # no explanation
+    "self-trained",                                # U-Net fitted to gradcam++'s pseudo-masks (no truth)
 )
 
 

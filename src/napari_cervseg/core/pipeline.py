@@ -493,7 +493,7 @@ def _applicable_options(algorithm, options: dict) -> tuple[dict, list[str]]:
     import inspect
 
     known = set()
-    for func in (algorithm1_cam, algorithm2_lrp, colour_baseline):
+    for func in (algorithm1_cam, algorithm2_lrp, colour_baseline, self_trained):
         known |= set(inspect.signature(func).parameters)
     internal = {"model", "rgb", "method", "grouping", "target", "progress"}
     unknown = sorted(set(options) - known)

@@ -1,0 +1,75 @@
+"""The weakly supervised second stage: a U-Net fitted to the pipeline's own pseudo-masks."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from napari_cervseg import segment_cell, segmentation_scores
+from napari_cervseg.cli import main
+from napari_cervseg.core.selftrain import (
+    SegmenterError,
+    SelfTrainConfig,
+    load_segmenter,
+    pseudo_labels,
+    save_segmenter,
+    train_segmenter,
+)
+
+
+@pytest.fixture(scope="module")
+def segmenter_file(tmp_path_factory, synthetic_cells, trained_synthetic_model):
+    images = [c[0] for c in synthetic_cells[:18]]
+    labels = pseudo_labels(images, trained_synthetic_model)  # the teacher: Algorithm 1, no truth
+    keep = [i for i, lab in enumerate(labels) if lab is not None]
+    seg = train_segmenter([images[i] for i in keep[:14]], [labels[i] for i in keep[:14]],
+                          SelfTrainConfig(epochs=40, input_size=96, widths=(8, 16, 32, 64)),
+                          [images[i] for i in keep[14:]], [labels[i] for i in keep[14:]], log=lambda *a: None,
+                          card_extra={"teacher": {"method": "gradcam++"}})
+    return save_segmenter(seg, tmp_path_factory.mktemp("seg") / "synthetic.safetensors")
+
+
+def test_self_trained_segmenter_learns_the_cells_from_pseudo_labels(segmenter_file, synthetic_cells,
+                                                                    trained_synthetic_model):
+    scores = []
+    for rgb, truth, _ in synthetic_cells[18:]:  # cells it never saw
+        result = segment_cell(rgb, model=trained_synthetic_model, method="self-trained", segmenter=str(segmenter_file))
+        assert result.labels.shape == truth.shape and set(np.unique(result.labels)) <= {0, 1, 2}
+        assert result.heatmap is not None and result.predicted_class in ("normal", "abnormal")
+        scores.append(segmentation_scores(result.labels, truth))
+    assert np.mean([s["nucleus"]["dice"] for s in scores]) > 0.8
+    assert np.mean([s["cytoplasm"]["dice"] for s in scores]) > 0.8
+    card = json.loads(segmenter_file.with_suffix(".json").read_text())
+    assert "no ground-truth mask" in card["supervision"] and card["history"][-1]["epoch"] == 40
+
+
+def test_bad_segmenter_files_are_explained(tmp_path, segmenter_file, one_cell, trained_synthetic_model):
+    with pytest.raises(SegmenterError, match="not found"):
+        load_segmenter(tmp_path / "missing.safetensors")
+    lonely = tmp_path / "lonely.safetensors"
+    lonely.write_bytes(segmenter_file.read_bytes())
+    with pytest.raises(SegmenterError, match="card lonely.json is missing"):
+        load_segmenter(lonely)
+    wrong = tmp_path / "wrong.safetensors"
+    wrong.write_bytes(segmenter_file.read_bytes())
+    wrong.with_suffix(".json").write_text(json.dumps({"architecture": "compact"}))
+    with pytest.raises(SegmenterError, match="not a 'small-unet' segmenter"):
+        load_segmenter(wrong)
+    with pytest.raises(ValueError, match="not found"):
+        segment_cell(one_cell[0], model=trained_synthetic_model, method="self-trained",
+                     segmenter=str(tmp_path / "nope.safetensors"))
+
+
+def test_self_train_command_writes_a_segmenter_with_its_card(tmp_path, synthetic_cells, model_file):
+    for i, (rgb, _, cls) in enumerate(synthetic_cells[:12]):
+        folder = tmp_path / "data" / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"c{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "seg.safetensors"
+    assert main(["self-train", "--data", str(tmp_path / "data"), "--model", model_file, "--out", str(out),
+                 "--epochs", "1", "--quiet"]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["teacher"] == {"method": "gradcam++"} and card["classifier"] == model_file
+    assert len(card["train_images"]) + len(card["val_images"]) <= 12
+    assert load_segmenter(out).predict(synthetic_cells[0][0]).shape == synthetic_cells[0][0].shape[:2]
