@@ -87,3 +87,16 @@ def test_a_given_explanation_is_reused_and_checked(trained_synthetic_model, one_
     np.testing.assert_array_equal(fresh.labels, reused.labels)
     with pytest.raises(ValueError, match="made by 'gradcam\\+\\+', not by method 'layercam'"):
         segment_cell(image, model=trained_synthetic_model, method="layercam", explanation=e)
+
+
+def test_every_default_comparison_spec_runs_and_only_explanations_get_xai_figures(herlev_root):
+    from napari_cervseg.core.datasets import read_dataset
+    from napari_cervseg.core.evaluate import DEFAULT_COMPARISON, evaluate
+    from napari_cervseg.core.models import load_model
+
+    model = load_model("default")
+    test = set(model.card["training"]["split"]["test"])
+    sample = [s for s in read_dataset(herlev_root) if s.name in test and s.mask_path][:1]
+    report = evaluate(sample, model, DEFAULT_COMPARISON, n_xai=1)
+    assert set(report["segmentation"]) == set(DEFAULT_COMPARISON)
+    assert "self-trained" not in report["xai"] and "colour-baseline" not in report["xai"]
