@@ -146,7 +146,7 @@ def evaluate_image(sample: Sample, model, specs: list, xai_methods: list, do_xai
     spec that uses it and the XAI metrics; a spec's seconds include that explanation's time."""
     from .batch import _set_threads
     from .models import load_model
-    from .pipeline import BASELINE
+    from .pipeline import BASELINE, SELF_TRAINED
     from .xai import explain
     from .xai_metrics import heatmap_entropy, pixel_flipping
 
@@ -166,7 +166,10 @@ def evaluate_image(sample: Sample, model, specs: list, xai_methods: list, do_xai
     seg = {}
     for spec, method, options in (specs if truth is not None else []):
         opts, extra = dict(options), 0.0
-        if method != BASELINE:
+        if method == SELF_TRAINED:  # shows (and shares) the explanation of its explain_method
+            e = explanation(opts.get("explain_method", "gradcam++"), opts.get("target"))
+            opts["explanation"], extra = e, e.seconds
+        elif method != BASELINE:
             e = explanation(method, opts.get("target"), opts.get("layer"))
             opts["explanation"], extra = e, e.seconds
         t0 = time.perf_counter()
