@@ -31,6 +31,17 @@ def auto_workers(n_inputs: int) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, n_inputs))
 
 
+def parse_workers(value, n_inputs: int) -> int | None:
+    """``--workers``: "auto" (or None) -> :func:`auto_workers`; a count >= 1; else None after an error."""
+    if value in (None, "auto"):
+        return auto_workers(n_inputs)
+    workers = int(value) if str(value).isdigit() else 0
+    if workers < 1:
+        print(f"error: --workers {value}: give a number of processes (1 or more) or 'auto'", file=sys.stderr)
+        return None
+    return workers
+
+
 def cmd_segment(args) -> int:
     from tqdm import tqdm
 
@@ -55,14 +66,9 @@ def cmd_segment(args) -> int:
     if not inputs:
         print("error: no input images found (give image files, folders, globs or TIFF stacks)", file=sys.stderr)
         return 2
-    if args.workers in (None, "auto"):
-        workers = auto_workers(len(inputs))
-    else:
-        workers = int(args.workers) if str(args.workers).isdigit() else 0
-        if workers < 1:
-            print(f"error: --workers {args.workers}: give a number of processes (1 or more) or 'auto'",
-                  file=sys.stderr)
-            return 2
+    workers = parse_workers(args.workers, len(inputs))
+    if workers is None:
+        return 2
     model = args.model
     if model is not None and model.lower() in ("none", ""):
         model = None
@@ -147,14 +153,9 @@ def cmd_evaluate(args) -> int:
         print("error: no images to evaluate", file=sys.stderr)
         return 2
     methods = args.methods or list(DEFAULT_COMPARISON)
-    if args.workers in (None, "auto"):
-        workers = auto_workers(len(samples))
-    else:
-        workers = int(args.workers) if str(args.workers).isdigit() else 0
-        if workers < 1:
-            print(f"error: --workers {args.workers}: give a number of processes (1 or more) or 'auto'",
-                  file=sys.stderr)
-            return 2
+    workers = parse_workers(args.workers, len(samples))
+    if workers is None:
+        return 2
     bar = tqdm(total=len(samples), desc="evaluate", unit="image", disable=args.quiet)
 
     def progress(done, total):

@@ -289,7 +289,8 @@ class _LocalExecutor:
         pass
 
 
-def _wait_first(pending: set, dask_client=None) -> tuple[set, set]:
+def wait_first(pending: set, dask_client=None) -> tuple[set, set]:
+    """Block until at least one future of ``pending`` is done: ``(done, not_done)``."""
     if dask_client is not None:
         from distributed import wait
 
@@ -318,10 +319,6 @@ def local_executor(workers: int, torch_threads: int | None = None):
     return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
                                initargs=(threads,)), threads
 
-
-def wait_first(pending: set, dask_client=None) -> tuple[set, set]:
-    """Block until at least one future of ``pending`` is done: ``(done, not_done)``."""
-    return _wait_first(pending, dask_client)
 
 
 def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, workers: int = 1,
@@ -402,10 +399,10 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
             args = (process_input, item, str(out), config, previous.get(stem))
             pending.add(client.submit(*args, pure=False) if client is not None else executor.submit(*args))
             if len(pending) >= window:
-                done, pending = _wait_first(pending, client)
+                done, pending = wait_first(pending, client)
                 collect(done)
         while pending:
-            done, pending = _wait_first(pending, client)
+            done, pending = wait_first(pending, client)
             collect(done)
     finally:
         journal.close()

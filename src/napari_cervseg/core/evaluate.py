@@ -78,15 +78,6 @@ def summarise(per_image, pooled, times) -> dict:
     return summary
 
 
-def evaluate_classification(samples: list[Sample], model) -> dict:
-    y_true, y_pred = [], []
-    for s in samples:
-        cls, _, _ = classify(model, s.load_image())
-        y_true.append(CLASS_NAMES.index(s.label))
-        y_pred.append(CLASS_NAMES.index(cls))
-    return classification_metrics(y_true, y_pred)
-
-
 # ----------------------------------------------------------------------------------------------
 # the whole evaluation (cervseg evaluate)
 
@@ -220,23 +211,23 @@ def evaluate(samples: list[Sample], model, methods=DEFAULT_COMPARISON, xai_metho
     executor, threads = local_executor(workers)
     rows: dict[str, dict] = {}
     pending: set = set()
+
+    def collect(done):
+        for fut in done:
+            r = fut.result()
+            rows[r["name"]] = r
+            if progress:
+                progress(len(rows), len(samples))
+
     try:
         for s in samples:
             pending.add(executor.submit(evaluate_image, s, model_ref, specs, xai_methods, s.name in subset, threads))
             if len(pending) >= 2 * workers:
                 done, pending = wait_first(pending)
-                for fut in done:
-                    r = fut.result()
-                    rows[r["name"]] = r
-                    if progress:
-                        progress(len(rows), len(samples))
+                collect(done)
         while pending:
             done, pending = wait_first(pending)
-            for fut in done:
-                r = fut.result()
-                rows[r["name"]] = r
-                if progress:
-                    progress(len(rows), len(samples))
+            collect(done)
     finally:
         executor.shutdown()
     ordered = [rows[s.name] for s in samples]
