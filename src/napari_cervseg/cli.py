@@ -114,12 +114,41 @@ def cmd_segment(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .core.train import TrainConfig, train
+    from dataclasses import replace
 
+    from tqdm import tqdm
+
+    from .core.datasets import DatasetError
+    from .core.models import ARCHITECTURES
+    from .core.train import TrainConfig, paper_recipe, train
+
+    if args.arch not in ARCHITECTURES:
+        print(f"error: unknown architecture {args.arch!r}; known: {', '.join(sorted(ARCHITECTURES))}",
+              file=sys.stderr)
+        return 2
     kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
-    cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, epochs=args.epochs, batch_size=args.batch_size,
-                      lr=args.lr, seed=args.seed, patience=args.patience)
-    model = train(args.data, args.out, cfg, device=args.device)
+    cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, seed=args.seed)
+    if args.recipe == "paper":
+        cfg = paper_recipe(cfg)
+    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "patience", "augmentation", "optimizer")
+             if getattr(args, k) is not None}
+    cfg = replace(cfg, **given)  # explicit flags win over the recipe
+    bar = tqdm(total=cfg.epochs, desc=f"train {cfg.arch}", unit="epoch")
+
+    def progress(epoch, total, row):
+        bar.n = epoch
+        bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{row['val_accuracy']:.3f}",
+                        val_abn_recall=f"{row['val_abnormal_recall']:.3f}")
+        bar.refresh()
+
+    try:
+        model = train(args.data, args.out, cfg, device=args.device, progress=progress, log=bar.write,
+                      resume=args.resume)
+    except (DatasetError, ValueError) as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
     print(json.dumps(model.card["test_metrics"], indent=2))
     return 0
 
@@ -305,10 +334,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="output .safetensors (a .json card is written beside)")
     tr.add_argument("--arch", default="compact")
     tr.add_argument("--arch-kwargs", default=None, help='JSON, e.g. \'{"widths": [24, 48, 96, 192]}\'')
-    tr.add_argument("--epochs", type=int, default=40)
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--lr", type=float, default=3e-3)
-    tr.add_argument("--patience", type=int, default=15)
+    tr.add_argument("--recipe", default="default", choices=("default", "paper"),
+                    help="default: AdamW one-cycle + online augmentation; paper: the paper's recipe for the"
+                         " architecture (SGD step for VGG, Adam batch 16 for Xception, 8 augmentation sets x8/x24)")
+    tr.add_argument("--epochs", type=int, default=None, help="default 40 (recipe paper: 50 VGG, 20 Xception)")
+    tr.add_argument("--batch-size", type=int, default=None)
+    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--patience", type=int, default=None, help="early stopping on validation (epochs)")
+    tr.add_argument("--augmentation", default=None, choices=("online", "paper"))
+    tr.add_argument("--optimizer", default=None, choices=("adamw-onecycle", "sgd-step", "adam"))
+    tr.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run from <out>.checkpoint.pt (same settings)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default=None)
     tr.set_defaults(func=cmd_train)

@@ -6,6 +6,7 @@ Masks are never read here: weak supervision is the point. The preprocessing is t
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,36 @@ class TrainConfig:
     input_size: int | None = None  # None: the architecture's own
     equalise: str = "luminance"
     label_smoothing: float = 0.05
+    #: "online": a fresh random geometric + photometric augmentation per batch, normals repeated
+    #: ``normal_repeat`` times; "paper": the paper's 8 sets, abnormal x8 / normal x24, fixed per run
+    augmentation: str = "online"
+    #: "adamw-onecycle" (ours), "sgd-step" (the paper's VGG recipe: SGD, momentum 0.9, lr x0.1
+    #: every ``step_epochs``), "adam" (the paper's Xception recipe: constant lr)
+    optimizer: str = "adamw-onecycle"
+    step_epochs: int = 7
+
+
+#: the paper's recipe per architecture (Sec. III-C, Table 6), applied by ``cervseg train --recipe paper``
+PAPER_RECIPES = {
+    "vgg16-adapted128": {"optimizer": "sgd-step", "lr": 1e-3, "epochs": 50, "step_epochs": 7, "patience": 10,
+                         "augmentation": "paper", "label_smoothing": 0.0},
+    "vgg16-adapted128-simplified": {"optimizer": "sgd-step", "lr": 1e-3, "epochs": 50, "step_epochs": 7,
+                                    "patience": 10, "augmentation": "paper", "label_smoothing": 0.0},
+    "xception-256": {"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "epochs": 20, "augmentation": "paper",
+                     "label_smoothing": 0.0},
+    "xception-1024": {"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "epochs": 20, "augmentation": "paper",
+                      "label_smoothing": 0.0},
+    "compact": {"optimizer": "sgd-step", "lr": 1e-2, "epochs": 50, "step_epochs": 7, "patience": 10,
+                "augmentation": "paper", "label_smoothing": 0.0},
+}
+
+
+def paper_recipe(config: "TrainConfig") -> "TrainConfig":
+    """``config`` with the paper's optimiser, schedule, epochs and augmentation for its architecture
+    (the compact net, not in the paper, gets the VGG recipe with a 10x larger learning rate)."""
+    from dataclasses import replace
+
+    return replace(config, **PAPER_RECIPES.get(config.arch, PAPER_RECIPES["compact"]))
 
 
 def random_augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -94,11 +125,13 @@ def predict_proba(net: nn.Module, images: np.ndarray, config: PreprocessConfig, 
 
 
 def train(data_root, out_path, config: TrainConfig | None = None, device=None, progress=None,
-          log=print) -> CellClassifier:
+          log=print, resume: bool = False) -> CellClassifier:
     """Train ``config.arch`` on the data folder and save weights + card to ``out_path``.
 
     Stratified train/val/test split (saved in the card); the best epoch on validation balanced
-    accuracy is kept; test metrics go into the card.
+    accuracy is kept; test metrics go into the card. After every epoch the state is saved to
+    ``<out>.checkpoint.pt``; ``resume=True`` continues an interrupted run with the same settings
+    from there (the same epochs, batches and figures as an uninterrupted run).
     """
     config = config or TrainConfig()
     device = pick_device(device)
@@ -115,31 +148,58 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         parts[part] = (load_resized(ss, pconf.input_size),
                        np.array([CLASS_NAMES.index(s.label) for s in ss]), ss)
     x_train, y_train, _ = parts["train"]
-    index = np.concatenate([np.where(y_train == 1)[0]] + [np.where(y_train == 0)[0]] * config.normal_repeat)
+    if config.augmentation == "paper":
+        from .augment import paper_augment
+
+        x_train, y_train, _ = paper_augment(x_train, y_train, seed=config.seed)
+        index = np.arange(len(x_train))
+        if log:
+            log(f"paper augmentation: {len(index)} training images (abnormal x8, normal x24)")
+    elif config.augmentation == "online":
+        index = np.concatenate([np.where(y_train == 1)[0]] + [np.where(y_train == 0)[0]] * config.normal_repeat)
+    else:
+        raise ValueError(f"augmentation must be 'online' or 'paper', got {config.augmentation!r}")
 
     net = build_architecture(config.arch, **config.arch_kwargs).to(device)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(index) / config.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs,
-                                                steps_per_epoch=steps_per_epoch)
+    opt, sched, per_batch = _optimiser(net, config, steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history, best, best_state, since_best = [], -1.0, None, 0
-    t0 = time.perf_counter()
-    for epoch in range(config.epochs):
+    checkpoint = Path(out_path).with_suffix(".checkpoint.pt")
+    start_epoch = 0
+    if resume and checkpoint.exists():
+        state = _load_checkpoint(checkpoint, config)
+        net.load_state_dict(state["net"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng.bit_generator.state = json.loads(state["numpy_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best, since_best = json.loads(state["history"]), float(state["best"]), int(state["since_best"])
+        best_state, start_epoch = state["best_state"], int(state["epoch"])
+        if log:
+            log(f"resumed from {checkpoint.name} after epoch {start_epoch}")
+    t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
+    online = config.augmentation == "online"
+    for epoch in range(start_epoch, config.epochs):
+        if since_best >= config.patience:
+            break
         net.train()
         order = rng.permutation(index)
         total = 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]
-            batch = np.stack([random_augment(x_train[i], rng) for i in idx])
+            batch = np.stack([random_augment(x_train[i], rng) if online else x_train[i] for i in idx])
             x = _to_batch(batch, pconf).to(device)
             y = torch.from_numpy(y_train[idx]).to(device)
             opt.zero_grad()
             loss = loss_fn(net(x), y)
             loss.backward()
             opt.step()
-            sched.step()
+            if per_batch:
+                sched.step()
             total += loss.item() * len(idx)
+        if not per_batch:
+            sched.step()
         x_val, y_val, _ = parts["val"]
         proba = predict_proba(net, x_val, pconf, device, tta=False)
         m = classification_metrics(y_val, proba.argmax(1))
@@ -148,18 +208,17 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
                "val_balanced_accuracy": score, "val_abnormal_recall": m["abnormal_recall"],
                "seconds": time.perf_counter() - t0}
         history.append(row)
-        if log:
-            log(f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} val acc {m['accuracy']:.3f}"
-                f" bal {score:.3f} abn-recall {m['abnormal_recall']:.3f} ({row['seconds']:.0f}s)")
-        if progress:
-            progress(epoch + 1, config.epochs, row)
         if score >= best:
             best, since_best = score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
         else:
             since_best += 1
-            if since_best >= config.patience:
-                break
+        _save_checkpoint(checkpoint, config, epoch + 1, net, opt, sched, rng, history, best, since_best, best_state)
+        if log:
+            log(f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} val acc {m['accuracy']:.3f}"
+                f" bal {score:.3f} abn-recall {m['abnormal_recall']:.3f} ({row['seconds']:.0f}s)")
+        if progress:
+            progress(epoch + 1, config.epochs, row)
     train_seconds = time.perf_counter() - t0
     net.load_state_dict(best_state)
     net.eval()
@@ -192,4 +251,48 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     model = CellClassifier(net=net.cpu(), card=card, preprocess=pconf, cam_layer=info["cam_layer"],
                            lrp_applicable=info["lrp"])
     save_model(model, out_path, card)
+    checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return model
+
+
+def _optimiser(net: nn.Module, config: TrainConfig, steps_per_epoch: int):
+    """``(optimizer, scheduler, scheduler steps per batch?)`` for ``config.optimizer``."""
+    if config.optimizer == "adamw-onecycle":
+        opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, epochs=config.epochs,
+                                                        steps_per_epoch=steps_per_epoch), True
+    if config.optimizer == "sgd-step":
+        opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+        return opt, torch.optim.lr_scheduler.StepLR(opt, step_size=config.step_epochs, gamma=0.1), False
+    if config.optimizer == "adam":
+        opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _epoch: 1.0), False
+    raise ValueError(f"optimizer must be 'adamw-onecycle', 'sgd-step' or 'adam', got {config.optimizer!r}")
+
+
+def _config_key(config: TrainConfig) -> str:
+    return json.dumps(asdict(config), sort_keys=True, default=str)
+
+
+def _save_checkpoint(path: Path, config, epoch, net, opt, sched, rng, history, best, since_best, best_state):
+    """Everything needed to continue after ``epoch``, written atomically; only tensors, numbers and
+    strings, so it loads with ``torch.load(weights_only=True)``."""
+    state = {"config": _config_key(config), "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
+             "sched": sched.state_dict(), "numpy_rng": json.dumps(rng.bit_generator.state),
+             "torch_rng": torch.get_rng_state(), "history": json.dumps(history), "best": float(best),
+             "since_best": int(since_best), "best_state": best_state}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, config: TrainConfig) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged or foreign file
+        raise ValueError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: {exc});"
+                         " delete it to start afresh") from exc
+    if state.get("config") != _config_key(config):
+        raise ValueError(f"{path} was written by a run with other settings; resume with the same"
+                         " settings, or delete it to start afresh")
+    return state

@@ -1,0 +1,82 @@
+"""Training recipes: the paper's augmentation sets and multiplication, optimisers, resuming."""
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from napari_cervseg.core.augment import AUGMENTATION_SETS, paper_augment
+from napari_cervseg.core.train import TrainConfig, paper_recipe, train
+
+
+def test_paper_augmentation_multiplies_abnormal_by_8_and_normal_by_24(synthetic_cells):
+    images = np.stack([cv2.resize(c[0], (64, 64)) for c in synthetic_cells[:5]])
+    labels = np.array([1, 0, 1, 1, 0])
+    out, out_labels, sets = paper_augment(images, labels, seed=3)
+    assert len(out) == 3 * 8 + 2 * 24 and out.shape[1:] == (64, 64, 3) and out.dtype == np.uint8
+    assert (out_labels == 1).sum() == 24 and (out_labels == 0).sum() == 48
+    assert np.bincount(sets).tolist() == [3 + 6] * 8  # every set used once per abnormal, 3x per normal
+    again, _, _ = paper_augment(images, labels, seed=3)
+    np.testing.assert_array_equal(out, again)  # deterministic given the seed
+    other, _, _ = paper_augment(images, labels, seed=4)
+    assert not np.array_equal(out, other)
+
+
+@pytest.mark.parametrize("augment", AUGMENTATION_SETS, ids=lambda f: f.__name__)
+def test_each_augmentation_set_changes_the_image_and_keeps_its_shape(augment, one_cell):
+    img = cv2.resize(one_cell[0], (96, 80))
+    out = augment(img, np.random.default_rng(0))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    assert np.abs(out.astype(int) - img).mean() > 0.5
+
+
+def test_paper_recipe_is_the_papers_per_architecture():
+    vgg = paper_recipe(TrainConfig(arch="vgg16-adapted128"))
+    assert (vgg.optimizer, vgg.lr, vgg.step_epochs, vgg.epochs, vgg.augmentation) == ("sgd-step", 1e-3, 7, 50, "paper")
+
+
+@pytest.fixture()
+def tiny_folder(tmp_path, synthetic_cells):
+    for i, (rgb, _, cls) in enumerate(synthetic_cells):
+        folder = tmp_path / "data" / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"c{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return tmp_path / "data"
+
+
+def _config(**kw):
+    return TrainConfig(arch="compact", arch_kwargs={"widths": [8, 8, 16, 16]}, input_size=48, epochs=3,
+                       batch_size=16, tta=False, equalise="none", **kw)
+
+
+@pytest.mark.parametrize("recipe", ["online", "paper"])
+def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, tiny_folder, recipe):
+    config = _config(augmentation=recipe, optimizer="sgd-step" if recipe == "paper" else "adamw-onecycle",
+                     lr=1e-2)
+    whole = train(tiny_folder, tmp_path / "whole.safetensors", config, device="cpu", log=None)
+
+    def stop_after_epoch_2(epoch, total, row):
+        if epoch == 2:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C, the machine went down...
+
+    out = tmp_path / "cut.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_folder, out, config, device="cpu", progress=stop_after_epoch_2, log=None)
+    assert out.with_suffix(".checkpoint.pt").exists() and not out.exists()
+    resumed = train(tiny_folder, out, config, device="cpu", log=None, resume=True)
+    assert not out.with_suffix(".checkpoint.pt").exists()
+    for (name, a), b in zip(whole.net.state_dict().items(), resumed.net.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert [h["epoch"] for h in resumed.card["training"]["history"]] == [1, 2, 3]
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path, tiny_folder):
+    out = tmp_path / "m.safetensors"
+
+    def stop(epoch, total, row):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_folder, out, _config(), device="cpu", progress=stop, log=None)
+    with pytest.raises(ValueError, match="other settings"):
+        train(tiny_folder, out, _config(lr=0.5), device="cpu", log=None, resume=True)
