@@ -43,9 +43,9 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
 if [ $WITH_TESTS -eq 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[qt,cam,test]"
+  .venv/bin/python -m pip install -q -e ".[qt,cam,xception,test]"
 else
-  .venv/bin/python -m pip install -q -e ".[qt,cam]"
+  .venv/bin/python -m pip install -q -e ".[qt,cam,xception]"
 fi
 # pytorch-grad-cam for the CAM family, without its opencv-python requirement (the headless
 # OpenCV above provides cv2; the non-headless wheel fights napari's Qt). `pip check` will name

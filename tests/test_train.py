@@ -80,3 +80,26 @@ def test_resuming_with_other_settings_is_refused(tmp_path, tiny_folder):
         train(tiny_folder, out, _config(), device="cpu", progress=stop, log=None)
     with pytest.raises(ValueError, match="other settings"):
         train(tiny_folder, out, _config(lr=0.5), device="cpu", log=None, resume=True)
+
+
+def test_xception_heads_train_save_load_and_explain(tmp_path, tiny_folder, one_cell):
+    pytest.importorskip("timm")
+    from napari_cervseg import explain
+    from napari_cervseg.core.models import build_architecture, load_model
+
+    head = build_architecture("xception-1024")
+    assert head.dense.out_features == 1024 and head.dropout.p == 0.45
+    config = paper_recipe(TrainConfig(arch="xception-256"))
+    assert (config.optimizer, config.batch_size, config.epochs) == ("adam", 16, 20)
+    from dataclasses import replace
+
+    config = replace(config, epochs=1, augmentation="online", input_size=64, tta=False, equalise="none")
+    model = train(tiny_folder, tmp_path / "x.safetensors", config, device="cpu", log=None)
+    loaded = load_model(tmp_path / "x.safetensors")
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.net.eval()(x), loaded.net(x))
+    e = explain(loaded, one_cell[0], method="gradcam++")
+    assert e.heatmap.shape == one_cell[0].shape[:2] and loaded.card["architecture"] == "xception-256"
+    with pytest.raises(ValueError, match="LRP is not available"):
+        explain(loaded, one_cell[0], method="lrp-ruleset1")

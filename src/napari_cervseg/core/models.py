@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .preprocess import PreprocessConfig
@@ -126,6 +127,34 @@ def _build_compact(**kw):
     return CompactCNN(**kw)
 
 
+class XceptionHead(nn.Module):
+    """The paper's XceptionNet classifier: timm's ``legacy_xception`` base (the Keras Xception's
+    layout), global average pooling, BatchNorm, Dense(``units``, ReLU), Dropout 0.45, 2-way output.
+
+    The paper froze an ImageNet-pretrained base; no pretrained weights can be downloaded here, so
+    the whole network trains from scratch. The dense layer's L2 regularisation is the optimiser's
+    weight decay. Needs the ``xception`` extra (timm).
+    """
+
+    def __init__(self, units: int = 256, n_classes: int = 2, dropout: float = 0.45):
+        super().__init__()
+        try:
+            import timm
+        except ImportError as exc:
+            raise ModelError("the Xception architectures need timm: pip install 'napari-cervseg[xception]'") from exc
+        self.base = timm.create_model("legacy_xception", pretrained=False, num_classes=0, global_pool="")
+        features = self.base.num_features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.norm = nn.BatchNorm1d(features)
+        self.dense = nn.Linear(features, units)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(units, n_classes)
+
+    def forward(self, x):
+        f = self.norm(self.pool(self.base(x)).flatten(1))
+        return self.classifier(self.dropout(F.relu(self.dense(f))))
+
+
 ARCHITECTURES = {
     "compact": {"build": _build_compact, "input_size": 128, "cam_layer": "features.block4",
                 "lrp": True},
@@ -133,6 +162,11 @@ ARCHITECTURES = {
                          "input_size": 128, "cam_layer": "features.block5", "lrp": True},
     "vgg16-adapted128-simplified": {"build": lambda **kw: VGG16Adapted128(simplified=True, **kw),
                                     "input_size": 128, "cam_layer": "features.block4", "lrp": True},
+    # depthwise-separable convolutions: the CAM family applies, our LRP rule sets are not mapped on them
+    "xception-256": {"build": lambda **kw: XceptionHead(units=256, **kw), "input_size": 224,
+                     "cam_layer": "base.act4", "lrp": False},
+    "xception-1024": {"build": lambda **kw: XceptionHead(units=1024, **kw), "input_size": 224,
+                      "cam_layer": "base.act4", "lrp": False},
 }
 
 
