@@ -11,8 +11,15 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_cervseg._sample_data import load_sample
-from napari_cervseg._widgets import ClassifyExplainWidget, MeasureCellWidget, SegmentCellWidget
+import cv2
+
+from napari_cervseg._sample_data import SAMPLES, load_sample
+from napari_cervseg._widgets import (
+    BatchSegmentWidget,
+    ClassifyExplainWidget,
+    MeasureCellWidget,
+    SegmentCellWidget,
+)
 
 DOCS = Path(__file__).parents[1] / "docs"
 
@@ -73,6 +80,18 @@ def main():
     if len(nucleus):
         layer.paint(tuple(nucleus.mean(0).astype(int)), 2)
     shot(viewer, "widget_measure_cell.png")
+    viewer.close()
+
+    # the batch action on a stack: the four sample cells as frames of one layer
+    viewer = napari.Viewer(title="napari-cervseg")
+    frames = np.stack([cv2.resize(load_sample(k), (128, 128), interpolation=cv2.INTER_AREA) for k in SAMPLES])
+    viewer.add_image(frames, name="cells", rgb=True)
+    batch_w = BatchSegmentWidget(viewer)
+    viewer.window.add_dock_widget(batch_w, name="Segment all (batch)", area="right")
+    batch_w.run()
+    wait_for(batch_w)
+    viewer.dims.set_current_step(0, 1)
+    shot(viewer, "widget_batch_segment.png")
     viewer.close()
 
 

@@ -274,3 +274,23 @@ def test_menu_command_segments_all_layers(viewer_with_layers_and_stack, qtbot):
     segment_all_layers(viewer_with_layers_and_stack)
     qtbot.waitUntil(lambda: "stack regions" in viewer_with_layers_and_stack.layers, timeout=120000)
     assert "cell regions" in viewer_with_layers_and_stack.layers
+
+
+def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path):
+    """In a fresh process, as napari does it: viewer first, then the plugin, then an explanation
+    (torchvision -> torch._dynamo -> Triton, whose LLVM crashed a software-OpenGL process)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import napari\n"
+        "viewer = napari.Viewer(show=False)\n"
+        "from napari_cervseg import explain\n"  # as in napari's console; the widgets import it too
+        "from napari_cervseg._sample_data import load_sample\n"
+        "for method in ('gradcam++', 'lrp-ruleset1'):\n"
+        "    explain('default', load_sample('abnormal'), method=method)\n"
+        "viewer.close()\n"
+        "print('explained')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and "explained" in run.stdout, run.stderr[-2000:]

@@ -10,6 +10,7 @@ Scriptable from napari's console and plain Python::
 Nothing here imports Qt or napari: the widgets live in ``napari_cervseg._widgets``.
 """
 
+from . import _gl_safety  # noqa: F401  (first: keeps Triton's LLVM out of a software-OpenGL napari)
 from ._version import __version__
 from .core.descriptors import measure
 from .core.imageio import ImageError

@@ -9,6 +9,7 @@ import hashlib
 
 import numpy as np
 
+from . import _gl_safety  # noqa: F401  (first: before anything imports torchvision)
 from .core.descriptors import measure
 from .core.imageio import ImageError, to_rgb_uint8
 from .core.pipeline import SegmentationResult, segment_cell
