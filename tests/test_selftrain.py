@@ -73,3 +73,17 @@ def test_self_train_command_writes_a_segmenter_with_its_card(tmp_path, synthetic
     assert card["teacher"] == {"method": "gradcam++"} and card["classifier"] == model_file
     assert len(card["train_images"]) + len(card["val_images"]) <= 12
     assert load_segmenter(out).predict(synthetic_cells[0][0]).shape == synthetic_cells[0][0].shape[:2]
+
+
+def test_pixels_near_pseudo_label_boundaries_can_be_left_out_of_the_loss():
+    import torch
+
+    from napari_cervseg.core.selftrain import IGNORE, ignore_boundaries
+
+    labels = torch.zeros(1, 40, 40, dtype=torch.long)
+    labels[0, 5:35, 5:35] = 1
+    labels[0, 15:25, 15:25] = 2
+    out = ignore_boundaries(labels, 2)
+    assert out[0, 0, 0] == 0 and out[0, 10, 10] == 1 and out[0, 20, 20] == 2  # far from any edge: kept
+    assert out[0, 5, 20] == IGNORE and out[0, 3, 20] == IGNORE and out[0, 15, 20] == IGNORE  # on / near edges
+    assert out[0, 1, 20] == 0  # beyond the band

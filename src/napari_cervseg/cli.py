@@ -255,7 +255,7 @@ def cmd_self_train(args) -> int:
         pairs[part] = ([images[i] for i in keep], [labels[i] for i in keep], [items[i].name for i in keep])
         print(f"{part}: {len(keep)} of {len(images)} images pseudo-labelled by {args.teacher}")
     label_seconds = time.perf_counter() - t0
-    config = SelfTrainConfig(epochs=args.epochs, seed=args.seed, teacher=teacher)
+    config = SelfTrainConfig(epochs=args.epochs, seed=args.seed, teacher=teacher, ignore_band=args.ignore_band)
     seg = train_segmenter(pairs["train"][0], pairs["train"][1], config, pairs["val"][0], pairs["val"][1],
                           log=(lambda *a: None) if args.quiet else print,
                           card_extra={"teacher": teacher, "classifier": args.model,
@@ -375,6 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--teacher", default="gradcam++", help="method spec of the teacher pipeline")
     st.add_argument("--epochs", type=int, default=40)
     st.add_argument("--seed", type=int, default=0)
+    st.add_argument("--ignore-band", type=int, default=0,
+                    help="leave pixels within N px (at 128 px) of a pseudo-label boundary out of the loss")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(func=cmd_self_train)
 

@@ -80,6 +80,9 @@ class SelfTrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     teacher: dict = field(default_factory=lambda: {"method": "gradcam++"})
+    #: pixels within this distance (at input size) of a pseudo-label boundary are left out of the
+    #: loss: the teacher is least sure there (0 = every pixel counts)
+    ignore_band: int = 0
 
 
 class CellSegmenter:
@@ -179,6 +182,19 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
     return (x * gain + bias).clamp(-1, 1), y
 
 
+IGNORE = -100
+
+
+def ignore_boundaries(labels: torch.Tensor, band: int) -> torch.Tensor:
+    """``labels`` (N, H, W) with every pixel within ``band`` px of a class boundary set to IGNORE."""
+    kernel = np.ones((2 * band + 1, 2 * band + 1), np.uint8)
+    out = labels.clone()
+    for i, lab in enumerate(labels.numpy().astype(np.uint8)):
+        edge = cv2.morphologyEx(lab, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+        out[i][torch.from_numpy(cv2.dilate(edge.astype(np.uint8), kernel) > 0)] = IGNORE
+    return out
+
+
 def pseudo_labels(images, model="default", teacher: dict | None = None, progress=None) -> list[np.ndarray | None]:
     """The teacher pipeline's labels for each image (None where it found no cell or no nucleus)."""
     from .pipeline import segment_cell
@@ -213,6 +229,8 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
     x, y = tensors(images, labels)
     xv, yv = tensors(val_images, val_labels) if val_images else (None, None)
     counts = torch.bincount(y.flatten(), minlength=3).float()
+    if config.ignore_band > 0:
+        y = ignore_boundaries(y, config.ignore_band)
     class_weights = (counts.sum() / (3 * counts.clamp_min(1))).sqrt()  # soften the background's majority
     net = SmallUNet(config.widths)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -229,7 +247,7 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
             pairs = [_augment(x[i], y[i], gen) for i in idx]
             xb = torch.stack([p[0] for p in pairs])
             yb = torch.stack([p[1] for p in pairs])
-            loss = F.cross_entropy(net(xb), yb, weight=class_weights)
+            loss = F.cross_entropy(net(xb), yb, weight=class_weights, ignore_index=IGNORE)
             opt.zero_grad()
             loss.backward()
             opt.step()
