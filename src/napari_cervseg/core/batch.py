@@ -360,7 +360,6 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         config = BatchConfig(**{**asdict(config), "torch_threads": threads})
         mode = f"{workers} local processes"
     window = 2 * workers
-    order: list[str] = []
     records: dict[str, dict] = {}
     seen: dict[str, str] = {}
     failures: list[dict] = []
@@ -395,7 +394,6 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
                     progress(len(records) + len(failures), total, None)
                 continue
             seen[stem] = item.label
-            order.append(stem)
             args = (process_input, item, str(out), config, previous.get(stem))
             pending.add(client.submit(*args, pure=False) if client is not None else executor.submit(*args))
             if len(pending) >= window:
@@ -411,7 +409,8 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         elif hasattr(executor, "shutdown"):
             executor.shutdown()
 
-    rows = [records[s]["row"] for s in order if s in records and records[s]["row"]]
+    # ``seen`` holds the accepted stems in input order
+    rows = [records[s]["row"] for s in seen if s in records and records[s]["row"]]
     from .descriptors import write_rows_csv
 
     write_rows_csv(out / "descriptors.csv", rows)
