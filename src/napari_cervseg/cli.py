@@ -130,8 +130,12 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, seed=args.seed)
     if args.recipe == "paper":
         cfg = paper_recipe(cfg)
-    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "patience", "augmentation", "optimizer")
+    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "patience", "augmentation", "optimizer",
+                                           "input_size", "equalise", "weight_decay", "label_smoothing",
+                                           "normal_repeat")
              if getattr(args, k) is not None}
+    if args.max_minutes is not None:
+        given["max_seconds"] = 60.0 * args.max_minutes
     cfg = replace(cfg, **given)  # explicit flags win over the recipe
     bar = tqdm(total=cfg.epochs, desc=f"train {cfg.arch}", unit="epoch")
 
@@ -343,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--patience", type=int, default=None, help="early stopping on validation (epochs)")
     tr.add_argument("--augmentation", default=None, choices=("online", "paper"))
     tr.add_argument("--optimizer", default=None, choices=("adamw-onecycle", "sgd-step", "adam"))
+    tr.add_argument("--input-size", type=int, default=None, help="px (default: the architecture's own)")
+    tr.add_argument("--equalise", default=None, choices=("luminance", "per-channel", "none"),
+                    help="histogram equalisation before the network (default luminance)")
+    tr.add_argument("--weight-decay", type=float, default=None)
+    tr.add_argument("--label-smoothing", type=float, default=None)
+    tr.add_argument("--normal-repeat", type=int, default=None,
+                    help="online augmentation: normal images per abnormal one per epoch (default 3)")
+    tr.add_argument("--max-minutes", type=float, default=None,
+                    help="stop training after this long and keep the best epoch so far (as early stopping)")
     tr.add_argument("--resume", action="store_true",
                     help="continue an interrupted run from <out>.checkpoint.pt (same settings)")
     tr.add_argument("--seed", type=int, default=0)
