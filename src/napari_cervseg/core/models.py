@@ -347,8 +347,8 @@ def _read_state(weights: Path) -> dict:
             raise ModelError(f"{weights}: expected a state dict, got {type(state).__name__}")
         return state
     raise ModelError(
-        f"{weights}: unsupported model file type {suffix!r}; use .safetensors (+ .json card) or a"
-        " state dict .pt/.pth with a card"
+        f"{weights}: unsupported model file type {suffix!r}; use .safetensors (+ .json card), a"
+        " state dict .pt/.pth with a card, or a Keras 3 .keras/.h5 model"
     )
 
 
@@ -356,7 +356,9 @@ def load_model(name_or_path="default", device=None) -> CellClassifier:
     """Load a classifier by bundled name (``"default"``) or from a ``.safetensors`` file + JSON card.
 
     Nothing is unpickled: ``.safetensors`` is read by safetensors, ``.pt``/``.pth`` state dicts by
-    ``torch.load(weights_only=True)``. A wrong or corrupt file raises :class:`ModelError`.
+    ``torch.load(weights_only=True)``, Keras ``.keras`` / ``.h5`` models by Keras 3 (torch backend,
+    ``safe_mode``; the ``keras`` extra, see :mod:`napari_cervseg.core.keras_io`). A wrong or corrupt
+    file raises :class:`ModelError`.
     """
     if isinstance(name_or_path, CellClassifier):
         return name_or_path.to(device) if device is not None else name_or_path
@@ -365,7 +367,11 @@ def load_model(name_or_path="default", device=None) -> CellClassifier:
     key = str(name_or_path)
     weights = _resolve_weights(key)
     stat = weights.stat()
-    return _load_cached(str(weights.resolve()), stat.st_mtime_ns, stat.st_size, str(pick_device(device)))
+    card = weights.with_suffix(".json")
+    # an edited card (class names, preprocessing) must not be answered from the cache
+    card_version = (card.stat().st_mtime_ns, card.stat().st_size) if card.exists() else None
+    return _load_cached(str(weights.resolve()), stat.st_mtime_ns, stat.st_size, card_version,
+                        str(pick_device(device)))
 
 
 def _resolve_weights(key: str) -> Path:
@@ -385,9 +391,13 @@ def _resolve_weights(key: str) -> Path:
 
 
 @lru_cache(maxsize=8)
-def _load_cached(path: str, _mtime_ns: int, _size: int, device: str) -> CellClassifier:
+def _load_cached(path: str, _mtime_ns: int, _size: int, _card_version, device: str) -> CellClassifier:
     """Load once per (file, version, device): the pipeline calls load_model for every cell."""
     weights = Path(path)
+    if weights.suffix.lower() in (".keras", ".h5", ".hdf5"):
+        from .keras_io import load_keras_model
+
+        return load_keras_model(weights, device)
     card = _read_card(weights)
     arch = card["architecture"]
     net = build_architecture(arch, **card.get("arch_kwargs", {}))
