@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from napari_cervseg.core.augment import AUGMENTATION_SETS, paper_augment
-from napari_cervseg.core.train import TrainConfig, paper_recipe, train
+from napari_cervseg.core.models import load_model
+from napari_cervseg.core.train import TrainConfig, paper_recipe, screening_threshold, train
 
 
 def test_paper_augmentation_multiplies_abnormal_by_8_and_normal_by_24(synthetic_cells):
@@ -45,8 +46,9 @@ def tiny_folder(tmp_path, synthetic_cells):
 
 
 def _config(**kw):
-    return TrainConfig(arch="compact", arch_kwargs={"widths": [8, 8, 16, 16]}, input_size=48, epochs=3,
-                       batch_size=16, tta=False, equalise="none", **kw)
+    settings = dict(arch="compact", arch_kwargs={"widths": [8, 8, 16, 16]}, input_size=48, epochs=3,
+                    batch_size=16, tta=False, equalise="none")
+    return TrainConfig(**{**settings, **kw})
 
 
 @pytest.mark.parametrize("recipe", ["online", "paper"])
@@ -103,3 +105,29 @@ def test_xception_heads_train_save_load_and_explain(tmp_path, tiny_folder, one_c
     assert e.heatmap.shape == one_cell[0].shape[:2] and loaded.card["architecture"] == "xception-256"
     with pytest.raises(ValueError, match="LRP is not available"):
         explain(loaded, one_cell[0], method="lrp-ruleset1")
+
+
+def test_time_limit_keeps_the_best_epoch_and_says_why_it_stopped(tmp_path, tiny_folder):
+    model = train(tiny_folder, tmp_path / "m.safetensors", _config(max_seconds=0.0, epochs=5), device="cpu",
+                  log=None)
+    training = model.card["training"]
+    assert training["epochs_run"] == 1 and training["stopped_by"] == "time limit"
+    assert load_model(tmp_path / "m.safetensors").card["test_metrics"]["n"] > 0
+
+
+def test_card_has_a_screening_operating_point_chosen_on_validation(tmp_path, tiny_folder):
+    model = train(tiny_folder, tmp_path / "m.safetensors", _config(), device="cpu", log=None)
+    point = model.card["operating_points"]["screening"]
+    assert 0.0 <= point["abnormal_threshold"] <= 1.0
+    assert point["val_abnormal_recall"] >= point["target_abnormal_recall"] == 0.98
+    assert point["test_metrics"]["n"] == model.card["test_metrics"]["n"]
+    assert "validation" in point["chosen_on"]
+
+
+def test_screening_threshold_is_the_largest_reaching_the_recall():
+    p = np.array([0.1, 0.2, 0.3, 0.9, 0.95, 0.05])
+    y = np.array([1, 1, 1, 1, 1, 0])
+    assert screening_threshold(p, y, 1.0) == 0.1  # every abnormal cell called
+    assert screening_threshold(p, y, 0.8) == 0.2  # one of five may be missed
+    with pytest.raises(ValueError, match="no abnormal"):
+        screening_threshold(p, np.zeros(6), 0.98)

@@ -74,13 +74,17 @@ def cmd_segment(args) -> int:
         model = None
     if model is not None:
         try:
-            load_model(model, device=args.device)  # a bad model fails here, once, not per image
+            loaded = load_model(model, device=args.device)  # a bad model fails here, once, not per image
+            if args.operating_point is not None:
+                from .core.xai import abnormal_threshold
+
+                abnormal_threshold(loaded, args.operating_point)
         except ModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     options = {}
     for key in ("nucleus_iterations", "cytoplasm_iterations", "dilation", "inpainter", "lama_model",
-                "nucleus_seed"):
+                "nucleus_seed", "operating_point"):
         value = getattr(args, key, None)
         if value is not None:
             options[key] = value
@@ -328,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
                      help=f"refuse larger inputs (height x width; default {MAX_PIXELS}) with a"
                           " region-of-interest hint; 0 = no limit")
+    seg.add_argument("--operating-point", default=None, metavar="argmax|screening|P",
+                     help="how the class is called: argmax (default), screening (the model card's threshold"
+                          " on p(abnormal), chosen on validation for abnormal recall >= 0.98) or a threshold P")
     seg.add_argument("--overwrite", action="store_true",
                      help="redo images whose outputs exist (default: keep them, e.g. corrected labels)")
     seg.add_argument("--quiet", action="store_true")

@@ -21,7 +21,7 @@ from .imageio import MAX_PIXELS, check_size, to_rgb_uint8
 from .inpaint import inpaint
 from .models import load_model
 from .refine import DEFAULT_WORK_SIZE, combine, dilate, erode, grabcut, seed_map
-from .xai import CAM_METHODS, LRP_METHODS, classify, explain
+from .xai import CAM_METHODS, LRP_METHODS, abnormal_threshold, classify, decide, explain
 
 BASELINE = "colour-baseline"
 #: the weakly supervised second stage: a U-Net trained on Algorithm 1's pseudo-masks (core.selftrain)
@@ -522,7 +522,7 @@ def _scale_back(result: SegmentationResult, shape) -> None:
 
 def segment_cell(image, model="default", method: str = "gradcam++", grouping: str | None = None,
                  target=None, device=None, progress=None, max_pixels: int | None = MAX_PIXELS,
-                 **options) -> SegmentationResult:
+                 operating_point=None, **options) -> SegmentationResult:
     """Segment one cell image into nucleus / cytoplasm / background.
 
     Parameters
@@ -537,6 +537,9 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
     progress : optional callable ``progress(stage: str, fraction: float)``
     max_pixels : refuse images larger than this (height x width) with an ImageError that names the
         region-of-interest routes; images with a side above PROCESS_SIZE px are processed downscaled
+    operating_point : how ``predicted_class`` is called from the probabilities: None (argmax),
+        ``"screening"`` (the card's validation-chosen threshold on p(abnormal)) or a threshold;
+        the explanation (target None) still follows the network's most probable class
     **options : passed to the algorithm (``nucleus_iterations``, ``cytoplasm_iterations``,
         ``dilation``, ``smooth``, ``inpainter``, ``lama_model``, ``layer``, ``work_size``)
 
@@ -550,6 +553,9 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
     """
     t_start = time.perf_counter()
     method = str(method).lower()
+    model_obj = load_model(model, device=device) if model is not None else None
+    if model_obj is not None:
+        abnormal_threshold(model_obj, operating_point)  # a bad operating point fails before any work
     if method not in SEGMENT_METHODS:
         raise SegmentationError(f"unknown method {method!r}; choose one of {', '.join(SEGMENT_METHODS)}")
     if grouping is not None and grouping not in GROUPINGS:
@@ -563,14 +569,13 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
         rgb = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA)
         warnings.append(f"processed at {small[1]} x {small[0]} px (downscaled from {full_shape[0]} x"
                         f" {full_shape[1]}); labels and heatmap scaled back to the image")
-    model_obj = load_model(model, device=device) if model is not None else None
     model_name = getattr(model_obj, "source", None)
     if _no_cell(rgb):
         # nothing to segment: the classifier still answers, no cell is invented
         cls = prob = None
         probs: dict = {}
         if model_obj is not None:
-            cls, prob, probs = classify(model_obj, rgb)
+            cls, prob, probs = classify(model_obj, rgb, operating_point=operating_point)
         zeros = np.zeros(full_shape, np.uint8)
         return SegmentationResult(
             labels=zeros, rough=zeros.copy(), heatmap=np.zeros(full_shape, np.float32), method=method,
@@ -598,6 +603,10 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
             result = algorithm1_cam(model_obj, rgb, method, grouping or "gmm", target, progress=progress,
                                     **options)
     result.model = model_name
+    if operating_point is not None and model_obj is not None and result.probabilities:
+        names = list(result.probabilities)
+        chosen = decide(model_obj, [result.probabilities[n] for n in names], operating_point)
+        result.predicted_class, result.probability = names[chosen], result.probabilities[names[chosen]]
     result.warnings = warnings + [f"option {k!r} does not apply to method {method!r}; ignored"
                                   for k in ignored] + result.warnings
     if not result.cell_found:

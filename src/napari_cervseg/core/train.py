@@ -49,6 +49,9 @@ class TrainConfig:
     #: stop after this many seconds of training (the best epoch so far is kept, as with early
     #: stopping); None: no limit
     max_seconds: float | None = None
+    #: the "screening" operating point: the threshold on p(abnormal) that keeps at least this
+    #: abnormal recall on the validation split (recorded in the card with its test figures)
+    screening_recall: float = 0.98
 
 
 #: the paper's recipe per architecture (Sec. III-C, Table 6), applied by ``cervseg train --recipe paper``
@@ -249,6 +252,8 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     x_test, y_test, test_samples = parts["test"]
     proba = predict_proba(net, x_test, pconf, device, tta=config.tta)
     test_metrics = classification_metrics(y_test, proba.argmax(1))
+    operating_points = screening_operating_point(net, pconf, device, parts["val"][:2], (x_test, y_test),
+                                                 config.screening_recall, config.tta, test_proba=proba)
     card = {
         "name": Path(out_path).stem,
         "architecture": config.arch,
@@ -272,12 +277,44 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
             "labels_used": "image-level normal/abnormal only; no masks",
         },
         "test_metrics": {**test_metrics, "tta": config.tta, "n": int(len(y_test))},
+        "operating_points": operating_points,
     }
     model = CellClassifier(net=net.cpu(), card=card, preprocess=pconf, cam_layer=info["cam_layer"],
                            lrp_applicable=info["lrp"])
     save_model(model, out_path, card)
     checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return model
+
+
+def screening_threshold(p_abnormal: np.ndarray, y: np.ndarray, target_recall: float = 0.98) -> float:
+    """The largest threshold on p(abnormal) at which at least ``target_recall`` of the abnormal
+    cells (``y == 1``) are called abnormal (``p >= threshold``)."""
+    positives = np.sort(np.asarray(p_abnormal)[np.asarray(y) == 1])
+    if len(positives) == 0:
+        raise ValueError("no abnormal cell to choose an operating point on")
+    allowed_misses = int(np.floor((1.0 - target_recall) * len(positives) + 1e-9))
+    return float(positives[allowed_misses])
+
+
+def screening_operating_point(net, pconf, device, val, test, target_recall=0.98, tta=True,
+                              test_proba=None) -> dict:
+    """The card's ``operating_points``: the screening threshold chosen on ``val`` = (images,
+    labels) and the test figures at it (the test split plays no part in choosing it)."""
+    x_val, y_val = val
+    x_test, y_test = test
+    val_proba = predict_proba(net, x_val, pconf, device, tta=tta)
+    threshold = screening_threshold(val_proba[:, 1], y_val, target_recall)
+    if test_proba is None:
+        test_proba = predict_proba(net, x_test, pconf, device, tta=tta)
+    val_called = val_proba[:, 1] >= threshold
+    return {"screening": {
+        "abnormal_threshold": threshold,
+        "target_abnormal_recall": target_recall,
+        "chosen_on": "validation split (the largest threshold on p(abnormal) reaching the target recall there)",
+        "val_abnormal_recall": float(val_called[y_val == 1].mean()),
+        "test_metrics": {**classification_metrics(y_test, (test_proba[:, 1] >= threshold).astype(int)),
+                         "tta": tta, "n": int(len(y_test))},
+    }}
 
 
 def _optimiser(net: nn.Module, config: TrainConfig, steps_per_epoch: int):

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .imageio import to_rgb_uint8
-from .models import CellClassifier, load_model
+from .models import CellClassifier, ModelError, load_model
 from .preprocess import input_bounds, preprocess
 
 CAM_METHODS = ("gradcam++", "gradcam++-paper", "gradcam", "scorecam", "layercam", "eigencam", "ensemble",
@@ -468,13 +468,57 @@ def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, laye
 
 
 @torch.no_grad()
-def classify(model, image, device=None) -> tuple[str, float, dict]:
-    """Predicted class name, its probability, and all class probabilities for one image."""
+def classify(model, image, device=None, operating_point=None) -> tuple[str, float, dict]:
+    """Predicted class name, its probability, and all class probabilities for one image.
+
+    ``operating_point``: None (the most probable class), ``"screening"`` (the model card's
+    threshold on p(abnormal), chosen on the validation split for a high abnormal recall) or a
+    number (call the cell abnormal when p(abnormal) >= it).
+    """
     model = load_model(model, device=device)
     rgb, _ = to_rgb_uint8(image)
     x = preprocess(rgb, model.preprocess, model.device)
     with model.lock:
         probs = torch.softmax(model.net(x), 1)[0].cpu().numpy()
     names = model.class_names
-    best = int(probs.argmax())
+    best = decide(model, probs, operating_point)
     return names[best], float(probs[best]), {n: float(p) for n, p in zip(names, probs)}
+
+
+def abnormal_threshold(model: CellClassifier, operating_point) -> float | None:
+    """The threshold on p(abnormal) that ``operating_point`` stands for (None: argmax)."""
+    if operating_point in (None, "argmax"):
+        return None
+    if "abnormal" not in model.class_names:
+        raise ModelError(f"an operating point needs an 'abnormal' class; this model has {list(model.class_names)}")
+    if isinstance(operating_point, str) and not _is_number(operating_point):
+        points = model.card.get("operating_points", {})
+        if operating_point not in points:
+            raise ModelError(f"model {model.name!r} has no operating point {operating_point!r} in its card"
+                             f" (it has: {', '.join(points) or 'none'}); give a threshold on p(abnormal)"
+                             " such as 0.3, or 'argmax'")
+        return float(points[operating_point]["abnormal_threshold"])
+    value = float(operating_point)
+    if not 0.0 <= value <= 1.0:
+        raise ModelError(f"an abnormal threshold is a probability in [0, 1], got {value}")
+    return value
+
+
+def decide(model: CellClassifier, probs, operating_point=None) -> int:
+    """Index of the class called for one cell's probabilities at ``operating_point``."""
+    threshold = abnormal_threshold(model, operating_point)
+    if threshold is None:
+        return int(np.argmax(probs))
+    abnormal = model.class_names.index("abnormal")
+    if probs[abnormal] >= threshold:
+        return abnormal
+    others = [i for i in range(len(probs)) if i != abnormal]
+    return max(others, key=lambda i: probs[i])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
