@@ -29,7 +29,8 @@ from napari_cervseg.core.datasets import default_data_root, read_dataset  # noqa
 from napari_cervseg.core.models import CLASS_NAMES, WEIGHTS_DIR, load_model  # noqa: E402
 from napari_cervseg.core.train import load_resized, screening_operating_point  # noqa: E402
 
-PAPER_TABLE6 = "paper (Table 6, ImageNet-pretrained): VGG16-Adapted128 accuracy 0.94, XceptionNet-256 0.93"
+PAPER_TABLE6 = ("paper (Table 6, ImageNet-pretrained): VGG16-Adapted128 accuracy 0.94, -Simplified 0.92,"
+                " XceptionNet-256 0.81, XceptionNet-1024 0.88")
 
 
 def split_arrays(model, data_root, part):
@@ -124,6 +125,16 @@ def main():
         log = (zoo / f"{chosen}.log").read_text().splitlines()
         card["training"]["command"] = log[0].lstrip("+ ") + f"  (run {chosen} of benchmarks/gpu/train_zoo.sh)"
         card["training"]["chosen_by"] = meta["chosen_by"]
+        card["file_mb"] = round((zoo / f"{chosen}.safetensors").stat().st_size / 1e6, 1)
+        timing = {}
+        for where, result in (("cpu", RESULTS / "models.json"), ("gpu", zoo / "models_gpu.json")):
+            if result.exists():
+                bench = json.loads(result.read_text())
+                row = bench["models"].get("default (compact, bundled)", {})
+                timing[where] = {"device": bench["meta"].get("device", where), "command": bench["meta"]["command"],
+                                 "ms_per_cell_batch_1": row.get("ms_per_cell_batch_1"),
+                                 "ms_per_cell_batch_32": row.get("ms_per_cell_batch_32")}
+        card["inference_time"] = timing
         shutil.copyfile(zoo / f"{chosen}.safetensors", WEIGHTS_DIR / "default.safetensors")
         (WEIGHTS_DIR / "default.json").write_text(json.dumps(card, indent=2) + "\n")
         print(f"installed {chosen} as the bundled default")
