@@ -100,6 +100,17 @@ def test_rectangles_segment_each_cell_into_one_full_size_layer(make_napari_viewe
     assert [r["cell"] for r in m.rows] == [1, 2]
 
 
+def test_segment_widget_calls_abnormal_at_the_screening_point(make_napari_viewer):
+    from napari_cervseg._widgets import SegmentCellWidget
+
+    w = SegmentCellWidget(make_napari_viewer())
+    assert "operating_point" not in w.options()
+    w.call_combo.value = "screening point"
+    assert w.options()["operating_point"] == "screening"
+    w.method_combo.value = "colour-baseline"  # no classifier: nothing to call
+    assert "operating_point" not in w.options()
+
+
 def test_painting_updates_the_table_and_csv_matches_it(viewer_with_cell, tmp_path):
     from napari_cervseg._widgets import MeasureCellWidget
 

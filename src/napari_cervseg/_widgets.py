@@ -239,6 +239,10 @@ class ClassifyExplainWidget(_WorkerWidget):
         self._start(work, done)
 
 
+#: the Segment widget's "call abnormal at" choices -> segment_cell's operating_point
+CALL_CHOICES = {"most probable class": None, "screening point": "screening"}
+
+
 class SegmentCellWidget(_WorkerWidget):
     """Segment the chosen image (or each rectangle of a Shapes layer) into nucleus / cytoplasm."""
 
@@ -260,6 +264,8 @@ class SegmentCellWidget(_WorkerWidget):
         self.form.addRow("GrabCut iterations, nucleus", self.nuc_iter)
         self.form.addRow("GrabCut iterations, cytoplasm", self.cyto_iter)
         self.inpainter_combo = self._combo("inpainter (LRP)", list(INPAINTERS), "auto")
+        # screening: the model card's threshold on p(abnormal), chosen for a high abnormal recall
+        self.call_combo = self._combo("call abnormal at", list(CALL_CHOICES), "most probable class")
         self._refresh_on_layer_change(self.image_combo, self.rect_combo)
         self.last_results = []
 
@@ -274,9 +280,12 @@ class SegmentCellWidget(_WorkerWidget):
             opts.pop("cytoplasm_iterations")
         if method.startswith("lrp"):
             opts["inpainter"] = self.inpainter_combo.value
+        if CALL_CHOICES[self.call_combo.value] is not None:
+            opts["operating_point"] = CALL_CHOICES[self.call_combo.value]
         if method == "colour-baseline":
             opts.pop("model")
             opts["model"] = None
+            opts.pop("operating_point", None)
         return opts
 
     def run(self):
