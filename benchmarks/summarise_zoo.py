@@ -42,16 +42,17 @@ def split_arrays(model, data_root, part):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("zoo", help="folder with the run's cards (*.json), logs and compact weights")
+    p.add_argument("zoo", nargs="+", help="folders with a run's cards (*.json), logs and compact weights")
     p.add_argument("--data", default=None, help="Herlev-layout folder (default: ../shared/data/herlev)")
     p.add_argument("--install-default", action="store_true")
     p.add_argument("--out", default=str(RESULTS / "classifiers.json"))
     args = p.parse_args()
     torch.set_num_threads(2)
-    zoo = Path(args.zoo)
+    folders = [Path(z) for z in args.zoo]
+    zoo = folders[0]  # the train_zoo.sh run: compact candidates, GPU timing
     data_root = Path(args.data) if args.data else default_data_root()
     rows = {}
-    for card_path in sorted(zoo.glob("*.json")):
+    for card_path in sorted(p for folder in folders for p in folder.glob("*.json")):
         card = json.loads(card_path.read_text())
         if "training" not in card:
             continue
@@ -61,9 +62,12 @@ def main():
                "input_size": card["input_size"], "recipe": {k: t["config"].get(k) for k in
                                                             ("optimizer", "lr", "augmentation", "epochs", "batch_size")},
                "epochs_run": t["epochs_run"], "stopped_by": t.get("stopped_by"), "train_seconds": t["seconds"],
-               "device": t["device"], "best_val_balanced_accuracy": round(t["best_val_balanced_accuracy"], 4),
-               "test": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()},
-               "weights_here": weights.exists()}
+               "device": t["device"], "best_val_balanced_accuracy": t["best_val_balanced_accuracy"],
+               "test": {k: v for k, v in m.items()},
+               "weights_here": weights.exists(), "operating_points": card.get("operating_points")}
+        log = card_path.with_suffix(".log")
+        if log.exists():
+            row["command"] = log.read_text().splitlines()[0].lstrip("+ ")
         if weights.exists() and card["architecture"] == "compact":
             model = load_model(weights, device="cpu")
             val = split_arrays(model, data_root, "val")
@@ -72,15 +76,24 @@ def main():
             card["operating_points"] = points
             card_path.write_text(json.dumps(card, indent=2))
             s = points["screening"]
-            row["screening"] = {"abnormal_threshold": round(s["abnormal_threshold"], 4),
-                                **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in s["test_metrics"].items()}}
+            row["screening"] = {"abnormal_threshold": s["abnormal_threshold"],
+                                **{k: v for k, v in s["test_metrics"].items()}}
+        if "screening" not in row and card.get("operating_points"):
+            s = card["operating_points"]["screening"]
+            row["screening"] = {"abnormal_threshold": s["abnormal_threshold"],
+                                **{k: v for k, v in s["test_metrics"].items()}}
+        row.pop("operating_points")
         rows[card_path.stem] = row
         print(card_path.stem, row["test"]["accuracy"], row["test"]["abnormal_recall"], flush=True)
 
     compact = {k: r for k, r in rows.items() if r["architecture"] == "compact" and r["weights_here"]}
     chosen = max(compact, key=lambda k: (compact[k]["best_val_balanced_accuracy"], -compact[k]["input_size"]))
-    meta = {"command": f"python benchmarks/summarise_zoo.py {args.zoo}" + (" --install-default" if args.install_default else ""),
-            "trained_by": "DATA=runs/devdata/herlev MINUTES=5.75 WORK=/dev/shm/zoo bash benchmarks/gpu/train_zoo.sh",
+    meta = {"command": f"python benchmarks/summarise_zoo.py {' '.join(args.zoo)}"
+                       + (" --install-default" if args.install_default else ""),
+            "trained_by": ["DATA=runs/devdata/herlev MINUTES=5.75 WORK=/dev/shm/zoo bash benchmarks/gpu/train_zoo.sh"
+                           " (-> runs/zoo: the compact candidates, vgg16-paper, vgg16s-paper, vgg16-ours, xception256-paper)",
+                           "DATA=runs/devdata/herlev MINUTES=3.5 WORK=/dev/shm/vgg bash benchmarks/gpu/train_vgg_eval.sh"
+                           " (-> runs/vgg: vgg16-lr1e-4, vgg16-lr3e-4, xception256-paper-full)"],
             "default_chosen": chosen, "chosen_by": "validation balanced accuracy (test split not used)",
             "paper": PAPER_TABLE6}
     gpu = zoo / "gpu.txt"
@@ -88,8 +101,10 @@ def main():
         meta["gpu"] = gpu.read_text().strip().splitlines()[-1]
     Path(args.out).write_text(json.dumps({"meta": meta, "models": rows}, indent=2))
     lines = ["# Classifiers trained from scratch on the development data (image-level labels only)\n",
-             f"Trained by `{meta['trained_by']}` ({meta.get('gpu', 'GPU')}); all nine runs side by side on one"
-             " GPU, each stopped by its own time limit (5.75 min) or recipe; summarised by"
+             f"Trained on {meta.get('gpu', 'a GPU')} by two scripts: `{meta['trained_by'][0]}`, nine runs side by"
+             f" side; `{meta['trained_by'][1]}`, three runs side by side. Each run stopped by its time limit"
+             " (5.75 / 3.5 min: 'time limit'), its recipe's epochs or early stopping; its exact command is the"
+             " first line of its log in `benchmarks/results/zoo/`. Summarised by"
              f" `{meta['command']}`. Test split: 146 images (39 normal, 107 abnormal) that training never saw;"
              " test-time augmentation (8 flips / rotations). Precision, recall and F1 are support-weighted as in"
              f" the paper's Table 6. {PAPER_TABLE6}.\n",

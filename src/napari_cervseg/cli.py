@@ -211,7 +211,8 @@ def cmd_evaluate(args) -> int:
                        "card_test_metrics": model.card.get("test_metrics")}
     report["settings"] = {"data": str(args.data), "split": args.split, "n_images": len(samples),
                           "methods": methods, "device": str(model.device), "n_xai": args.n_xai,
-                          "command": "cervseg " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("cervseg") else None,
+                          "command": ("cervseg " + " ".join(sys.argv[1:])
+                                      if Path(sys.argv[0]).name in ("cervseg", "cli.py") else None),
                           "seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads(),
                           "workers": workers,
                           "machine": platform.machine(), "version": __version__,
@@ -288,6 +289,15 @@ def cmd_models(args) -> int:
               f" test accuracy {tm.get('accuracy', float('nan')):.3f}"
               f" abnormal recall {tm.get('abnormal_recall', float('nan')):.3f}"
               + ("  [interim]" if model.card.get("interim") else ""))
+        screening = model.card.get("operating_points", {}).get("screening")
+        if screening:
+            sm = screening["test_metrics"]
+            print(f"  screening point (--operating-point screening): p(abnormal) >= {screening['abnormal_threshold']:.3f},"
+                  f" test accuracy {sm['accuracy']:.3f} abnormal recall {sm['abnormal_recall']:.3f}")
+        training = model.card.get("training", {})
+        if training:
+            print(f"  trained {training.get('seconds', float('nan')):.0f} s, {training.get('epochs_run', '?')} epochs on"
+                  f" {training.get('where') or training.get('device', '?')}; card: {path.with_suffix('.json')}")
     return 0
 
 
