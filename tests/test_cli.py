@@ -63,3 +63,21 @@ def test_unwritable_output_folder_is_refused_with_a_message(tmp_path, synthetic_
     assert main(["segment", str(src), "--out", str(blocker / "out"), "--quiet"]) == 2
     assert "cannot create output folder" in capsys.readouterr().err
     assert blocker.read_text() == "a file"  # nothing of the user's was touched
+
+
+def test_models_lists_the_bundled_default_with_its_figures(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "vgg16-adapted128" in out and "xception-256" in out
+    assert "bundled: default (compact" in out and "screening point" in out and "trained" in out
+
+
+def test_segment_at_the_screening_point_reports_that_class(tmp_path, synthetic_cells):
+    image = _write(tmp_path / "cell.png", synthetic_cells[0][0])
+    assert main(["segment", str(image), "--out", str(tmp_path / "a"), "--quiet"]) == 0
+    assert main(["segment", str(image), "--out", str(tmp_path / "b"), "--operating-point", "0", "--quiet"]) == 0
+    with open(tmp_path / "b" / "descriptors.csv") as f:
+        row = next(csv.DictReader(f))
+    assert row["predicted_class"] == "abnormal"  # threshold 0: every cell is called abnormal
+    assert (cv2.imread(str(tmp_path / "a" / "cell_labels.png"), cv2.IMREAD_UNCHANGED)
+            == cv2.imread(str(tmp_path / "b" / "cell_labels.png"), cv2.IMREAD_UNCHANGED)).all()
