@@ -121,13 +121,16 @@ def main():
                      f" {te['accuracy']:.3f} | {te['precision']:.3f} | {te['recall']:.3f} | {te['f1']:.3f} |"
                      f" {te['abnormal_recall']:.3f} | {te['confusion']} |")
     lines += ["", "Screening operating point (threshold on p(abnormal) chosen on the validation split for abnormal"
-              " recall >= 0.98; `--operating-point screening`), test figures:\n",
-              "| run | threshold | accuracy | precision | recall | F1 | abnormal recall | confusion |",
-              "|---|---|---|---|---|---|---|---|"]
+              " recall >= 0.98; `--operating-point screening`), test figures. For the compact models the"
+              " probabilities are single-pass, as at inference; the others' cards (computed on the GPU machine"
+              " by the code of that time) used flip/rotation averaging:\n",
+              "| run | probabilities | threshold | accuracy | precision | recall | F1 | abnormal recall | confusion |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         if "screening" in r:
             s = r["screening"]
-            lines.append(f"| {name} | {s['abnormal_threshold']:.3f} | {s['accuracy']:.3f} | {s['precision']:.3f} |"
+            how = "TTA" if s.get("tta") else "single pass"
+            lines.append(f"| {name} | {how} | {s['abnormal_threshold']:.3f} | {s['accuracy']:.3f} | {s['precision']:.3f} |"
                          f" {s['recall']:.3f} | {s['f1']:.3f} | {s['abnormal_recall']:.3f} | {s['confusion']} |")
     Path(args.out).with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
