@@ -108,11 +108,11 @@ def test_xception_heads_train_save_load_and_explain(tmp_path, tiny_folder, one_c
 
 
 def test_time_limit_keeps_the_best_epoch_and_says_why_it_stopped(tmp_path, tiny_folder):
-    model = train(tiny_folder, tmp_path / "m.safetensors", _config(max_seconds=0.0, epochs=5), device="cpu",
-                  log=None)
+    out = tmp_path / "new" / "folder" / "m.safetensors"  # a folder that does not exist yet
+    model = train(tiny_folder, out, _config(max_seconds=0.0, epochs=5), device="cpu", log=None)
     training = model.card["training"]
     assert training["epochs_run"] == 1 and training["stopped_by"] == "time limit"
-    assert load_model(tmp_path / "m.safetensors").card["test_metrics"]["n"] > 0
+    assert load_model(out).card["test_metrics"]["n"] > 0
 
 
 def test_card_has_a_screening_operating_point_chosen_on_validation(tmp_path, tiny_folder):

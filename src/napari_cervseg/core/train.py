@@ -182,6 +182,7 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     opt, sched, per_batch = _optimiser(net, config, steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
     history, best, best_state, since_best = [], -1.0, None, 0
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)  # the checkpoint is written after epoch 1
     checkpoint = Path(out_path).with_suffix(".checkpoint.pt")
     start_epoch = 0
     if resume and checkpoint.exists():
