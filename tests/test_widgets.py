@@ -287,16 +287,19 @@ def test_menu_command_segments_all_layers(viewer_with_layers_and_stack, qtbot):
     assert "cell regions" in viewer_with_layers_and_stack.layers
 
 
-def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path):
+@pytest.mark.parametrize("package_first", [False, True], ids=["viewer-first", "package-first"])
+def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path, package_first):
     """In a fresh process, as napari does it: viewer first, then the plugin, then an explanation
-    (torchvision -> torch._dynamo -> Triton, whose LLVM crashed a software-OpenGL process)."""
+    (torchvision -> torch._dynamo -> Triton, whose LLVM crashed a software-OpenGL process). Also
+    with the package imported before Qt (a script, a test session), then the widgets."""
     import subprocess
     import sys
 
     script = (
-        "import napari\n"
+        ("import napari_cervseg\n" if package_first else "")
+        + "import napari\n"
         "viewer = napari.Viewer(show=False)\n"
-        "from napari_cervseg import explain\n"  # as in napari's console; the widgets import it too
+        "from napari_cervseg import _widgets, explain\n"  # as napari's console / dock widgets do
         "from napari_cervseg._sample_data import load_sample\n"
         "for method in ('gradcam++', 'lrp-ruleset1'):\n"
         "    explain('default', load_sample('abnormal'), method=method)\n"

@@ -9,10 +9,14 @@ import hashlib
 
 import numpy as np
 
-from . import _gl_safety  # noqa: F401  (first: before anything imports torchvision)
+from . import _gl_safety
 from .core.descriptors import measure
 from .core.imageio import ImageError, to_rgb_uint8
 from .core.pipeline import SegmentationResult, segment_cell
+
+# Checked again here, not only when the package was imported: the package may have been imported
+# before Qt (a script, a test session), and the widgets that need this module come after Qt.
+_gl_safety.keep_triton_out()
 
 #: napari colours for the label values: cytoplasm orange, nucleus blue (fixed, clearly different)
 LABEL_COLORS = {0: "transparent", 1: "#ff961e", 2: "#285aff", None: "transparent"}

@@ -198,6 +198,10 @@ class _WorkerWidget(QWidget):
         self.viewer.layers.events.removed.connect(refresh)
 
 
+MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its .json card) or of a Keras"
+             " .keras / .h5 model (needs the keras extra)")
+
+
 class ClassifyExplainWidget(_WorkerWidget):
     """Classify the chosen image and add the explanation heatmap over it."""
 
@@ -205,7 +209,7 @@ class ClassifyExplainWidget(_WorkerWidget):
         super().__init__(napari_viewer, "Classify && explain")
         self.image_combo = self._combo("image", _layer_choices(napari_viewer, "image"))
         self.model_edit = QLineEdit("default")
-        self.model_edit.setToolTip("'default' (bundled) or the path of a .safetensors model")
+        self.model_edit.setToolTip(MODEL_TIP)
         self.form.addRow("model", self.model_edit)
         self.method_combo = self._combo("method", list(EXPLAIN_METHODS), "gradcam++")
         self.target_combo = self._combo("explain class", ["predicted", "abnormal", "normal"], "predicted")
@@ -252,6 +256,7 @@ class SegmentCellWidget(_WorkerWidget):
         self.rect_combo = self._combo("cells (rectangles)", lambda _w=None: ["whole image"] + _layer_choices(
             napari_viewer, "shapes")())
         self.model_edit = QLineEdit("default")
+        self.model_edit.setToolTip(MODEL_TIP)
         self.form.addRow("model", self.model_edit)
         self.method_combo = self._combo("method", list(SEGMENT_METHODS), "gradcam++")
         self.grouping_combo = self._combo("grouping", ["auto"] + list(GROUPINGS), "auto")
@@ -373,6 +378,7 @@ class BatchSegmentWidget(_WorkerWidget):
         self.scope_combo = self._combo("images", lambda _w=None: [self.ALL] + _layer_choices(
             napari_viewer, "image")())
         self.model_edit = QLineEdit("default")
+        self.model_edit.setToolTip(MODEL_TIP)
         self.form.addRow("model", self.model_edit)
         self.method_combo = self._combo("method", list(SEGMENT_METHODS), "gradcam++")
         self._refresh_on_layer_change(self.scope_combo)

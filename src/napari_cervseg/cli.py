@@ -136,7 +136,7 @@ def cmd_train(args) -> int:
         cfg = paper_recipe(cfg)
     given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "patience", "augmentation", "optimizer",
                                            "input_size", "equalise", "weight_decay", "label_smoothing",
-                                           "normal_repeat")
+                                           "normal_repeat", "screening_recall")
              if getattr(args, k) is not None}
     if args.max_minutes is not None:
         given["max_seconds"] = 60.0 * args.max_minutes
@@ -319,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--method", default="gradcam++", choices=SEGMENT_METHODS)
     seg.add_argument("--grouping", default=None, choices=GROUPINGS)
     seg.add_argument("--model", default="default",
-                     help="bundled model name or .safetensors path ('none' for the colour baseline without one)")
+                     help="bundled model name, a .safetensors path or a Keras .keras / .h5 path ('none' for the colour"
+                          " baseline without one)")
     seg.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     seg.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
     seg.add_argument("--nucleus-iterations", type=int, default=None)
@@ -371,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--label-smoothing", type=float, default=None)
     tr.add_argument("--normal-repeat", type=int, default=None,
                     help="online augmentation: normal images per abnormal one per epoch (default 3)")
+    tr.add_argument("--screening-recall", type=float, default=None,
+                    help="abnormal recall the card's screening operating point must reach on the validation"
+                         " split (default 0.98)")
     tr.add_argument("--max-minutes", type=float, default=None,
                     help="stop training after this long and keep the best epoch so far (as early stopping)")
     tr.add_argument("--resume", action="store_true",
