@@ -16,7 +16,6 @@ name; default: the last layer with a 4-D output, e.g. Xception's ``block14_sepco
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .models import CLASS_NAMES, CellClassifier, ModelError
+from .models import CLASS_NAMES, CellClassifier, ModelError, read_card_json
 from .preprocess import PreprocessConfig
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -103,24 +102,12 @@ def _last_map_layer(keras_model) -> str:
                      " name one as 'cam_layer' in the model's card")
 
 
-def _read_optional_card(path: Path) -> dict:
-    card_path = path.with_suffix(".json")
-    if not card_path.exists():
-        return {}
-    try:
-        card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{card_path}: not valid JSON ({exc})") from exc
-    if not isinstance(card, dict):
-        raise ModelError(f"{card_path}: the card must be a JSON object")
-    return card
-
-
 def load_keras_model(path, device=None) -> CellClassifier:
     """A ``.keras`` / ``.h5`` Keras 3 classifier as a :class:`CellClassifier` (Grad-CAM, no LRP)."""
     path = Path(path)
     keras = _import_keras()
-    card = _read_optional_card(path)
+    card_path = path.with_suffix(".json")
+    card = read_card_json(card_path) if card_path.exists() else {}
     try:
         keras_model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except ValueError as exc:
@@ -141,11 +128,9 @@ def load_keras_model(path, device=None) -> CellClassifier:
     if out_classes != len(class_names):
         raise ModelError(f"{path}: the model has {out_classes} outputs but the card names"
                          f" {len(class_names)} classes {list(class_names)}; give 'class_names' in {path.stem}.json")
-    size = card.get("input_size") or in_shape[1] or 224
-    preprocess = {"input_size": int(size), "median_ksize": 3, "equalise": "luminance",
-                  "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-    preprocess.update(card.get("preprocess", {}))
-    preprocess["input_size"] = int(card.get("input_size") or preprocess["input_size"])
+    preprocess = {"input_size": in_shape[1] or 224, "median_ksize": 3, "equalise": "luminance",
+                  "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], **card.get("preprocess", {})}
+    preprocess["input_size"] = int(card.get("input_size") or preprocess["input_size"])  # the card wins
     cam_layer = card.get("cam_layer") or _last_map_layer(keras_model)
     net = KerasClassifierNet(keras_model, cam_layer).eval()
     full_card = {"name": path.stem, "architecture": "keras", "keras_version": keras.__version__,

@@ -313,12 +313,20 @@ def _read_card(weights: Path) -> dict:
             f"{weights}: no model card {card_path.name} beside it; a card (JSON with 'architecture',"
             " 'preprocess', 'class_names') tells how to build and feed the network"
         )
+    card = read_card_json(card_path)
+    if "architecture" not in card:
+        raise ModelError(f"{card_path}: the card has no 'architecture' key")
+    return card
+
+
+def read_card_json(card_path: Path) -> dict:
+    """A model card's JSON object, or a ModelError naming the file."""
     try:
         card = json.loads(card_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{card_path}: not valid JSON ({exc})") from exc
-    if not isinstance(card, dict) or "architecture" not in card:
-        raise ModelError(f"{card_path}: the card has no 'architecture' key")
+    if not isinstance(card, dict):
+        raise ModelError(f"{card_path}: the card must be a JSON object")
     return card
 
 
