@@ -324,6 +324,14 @@ def _no_cell(rgb: np.ndarray) -> bool:
 # the algorithms
 
 
+def _explain_step(explanation, model, rgb, method, target, layer, progress):
+    """Every algorithm's first step: report it, explain (or reuse), start the timings with the
+    explanation's own. Returns ``(explanation, timings)``."""
+    _report(progress, "explain", 0.1)
+    expl = _reuse_or_explain(explanation, model, rgb, method, target, layer)
+    return expl, dict(expl.extras.get("timings", {}))
+
+
 def _reuse_or_explain(explanation, model, rgb, method, target, layer):
     """The given explanation (checked against the method and target, resized to the image) or a new one."""
     if explanation is None:
@@ -352,10 +360,7 @@ def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", grouping: 
 
     ``explanation``: an :class:`Explanation` of this image by ``method`` computed before (e.g. by
     the Classify & explain step), used instead of explaining again."""
-    timings: dict = {}
-    _report(progress, "explain", 0.1)
-    expl = _reuse_or_explain(explanation, model, rgb, method, target, layer)
-    timings.update(expl.extras.get("timings", {}))
+    expl, timings = _explain_step(explanation, model, rgb, method, target, layer, progress)
     _report(progress, "group", 0.4)
     t0 = time.perf_counter()
     heat = _smooth(expl.heatmap, smooth)
@@ -385,10 +390,7 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", groupin
     """Algorithm 2: LRP relevance -> 2-group nucleus seed -> GrabCut nucleus; log-scaled 3-group
     map minus the nucleus -> cytoplasm seed; inpaint the dilated nucleus; GrabCut the cell on the
     inpainted image; combine. ``explanation``: as in :func:`algorithm1_cam`."""
-    timings: dict = {}
-    _report(progress, "explain", 0.1)
-    expl = _reuse_or_explain(explanation, model, rgb, method, target, None)
-    timings.update(expl.extras.get("timings", {}))
+    expl, timings = _explain_step(explanation, model, rgb, method, target, None, progress)
     _report(progress, "group", 0.4)
     t0 = time.perf_counter()
     heat = _smooth(expl.heatmap, smooth)
@@ -467,10 +469,7 @@ def self_trained(model, rgb: np.ndarray, segmenter="default", target=None, expla
     (``explain_method``) come with it, as for every method."""
     from .selftrain import SegmenterError, load_segmenter
 
-    timings: dict = {}
-    _report(progress, "explain", 0.1)
-    expl = _reuse_or_explain(explanation, model, rgb, explain_method, target, None)
-    timings.update(expl.extras.get("timings", {}))
+    expl, timings = _explain_step(explanation, model, rgb, explain_method, target, None, progress)
     _report(progress, "segment", 0.5)
     t0 = time.perf_counter()
     try:
