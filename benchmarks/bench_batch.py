@@ -134,8 +134,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     out = Path(args.out)
     out.write_text(json.dumps(results, indent=2))
-    lines = [f"# Batch throughput and memory\n\n`{results['command']}` on {os.cpu_count()} CPUs; default model,"
-             f" Algorithm 1 (Grad-CAM++), {args.n} Herlev test-split cells; wall time includes worker start-up.\n",
+    lines = [(f"# Batch throughput and memory\n\n`{results['command']}` on {os.cpu_count()} CPUs; default model,"
+             f" Algorithm 1 (Grad-CAM++), {args.n} Herlev test-split cells; wall time includes worker start-up.\n"),
              "| execution | cells | wall s | cells/s | median s/cell in worker | peak RSS driver MB | peak RSS all MB |",
              "|---|---|---|---|---|---|---|"]
     for name, r in results["throughput"].items():
@@ -145,10 +145,10 @@ def main() -> None:
                          f" {r['peak_rss_all_processes_mb']} |")
     m = results["memory"]
     lines += ["", f"## {m['inputs']} inputs, {m['execution']['mode']}", "",
-              f"{m['cells']} segmented, {m['failed']} failed, {m['wall_seconds']} s ({m['cells_per_second']} cells/s);"
+              (f"{m['cells']} segmented, {m['failed']} failed, {m['wall_seconds']} s ({m['cells_per_second']} cells/s);"
               f" peak resident memory: driver {m['peak_rss_driver_mb']} MB, driver + workers"
               f" {m['peak_rss_all_processes_mb']} MB. Driver memory after every 100 inputs (MB):"
-              f" {m['driver_rss_mb_every_100_inputs']}."]
+              f" {m['driver_rss_mb_every_100_inputs']}.")]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

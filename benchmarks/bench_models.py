@@ -56,7 +56,7 @@ def main():
     for arch in ARCHITECTURES:
         try:
             net = build_architecture(arch).eval()
-        except Exception as exc:  # timm missing
+        except Exception as exc:  # noqa: BLE001 - timm missing or any build error is reported in the table
             rows[arch] = {"error": str(exc)}
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -78,8 +78,8 @@ def main():
             "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"}
     out.write_text(json.dumps({"meta": meta, "models": rows}, indent=2))
     lines = [f"# Classifier size and inference time per cell ({meta['device']})\n",
-             f"`{meta['command']}`, {meta['cpus']} CPUs, 2 torch threads; forward pass only (no explanation),"
-             " median.\n",
+             (f"`{meta['command']}`, {meta['cpus']} CPUs, 2 torch threads; forward pass only (no explanation),"
+             " median.\n"),
              "| model | input px | parameters | weights file MB | ms / cell, batch 1 | ms / cell, batch 32 |",
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():

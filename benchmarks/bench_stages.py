@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import default_model_and_test_cells, parser
 
 from napari_cervseg import segment_cell
@@ -64,10 +63,10 @@ def main(argv=None):
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    lines = ["# Per-stage time per cell (CPU)\n", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}, "
+    lines = ["# Per-stage time per cell (CPU)\n", f"Command: `{meta['command']}`  ", (f"Date: {meta['date']}, "
              f"{meta['machine']}, torch {meta['torch']}, {meta['n_images']} Herlev test-split cells "
              f"(median size {meta['image_sizes_median_hw'][0]} x {meta['image_sizes_median_hw'][1]} px). "
-             f"{meta['note']}.\n", "Median ms per cell (mean in brackets):\n",
+             f"{meta['note']}.\n"), "Median ms per cell (mean in brackets):\n",
              "| method @ input | " + " | ".join(STAGES) + " |", "|---" * (len(STAGES) + 1) + "|"]
     for key, stages in results.items():
         cells = [f"{stages[s]['median_ms']:.1f} ({stages[s]['mean_ms']:.1f})" if s in stages else "-" for s in STAGES]

@@ -18,7 +18,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-
 from _common import default_model_and_test_cells, parser
 
 from napari_cervseg import explain, explain_batch
@@ -52,7 +51,7 @@ def plot_curves(curves: dict, path: Path, size=(900, 560)):
     for i, (name, c) in enumerate(curves.items()):
         colour = COLOURS[i % len(COLOURS)][::-1]
         pts = np.array([[x0 + (x1 - x0) * f / fmax, y0 + (y1 - y0) * p] for f, p in
-                        zip(c["fractions"], c["mean_probability"])], np.int32)
+                        zip(c["fractions"], c["mean_probability"], strict=False)], np.int32)
         cv2.polylines(img, [pts], False, colour, 2, cv2.LINE_AA)
         ly = top + 20 + 22 * i
         cv2.line(img, (x1 + 15, ly - 4), (x1 + 40, ly - 4), colour, 2)
@@ -79,8 +78,8 @@ def _scores(model, img, heat, target, with_road):
 
 def _summary(rows, labels, with_road):
     probs = np.array([r["flip"]["probabilities"] for r in rows])
-    ent = {"normal": [r["entropy"] for r, lab in zip(rows, labels) if lab == "normal"],
-           "abnormal": [r["entropy"] for r, lab in zip(rows, labels) if lab == "abnormal"]}
+    ent = {"normal": [r["entropy"] for r, lab in zip(rows, labels, strict=False) if lab == "normal"],
+           "abnormal": [r["entropy"] for r, lab in zip(rows, labels, strict=False) if lab == "abnormal"]}
     out = {"entropy": float(np.mean(ent["normal"] + ent["abnormal"])),
            "entropy_normal": float(np.mean(ent["normal"])) if ent["normal"] else None,
            "entropy_abnormal": float(np.mean(ent["abnormal"])) if ent["abnormal"] else None,
@@ -100,7 +99,7 @@ def main(argv=None):
     model, samples, images = default_model_and_test_cells(args, spread=True)  # every class represented
     with_road = xai_pgc.available()
     labels = [s.label for s in samples]
-    heatmaps = [dict() for _ in images]
+    heatmaps = [{} for _ in images]
     targets = [None] * len(images)
     results, curves, times = {}, {}, {}
     for method in METHODS:
@@ -142,17 +141,17 @@ def main(argv=None):
     png = out.with_name(out.name + "_pixel_flipping.png")
     plot_curves(curves, png)
     lines = ["# Explanations on the default model's test split (CPU)\n", f"Command: `{meta['command']}`  ",
-             f"{meta['date']}, {meta['machine']}, {meta['torch_threads']} torch threads, {meta['n_images']} cells"
-             f" ({meta['n_normal']} normal); CAM family through {meta['cam_backend']}.\n",
-             "AOPC: mean drop of the explained class's probability when the most relevant 5-50 % of the"
+             (f"{meta['date']}, {meta['machine']}, {meta['torch_threads']} torch threads, {meta['n_images']} cells"
+             f" ({meta['n_normal']} normal); CAM family through {meta['cam_backend']}.\n"),
+             ("AOPC: mean drop of the explained class's probability when the most relevant 5-50 % of the"
              " pixels are replaced by the mean colour (higher = more faithful). ROAD (pytorch-grad-cam):"
              " the same class's probability change when the pixels above (MoRF) / below (LeRF) the"
              " 20/40/60/80th percentile of the heatmap are removed by noisy linear imputation;"
              " combined = (LeRF - MoRF) / 2, higher = more faithful. Confidence change: probability for"
              " the image multiplied by the heatmap minus that for the image (higher = the heatmap keeps"
-             " what the decision rests on).\n",
-             "| method | ms / heatmap | ms / heatmap in a batch of 32 | entropy (all) | normal | abnormal | AOPC |"
-             " ROAD MoRF | ROAD LeRF | ROAD combined | confidence change |",
+             " what the decision rests on).\n"),
+             ("| method | ms / heatmap | ms / heatmap in a batch of 32 | entropy (all) | normal | abnormal | AOPC |"
+             " ROAD MoRF | ROAD LeRF | ROAD combined | confidence change |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def road_cells(r):

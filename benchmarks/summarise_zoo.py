@@ -63,7 +63,7 @@ def main():
                                                             ("optimizer", "lr", "augmentation", "epochs", "batch_size")},
                "epochs_run": t["epochs_run"], "stopped_by": t.get("stopped_by"), "train_seconds": t["seconds"],
                "device": t["device"], "best_val_balanced_accuracy": t["best_val_balanced_accuracy"],
-               "test": {k: v for k, v in m.items()},
+               "test": dict(m.items()),
                "weights_here": weights.exists(), "operating_points": card.get("operating_points")}
         log = card_path.with_suffix(".log")
         if log.exists():
@@ -77,11 +77,11 @@ def main():
             card_path.write_text(json.dumps(card, indent=2))
             s = points["screening"]
             row["screening"] = {"abnormal_threshold": s["abnormal_threshold"],
-                                **{k: v for k, v in s["test_metrics"].items()}}
+                                **dict(s["test_metrics"].items())}
         if "screening" not in row and card.get("operating_points"):
             s = card["operating_points"]["screening"]
             row["screening"] = {"abnormal_threshold": s["abnormal_threshold"],
-                                **{k: v for k, v in s["test_metrics"].items()}}
+                                **dict(s["test_metrics"].items())}
         row.pop("operating_points")
         rows[card_path.stem] = row
         print(card_path.stem, row["test"]["accuracy"], row["test"]["abnormal_recall"], flush=True)
@@ -90,10 +90,10 @@ def main():
     chosen = max(compact, key=lambda k: (compact[k]["best_val_balanced_accuracy"], -compact[k]["input_size"]))
     meta = {"command": f"python benchmarks/summarise_zoo.py {' '.join(args.zoo)}"
                        + (" --install-default" if args.install_default else ""),
-            "trained_by": ["DATA=runs/devdata/herlev MINUTES=5.75 WORK=/dev/shm/zoo bash benchmarks/gpu/train_zoo.sh"
-                           " (-> runs/zoo: the compact candidates, vgg16-paper, vgg16s-paper, vgg16-ours, xception256-paper)",
-                           "DATA=runs/devdata/herlev MINUTES=3.5 WORK=/dev/shm/vgg bash benchmarks/gpu/train_vgg_eval.sh"
-                           " (-> runs/vgg: vgg16-lr1e-4, vgg16-lr3e-4, xception256-paper-full)"],
+            "trained_by": [("DATA=runs/devdata/herlev MINUTES=5.75 WORK=/dev/shm/zoo bash benchmarks/gpu/train_zoo.sh"
+                           " (-> runs/zoo: the compact candidates, vgg16-paper, vgg16s-paper, vgg16-ours, xception256-paper)"),
+                           ("DATA=runs/devdata/herlev MINUTES=3.5 WORK=/dev/shm/vgg bash benchmarks/gpu/train_vgg_eval.sh"
+                           " (-> runs/vgg: vgg16-lr1e-4, vgg16-lr3e-4, xception256-paper-full)")],
             "default_chosen": chosen, "chosen_by": "validation balanced accuracy (test split not used)",
             "paper": PAPER_TABLE6}
     gpu = zoo / "gpu.txt"
@@ -101,15 +101,15 @@ def main():
         meta["gpu"] = gpu.read_text().strip().splitlines()[-1]
     Path(args.out).write_text(json.dumps({"meta": meta, "models": rows}, indent=2))
     lines = ["# Classifiers trained from scratch on the development data (image-level labels only)\n",
-             f"Trained on {meta.get('gpu', 'a GPU')} by two scripts: `{meta['trained_by'][0]}`, nine runs side by"
+             (f"Trained on {meta.get('gpu', 'a GPU')} by two scripts: `{meta['trained_by'][0]}`, nine runs side by"
              f" side; `{meta['trained_by'][1]}`, three runs side by side. Each run stopped by its time limit"
              " (5.75 / 3.5 min: 'time limit'), its recipe's epochs or early stopping; its exact command is the"
              " first line of its log in `benchmarks/results/zoo/`. Summarised by"
              f" `{meta['command']}`. Test split: 146 images (39 normal, 107 abnormal) that training never saw;"
              " test-time augmentation (8 flips / rotations). Precision, recall and F1 are support-weighted as in"
-             f" the paper's Table 6. {PAPER_TABLE6}.\n",
-             "| run | architecture | input | recipe | epochs (stopped by) | train s | val bal. acc | accuracy |"
-             " precision | recall | F1 | abnormal recall | confusion [[TN, FP], [FN, TP]] |",
+             f" the paper's Table 6. {PAPER_TABLE6}.\n"),
+             ("| run | architecture | input | recipe | epochs (stopped by) | train s | val bal. acc | accuracy |"
+             " precision | recall | F1 | abnormal recall | confusion [[TN, FP], [FN, TP]] |"),
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():
         rec, te = r["recipe"], r["test"]
@@ -120,10 +120,10 @@ def main():
                      f" ({r['stopped_by']}) | {r['train_seconds']:.0f} | {r['best_val_balanced_accuracy']:.3f} |"
                      f" {te['accuracy']:.3f} | {te['precision']:.3f} | {te['recall']:.3f} | {te['f1']:.3f} |"
                      f" {te['abnormal_recall']:.3f} | {te['confusion']} |")
-    lines += ["", "Screening operating point (threshold on p(abnormal) chosen on the validation split for abnormal"
+    lines += ["", ("Screening operating point (threshold on p(abnormal) chosen on the validation split for abnormal"
               " recall >= 0.98; `--operating-point screening`), test figures. For the compact models the"
               " probabilities are single-pass, as at inference; the others' cards (computed on the GPU machine"
-              " by the code of that time) used flip/rotation averaging:\n",
+              " by the code of that time) used flip/rotation averaging:\n"),
               "| run | probabilities | threshold | accuracy | precision | recall | F1 | abnormal recall | confusion |",
               "|---|---|---|---|---|---|---|---|---|"]
     for name, r in rows.items():

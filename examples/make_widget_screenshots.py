@@ -7,11 +7,10 @@
 import time
 from pathlib import Path
 
+import cv2
 import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
-
-import cv2
 
 from napari_cervseg._sample_data import SAMPLES, load_sample
 from napari_cervseg._widgets import (

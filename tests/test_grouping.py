@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from napari_cervseg.core.grouping import GROUPINGS, GroupingError, group, intermeans_thresholds, kmeans, log_scale
+from napari_cervseg.core.grouping import (
+    GROUPINGS,
+    GroupingError,
+    group,
+    intermeans_thresholds,
+    kmeans,
+    log_scale,
+)
 
 
 def three_level_heatmap(seed=0, nucleus_radius=12, cell_radius=30):

@@ -16,8 +16,8 @@ pytest.importorskip("keras")
 
 from napari_cervseg import ModelError, classify, explain, load_model, segment_cell  # noqa: E402
 from napari_cervseg.core.keras_io import _import_keras  # noqa: E402
-from napari_cervseg.core.xai import ExplainError  # noqa: E402
 from napari_cervseg.core.preprocess import preprocess_array  # noqa: E402
+from napari_cervseg.core.xai import ExplainError  # noqa: E402
 
 
 def _paper_head(keras, features, units=8):

@@ -23,7 +23,7 @@ def test_grouping_never_crashes_and_stays_in_range(shape, data, method, n):
     assert groups.max() < n
     if np.ptp(heat) > 1e-6 and len(np.unique(groups)) > 1:  # higher groups hold higher relevance
         means = [heat[groups == g].mean() for g in np.unique(groups)]
-        assert all(a <= b + 1e-6 for a, b in zip(means, means[1:]))
+        assert all(a <= b + 1e-6 for a, b in zip(means, means[1:], strict=False))
 
 
 @SETTINGS

@@ -93,7 +93,7 @@ def test_result_carries_what_users_rely_on(trained_synthetic_model, one_cell):
     assert result.labels.shape == rgb.shape[:2] and result.labels.dtype == np.uint8
     assert set(np.unique(result.labels)) <= {0, 1, 2}
     assert result.heatmap.shape == rgb.shape[:2] and result.heatmap.dtype == np.float32
-    assert 0.0 <= result.heatmap.min() and result.heatmap.max() <= 1.0
+    assert result.heatmap.min() >= 0.0 and result.heatmap.max() <= 1.0
     assert result.predicted_class in ("normal", "abnormal")
     assert 0.5 <= result.probability <= 1.0
     assert result.method == "gradcam++" and result.algorithm == "cam"

@@ -1,10 +1,16 @@
 """Compare pipeline options on the default model's *validation* split (development tuning)."""
-import sys, json, time
+import json
+import sys
+import time
+
 sys.path.insert(0, "src")
-import torch; torch.set_num_threads(1)
-from napari_cervseg.core.models import load_model
+import torch
+
+torch.set_num_threads(1)
 from napari_cervseg.core.datasets import read_dataset
 from napari_cervseg.core.evaluate import evaluate_segmentation
+from napari_cervseg.core.models import load_model
+
 model = load_model("default", device="cpu")
 split = set(model.card["training"]["split"][sys.argv[1]])
 n = int(sys.argv[2])

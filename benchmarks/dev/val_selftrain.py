@@ -29,8 +29,8 @@ for s in samples:
         sc = segmentation_scores(segment_cell(image, model=model, **opts).labels, truth)
         scores[name].append((sc["nucleus"]["dice"], sc["cytoplasm"]["dice"]))
 lines = ["# Self-trained stage on the validation split\n",
-         f"`python benchmarks/dev/val_selftrain.py {' '.join(sys.argv[1:])}`; {len(samples)} validation cells"
-         " with masks (masks for measuring only).\n",
+         (f"`python benchmarks/dev/val_selftrain.py {' '.join(sys.argv[1:])}`; {len(samples)} validation cells"
+         " with masks (masks for measuring only).\n"),
          "| configuration | nucleus Dice | cytoplasm Dice | mean |", "|---|---|---|---|"]
 for name, v in scores.items():
     a = np.array(v)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import sys
 
-
 QT_MODULES = ("PyQt6", "PyQt5", "PySide6", "PySide2")
 
 

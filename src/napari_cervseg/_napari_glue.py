@@ -75,7 +75,7 @@ def rectangles_to_boxes(shapes_data, shape_types, image_shape) -> list[tuple[int
     """Rectangles of a Shapes layer (data coordinates) as (r0, c0, r1, c1) boxes clipped to the image."""
     boxes = []
     h, w = image_shape[:2]
-    for verts, kind in zip(shapes_data, shape_types):
+    for verts, kind in zip(shapes_data, shape_types, strict=False):
         if kind != "rectangle":
             continue
         v = np.asarray(verts)[:, -2:]

@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import numpy as np
-
 from magicgui.widgets import ComboBox
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
@@ -455,13 +454,13 @@ class BatchSegmentWidget(_WorkerWidget):
             failed += [name for name, _ in frames if name in by_name and by_name[name][0] is None]
         for name, _, row in done:
             self.rows.append({"layer": name, **row})
-        text = f"{sum(r is not None for _, r, _ in done)} of {sum(len(f) for _, f in targets)} image(s)" \
-               f" segmented into {len(made)} layer(s)"
+        text = (f"{sum(r is not None for _, r, _ in done)} of {sum(len(f) for _, f in targets)} image(s)"
+                f" segmented into {len(made)} layer(s)")
         if cancelled:
             text += " (cancelled: the rest were not run)"
         if failed:
             reasons = [by_name[n][1].get("status", "") for n in failed]
-            text += "\nfailed: " + "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons))
+            text += "\nfailed: " + "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons, strict=False))
         self.result_label.setText(text)
 
 

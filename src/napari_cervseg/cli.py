@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ._version import __version__
 
-
 #: worker processes that "auto" starts at most: each holds its own torch (~0.8 GB resident)
 MAX_AUTO_WORKERS = 4
 #: below this many inputs "auto" stays in this process: starting workers costs seconds

@@ -109,7 +109,7 @@ def paper_augment(images: np.ndarray, labels: np.ndarray, seed: int = 0, abnorma
     (uint8 RGB, same size as the input); the originals are not included, as in the paper."""
     rng = np.random.default_rng(seed)
     out_images, out_labels, out_sets = [], [], []
-    for img, label in zip(images, labels):
+    for img, label in zip(images, labels, strict=False):
         repeats = abnormal_per_set if int(label) == abnormal_label else normal_per_set
         for set_index, augment in enumerate(AUGMENTATION_SETS):
             for _ in range(repeats):

@@ -17,15 +17,16 @@ Nothing here imports Qt or napari.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -213,10 +214,8 @@ def versions() -> dict:
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("napari-cervseg", "torch", "torchvision", "numpy", "opencv-python-headless",
                  "scikit-image", "scikit-learn", "zennit", "grad-cam", "dask", "distributed"):
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             out[name] = version(name)
-        except PackageNotFoundError:
-            pass
     return out
 
 
@@ -281,7 +280,7 @@ class _LocalExecutor:
         fut = Future()
         try:
             fut.set_result(fn(*args))
-        except Exception as exc:  # surfaced by .result(), as a pool would
+        except Exception as exc:  # noqa: BLE001 - surfaced by .result(), as a pool would
             fut.set_exception(exc)
         return fut
 

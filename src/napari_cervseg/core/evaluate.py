@@ -277,11 +277,11 @@ def markdown_report(report: dict) -> str:
     lines = ["## Classification", "",
              "| n | accuracy | precision | recall | F1 | abnormal recall | confusion [[TN, FP], [FN, TP]] |",
              "|---|---|---|---|---|---|---|",
-             f"| {c['n']} | {c['accuracy']:.3f} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |"
-             f" {c['abnormal_recall']:.3f} | {c['confusion']} |", "",
+             (f"| {c['n']} | {c['accuracy']:.3f} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |"
+             f" {c['abnormal_recall']:.3f} | {c['confusion']} |"), "",
              "## Segmentation (mean per-image Dice / IoU; pooled Dice in brackets)", "",
-             "| method | nucleus Dice | nucleus IoU | cytoplasm Dice | cytoplasm IoU | mean Dice | mean IoU |"
-             " n | s / image |", "|---|---|---|---|---|---|---|---|---|"]
+             ("| method | nucleus Dice | nucleus IoU | cytoplasm Dice | cytoplasm IoU | mean Dice | mean IoU |"
+             " n | s / image |"), "|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["segmentation"].items():
         lines.append(
             f"| `{name}` | {r['nucleus']['dice']:.3f} ({r['pooled']['nucleus']['dice']:.3f}) |"

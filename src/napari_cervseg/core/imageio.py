@@ -81,10 +81,7 @@ def to_rgb_uint8(image, name: str = "image") -> tuple[np.ndarray, list[str]]:
         work = np.where(finite, work, fill)
         warnings.append(f"{name}: {n_bad} NaN/inf pixel values replaced by the image minimum {fill:g}")
     lo, hi = float(work.min()), float(work.max())
-    if hi > lo:
-        work = (work - lo) / (hi - lo) * 255.0
-    else:
-        work = np.zeros_like(work)
+    work = (work - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(work)
     if arr.dtype != np.uint8:
         warnings.append(
             f"{name}: {arr.dtype} pixels stretched from [{lo:g}, {hi:g}] to uint8 [0, 255]"

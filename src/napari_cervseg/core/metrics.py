@@ -55,9 +55,9 @@ def classification_metrics(y_true, y_pred, positive: int = 1) -> dict:
     weights = support / support.sum() if support.sum() else np.zeros(2)
     return {
         "accuracy": float(np.trace(conf) / n) if n else 0.0,
-        "precision": float(sum(w * p[0] for w, p in zip(weights, per_class))),
-        "recall": float(sum(w * p[1] for w, p in zip(weights, per_class))),
-        "f1": float(sum(w * p[2] for w, p in zip(weights, per_class))),
+        "precision": float(sum(w * p[0] for w, p in zip(weights, per_class, strict=False))),
+        "recall": float(sum(w * p[1] for w, p in zip(weights, per_class, strict=False))),
+        "f1": float(sum(w * p[2] for w, p in zip(weights, per_class, strict=False))),
         "balanced_accuracy": float(np.mean([p[1] for p in per_class])),
         "abnormal_recall": float(per_class[positive][1]),
         "normal_recall": float(per_class[1 - positive][1]),

@@ -218,7 +218,7 @@ class CellClassifier:
     def name(self) -> str:
         return self.card.get("name") or self.card.get("architecture", "custom")
 
-    def to(self, device) -> "CellClassifier":
+    def to(self, device) -> CellClassifier:
         self.net.to(pick_device(device))
         return self
 

@@ -161,13 +161,13 @@ def dark_part(rgb: np.ndarray, region: np.ndarray, grow: bool = True,
     dark, light = values[values <= t], values[values > t]
     if light.size == 0 or light.mean() - dark.mean() < min_contrast:
         return region
-    seed = region & (L <= t)
+    seed = region & (t >= L)
     if not grow:
         return seed
     # a partial explanation covers part of the nucleus: take the whole dark blob it touches,
     # but no farther than the region's own equivalent radius
     reach = dilate(region, max(1, int(round(np.sqrt(region.sum() / np.pi)))))
-    lab, _ = ndi.label((L <= t) & reach)
+    lab, _ = ndi.label((t >= L) & reach)
     touched = np.unique(lab[seed])
     return np.isin(lab, touched[touched > 0])
 
@@ -258,7 +258,7 @@ def background_like(rgb: np.ndarray) -> np.ndarray:
         t = threshold_multiotsu(L, classes=3)
     except ValueError:  # too few grey levels for three classes
         return np.zeros(L.shape, bool)
-    return L > t[-1]
+    return t[-1] < L
 
 
 def refine_rough(rgb: np.ndarray, rough: np.ndarray, nucleus_iterations: int = 5,
@@ -580,8 +580,8 @@ def segment_cell(image, model="default", method: str = "gradcam++", grouping: st
             labels=zeros, rough=zeros.copy(), heatmap=np.zeros(full_shape, np.float32), method=method,
             algorithm="none", predicted_class=cls, probability=prob, probabilities=probs, model=model_name,
             timings={"total": time.perf_counter() - t_start},
-            warnings=warnings + ["no cell found: the image has no contrast (grey-level std"
-                                 f" < {MIN_CONTRAST}); labels are all background"],
+            warnings=warnings + [("no cell found: the image has no contrast (grey-level std"
+                                 f" < {MIN_CONTRAST}); labels are all background")],
         )
     algorithm = colour_baseline if method == BASELINE else algorithm2_lrp if method in LRP_METHODS \
         else self_trained if method == SELF_TRAINED else algorithm1_cam

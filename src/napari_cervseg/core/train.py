@@ -69,7 +69,7 @@ PAPER_RECIPES = {
 }
 
 
-def paper_recipe(config: "TrainConfig") -> "TrainConfig":
+def paper_recipe(config: TrainConfig) -> TrainConfig:
     """``config`` with the paper's optimiser, schedule, epochs and augmentation for its architecture
     (the compact net, not in the paper, gets the VGG recipe with a 10x larger learning rate)."""
     from dataclasses import replace

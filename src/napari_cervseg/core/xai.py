@@ -273,7 +273,7 @@ def max_pool_as_avg_pool_hook():
     from zennit.core import Hook, stabilize
 
     class MaxPoolAsAvgPool(Hook):
-        def forward(self, module, input, output):
+        def forward(self, module, input, output):  # noqa: A002 - zennit's Hook signature
             self.stored_tensors["input"] = input
 
         def backward(self, module, grad_input, grad_output):
@@ -419,7 +419,7 @@ def explain(model, image, method: str = DEFAULT_METHOD, target=None, layer: str 
         method=method,
         target_class=names[int(idx[0])],
         predicted_class=names[int(probs_np.argmax())],
-        probabilities={n: float(p) for n, p in zip(names, probs_np)},
+        probabilities={n: float(p) for n, p in zip(names, probs_np, strict=False)},
         relevance=relevance,
         layer=layer,
         seconds=t_end - t0,
@@ -461,7 +461,7 @@ def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, laye
         out.append(Explanation(
             heatmap=heat, method=method, target_class=names[int(idx[i])],
             predicted_class=names[int(probs_np[i].argmax())],
-            probabilities={n: float(p) for n, p in zip(names, probs_np[i])},
+            probabilities={n: float(p) for n, p in zip(names, probs_np[i], strict=False)},
             relevance=None if relevance is None else relevance[i], layer=layer, seconds=seconds,
             extras={"backend": backend}))
     return out
@@ -482,7 +482,7 @@ def classify(model, image, device=None, operating_point=None) -> tuple[str, floa
         probs = torch.softmax(model.net(x), 1)[0].cpu().numpy()
     names = model.class_names
     best = decide(model, probs, operating_point)
-    return names[best], float(probs[best]), {n: float(p) for n, p in zip(names, probs)}
+    return names[best], float(probs[best]), {n: float(p) for n, p in zip(names, probs, strict=False)}
 
 
 def abnormal_threshold(model: CellClassifier, operating_point) -> float | None:
