@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from napari_cervseg import load_model
-from napari_cervseg.core.datasets import default_data_root, read_dataset
+from napari_cervseg.io.datasets import default_data_root, read_dataset
 
 RESULTS = Path(__file__).parent / "results"
 

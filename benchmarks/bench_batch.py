@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS  # noqa: E402
 
 from napari_cervseg import load_model  # noqa: E402
-from napari_cervseg.core.batch import BatchConfig, expand_inputs, run_batch  # noqa: E402
-from napari_cervseg.core.datasets import default_data_root, read_dataset  # noqa: E402
+from napari_cervseg.io.datasets import default_data_root, read_dataset  # noqa: E402
+from napari_cervseg.workflows.batch import BatchConfig, expand_inputs, run_batch  # noqa: E402
 
 
 class MemorySampler:

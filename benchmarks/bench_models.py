@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS  # noqa: E402
 
-from napari_cervseg.core.models import ARCHITECTURES, build_architecture, load_model, save_model  # noqa: E402
+from napari_cervseg.classify import ARCHITECTURES, build_architecture, load_model, save_model  # noqa: E402
 
 
 def per_cell_ms(net, size: int, batch: int, repeats: int, device: str = "cpu") -> float:

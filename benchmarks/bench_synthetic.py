@@ -15,12 +15,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# the synthetic cells are a test helper: they live beside the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from synthetic import coarse_heatmap, synthetic_set, train_synthetic_classifier
+
 from napari_cervseg import segment_cell
-from napari_cervseg.core.grouping import group
-from napari_cervseg.core.metrics import segmentation_scores
-from napari_cervseg.core.pipeline import refine_rough
-from napari_cervseg.core.refine import combine
-from napari_cervseg.core.synthetic import coarse_heatmap, synthetic_set, train_synthetic_classifier
+from napari_cervseg.measure.scores import segmentation_scores
+from napari_cervseg.segment.grouping import group
+from napari_cervseg.segment.refine import combine
+from napari_cervseg.segment.two_pass import refine_rough
 
 METHODS = ("gradcam++", "gradcam++-paper", "gradcam", "lrp-ruleset1", "lrp-ruleset2")
 

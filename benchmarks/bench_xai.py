@@ -21,9 +21,9 @@ import torch
 from _common import default_model_and_test_cells, parser
 
 from napari_cervseg import explain, explain_batch
-from napari_cervseg.core import xai_pgc
-from napari_cervseg.core.xai import METHODS
-from napari_cervseg.core.xai_metrics import confidence_change, heatmap_entropy, pixel_flipping, road
+from napari_cervseg.explain import METHODS
+from napari_cervseg.explain import pgc as xai_pgc
+from napari_cervseg.explain.metrics import confidence_change, heatmap_entropy, pixel_flipping, road
 
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
            (227, 119, 194), (127, 127, 127), (188, 189, 34)]

@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import RESULTS  # noqa: E402
 
-from napari_cervseg.core.datasets import default_data_root, read_dataset  # noqa: E402
-from napari_cervseg.core.models import CLASS_NAMES, WEIGHTS_DIR, load_model  # noqa: E402
-from napari_cervseg.core.train import load_resized, screening_operating_point  # noqa: E402
+from napari_cervseg.classify import CLASS_NAMES, WEIGHTS_DIR, load_model  # noqa: E402
+from napari_cervseg.io.datasets import default_data_root, read_dataset  # noqa: E402
+from napari_cervseg.workflows.train import load_resized, screening_operating_point  # noqa: E402
 
 PAPER_TABLE6 = ("paper (Table 6, ImageNet-pretrained): VGG16-Adapted128 accuracy 0.94, -Simplified 0.92,"
                 " XceptionNet-256 0.81, XceptionNet-1024 0.88")

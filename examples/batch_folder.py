@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from napari_cervseg import load_model, measure, segment_cell
-from napari_cervseg.core.imageio import ImageError, read_image
+from napari_cervseg.io.images import ImageError, read_image
 
 folder = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parents[1] / "src/napari_cervseg/sample_data")
 out_csv = Path(sys.argv[2] if len(sys.argv) > 2 else "descriptors.csv")

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from napari_cervseg import explain, measure, segment_cell
-from napari_cervseg._sample_data import load_sample
+from napari_cervseg.plugin.samples import load_sample
 
 image = load_sample("abnormal")
 result = segment_cell(image)  # bundled default model, Grad-CAM++, Algorithm 1

@@ -10,9 +10,9 @@ import cv2
 import numpy as np
 
 from napari_cervseg import segment_cell
-from napari_cervseg._sample_data import load_sample
-from napari_cervseg.core.datasets import default_data_root
-from napari_cervseg.core.pipeline import heatmap_rgb, overlay
+from napari_cervseg.io.datasets import default_data_root
+from napari_cervseg.plugin.samples import load_sample
+from napari_cervseg.segment.result import heatmap_rgb, overlay
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--data", default=None)

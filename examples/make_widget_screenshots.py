@@ -12,8 +12,8 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
-from napari_cervseg._sample_data import SAMPLES, load_sample
-from napari_cervseg._widgets import (
+from napari_cervseg.plugin.samples import SAMPLES, load_sample
+from napari_cervseg.plugin.widgets import (
     BatchSegmentWidget,
     ClassifyExplainWidget,
     MeasureCellWidget,

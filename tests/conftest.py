@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from synthetic import synthetic_cell, synthetic_set, train_synthetic_classifier
 
-from napari_cervseg.core.datasets import default_data_root
-from napari_cervseg.core.models import save_model
-from napari_cervseg.core.synthetic import synthetic_cell, synthetic_set, train_synthetic_classifier
+from napari_cervseg.classify import save_model
+from napari_cervseg.io.datasets import default_data_root
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ import pytest
 import tifffile
 
 from napari_cervseg.cli import main
-from napari_cervseg.core.batch import BatchConfig, BatchInput, expand_inputs, run_batch
-from napari_cervseg.core.imageio import ImageError, image_info, read_image
+from napari_cervseg.io.images import ImageError, image_info, read_image
+from napari_cervseg.workflows.batch import BatchConfig, BatchInput, expand_inputs, run_batch
 
 
 def _write(path, rgb):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_cervseg.cli import main
-from napari_cervseg.core.evaluate import parse_method_spec
-from napari_cervseg.core.xai_metrics import heatmap_entropy, pixel_flipping
+from napari_cervseg.explain.metrics import heatmap_entropy, pixel_flipping
+from napari_cervseg.workflows.evaluate import parse_method_spec
 
 
 def test_method_specs_parse_options():
@@ -59,9 +59,9 @@ def test_evaluate_command_writes_the_documented_json(tmp_path, herlev_root):
 
 
 def test_evaluate_gives_the_same_figures_with_two_worker_processes(herlev_root):
-    from napari_cervseg.core.datasets import read_dataset
-    from napari_cervseg.core.evaluate import evaluate
-    from napari_cervseg.core.models import load_model
+    from napari_cervseg.classify import load_model
+    from napari_cervseg.io.datasets import read_dataset
+    from napari_cervseg.workflows.evaluate import evaluate
 
     model = load_model("default")
     test = set(model.card["training"]["split"]["test"])
@@ -90,9 +90,9 @@ def test_a_given_explanation_is_reused_and_checked(trained_synthetic_model, one_
 
 
 def test_every_default_comparison_spec_runs_and_only_explanations_get_xai_figures(herlev_root):
-    from napari_cervseg.core.datasets import read_dataset
-    from napari_cervseg.core.evaluate import DEFAULT_COMPARISON, evaluate
-    from napari_cervseg.core.models import load_model
+    from napari_cervseg.classify import load_model
+    from napari_cervseg.io.datasets import read_dataset
+    from napari_cervseg.workflows.evaluate import DEFAULT_COMPARISON, evaluate
 
     model = load_model("default")
     test = set(model.card["training"]["split"]["test"])

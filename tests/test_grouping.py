@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from napari_cervseg.core.grouping import (
+from napari_cervseg.segment.grouping import (
     GROUPINGS,
     GroupingError,
     group,

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_cervseg import load_model, segment_cell
-from napari_cervseg.core.datasets import read_dataset, stratified_split
-from napari_cervseg.core.metrics import segmentation_scores
+from napari_cervseg.io.datasets import read_dataset, stratified_split
+from napari_cervseg.measure.scores import segmentation_scores
 
 pytestmark = pytest.mark.herlev
 

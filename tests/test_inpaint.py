@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cervseg.core.inpaint import InpaintError, inpaint
+from napari_cervseg.segment.inpaint import InpaintError, inpaint
 
 
 def test_opencv_inpainting_removes_a_dark_nucleus(one_cell):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_cervseg import ImageError, segment_cell
-from napari_cervseg.core.imageio import read_image, to_rgb_uint8
+from napari_cervseg.io.images import read_image, to_rgb_uint8
 
 
 def test_empty_image_is_refused(trained_synthetic_model):

@@ -15,9 +15,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")  # as the loader does; keras rea
 pytest.importorskip("keras")
 
 from napari_cervseg import ModelError, classify, explain, load_model, segment_cell  # noqa: E402
-from napari_cervseg.core.keras_io import _import_keras  # noqa: E402
-from napari_cervseg.core.preprocess import preprocess_array  # noqa: E402
-from napari_cervseg.core.xai import ExplainError  # noqa: E402
+from napari_cervseg.classify.keras_models import _import_keras  # noqa: E402
+from napari_cervseg.classify.preprocess import preprocess_array  # noqa: E402
+from napari_cervseg.explain import ExplainError  # noqa: E402
 
 
 def _paper_head(keras, features, units=8):

@@ -14,9 +14,9 @@ def test_installed_package_ships_a_valid_manifest():
 
 
 def test_sample_data_and_label_reader_writer_roundtrip(tmp_path):
-    from napari_cervseg._reader import get_reader
-    from napari_cervseg._sample_data import abnormal_cell, normal_cell
-    from napari_cervseg._writer import write_labels
+    from napari_cervseg.plugin.reader import get_reader
+    from napari_cervseg.plugin.samples import abnormal_cell, normal_cell
+    from napari_cervseg.plugin.writer import write_labels
 
     for layers in (abnormal_cell(), normal_cell()):
         data, meta, kind = layers[0]

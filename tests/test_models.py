@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from napari_cervseg import ModelError, load_model, save_model
-from napari_cervseg.core.models import CompactCNN, VGG16Adapted128, bundled_models, wrap_model
-from napari_cervseg.core.xai import classify
+from napari_cervseg.classify import CompactCNN, VGG16Adapted128, bundled_models, wrap_model
+from napari_cervseg.classify.predict import classify
 
 
 def test_save_load_roundtrip_gives_identical_logits(tmp_path):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_cervseg import ModelError, segment_cell
+from napari_cervseg.classify.predict import classify
 from napari_cervseg.cli import main
-from napari_cervseg.core.xai import classify
 
 
 @pytest.fixture()

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from napari_cervseg import measure
-from napari_cervseg.core.grouping import GROUPINGS, group
-from napari_cervseg.core.refine import combine, grabcut, seed_map
+from napari_cervseg.segment.grouping import GROUPINGS, group
+from napari_cervseg.segment.refine import combine, grabcut, seed_map
 
 shapes = st.tuples(st.integers(1, 40), st.integers(1, 40))
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from synthetic import coarse_heatmap
 
 from napari_cervseg import segment_cell
-from napari_cervseg.core.grouping import group
-from napari_cervseg.core.metrics import segmentation_scores
-from napari_cervseg.core.pipeline import refine_rough
-from napari_cervseg.core.refine import combine, grabcut, seed_map
-from napari_cervseg.core.synthetic import coarse_heatmap
+from napari_cervseg.measure.scores import segmentation_scores
+from napari_cervseg.segment.grouping import group
+from napari_cervseg.segment.refine import combine, grabcut, seed_map
+from napari_cervseg.segment.two_pass import refine_rough
 
 
 def test_grabcut_refinement_improves_on_the_rough_map(synthetic_cells):

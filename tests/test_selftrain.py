@@ -8,14 +8,8 @@ import pytest
 
 from napari_cervseg import segment_cell, segmentation_scores
 from napari_cervseg.cli import main
-from napari_cervseg.core.selftrain import (
-    SegmenterError,
-    SelfTrainConfig,
-    load_segmenter,
-    pseudo_labels,
-    save_segmenter,
-    train_segmenter,
-)
+from napari_cervseg.segment.student import SegmenterError, load_segmenter, save_segmenter
+from napari_cervseg.workflows.selftrain import SelfTrainConfig, pseudo_labels, train_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +72,7 @@ def test_self_train_command_writes_a_segmenter_with_its_card(tmp_path, synthetic
 def test_pixels_near_pseudo_label_boundaries_can_be_left_out_of_the_loss():
     import torch
 
-    from napari_cervseg.core.selftrain import IGNORE, ignore_boundaries
+    from napari_cervseg.workflows.selftrain import IGNORE, ignore_boundaries
 
     labels = torch.zeros(1, 40, 40, dtype=torch.long)
     labels[0, 5:35, 5:35] = 1

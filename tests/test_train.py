@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_cervseg.core.augment import AUGMENTATION_SETS, paper_augment
-from napari_cervseg.core.models import load_model
-from napari_cervseg.core.train import TrainConfig, paper_recipe, screening_threshold, train
+from napari_cervseg.classify import load_model
+from napari_cervseg.classify.augment import AUGMENTATION_SETS, paper_augment
+from napari_cervseg.workflows.train import TrainConfig, paper_recipe, screening_threshold, train
 
 
 def test_paper_augmentation_multiplies_abnormal_by_8_and_normal_by_24(synthetic_cells):
@@ -87,7 +87,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path, tiny_folder):
 def test_xception_heads_train_save_load_and_explain(tmp_path, tiny_folder, one_cell):
     pytest.importorskip("timm")
     from napari_cervseg import explain
-    from napari_cervseg.core.models import build_architecture, load_model
+    from napari_cervseg.classify import build_architecture, load_model
 
     head = build_architecture("xception-1024")
     assert head.dense.out_features == 1024 and head.dropout.p == 0.45

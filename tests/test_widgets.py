@@ -7,8 +7,8 @@ import pytest
 
 napari = pytest.importorskip("napari")
 
-from napari_cervseg._napari_glue import WRITTEN_KEY  # noqa: E402
-from napari_cervseg._sample_data import load_sample  # noqa: E402
+from napari_cervseg.plugin.layers import WRITTEN_KEY  # noqa: E402
+from napari_cervseg.plugin.samples import load_sample  # noqa: E402
 
 pytestmark = pytest.mark.viewer
 
@@ -44,7 +44,7 @@ def test_each_widget_docks_from_the_manifest(make_napari_viewer, key):
 
 
 def test_classify_and_explain_adds_a_heatmap(viewer_with_cell, qtbot):
-    from napari_cervseg._widgets import ClassifyExplainWidget
+    from napari_cervseg.plugin.widgets import ClassifyExplainWidget
 
     w = _run(ClassifyExplainWidget, viewer_with_cell, qtbot)
     layer = viewer_with_cell.layers["cell heatmap [gradcam++]"]
@@ -53,7 +53,7 @@ def test_classify_and_explain_adds_a_heatmap(viewer_with_cell, qtbot):
 
 
 def test_segment_adds_labels_and_rerun_never_overwrites_painting(viewer_with_cell, qtbot):
-    from napari_cervseg._widgets import SegmentCellWidget
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
 
     w = _run(SegmentCellWidget, viewer_with_cell, qtbot)
     labels = viewer_with_cell.layers["cell regions"]
@@ -75,7 +75,7 @@ def test_segment_adds_labels_and_rerun_never_overwrites_painting(viewer_with_cel
 
 
 def test_rectangles_segment_each_cell_into_one_full_size_layer(make_napari_viewer, qtbot):
-    from napari_cervseg._widgets import MeasureCellWidget, SegmentCellWidget
+    from napari_cervseg.plugin.widgets import MeasureCellWidget, SegmentCellWidget
 
     viewer = make_napari_viewer()
     a, b = load_sample("abnormal"), load_sample("normal")
@@ -101,7 +101,7 @@ def test_rectangles_segment_each_cell_into_one_full_size_layer(make_napari_viewe
 
 
 def test_segment_widget_calls_abnormal_at_the_screening_point(make_napari_viewer):
-    from napari_cervseg._widgets import SegmentCellWidget
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
 
     w = SegmentCellWidget(make_napari_viewer())
     assert "operating_point" not in w.options()
@@ -112,7 +112,7 @@ def test_segment_widget_calls_abnormal_at_the_screening_point(make_napari_viewer
 
 
 def test_painting_updates_the_table_and_csv_matches_it(viewer_with_cell, tmp_path):
-    from napari_cervseg._widgets import MeasureCellWidget
+    from napari_cervseg.plugin.widgets import MeasureCellWidget
 
     labels = np.zeros(viewer_with_cell.layers["cell"].data.shape[:2], np.uint8)
     labels[20:80, 20:90] = 1
@@ -134,7 +134,7 @@ def test_painting_updates_the_table_and_csv_matches_it(viewer_with_cell, tmp_pat
 
 
 def test_pixel_size_from_layer_scale_gives_micrometres(make_napari_viewer):
-    from napari_cervseg._widgets import MeasureCellWidget
+    from napari_cervseg.plugin.widgets import MeasureCellWidget
 
     viewer = make_napari_viewer()
     labels = np.zeros((50, 50), np.uint8)
@@ -150,8 +150,9 @@ def test_pixel_size_from_layer_scale_gives_micrometres(make_napari_viewer):
 def test_cancel_stops_a_run(viewer_with_cell, qtbot, monkeypatch):
     import threading
 
-    from napari_cervseg._widgets import SegmentCellWidget
-    from napari_cervseg.core import pipeline
+    from napari_cervseg.segment import algorithms as pipeline
+
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
 
     release = threading.Event()
     real_explain = pipeline.explain
@@ -185,15 +186,15 @@ def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monk
     assert messages and "stack" in messages[-1] and "(5, 40, 40)" in messages[-1]
     viewer.add_labels(np.zeros((40, 40), np.uint8), name="lab")
     viewer.layers.selection.active = viewer.layers["lab"]
-    from napari_cervseg._menu_commands import segment_active_layer
+    from napari_cervseg.plugin.menus import segment_active_layer
 
-    monkeypatch.setattr("napari_cervseg._menu_commands._notify_error", messages.append)
+    monkeypatch.setattr("napari_cervseg.plugin.menus._notify_error", messages.append)
     segment_active_layer(viewer)
     assert "select an image layer" in messages[-1]
 
 
 def test_menu_command_segments_the_selected_image(viewer_with_cell, qtbot):
-    from napari_cervseg._menu_commands import segment_active_layer
+    from napari_cervseg.plugin.menus import segment_active_layer
 
     viewer_with_cell.layers.selection.active = viewer_with_cell.layers["cell"]
     segment_active_layer(viewer_with_cell)
@@ -202,7 +203,7 @@ def test_menu_command_segments_the_selected_image(viewer_with_cell, qtbot):
 
 
 def test_viewer_opens_saved_labels_through_the_plugin(make_napari_viewer, tmp_path):
-    from napari_cervseg._writer import write_labels
+    from napari_cervseg.plugin.writer import write_labels
 
     labels = np.zeros((30, 40), np.uint8)
     labels[5:25, 5:35] = 1
@@ -227,7 +228,7 @@ def viewer_with_layers_and_stack(make_napari_viewer):
 
 
 def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_and_stack, qtbot):
-    from napari_cervseg._widgets import BatchSegmentWidget, MeasureCellWidget
+    from napari_cervseg.plugin.widgets import BatchSegmentWidget, MeasureCellWidget
 
     viewer = viewer_with_layers_and_stack
     w = BatchSegmentWidget(viewer)
@@ -251,8 +252,9 @@ def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_an
 def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stack, qtbot, monkeypatch):
     import threading
 
-    from napari_cervseg._widgets import BatchSegmentWidget
-    from napari_cervseg.core import pipeline
+    from napari_cervseg.segment import algorithms as pipeline
+
+    from napari_cervseg.plugin.widgets import BatchSegmentWidget
 
     viewer = viewer_with_layers_and_stack
     second_started, release = threading.Event(), threading.Event()
@@ -280,7 +282,7 @@ def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stac
 
 
 def test_menu_command_segments_all_layers(viewer_with_layers_and_stack, qtbot):
-    from napari_cervseg._menu_commands import segment_all_layers
+    from napari_cervseg.plugin.menus import segment_all_layers
 
     segment_all_layers(viewer_with_layers_and_stack)
     qtbot.waitUntil(lambda: "stack regions" in viewer_with_layers_and_stack.layers, timeout=120000)
@@ -300,7 +302,7 @@ def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path, packa
         + "import napari\n"
         "viewer = napari.Viewer(show=False)\n"
         "from napari_cervseg import _widgets, explain\n"  # as napari's console / dock widgets do
-        "from napari_cervseg._sample_data import load_sample\n"
+        "from napari_cervseg.plugin.samples import load_sample\n"
         "for method in ('gradcam++', 'lrp-ruleset1'):\n"
         "    explain('default', load_sample('abnormal'), method=method)\n"
         "viewer.close()\n"

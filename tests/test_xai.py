@@ -4,9 +4,11 @@ import torch
 from torch import nn
 
 from napari_cervseg import explain, load_model
-from napari_cervseg.core.models import CompactCNN, wrap_model
-from napari_cervseg.core.preprocess import PreprocessConfig, preprocess
-from napari_cervseg.core.xai import METHODS, _activations_and_gradients, cam_maps, lrp_relevance
+from napari_cervseg.classify import CompactCNN, wrap_model
+from napari_cervseg.classify.preprocess import PreprocessConfig, preprocess
+from napari_cervseg.explain import METHODS
+from napari_cervseg.explain.cam import _activations_and_gradients, cam_maps
+from napari_cervseg.explain.lrp import lrp_relevance
 
 
 def _small_model(size=128, seed=0, zero_bias=False):
@@ -90,7 +92,7 @@ def test_unknown_method_and_layer_are_named(one_cell):
 
 
 def test_ensemble_is_the_median_of_its_normalised_members(one_cell):
-    from napari_cervseg.core.xai import ENSEMBLE_MEMBERS
+    from napari_cervseg.explain import ENSEMBLE_MEMBERS
 
     model = _small_model()
     x = preprocess(one_cell[0], model.preprocess)
@@ -134,7 +136,7 @@ def test_batch_explanations_match_single_ones(method, synthetic_cells):
 
 @pytest.mark.parametrize("simplified", [False, True])
 def test_lrp_rulesets_run_on_the_vgg_variants(simplified, one_cell):
-    from napari_cervseg.core.models import VGG16Adapted128
+    from napari_cervseg.classify import VGG16Adapted128
 
     torch.manual_seed(0)
     model = wrap_model(VGG16Adapted128(simplified=simplified), preprocess=PreprocessConfig(input_size=128))
@@ -160,7 +162,7 @@ def test_builtin_cams_equal_pytorch_grad_cam(method, size, synthetic_cells):
 
 
 def test_cam_backend_auto_prefers_pytorch_grad_cam_and_says_which(one_cell, monkeypatch):
-    from napari_cervseg.core import xai_pgc
+    from napari_cervseg.explain import pgc as xai_pgc
 
     model = _small_model()
     if xai_pgc.available():
@@ -179,8 +181,8 @@ def test_road_ranks_the_explanation_above_its_inverse(method):
     """On the bundled model and sample cells (a toy model's out-of-distribution answers on imputed
     images say nothing), a real heatmap must score above its inverse."""
     pytest.importorskip("pytorch_grad_cam")
-    from napari_cervseg._sample_data import SAMPLES, load_sample
-    from napari_cervseg.core.xai_metrics import road
+    from napari_cervseg.explain.metrics import road
+    from napari_cervseg.plugin.samples import SAMPLES, load_sample
 
     real, inverse = [], []
     for key in SAMPLES:
@@ -198,8 +200,8 @@ def test_confidence_change_ranks_grad_cam_above_its_inverse(herlev_root):
     cell and scores below its inverse (measured: -0.217 vs -0.143 on 30 test cells), so LRP is not
     held to it."""
     pytest.importorskip("pytorch_grad_cam")
-    from napari_cervseg.core.datasets import read_dataset
-    from napari_cervseg.core.xai_metrics import confidence_change
+    from napari_cervseg.explain.metrics import confidence_change
+    from napari_cervseg.io.datasets import read_dataset
 
     model = load_model("default")
     by_name = {s.name: s for s in read_dataset(herlev_root)}

@@ -5,7 +5,7 @@ sys.path.insert(0, "src")
 import torch
 
 torch.set_num_threads(2)
-from napari_cervseg.core.train import TrainConfig, train
+from napari_cervseg.workflows.train import TrainConfig, train
 
 name, eq, lr, epochs = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 cfg = TrainConfig(arch="compact", arch_kwargs={"widths": [24, 48, 96, 192]}, epochs=epochs, patience=epochs,

@@ -4,7 +4,7 @@ sys.path.insert(0, "src")
 import torch
 
 torch.set_num_threads(2)
-from napari_cervseg.core.train import TrainConfig, train
+from napari_cervseg.workflows.train import TrainConfig, train
 
 # chosen on the validation split (runs/exp_small.log): no histogram equalisation, lr 1e-3
 cfg = TrainConfig(arch="compact", arch_kwargs={"widths": [24, 48, 96, 192]}, epochs=60, patience=60,

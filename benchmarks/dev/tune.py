@@ -7,9 +7,9 @@ sys.path.insert(0, "src")
 import torch
 
 torch.set_num_threads(1)
-from napari_cervseg.core.datasets import read_dataset
-from napari_cervseg.core.evaluate import evaluate_segmentation
-from napari_cervseg.core.models import load_model
+from napari_cervseg.classify import load_model
+from napari_cervseg.io.datasets import read_dataset
+from napari_cervseg.workflows.evaluate import evaluate_segmentation
 
 model = load_model("default", device="cpu")
 split = set(model.card["training"]["split"][sys.argv[1]])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_cervseg import load_model, segment_cell, segmentation_scores
-from napari_cervseg.core.datasets import default_data_root, read_dataset
+from napari_cervseg.io.datasets import default_data_root, read_dataset
 
 model = load_model("default")
 val = set(model.card["training"]["split"]["val"])

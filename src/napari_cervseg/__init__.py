@@ -7,18 +7,19 @@ Scriptable from napari's console and plain Python::
     result.labels, result.heatmap, result.predicted_class, result.probability
     measure(result.labels, image, pixel_size=0.2)
 
-Nothing here imports Qt or napari: the widgets live in ``napari_cervseg._widgets``.
+Nothing here imports Qt or napari: the widgets live in ``napari_cervseg.plugin.widgets``.
 """
 
 from . import _gl_safety  # noqa: F401  (first: keeps Triton's LLVM out of a software-OpenGL napari)
 from ._version import __version__
-from .core.descriptors import measure
-from .core.imageio import ImageError
-from .core.metrics import segmentation_scores
-from .core.models import CellClassifier, ModelError, load_model, save_model, wrap_model
-from .core.pipeline import SEGMENT_METHODS, SegmentationResult, segment_cell
-from .core.xai import METHODS as EXPLAIN_METHODS
-from .core.xai import Explanation, classify, explain, explain_batch
+from .classify import CellClassifier, ModelError, load_model, save_model, wrap_model
+from .classify.predict import Classification, classify
+from .explain import METHODS as EXPLAIN_METHODS
+from .explain import Explanation, explain, explain_batch
+from .io.images import ImageError
+from .measure.descriptors import measure
+from .measure.scores import segmentation_scores
+from .segment.pipeline import SEGMENT_METHODS, SegmentationResult, segment_cell
 
 __all__ = [
     "__version__",
@@ -28,6 +29,7 @@ __all__ = [
     "save_model",
     "wrap_model",
     "classify",
+    "Classification",
     "explain",
     "explain_batch",
     "segmentation_scores",

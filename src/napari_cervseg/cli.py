@@ -44,9 +44,10 @@ def parse_workers(value, n_inputs: int) -> int | None:
 def cmd_segment(args) -> int:
     from tqdm import tqdm
 
-    from .core.batch import BatchConfig, expand_inputs, run_batch
-    from .core.imageio import ImageError
-    from .core.models import ModelError, load_model
+    from .classify import ModelError, load_model
+    from .io.images import ImageError
+    from .segment.settings import SegmentationError, settings_for
+    from .workflows.batch import BatchConfig, expand_inputs, run_batch
 
     out = Path(args.out)
     try:
@@ -75,18 +76,20 @@ def cmd_segment(args) -> int:
         try:
             loaded = load_model(model, device=args.device)  # a bad model fails here, once, not per image
             if args.operating_point is not None:
-                from .core.xai import abnormal_threshold
+                from .classify.predict import abnormal_threshold
 
                 abnormal_threshold(loaded, args.operating_point)
         except ModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    options = {}
-    for key in ("nucleus_iterations", "cytoplasm_iterations", "dilation", "inpainter", "lama_model",
-                "nucleus_seed", "operating_point"):
-        value = getattr(args, key, None)
-        if value is not None:
-            options[key] = value
+    options = settings_options(args)
+    try:  # a bad option value fails here, once, before any image is read
+        settings_for(args.method, grouping=args.grouping, **options)
+    except SegmentationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.operating_point is not None:
+        options["operating_point"] = args.operating_point
     config = BatchConfig(model=model, method=args.method, grouping=args.grouping, target=args.target,
                          device=args.device, options=options, pixel_size=args.pixel_size,
                          overwrite=args.overwrite, max_pixels=args.max_pixels or None)
@@ -121,9 +124,9 @@ def cmd_train(args) -> int:
 
     from tqdm import tqdm
 
-    from .core.datasets import DatasetError
-    from .core.models import ARCHITECTURES
-    from .core.train import TrainConfig, paper_recipe, train
+    from .classify import ARCHITECTURES
+    from .io.datasets import DatasetError
+    from .workflows.train import TrainConfig, paper_recipe, train
 
     if args.arch not in ARCHITECTURES:
         print(f"error: unknown architecture {args.arch!r}; known: {', '.join(sorted(ARCHITECTURES))}",
@@ -166,9 +169,9 @@ def cmd_evaluate(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from .core.datasets import DatasetError, read_dataset
-    from .core.evaluate import DEFAULT_COMPARISON, evaluate, markdown_report
-    from .core.models import ModelError, load_model
+    from .classify import ModelError, load_model
+    from .io.datasets import DatasetError, read_dataset
+    from .workflows.evaluate import DEFAULT_COMPARISON, evaluate, markdown_report
 
     try:
         model = load_model(args.model, device=args.device)
@@ -234,10 +237,11 @@ def cmd_self_train(args) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from .core.datasets import DatasetError, read_dataset
-    from .core.evaluate import parse_method_spec
-    from .core.models import ModelError, load_model
-    from .core.selftrain import SelfTrainConfig, pseudo_labels, save_segmenter, train_segmenter
+    from .classify import ModelError, load_model
+    from .io.datasets import DatasetError, read_dataset
+    from .segment.student import save_segmenter
+    from .workflows.evaluate import parse_method_spec
+    from .workflows.selftrain import SelfTrainConfig, pseudo_labels, train_segmenter
 
     try:
         model = load_model(args.model)
@@ -278,7 +282,7 @@ def cmd_self_train(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .core.models import ARCHITECTURES, bundled_models, load_model
+    from .classify import ARCHITECTURES, bundled_models, load_model
 
     print("architectures:", ", ".join(sorted(ARCHITECTURES)))
     for name, path in bundled_models().items():
@@ -300,11 +304,67 @@ def cmd_models(args) -> int:
     return 0
 
 
+#: what each setting means on the command line (the values and defaults come from the settings classes)
+SETTING_HELP = {
+    "nucleus_iterations": "GrabCut iterations of the nucleus pass",
+    "cytoplasm_iterations": "GrabCut iterations of the cell pass",
+    "work_size": "longest side (px) GrabCut works at",
+    "nucleus_seed": "how the heatmap's top group becomes the nucleus seed (see README)",
+    "dilation": "radius in px of a 128 px image",
+    "inpaint_nucleus": "inpaint the nucleus before the cell pass",
+    "layer": "CAM layer (default: the model card's)",
+    "smooth": "Gaussian sigma (px of a 128 px image) on the heatmap before grouping",
+    "log_scale_factor": "log scaling of the LRP relevance before grouping",
+    "inpainter": "what removes the nucleus before Algorithm 2's cell pass",
+    "lama_model": "local big-lama.pt (TorchScript)",
+    "segmenter": "self-trained: 'default' or a segmenter file from `cervseg self-train`",
+    "explain_method": "self-trained: the explanation shown beside its labels",
+}
+
+
+def add_settings_arguments(parser) -> None:
+    """One --option per setting of any method, typed and documented from the settings classes."""
+    import dataclasses
+
+    from .segment.settings import SETTINGS_CLASSES
+
+    seen: dict[str, dict] = {}
+    for algorithm, cls in SETTINGS_CLASSES.items():
+        for f in dataclasses.fields(cls):
+            if f.name == "grouping":
+                continue  # its own option: --grouping
+            entry = seen.setdefault(f.name, {"type": f.type, "defaults": {}})
+            entry["defaults"].setdefault(repr(f.default), []).append(algorithm)
+    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS"}
+    from .segment import settings as settings_module
+
+    for name, entry in seen.items():
+        defaults = "; ".join(f"{value} ({', '.join(algs)})" for value, algs in entry["defaults"].items())
+        help_text = f"{SETTING_HELP.get(name, name)} [default: {defaults}]"
+        flag = "--" + name.replace("_", "-")
+        kind = str(entry["type"])
+        if kind == "bool":
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif name in choices:
+            values = getattr(settings_module, choices[name])
+            parser.add_argument(flag, default=None, choices=values, help=help_text)
+        else:
+            parser.add_argument(flag, type=int if kind == "int" else float if kind == "float" else str,
+                                default=None, help=help_text)
+
+
+def settings_options(args) -> dict:
+    """The settings given on the command line (those left unset keep each method's default)."""
+    from .segment.settings import option_names
+
+    return {name: getattr(args, name) for name in option_names()
+            if name != "grouping" and getattr(args, name, None) is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from .core.grouping import GROUPINGS
-    from .core.imageio import MAX_PIXELS
-    from .core.inpaint import INPAINTERS
-    from .core.pipeline import NUCLEUS_SEEDS, SEGMENT_METHODS
+    from .io.images import MAX_PIXELS
+    from .segment.grouping import GROUPINGS
+    from .segment.settings import SEGMENT_METHODS
 
     parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -322,13 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                           " baseline without one)")
     seg.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     seg.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
-    seg.add_argument("--nucleus-iterations", type=int, default=None)
-    seg.add_argument("--cytoplasm-iterations", type=int, default=None)
-    seg.add_argument("--dilation", type=float, default=None, help="radius in px of a 128 px image")
-    seg.add_argument("--nucleus-seed", default=None, choices=NUCLEUS_SEEDS,
-                     help="how the heatmap's top group becomes the nucleus seed (see README)")
-    seg.add_argument("--inpainter", default=None, choices=INPAINTERS)
-    seg.add_argument("--lama-model", default=None, help="local big-lama.pt (TorchScript)")
+    add_settings_arguments(seg)
     seg.add_argument("--pixel-size", type=float, default=None, help="µm per pixel, for µm descriptors")
     seg.add_argument("--workers", default="auto",
                      help="local worker processes: a number, or 'auto' (default: one per CPU core, at most"

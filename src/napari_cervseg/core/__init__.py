@@ -1,1 +1,0 @@
-"""Pure numpy / torch / OpenCV core: never imports Qt or napari."""

@@ -1,0 +1,152 @@
+"""Pure-Python helpers between napari layers and the core (no Qt): layer naming, the
+never-overwrite rule for painted labels, per-rectangle segmentation of a multi-cell image,
+and descriptor tables.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from .. import _gl_safety
+from ..io.images import ImageError, to_rgb_uint8
+from ..measure.descriptors import measure
+from ..segment.pipeline import segment_cell
+from ..segment.result import SegmentationResult
+
+# Checked again here, not only when the package was imported: the package may have been imported
+# before Qt (a script, a test session), and the widgets that need this module come after Qt.
+_gl_safety.keep_triton_out()
+
+#: napari colours for the label values: cytoplasm orange, nucleus blue (fixed, clearly different)
+LABEL_COLORS = {0: "transparent", 1: "#ff961e", 2: "#285aff", None: "transparent"}
+WRITTEN_KEY = "cervseg_written_digest"
+
+
+class LayerError(ValueError):
+    """A layer the plugin cannot use; the message names the layer and what would work."""
+
+
+def digest(data) -> str:
+    arr = np.ascontiguousarray(np.asarray(data))
+    return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+
+
+def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
+    """An image layer's data as a single 2D RGB uint8 image, or LayerError naming the layer."""
+    arr = np.asarray(data)
+    if arr.ndim != (3 if rgb else 2):
+        raise LayerError(
+            f"layer {name!r} has shape {arr.shape}: this segments one 2D grey or RGB cell image;"
+            " pick a 2D layer, or segment every frame of a stack with 'Segment all (batch)'"
+            " (Plugins > CervSeg, or Layers > Segment)"
+        )
+    try:
+        return to_rgb_uint8(arr, name=f"layer {name!r}")[0]
+    except ImageError as exc:
+        raise LayerError(str(exc)) from exc
+
+
+def heatmap_layer_name(image_name: str, method: str) -> str:
+    return f"{image_name} heatmap [{method}]"
+
+
+def regions_layer_name(image_name: str, existing: list[str], layer_metadata: dict | None,
+                       layer_data=None) -> tuple[str, bool]:
+    """Name for the regions labels layer and whether an existing layer may be replaced.
+
+    The layer ``<image> regions`` is reused only while it still holds exactly what the plugin
+    wrote there (a digest kept in its metadata); once a user has painted on it, a new layer
+    ``<image> regions [2]``, ``[3]``... is made instead, so no correction is ever lost.
+    """
+    base = f"{image_name} regions"
+    if base not in existing:
+        return base, False
+    if layer_metadata is not None and layer_data is not None and \
+            layer_metadata.get(WRITTEN_KEY) == digest(layer_data):
+        return base, True
+    i = 2
+    while f"{base} [{i}]" in existing:
+        i += 1
+    return f"{base} [{i}]", False
+
+
+def rectangles_to_boxes(shapes_data, shape_types, image_shape) -> list[tuple[int, int, int, int]]:
+    """Rectangles of a Shapes layer (data coordinates) as (r0, c0, r1, c1) boxes clipped to the image."""
+    boxes = []
+    h, w = image_shape[:2]
+    for verts, kind in zip(shapes_data, shape_types, strict=False):
+        if kind != "rectangle":
+            continue
+        v = np.asarray(verts)[:, -2:]
+        r0, c0 = np.floor(v.min(0)).astype(int)
+        r1, c1 = np.ceil(v.max(0)).astype(int)
+        r0, c0, r1, c1 = max(r0, 0), max(c0, 0), min(r1, h), min(c1, w)
+        if r1 - r0 >= 2 and c1 - c0 >= 2:
+            boxes.append((int(r0), int(c0), int(r1), int(c1)))
+    return boxes
+
+
+def segment_boxes(image: np.ndarray, boxes, progress=None, **kwargs):
+    """Segment each box as one cell; paste labels and heatmaps back into full-size arrays.
+
+    Returns (labels, heatmap, results) where results[i] belongs to boxes[i]. Later boxes win where
+    boxes overlap.
+    """
+    labels = np.zeros(image.shape[:2], np.uint8)
+    heatmap = np.zeros(image.shape[:2], np.float32)
+    results: list[SegmentationResult] = []
+    for i, (r0, c0, r1, c1) in enumerate(boxes):
+        def sub_progress(stage, fraction, i=i):
+            if progress is not None:
+                progress(f"cell {i + 1}/{len(boxes)}: {stage}", (i + fraction) / len(boxes))
+
+        result = segment_cell(image[r0:r1, c0:c1], progress=sub_progress, **kwargs)
+        region = labels[r0:r1, c0:c1]
+        region[result.labels > 0] = result.labels[result.labels > 0]
+        if result.heatmap is not None:
+            heatmap[r0:r1, c0:c1] = np.maximum(heatmap[r0:r1, c0:c1], result.heatmap)
+        results.append(result)
+    return labels, heatmap, results
+
+
+def layer_frames(name: str, data, rgb: bool):
+    """The 2D images of an image layer as ``[(frame name, lazy frame getter)]``: one for a 2D
+    layer, one per frame of a stack (the first axis; deeper stacks are refused by name)."""
+    ndim = np.ndim(data) - (1 if rgb else 0)
+    if ndim == 2:
+        return [(name, lambda: image_from_layer(name, data, rgb))]
+    if ndim == 3:
+        n = int(np.shape(data)[0])
+        return [(f"{name} [frame {i}]",
+                 lambda i=i: image_from_layer(f"{name} [frame {i}]", np.asarray(data[i]), rgb))
+                for i in range(n)]
+    raise LayerError(f"layer {name!r} has shape {np.shape(data)}: the batch action segments 2D images and"
+                     " the frames of 3D stacks (frames on the first axis); take a 3D part of it first")
+
+
+def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dict]:
+    """Descriptor rows: one per box (``cell`` = 1, 2, ...) or one for the whole labels array;
+    a stack of labels (frames, H, W) gives one row per frame (``frame`` = 0, 1, ...)."""
+    labels = np.asarray(labels)
+    if labels.ndim == 3:
+        frames = None if image is None else np.asarray(image)
+        if frames is not None and frames.shape[:3] != labels.shape:
+            frames = None
+        return [{"cell": i + 1, "frame": i,
+                 **measure(labels[i], None if frames is None else frames[i], pixel_size)}
+                for i in range(labels.shape[0])]
+    if labels.ndim != 2:
+        raise LayerError(f"labels of shape {labels.shape}: the descriptors need a 2D labels layer"
+                         " or a stack of them (frames, H, W)")
+    if image is not None and np.asarray(image).shape[:2] != labels.shape:
+        image = None  # a mismatched image gives no intensities rather than an error
+    if not boxes:
+        return [{"cell": 1, **measure(labels, image, pixel_size)}]
+    rows = []
+    for i, (r0, c0, r1, c1) in enumerate(boxes):
+        crop_img = None if image is None else np.asarray(image)[r0:r1, c0:c1]
+        rows.append({"cell": i + 1, "box": f"{r0},{c0},{r1},{c1}",
+                     **measure(labels[r0:r1, c0:c1], crop_img, pixel_size)})
+    return rows

@@ -1,0 +1,39 @@
+"""Layers > Segment / Measure menu commands: act on the selected layer (napari injects the viewer)."""
+
+import napari
+
+from .widgets import BatchSegmentWidget, MeasureCellWidget, SegmentCellWidget, _notify_error
+
+
+def segment_active_layer(viewer: napari.viewer.Viewer) -> None:
+    """Segment the selected image layer with the Segment cell widget's default settings."""
+    layer = viewer.layers.selection.active
+    if not isinstance(layer, napari.layers.Image):
+        kind = type(layer).__name__ if layer is not None else "no layer"
+        _notify_error(f"CervSeg: select an image layer to segment (the selection is {kind})")
+        return
+    widget = SegmentCellWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment cell (CervSeg)", area="right")
+    widget.image_combo.value = layer.name
+    widget.run()
+
+
+def measure_active_layer(viewer: napari.viewer.Viewer) -> None:
+    """Open the descriptors table for the selected labels layer."""
+    layer = viewer.layers.selection.active
+    if not isinstance(layer, napari.layers.Labels):
+        _notify_error("CervSeg: select a labels layer to measure")
+        return
+    widget = MeasureCellWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Measure cell (CervSeg)", area="right")
+    widget.labels_combo.value = layer.name
+
+
+def segment_all_layers(viewer: napari.viewer.Viewer) -> None:
+    """Segment every image layer (every frame of a stack) with the default model and method."""
+    if not any(isinstance(layer, napari.layers.Image) for layer in viewer.layers):
+        _notify_error("CervSeg: no image layer to segment: open images (File > Open) first")
+        return
+    widget = BatchSegmentWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment all (CervSeg)", area="right")
+    widget.run()

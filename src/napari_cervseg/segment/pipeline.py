@@ -1,0 +1,190 @@
+"""``segment_cell``: one cell image in, one :class:`SegmentationResult` out, whatever the method.
+
+Checks the request (method, settings, image size), prepares the image (RGB uint8, at most
+PROCESS_SIZE px), answers "no cell" for an image without contrast, runs the method's algorithm
+(:mod:`.algorithms`) and scales the labels back. What the API, the CLI and the napari widgets call.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from ..classify import load_model
+from ..classify.predict import abnormal_threshold, classify, decide
+from ..explain import DEFAULT_METHOD, Explanation
+from ..io.images import MAX_PIXELS, check_size, to_rgb_uint8
+from ..stages import ProgressCallback, Stages
+from .algorithms import ALGORITHMS
+from .result import SegmentationResult
+from .settings import (
+    BASELINE,
+    SEGMENT_METHODS,
+    SELF_TRAINED,
+    SegmentationError,
+    Settings,
+    algorithm_of,
+    check_method,
+    settings_for,
+)
+
+#: below this grey-level standard deviation an image is treated as holding no cell
+MIN_CONTRAST = 2.0
+#: longest side the pipeline works at: a larger image is processed downscaled (area averaging) and
+#: its labels and heatmap scaled back (Herlev's largest crop is 768 px, so its figures are unaffected)
+PROCESS_SIZE = 1024
+
+
+def has_no_cell(rgb: np.ndarray) -> bool:
+    """True for an image too small or too flat (grey-level std below MIN_CONTRAST) to hold a cell."""
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return grey.size < 16 or float(grey.std()) < MIN_CONTRAST
+
+
+def _process_size(rgb: np.ndarray, warnings: list) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if max(h, w) <= PROCESS_SIZE:
+        return rgb
+    scale = PROCESS_SIZE / max(h, w)
+    small = (max(1, round(w * scale)), max(1, round(h * scale)))
+    warnings.append(f"processed at {small[1]} x {small[0]} px (downscaled from {h} x {w});"
+                    " labels and heatmap scaled back to the image")
+    return cv2.resize(rgb, small, interpolation=cv2.INTER_AREA)
+
+
+def _scale_back(result: SegmentationResult, shape) -> None:
+    size = (int(shape[1]), int(shape[0]))
+    result.settings["processed_shape"] = list(result.labels.shape)
+    result.labels = cv2.resize(result.labels, size, interpolation=cv2.INTER_NEAREST)
+    result.rough = cv2.resize(result.rough, size, interpolation=cv2.INTER_NEAREST)
+    if result.heatmap is not None:
+        result.heatmap = np.clip(cv2.resize(result.heatmap, size, interpolation=cv2.INTER_LINEAR), 0, 1)
+
+
+def _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warnings, t_start):
+    # nothing to segment: the classifier still answers, no cell is invented
+    cls = prob = None
+    probs: dict = {}
+    if model_obj is not None:
+        cls, prob, probs = classify(model_obj, rgb, operating_point=operating_point)
+    zeros = np.zeros(full_shape, np.uint8)
+    return SegmentationResult(
+        labels=zeros, rough=zeros.copy(), heatmap=np.zeros(full_shape, np.float32), method=method,
+        algorithm="none", predicted_class=cls, probability=prob, probabilities=probs,
+        model=getattr(model_obj, "source", None), timings={"total": time.perf_counter() - t_start},
+        warnings=[*warnings, (f"no cell found: the image has no contrast (grey-level std < {MIN_CONTRAST});"
+                              " labels are all background")])
+
+
+def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settings: Settings | None = None,
+                 target=None, device=None, progress: ProgressCallback | None = None,
+                 max_pixels: int | None = MAX_PIXELS, operating_point=None,
+                 explanation: Explanation | None = None, **options) -> SegmentationResult:
+    """Segment one cell image into nucleus / cytoplasm / background.
+
+    Parameters
+    ----------
+    image : ndarray
+        (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA; uint8, uint16 or float.
+    model : str, path or CellClassifier, optional
+        ``"default"`` (bundled), a ``.safetensors`` / ``.keras`` file, or a loaded classifier;
+        None only for ``"colour-baseline"``.
+    method : str
+        A CAM method (``"gradcam++"`` default, ``"gradcam++-paper"``, ``"gradcam"``, ...) ->
+        Algorithm 1; ``"lrp-ruleset1"`` / ``"lrp-ruleset2"`` -> Algorithm 2;
+        ``"colour-baseline"`` -> the non-XAI baseline; ``"self-trained"`` -> the second stage.
+        See :data:`~napari_cervseg.segment.settings.SEGMENT_METHODS`.
+    settings : CamSettings, LrpSettings, BaselineSettings or SelfTrainedSettings, optional
+        The method's settings (its defaults when None); ``options`` apply on top.
+    target : str or int, optional
+        Class to explain (None: the predicted one; "abnormal" / "normal").
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ... (default: CUDA, else MPS, else CPU).
+    progress : callable, optional
+        ``progress(stage: str, fraction: float)``.
+    max_pixels : int or None
+        Refuse images larger than this (height x width) with an ImageError that names the
+        region-of-interest routes; images with a side above PROCESS_SIZE px are processed downscaled.
+    operating_point : None, "screening" or float
+        How ``predicted_class`` is called from the probabilities: None (argmax), ``"screening"``
+        (the card's validation-chosen threshold on p(abnormal)) or a threshold; the explanation
+        (target None) still follows the network's most probable class.
+    explanation : Explanation, optional
+        This image's explanation by the method computed before (e.g. by the Classify & explain
+        step), used instead of explaining again.
+    **options
+        Single settings by name (``grouping="kmeans"``, ``dilation=5``, ``inpainter="opencv"``,
+        ...); a name that belongs to another method is ignored with a warning in the result.
+
+    Returns
+    -------
+    SegmentationResult
+        ``labels`` (H, W) uint8 (0 background, 1 cytoplasm, 2 nucleus), ``heatmap`` (H, W)
+        float32 in [0, 1], ``predicted_class``, ``probability``, ``method``, ``settings``,
+        ``timings`` (seconds per stage) and ``warnings``. An image without contrast yields
+        all-background labels and a warning instead of an invented cell.
+
+    Raises
+    ------
+    SegmentationError
+        An unknown method, option or value (the message names the valid ones).
+    ImageError
+        An image that cannot be read as a cell picture (shape, type, size).
+
+    See Also
+    --------
+    napari_cervseg.measure : descriptors of the labels.
+    napari_cervseg.segment.settings.settings_for : the settings a method runs with.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_cervseg import segment_cell
+    >>> result = segment_cell(np.full((64, 64, 3), 200, np.uint8), model=None, method="colour-baseline")
+    >>> result.cell_found, result.labels.shape
+    (False, (64, 64))
+    """
+    t_start = time.perf_counter()
+    method = check_method(method)
+    algorithm = algorithm_of(method)
+    options = {k: v for k, v in options.items() if not (k == "grouping" and v is None)}
+    settings, ignored = settings_for(method, settings, **options)
+    model_obj = load_model(model, device=device) if model is not None else None
+    if model_obj is None and method != BASELINE:
+        what = "also classifies and explains" if method == SELF_TRAINED else "explains a classifier"
+        raise SegmentationError(f"method {method!r} {what}: pass model= (e.g. 'default')")
+    if model_obj is not None:
+        abnormal_threshold(model_obj, operating_point)  # a bad operating point fails before any work
+    check_size(np.shape(image), "image", max_pixels)
+    rgb, warnings = to_rgb_uint8(image)
+    full_shape = rgb.shape[:2]
+    rgb = _process_size(rgb, warnings)
+    if has_no_cell(rgb):
+        return _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warnings, t_start)
+    run = ALGORITHMS[algorithm]
+    if algorithm == "baseline":
+        result = run(rgb, model_obj, settings, progress=progress)
+    elif algorithm == "self-trained":
+        result = run(model_obj, rgb, settings, target, explanation, progress=progress)
+    else:
+        result = run(model_obj, rgb, method, settings, target, explanation, progress=progress)
+    result.model = getattr(model_obj, "source", None)
+    if operating_point is not None and model_obj is not None and result.probabilities:
+        names = list(result.probabilities)
+        chosen = decide(model_obj, [result.probabilities[n] for n in names], operating_point)
+        result.predicted_class, result.probability = names[chosen], result.probabilities[names[chosen]]
+    result.warnings = (warnings + [f"option {k!r} does not apply to method {method!r}; ignored" for k in ignored]
+                       + result.warnings)
+    if not result.cell_found:
+        result.warnings.append("no cell found: the refinement left no nucleus or cytoplasm")
+    if rgb.shape[:2] != full_shape:
+        _scale_back(result, full_shape)
+    result.timings["total"] = time.perf_counter() - t_start
+    Stages(progress).report("done", 1.0)
+    return result
+
+
+__all__ = ["segment_cell", "has_no_cell", "SegmentationResult", "SegmentationError", "SEGMENT_METHODS",
+           "MIN_CONTRAST", "PROCESS_SIZE"]

@@ -1,0 +1,86 @@
+"""What one segmentation produced, and the pictures made of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..io.images import to_rgb_uint8
+
+
+@dataclass
+class SegmentationResult:
+    """Everything one segmentation produced; arrays have the input image's height and width."""
+
+    labels: np.ndarray  # uint8: 0 background, 1 cytoplasm, 2 nucleus
+    rough: np.ndarray  # uint8 rough 3-class map before GrabCut (same coding)
+    heatmap: np.ndarray | None  # float32 in [0, 1]; None for the baseline
+    method: str
+    algorithm: str  # "cam" (Algorithm 1), "lrp" (Algorithm 2) or "baseline"
+    predicted_class: str | None = None
+    probability: float | None = None  # of the predicted class
+    probabilities: dict = field(default_factory=dict)
+    explained_class: str | None = None
+    relevance: np.ndarray | None = None  # raw LRP relevance (model input size)
+    inpainter: str | None = None
+    model: str | None = None
+    timings: dict = field(default_factory=dict)  # seconds per stage
+    settings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def cell_found(self) -> bool:
+        return bool((self.labels > 0).any())
+
+    @property
+    def nucleus(self) -> np.ndarray:
+        return self.labels == 2
+
+    @property
+    def cytoplasm(self) -> np.ndarray:
+        return self.labels == 1
+
+    def summary(self) -> dict:
+        """JSON-friendly description without the arrays."""
+        return {
+            "method": self.method,
+            "algorithm": self.algorithm,
+            "predicted_class": self.predicted_class,
+            "probability": self.probability,
+            "probabilities": self.probabilities,
+            "explained_class": self.explained_class,
+            "inpainter": self.inpainter,
+            "model": self.model,
+            "cell_found": self.cell_found,
+            "nucleus_pixels": int(self.nucleus.sum()),
+            "cytoplasm_pixels": int(self.cytoplasm.sum()),
+            "timings": {k: round(v, 5) for k, v in self.timings.items()},
+            "settings": self.settings,
+            "warnings": list(self.warnings),
+        }
+
+    def overlay(self, image, alpha: float = 0.45) -> np.ndarray:
+        """RGB uint8 picture of the labels over the image (nucleus blue, cytoplasm orange)."""
+        return overlay(image, self.labels, alpha)
+
+
+LABEL_COLOURS = {1: (255, 150, 30), 2: (40, 90, 255)}  # cytoplasm orange, nucleus blue
+
+
+def overlay(image, labels: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    rgb = to_rgb_uint8(image)[0].astype(np.float32)
+    out = rgb.copy()
+    for value, colour in LABEL_COLOURS.items():
+        sel = labels == value
+        out[sel] = (1 - alpha) * rgb[sel] + alpha * np.asarray(colour, np.float32)
+    edges = cv2.morphologyEx(labels, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
+    out[edges] = (255, 255, 255)
+    return out.astype(np.uint8)
+
+
+def heatmap_rgb(heatmap: np.ndarray) -> np.ndarray:
+    """A heatmap as a colour picture (OpenCV's JET), RGB uint8."""
+    heat = np.clip(np.nan_to_num(heatmap), 0, 1)
+    return cv2.cvtColor(cv2.applyColorMap((heat * 255).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)

@@ -1,0 +1,156 @@
+"""A weakly supervised second stage: a small U-Net trained on the pipeline's own pseudo-masks.
+
+No ground-truth mask is used: the teacher is the XAI pipeline (Algorithm 1 by default) run on the
+training split's images, which carry only image-level labels. A network fitted to many noisy
+pseudo-masks averages out errors that differ from cell to cell (a GrabCut leak here, a missed
+nucleus there) and learns what they share; whether that beats the teacher is measured, not
+assumed (``cervseg evaluate --methods self-trained``).
+
+At run time the ``self-trained`` method still classifies and explains the cell (the heatmap and
+class are shown as for every method); the labels come from the U-Net.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..io.images import to_rgb_uint8
+
+SEGMENTER_DIR = Path(__file__).resolve().parent.parent / "weights" / "segmenters"
+ARCHITECTURE = "small-unet"
+
+
+class SegmenterError(ValueError):
+    pass
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class SmallUNet(nn.Module):
+    """U-Net (Ronneberger et al. 2015), four levels, 3 output classes (background, cytoplasm, nucleus)."""
+
+    def __init__(self, widths=(16, 32, 64, 128), n_classes: int = 3):
+        super().__init__()
+        self.widths = tuple(widths)
+        self.down = nn.ModuleList()
+        cin = 3
+        for w in widths:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.up = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i]) for i in reversed(range(len(widths) - 1)))
+        self.head = nn.Conv2d(widths[0], n_classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=False):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+        return self.head(x)
+
+
+def _to_input(rgb: np.ndarray, size: int) -> torch.Tensor:
+    small = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1).float() / 127.5 - 1.0
+    return x
+
+
+class CellSegmenter:
+    """A trained U-Net with its card; ``predict(rgb)`` -> labels at the image's size."""
+
+    def __init__(self, net: SmallUNet, card: dict, source: str = "<in memory>"):
+        self.net = net.eval()
+        self.card = card
+        self.source = source
+        self.input_size = int(card.get("input_size", 128))
+        self.lock = __import__("threading").RLock()
+
+    @torch.no_grad()
+    def probabilities(self, image) -> np.ndarray:
+        """Class probabilities (H, W, 3) at the image's size; flips averaged (test-time augmentation)."""
+        rgb, _ = to_rgb_uint8(image)
+        x = _to_input(rgb, self.input_size)[None]
+        device = next(self.net.parameters()).device
+        x = x.to(device)
+        with self.lock:
+            logits = self.net(x) + self.net(x.flip(-1)).flip(-1) + self.net(x.flip(-2)).flip(-2)
+        probs = torch.softmax(logits / 3, 1)[0].permute(1, 2, 0).cpu().numpy()
+        return cv2.resize(probs, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+
+    def predict(self, image) -> np.ndarray:
+        """Labels (uint8, 0 background, 1 cytoplasm, 2 nucleus), cleaned like the pipeline's."""
+        from .refine import combine
+
+        labels = self.probabilities(image).argmax(-1).astype(np.uint8)
+        return combine(labels == 2, labels >= 1)
+
+
+def save_segmenter(seg: CellSegmenter, path) -> Path:
+    from safetensors.torch import save_file
+
+    path = Path(path).with_suffix(".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in seg.net.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE})
+    tmp.chmod(0o644)
+    tmp.replace(path)
+    card = path.with_suffix(".json")
+    card.with_name(card.name + ".tmp").write_text(json.dumps(seg.card, indent=2, default=float))
+    card.with_name(card.name + ".tmp").replace(card)
+    return path
+
+
+def bundled_segmenters() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(SEGMENTER_DIR.glob("*.safetensors"))}
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> CellSegmenter:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    card_path = p.with_suffix(".json")
+    if not card_path.exists():
+        raise SegmenterError(f"{p}: its card {card_path.name} is missing (it says the architecture and input size)")
+    card = json.loads(card_path.read_text())
+    if card.get("architecture") != ARCHITECTURE:
+        raise SegmenterError(f"{p}: card architecture {card.get('architecture')!r} is not a {ARCHITECTURE!r} segmenter")
+    try:
+        state = load_file(str(p))
+    except (SafetensorError, OSError) as exc:
+        raise SegmenterError(f"{p}: not a readable safetensors file ({exc})") from exc
+    net = SmallUNet(tuple(card.get("widths", (16, 32, 64, 128))))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise SegmenterError(f"{p}: weights do not fit the card's U-Net ({str(exc)[:200]})") from exc
+    return CellSegmenter(net, card, str(p))
+
+
+def load_segmenter(name_or_path="default") -> CellSegmenter:
+    """The bundled self-trained segmenter by name (``"default"``) or one from a ``.safetensors`` + card."""
+    if isinstance(name_or_path, CellSegmenter):
+        return name_or_path
+    bundled = bundled_segmenters()
+    path = bundled.get(str(name_or_path)) or Path(name_or_path)
+    if not path.exists():
+        raise SegmenterError(f"segmenter {name_or_path!r} not found; bundled: {sorted(bundled) or 'none'},"
+                             " or give a .safetensors path made by `cervseg self-train`")
+    return _load_cached(str(path.resolve()), path.stat().st_mtime)
+
+
