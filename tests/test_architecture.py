@@ -114,3 +114,33 @@ def test_core_and_api_import_and_run_without_qt_or_napari():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
+
+
+def test_every_exported_name_has_a_numpy_style_docstring():
+    import inspect
+
+    missing = []
+    for name in napari_cervseg.__all__:
+        obj = getattr(napari_cervseg, name)
+        if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue  # constants are described in the README's API table
+        doc = inspect.getdoc(obj) or ""
+        if inspect.isclass(obj) and issubclass(obj, Exception):
+            ok = bool(doc)
+        elif inspect.isclass(obj):
+            ok = "Attributes\n----------" in doc or "Parameters\n----------" in doc
+        else:
+            ok = "Parameters\n----------" in doc and "Returns\n-------" in doc
+        if not ok:
+            missing.append(name)
+    assert not missing, f"exported without a numpy-style docstring: {missing}"
+
+
+def test_docstring_examples_run():
+    import doctest
+    import importlib
+
+    for module in ("napari_cervseg.stages", "napari_cervseg.segment.pipeline", "napari_cervseg.measure.scores",
+                   "napari_cervseg.classify.models", "napari_cervseg.classify.classifier"):
+        result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module

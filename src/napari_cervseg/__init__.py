@@ -7,7 +7,11 @@ Scriptable from napari's console and plain Python::
     result.labels, result.heatmap, result.predicted_class, result.probability
     measure(result.labels, image, pixel_size=0.2)
 
-Nothing here imports Qt or napari: the widgets live in ``napari_cervseg.plugin.widgets``.
+The package is layered (each imports only those before it): ``io`` (images, data sets),
+``classify`` (models, cards, decisions), ``explain`` (heatmaps and their metrics), ``segment``
+(the algorithms and their settings) and ``measure`` (descriptors, scores), ``workflows`` (batch,
+evaluation, training, self-training), then ``cli`` and ``plugin`` (the napari widgets). Nothing
+outside ``plugin`` imports Qt or napari.
 """
 
 from . import _gl_safety  # noqa: F401  (first: keeps Triton's LLVM out of a software-OpenGL napari)
@@ -19,7 +23,16 @@ from .explain import Explanation, explain, explain_batch
 from .io.images import ImageError
 from .measure.descriptors import measure
 from .measure.scores import segmentation_scores
-from .segment.pipeline import SEGMENT_METHODS, SegmentationResult, segment_cell
+from .segment import (
+    SEGMENT_METHODS,
+    BaselineSettings,
+    CamSettings,
+    LrpSettings,
+    SegmentationError,
+    SegmentationResult,
+    SelfTrainedSettings,
+    segment_cell,
+)
 
 __all__ = [
     "__version__",
@@ -36,8 +49,13 @@ __all__ = [
     "SegmentationResult",
     "Explanation",
     "CellClassifier",
+    "CamSettings",
+    "LrpSettings",
+    "BaselineSettings",
+    "SelfTrainedSettings",
     "ImageError",
     "ModelError",
+    "SegmentationError",
     "SEGMENT_METHODS",
     "EXPLAIN_METHODS",
 ]

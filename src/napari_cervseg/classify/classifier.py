@@ -35,7 +35,26 @@ def pick_device(device=None) -> torch.device:
 
 @dataclass
 class CellClassifier:
-    """A classifier ready for inference and explanation: network + card + preprocessing."""
+    """A classifier ready for inference and explanation: network + card + preprocessing.
+
+    Attributes
+    ----------
+    net : torch.nn.Module
+        The network (eval mode), logits for ``class_names``.
+    card : dict
+        The model card: architecture, training data and figures, operating points.
+    preprocess : PreprocessConfig
+        How an RGB uint8 image becomes the network's input.
+    class_names : tuple of str
+    cam_layer : str or None
+        The module the CAM family explains.
+    lrp_applicable : bool
+        Whether the LRP rule sets cover every layer.
+    source : str
+        Where it was loaded from.
+    lock : threading.RLock
+        Serialises use of ``net`` across threads (explanations hook the shared network).
+    """
 
     net: nn.Module
     card: dict = field(default_factory=dict)
@@ -83,8 +102,30 @@ def wrap_model(net: nn.Module, preprocess: PreprocessConfig | None = None, cam_l
                class_names=CLASS_NAMES, lrp_applicable: bool | None = None) -> CellClassifier:
     """Wrap any torch classifier (logits for ``class_names``) for the pipeline.
 
-    ``cam_layer`` names the module whose output Grad-CAM uses (``dict(net.named_modules())`` keys);
-    by default the last ``nn.Conv2d``-containing module is guessed.
+    Parameters
+    ----------
+    net : torch.nn.Module
+        A network mapping (N, 3, S, S) images to (N, len(class_names)) logits.
+    preprocess : PreprocessConfig, optional
+        Input size, equalisation and normalisation (defaults: 128 px, ImageNet statistics).
+    cam_layer : str, optional
+        The module whose output the CAM family explains (a ``dict(net.named_modules())`` key);
+        by default the last ``nn.Conv2d``.
+    class_names : sequence of str
+        The classes in logit order (``("normal", "abnormal")``).
+    lrp_applicable : bool, optional
+        Whether LRP rules cover every layer (checked from the layer types when None).
+
+    Returns
+    -------
+    CellClassifier
+
+    Examples
+    --------
+    >>> from napari_cervseg import wrap_model
+    >>> from napari_cervseg.classify import CompactCNN
+    >>> wrap_model(CompactCNN()).class_names
+    ('normal', 'abnormal')
     """
     net.eval()
     if cam_layer is None:

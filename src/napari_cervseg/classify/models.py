@@ -23,7 +23,32 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def save_model(model: CellClassifier | nn.Module, path, card: dict | None = None) -> Path:
-    """Write ``<path>.safetensors`` and the card ``<path>.json`` beside it. Returns the weights path."""
+    """Save a classifier as ``<path>.safetensors`` with its JSON model card ``<path>.json`` beside it.
+
+    Parameters
+    ----------
+    model : CellClassifier or torch.nn.Module
+        The classifier (its preprocessing, class names and CAM layer go into the card).
+    path : str or Path
+        Where to write; the suffix becomes ``.safetensors``.
+    card : dict, optional
+        The model card (architecture, training data and figures); the model's own by default.
+
+    Returns
+    -------
+    Path
+        The weights file written.
+
+    See Also
+    --------
+    load_model : reads it back (no code is executed).
+
+    Examples
+    --------
+    >>> from napari_cervseg import load_model, save_model
+    >>> save_model(load_model("default"), "copy.safetensors")  # doctest: +SKIP
+    PosixPath('copy.safetensors')
+    """
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -108,12 +133,39 @@ def _read_state(weights: Path) -> dict:
 
 
 def load_model(name_or_path="default", device=None) -> CellClassifier:
-    """Load a classifier by bundled name (``"default"``) or from a ``.safetensors`` file + JSON card.
+    """Load a classifier by bundled name or from a file with its JSON card.
 
     Nothing is unpickled: ``.safetensors`` is read by safetensors, ``.pt``/``.pth`` state dicts by
     ``torch.load(weights_only=True)``, Keras ``.keras`` / ``.h5`` models by Keras 3 (torch backend,
-    ``safe_mode``; the ``keras`` extra, see :mod:`napari_cervseg.classify.keras_models`). A wrong or corrupt
-    file raises :class:`ModelError`.
+    ``safe_mode``; the ``keras`` extra, see :mod:`napari_cervseg.classify.keras_models`). Loaded
+    models are cached (keyed on the file and its card).
+
+    Parameters
+    ----------
+    name_or_path : str, Path, CellClassifier or torch.nn.Module
+        ``"default"`` (the bundled model), another bundled name, a weights file, or a model
+        (returned as is, moved to ``device`` if given).
+    device : str, optional
+        ``"cpu"``, ``"cuda"``, ... (default: CUDA, else MPS, else CPU).
+
+    Returns
+    -------
+    CellClassifier
+
+    Raises
+    ------
+    ModelError
+        A missing, wrong or corrupt file or card (the message says what would work).
+
+    See Also
+    --------
+    save_model, wrap_model
+
+    Examples
+    --------
+    >>> from napari_cervseg import load_model
+    >>> load_model("default").class_names
+    ('normal', 'abnormal')
     """
     if isinstance(name_or_path, CellClassifier):
         return name_or_path.to(device) if device is not None else name_or_path

@@ -44,6 +44,28 @@ from .methods import CAM_METHODS, DEFAULT_METHOD, _check_method
 
 @dataclass
 class Explanation:
+    """One explained decision.
+
+    Attributes
+    ----------
+    heatmap : ndarray (H, W) float32
+        Relevance in [0, 1] at the image's size.
+    method : str
+    target_class : str
+        The class explained.
+    predicted_class : str
+        The network's most probable class.
+    probabilities : dict of str to float
+    relevance : ndarray (S, S) or None
+        LRP: the raw relevance summed over colour channels, at the model's input size.
+    layer : str or None
+        The CAM layer explained.
+    seconds : float
+        Time spent (per image, for a batch).
+    extras : dict
+        ``"timings"`` per stage and the ``"backend"`` that computed it.
+    """
+
     heatmap: np.ndarray  # float32 (H, W) in [0, 1]
     method: str
     target_class: str  # the class explained
@@ -119,9 +141,16 @@ def explain_batch(model, images, method: str = DEFAULT_METHOD, target=None, laye
                   device=None, cam_backend: str = "auto") -> list[Explanation]:
     """Explain several cells in one forward/backward pass (images may differ in size).
 
-    Parameters are those of :func:`explain`, with ``images`` a sequence of cell images. Each
-    heatmap is at its own image's size and equals what :func:`explain` gives for that image;
+    Each heatmap is at its own image's size and equals what :func:`explain` gives for that image;
     faster on a GPU or for many small cells, since the network runs once on the stacked batch.
+
+    Parameters
+    ----------
+    model : str, path or CellClassifier
+    images : sequence of ndarray
+        Cell images, each (H, W) grey or (H, W, 3|4) RGB(A).
+    method, target, layer, device, cam_backend
+        As for :func:`explain`.
 
     Returns
     -------

@@ -21,9 +21,26 @@ def iou(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def segmentation_scores(labels: np.ndarray, truth: np.ndarray) -> dict:
-    """Dice and IoU for nucleus (label 2) and cytoplasm (label 1) of one image, and their mean.
+    """Dice and IoU of a segmentation against a reference, per region and their mean.
 
-    Label arrays use 0 background, 1 cytoplasm, 2 nucleus and must have the same shape.
+    Parameters
+    ----------
+    labels, truth : ndarray (H, W)
+        Label arrays (0 background, 1 cytoplasm, 2 nucleus) of the same shape.
+
+    Returns
+    -------
+    dict
+        ``{"nucleus": {"dice", "iou"}, "cytoplasm": {...}, "mean": {...}}``; a region absent from
+        both arrays scores 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_cervseg import segmentation_scores
+    >>> a = np.zeros((8, 8), np.uint8); a[2:6, 2:6] = 1; a[3:5, 3:5] = 2
+    >>> segmentation_scores(a, a)["mean"]["dice"]
+    1.0
     """
     labels, truth = np.asarray(labels), np.asarray(truth)
     if labels.shape != truth.shape:

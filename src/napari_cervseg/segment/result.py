@@ -12,7 +12,41 @@ from ..io.images import to_rgb_uint8
 
 @dataclass
 class SegmentationResult:
-    """Everything one segmentation produced; arrays have the input image's height and width."""
+    """Everything one segmentation produced: what the API, the CLI and the widgets pass around.
+
+    Arrays have the input image's height and width (H, W).
+
+    Attributes
+    ----------
+    labels : ndarray (H, W) uint8
+        0 background, 1 cytoplasm, 2 nucleus.
+    rough : ndarray (H, W) uint8
+        The rough 3-class map before GrabCut (same coding).
+    heatmap : ndarray (H, W) float32 or None
+        The explanation in [0, 1]; None for the colour baseline.
+    method, algorithm : str
+        The method asked for; ``"cam"`` (Algorithm 1), ``"lrp"`` (Algorithm 2), ``"baseline"``,
+        ``"self-trained"`` or ``"none"`` (no cell).
+    predicted_class : str or None
+        The class called (at the operating point asked for).
+    probability : float or None
+        The probability of ``predicted_class``.
+    probabilities : dict of str to float
+    explained_class : str or None
+        The class the heatmap explains.
+    relevance : ndarray or None
+        Raw LRP relevance (the model's input size).
+    inpainter : str or None
+        The inpainter Algorithm 2 used.
+    model : str or None
+        Where the classifier came from.
+    timings : dict of str to float
+        Seconds per stage, and ``"total"``.
+    settings : dict
+        The method's settings (``dataclasses.asdict`` of its settings class) as run.
+    warnings : list of str
+        What the user should know (input conversions, options ignored, no cell found).
+    """
 
     labels: np.ndarray  # uint8: 0 background, 1 cytoplasm, 2 nucleus
     rough: np.ndarray  # uint8 rough 3-class map before GrabCut (same coding)

@@ -161,7 +161,14 @@ class LrpSettings(RefineSettings):
 
 @dataclass(frozen=True)
 class BaselineSettings(CellCutSettings):
-    """The non-XAI baseline: colour k-means rough map + Algorithm 1's refinement (dark-half seed)."""
+    """The non-XAI baseline: colour k-means rough map + Algorithm 1's refinement.
+
+    Attributes
+    ----------
+    nucleus_seed : {"dark", "colour", "rough"}
+        ``"dark"`` by default: the darkest k-means class's darker half.
+    (the rest as :class:`CellCutSettings`)
+    """
 
     nucleus_seed: str = "dark"
 
