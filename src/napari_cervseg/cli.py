@@ -84,7 +84,7 @@ def cmd_segment(args) -> int:
             return 2
     options = settings_options(args)
     try:  # a bad option value fails here, once, before any image is read
-        settings_for(args.method, grouping=args.grouping, **options)
+        settings_for(args.method, **options, **({"grouping": args.grouping} if args.grouping else {}))
     except SegmentationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -239,6 +239,7 @@ def cmd_self_train(args) -> int:
 
     from .classify import ModelError, load_model
     from .io.datasets import DatasetError, read_dataset
+    from .segment.settings import SegmentationError, settings_for
     from .segment.student import save_segmenter
     from .workflows.evaluate import parse_method_spec
     from .workflows.selftrain import SelfTrainConfig, pseudo_labels, train_segmenter
@@ -255,6 +256,11 @@ def cmd_self_train(args) -> int:
     else:  # a model without a saved split: hold out every tenth image for model selection
         by_part = {"train": [s for i, s in enumerate(samples) if i % 10], "val": samples[::10]}
     method, teacher_options = parse_method_spec(args.teacher)
+    try:  # the full settings the teacher runs with go into the card (and a bad spec fails here)
+        teacher_settings, _ = settings_for(method, **teacher_options)
+    except SegmentationError as exc:
+        print(f"error: --teacher {args.teacher!r}: {exc}", file=sys.stderr)
+        return 2
     teacher = {"method": method, **teacher_options}
     pairs = {}
     t0 = time.perf_counter()
@@ -270,7 +276,8 @@ def cmd_self_train(args) -> int:
     config = SelfTrainConfig(epochs=args.epochs, seed=args.seed, teacher=teacher, ignore_band=args.ignore_band)
     seg = train_segmenter(pairs["train"][0], pairs["train"][1], config, pairs["val"][0], pairs["val"][1],
                           log=(lambda *a: None) if args.quiet else print,
-                          card_extra={"teacher": teacher, "classifier": args.model,
+                          card_extra={"teacher": teacher, "teacher_settings": teacher_settings.as_dict(),
+                                      "classifier": args.model,
                                       "data": str(args.data), "train_images": pairs["train"][2],
                                       "val_images": pairs["val"][2], "pseudo_label_seconds": round(label_seconds, 1),
                                       "command": "cervseg " + " ".join(sys.argv[1:])})

@@ -146,26 +146,12 @@ def predict_proba(net: nn.Module, images: np.ndarray, config: PreprocessConfig, 
     return np.concatenate(out)
 
 
-def train(data_root, out_path, config: TrainConfig | None = None, device=None, progress=None,
-          log=print, resume: bool = False) -> CellClassifier:
-    """Train ``config.arch`` on the data folder and save weights + card to ``out_path``.
-
-    Stratified train/val/test split (saved in the card); the best epoch on validation balanced
-    accuracy is kept; test metrics go into the card. After every epoch the state is saved to
-    ``<out>.checkpoint.pt``; ``resume=True`` continues an interrupted run with the same settings
-    from there (the same epochs, batches and figures as an uninterrupted run).
-    """
-    config = config or TrainConfig()
-    device = pick_device(device)
-    if torch.device(device).type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
+def _training_data(data_root, config: TrainConfig, pconf: PreprocessConfig, log):
+    """Samples, the stratified split, the resized images of each part, and the training set's
+    images, labels and epoch index (class-balanced by the augmentation recipe)."""
     samples = read_dataset(data_root)
     split = stratified_split(samples, config.split_fractions, config.seed)
     by_name = {s.name: s for s in samples}
-    info = ARCHITECTURES[config.arch]
-    pconf = PreprocessConfig(input_size=config.input_size or info["input_size"], equalise=config.equalise)
     parts = {}
     for part in ("train", "val", "test"):
         ss = [by_name[n] for n in split[part]]
@@ -179,10 +165,86 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         index = np.arange(len(x_train))
         if log:
             log(f"paper augmentation: {len(index)} training images (abnormal x8, normal x24)")
+        # a fixed augmented set: enhance every image once, not once per epoch
+        x_train = np.stack([enhance(im, pconf) for im in x_train])
     elif config.augmentation == "online":
         index = np.concatenate([np.where(y_train == 1)[0]] + [np.where(y_train == 0)[0]] * config.normal_repeat)
     else:
         raise ValueError(f"augmentation must be 'online' or 'paper', got {config.augmentation!r}")
+    return samples, split, parts, x_train, y_train, index
+
+
+def _train_epoch(net, opt, sched, per_batch, loss_fn, x_train, y_train, index, rng, config, pconf, device) -> float:
+    """One epoch over ``index`` in a random order; returns the mean loss."""
+    online = config.augmentation == "online"
+    net.train()
+    order = rng.permutation(index)
+    total = 0.0
+    for start in range(0, len(order), config.batch_size):
+        idx = order[start:start + config.batch_size]
+        if online:
+            batch = np.stack([enhance(random_augment(x_train[i], rng), pconf) for i in idx])
+        else:
+            batch = x_train[idx]
+        x = _normalise_on(batch, pconf, device)
+        y = torch.from_numpy(y_train[idx]).to(device)
+        opt.zero_grad()
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        opt.step()
+        if per_batch:
+            sched.step()
+        total += loss.item() * len(idx)
+    if not per_batch:
+        sched.step()
+    return total / len(order)
+
+
+def _stop_reason(config: TrainConfig, history: list, since_best: int) -> str | None:
+    if since_best >= config.patience:
+        return "early stopping"
+    if config.max_seconds is not None and history and history[-1]["seconds"] >= config.max_seconds:
+        return "time limit"
+    return None
+
+
+def train(data_root, out_path, config: TrainConfig | None = None, device=None, progress=None,
+          log=print, resume: bool = False) -> CellClassifier:
+    """Train ``config.arch`` on a data folder's image-level labels and save weights + card.
+
+    Stratified train/val/test split (saved in the card); the best epoch on validation balanced
+    accuracy is kept; test metrics and the screening operating point go into the card. After every
+    epoch the state is saved to ``<out>.checkpoint.pt``; ``resume=True`` continues an interrupted
+    run with the same settings from there (the same epochs, batches and figures as an
+    uninterrupted run).
+
+    Parameters
+    ----------
+    data_root : str or Path
+        A Herlev-layout folder (``manifest.csv``, ``images/``); masks are never read.
+    out_path : str or Path
+        Where the ``.safetensors`` weights and ``.json`` card go.
+    config : TrainConfig, optional
+    device : str, optional
+    progress : callable, optional
+        ``progress(epoch, epochs, row)`` after every epoch.
+    log : callable or None
+    resume : bool
+
+    Returns
+    -------
+    CellClassifier
+        The best epoch's model, saved.
+    """
+    config = config or TrainConfig()
+    device = pick_device(device)
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    info = ARCHITECTURES[config.arch]
+    pconf = PreprocessConfig(input_size=config.input_size or info["input_size"], equalise=config.equalise)
+    samples, split, parts, x_train, y_train, index = _training_data(data_root, config, pconf, log)
 
     net = build_architecture(config.arch, **config.arch_kwargs).to(device)
     steps_per_epoch = math.ceil(len(index) / config.batch_size)
@@ -204,42 +266,18 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         if log:
             log(f"resumed from {checkpoint.name} after epoch {start_epoch}")
     t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
-    online = config.augmentation == "online"
-    if not online:  # fixed augmented set: enhance every image once, not once per epoch
-        x_train = np.stack([enhance(im, pconf) for im in x_train])
     stopped_by = "epochs"
     for epoch in range(start_epoch, config.epochs):
-        if since_best >= config.patience:
-            stopped_by = "early stopping"
+        reason = _stop_reason(config, history, since_best)
+        if reason:
+            stopped_by = reason
             break
-        if config.max_seconds is not None and history and history[-1]["seconds"] >= config.max_seconds:
-            stopped_by = "time limit"
-            break
-        net.train()
-        order = rng.permutation(index)
-        total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            idx = order[start:start + config.batch_size]
-            if online:
-                batch = np.stack([enhance(random_augment(x_train[i], rng), pconf) for i in idx])
-            else:
-                batch = x_train[idx]
-            x = _normalise_on(batch, pconf, device)
-            y = torch.from_numpy(y_train[idx]).to(device)
-            opt.zero_grad()
-            loss = loss_fn(net(x), y)
-            loss.backward()
-            opt.step()
-            if per_batch:
-                sched.step()
-            total += loss.item() * len(idx)
-        if not per_batch:
-            sched.step()
+        loss = _train_epoch(net, opt, sched, per_batch, loss_fn, x_train, y_train, index, rng, config, pconf,
+                            device)
         x_val, y_val, _ = parts["val"]
-        proba = predict_proba(net, x_val, pconf, device, tta=False)
-        m = classification_metrics(y_val, proba.argmax(1))
+        m = classification_metrics(y_val, predict_proba(net, x_val, pconf, device, tta=False).argmax(1))
         score = m["balanced_accuracy"]
-        row = {"epoch": epoch + 1, "loss": total / len(order), "val_accuracy": m["accuracy"],
+        row = {"epoch": epoch + 1, "loss": loss, "val_accuracy": m["accuracy"],
                "val_balanced_accuracy": score, "val_abnormal_recall": m["abnormal_recall"],
                "seconds": time.perf_counter() - t0}
         history.append(row)
@@ -257,7 +295,7 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     train_seconds = time.perf_counter() - t0
     net.load_state_dict(best_state)
     net.eval()
-    x_test, y_test, test_samples = parts["test"]
+    x_test, y_test, _ = parts["test"]
     proba = predict_proba(net, x_test, pconf, device, tta=config.tta)
     test_metrics = classification_metrics(y_test, proba.argmax(1))
     # single pass, as classify() and the pipeline call the model at inference
@@ -273,16 +311,9 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         "cam_layer": info["cam_layer"],
         "pretrained": "none: trained from scratch (no ImageNet weights can be downloaded here)",
         "training": {
-            "data": str(data_root),
-            "n_images": len(samples),
-            "config": asdict(config),
-            "split": split,
-            "device": str(device),
-            "seconds": round(train_seconds, 1),
-            "epochs_run": len(history),
-            "stopped_by": stopped_by,
-            "best_val_balanced_accuracy": best,
-            "history": history,
+            "data": str(data_root), "n_images": len(samples), "config": asdict(config), "split": split,
+            "device": str(device), "seconds": round(train_seconds, 1), "epochs_run": len(history),
+            "stopped_by": stopped_by, "best_val_balanced_accuracy": best, "history": history,
             "labels_used": "image-level normal/abnormal only; no masks",
         },
         "test_metrics": {**test_metrics, "tta": config.tta, "n": int(len(y_test))},

@@ -1,0 +1,140 @@
+"""Finding the cells of a field of view: the slide's background, the nuclei (dark, compact
+objects) and each nucleus's cell (the foreground split among the nuclei).
+
+Weakly supervised like the rest: nothing here was fitted to masks; the few constants are
+physical (a nucleus is darker than its cytoplasm, compact, and not smaller than a few dozen
+pixels at the resolution Pap smear images are taken) and were checked on the development fields.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy import ndimage as ndi
+
+#: a foreground blob smaller than this (px) is debris, not a cell
+MIN_CELL_AREA = 400
+#: a dark object smaller than this (px) is a speck or a chromatin grain, not a nucleus
+MIN_NUCLEUS_AREA = 60
+#: a nucleus is compact: area / convex area at least this
+MIN_NUCLEUS_SOLIDITY = 0.8
+
+
+def lab_image(rgb: np.ndarray) -> np.ndarray:
+    """Lab (OpenCV scaling, float32) of a median-filtered copy: stain colours without sensor noise."""
+    return cv2.cvtColor(cv2.medianBlur(rgb, 5), cv2.COLOR_RGB2Lab).astype(np.float32)
+
+
+def background_colour(lab: np.ndarray) -> np.ndarray:
+    """The slide's colour: the Lab mean of the brightest half of the image's pixels' most common
+    lightness (an empty slide shows through around the cells of any Pap smear field)."""
+    lightness = lab[..., 0]
+    hist = np.bincount(np.clip(lightness, 0, 255).astype(np.uint8).ravel(), minlength=256)
+    hist = np.convolve(hist, np.ones(5) / 5, mode="same")
+    upper = int(np.percentile(lightness, 50))
+    peak = upper + int(np.argmax(hist[upper:]))
+    near = np.abs(lightness - peak) <= 4
+    return lab[near].mean(0) if near.any() else np.median(lab.reshape(-1, 3), 0)
+
+
+def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
+    """Pixels that are not the slide: smoothed colour distance from the background colour above
+    the background's own noise (median + 6 robust standard deviations, at least 3 Lab units);
+    holes filled, debris smaller than MIN_CELL_AREA dropped."""
+    from skimage.morphology import remove_small_holes
+
+    lab = lab_image(rgb) if lab is None else lab
+    distance = np.linalg.norm(lab - background_colour(lab), axis=-1)
+    distance = cv2.GaussianBlur(distance, (0, 0), 2.0)
+    low = distance[distance <= np.percentile(distance, 50)]
+    centre = float(np.median(low))
+    spread = 1.4826 * float(np.median(np.abs(low - centre))) + 0.25
+    mask = distance > max(3.0, centre + 6 * spread)
+    mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
+                            cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))).astype(bool)
+    # holes inside cells are filled; not the whole slide when a dark frame or debris encloses it
+    mask = remove_small_holes(mask, max_size=int(0.05 * mask.size))
+    labels, n = ndi.label(mask)
+    if n:
+        sizes = np.bincount(labels.ravel())
+        keep = sizes >= MIN_CELL_AREA
+        keep[0] = False
+        mask = keep[labels]
+    return mask
+
+
+#: a nucleus is darker than the mean lightness of the foreground around it (this window, px) ...
+NUCLEUS_WINDOW = 151
+#: ... by one of these many Lab lightness units: the smallest at which it stands out as a compact
+#: object (overlapping cytoplasm is darker too, and merges with a nucleus at low contrasts)
+NUCLEUS_CONTRASTS = (12.0, 20.0, 30.0, 45.0, 65.0)
+#: a nucleus's median contrast is at least this (folds of overlapping cytoplasm are fainter)
+MIN_NUCLEUS_MEDIAN_CONTRAST = 22.0
+#: a nucleus is at most this elongated (major / minor axis); folds and dark cell rims are more
+MAX_NUCLEUS_ELONGATION = 3.0
+
+
+def find_nuclei(rgb: np.ndarray, foreground: np.ndarray | None = None,
+                lab: np.ndarray | None = None) -> np.ndarray:
+    """Instance labels (int32, 0 none) of the nuclei: the dark, compact objects of the foreground.
+
+    Dark: lightness below the mean lightness of the foreground around it (NUCLEUS_WINDOW px) by a
+    contrast of NUCLEUS_CONTRASTS (a stained nucleus is darker than its own cytoplasm, whatever the
+    stain). Compact: solidity >= MIN_NUCLEUS_SOLIDITY, area >= MIN_NUCLEUS_AREA. Each contrast is
+    tried from the lowest: a dark region that is not compact (a nucleus merged with darker,
+    overlapping cytoplasm) is looked at again at the next contrast, where its nucleus separates.
+    """
+    from skimage.measure import regionprops
+
+    lab = lab_image(rgb) if lab is None else lab
+    foreground = foreground_mask(rgb, lab) if foreground is None else foreground
+    out = np.zeros(rgb.shape[:2], np.int32)
+    if foreground.sum() < MIN_NUCLEUS_AREA:
+        return out
+    lightness = lab[..., 0]
+    fg = foreground.astype(np.float32)
+    size = (NUCLEUS_WINDOW, NUCLEUS_WINDOW)
+    local = cv2.boxFilter(lightness * fg, -1, size, normalize=False, borderType=cv2.BORDER_REFLECT) / \
+        np.maximum(cv2.boxFilter(fg, -1, size, normalize=False, borderType=cv2.BORDER_REFLECT), 1.0)
+    contrast = np.where(foreground, local - lightness, 0)
+    opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    k = 0
+    for level in NUCLEUS_CONTRASTS:
+        dark = cv2.morphologyEx((contrast > level).astype(np.uint8), cv2.MORPH_OPEN, opening).astype(bool)
+        blobs, _ = ndi.label(ndi.binary_fill_holes(dark))
+        for region in regionprops(blobs):
+            if region.area < MIN_NUCLEUS_AREA or region.solidity < MIN_NUCLEUS_SOLIDITY:
+                continue
+            if region.axis_major_length > MAX_NUCLEUS_ELONGATION * max(region.axis_minor_length, 1.0):
+                continue  # a fold or a cell's dark rim, not a nucleus
+            r0, c0, r1, c1 = region.bbox
+            if np.median(contrast[r0:r1, c0:c1][region.image]) < MIN_NUCLEUS_MEDIAN_CONTRAST:
+                continue  # barely darker than its surroundings: overlapping cytoplasm
+            window = out[r0:r1, c0:c1]
+            if window[region.image].any():
+                continue  # found at a lower contrast already
+            k += 1
+            window[region.image] = k
+    return out
+
+
+def partition_cells(rgb: np.ndarray, foreground: np.ndarray, nuclei: np.ndarray,
+                    lab: np.ndarray | None = None) -> np.ndarray:
+    """Instance labels (int32) of the cells: the foreground split among the nuclei (same ids).
+
+    Marker-controlled watershed on the colour gradient from the nuclei, inside the foreground:
+    where cells overlap, each pixel goes to the cell whose nucleus reaches it across the weakest
+    edges (the overlap's border is where the gradient is). Foreground without a nucleus is left out.
+    """
+    from skimage.segmentation import watershed
+
+    lab = lab_image(rgb) if lab is None else lab
+    if nuclei.max() == 0:
+        return np.zeros(nuclei.shape, np.int32)
+    grad = np.zeros(rgb.shape[:2], np.float32)
+    for c in range(3):
+        channel = cv2.GaussianBlur(lab[..., c], (0, 0), 1.5)
+        grad += cv2.Sobel(channel, cv2.CV_32F, 1, 0) ** 2 + cv2.Sobel(channel, cv2.CV_32F, 0, 1) ** 2
+    grad = np.sqrt(grad)
+    cells = watershed(grad, nuclei, mask=foreground | (nuclei > 0))
+    return cells.astype(np.int32)
