@@ -105,3 +105,28 @@ def train_synthetic_classifier(n_cells: int = 160, epochs: int = 12, seed: int =
     model.card = {"architecture": "compact", "arch_kwargs": {"widths": [8, 16, 32, 32], "dropout": 0.0},
                   "train_accuracy": acc}
     return model
+
+
+def synthetic_field(shape=(400, 520), centres=((100, 110), (110, 380), (300, 140), (290, 320), (300, 405)),
+                    size=(120, 130), seed: int = 5, noise: float = 4.0):
+    """A field of view of synthetic cells on a slide: (rgb uint8, list of per-cell labels 0/1/2 in
+    field coordinates, classes). Cells alternate abnormal / normal; later cells lie on top where
+    they overlap (as the truth's pages do, each cell keeps its full mask)."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    field = np.empty((h, w, 3), np.float32)
+    field[:] = np.array([222, 218, 228], np.float32)
+    pages, classes = [], []
+    for i, (cy, cx) in enumerate(centres):
+        rgb, labels, cls = synthetic_cell(size, abnormal=bool(i % 2 == 0), seed=int(rng.integers(1 << 31)), noise=0.0)
+        y0, x0 = int(cy - size[0] // 2), int(cx - size[1] // 2)
+        page = np.zeros((h, w), np.uint8)
+        ys, xs = slice(max(0, y0), min(h, y0 + size[0])), slice(max(0, x0), min(w, x0 + size[1]))
+        sub = (slice(ys.start - y0, ys.stop - y0), slice(xs.start - x0, xs.stop - x0))
+        page[ys, xs] = labels[sub]
+        inside = labels[sub] > 0
+        field[ys, xs][inside] = rgb[sub][inside]
+        pages.append(page)
+        classes.append(cls)
+    field += rng.normal(0, noise, field.shape)
+    return np.clip(field, 0, 255).astype(np.uint8), pages, classes

@@ -33,10 +33,13 @@ from .segment import (
     SelfTrainedSettings,
     segment_cell,
 )
+from .workflows.fields import FieldResult, segment_field
 
 __all__ = [
     "__version__",
     "segment_cell",
+    "segment_field",
+    "FieldResult",
     "measure",
     "load_model",
     "save_model",

@@ -32,6 +32,9 @@ from .settings import (
 
 #: below this grey-level standard deviation an image is treated as holding no cell
 MIN_CONTRAST = 2.0
+#: an image of at least this many pixels is checked for several cells (smaller ones are single
+#: cells: the check costs time, and a 2-cell field is larger than this)
+FIELD_CHECK_PIXELS = 250_000
 #: longest side the pipeline works at: a larger image is processed downscaled (area averaging) and
 #: its labels and heatmap scaled back (Herlev's largest crop is 768 px, so its figures are unaffected)
 PROCESS_SIZE = 1024
@@ -41,6 +44,26 @@ def has_no_cell(rgb: np.ndarray) -> bool:
     """True for an image too small or too flat (grey-level std below MIN_CONTRAST) to hold a cell."""
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     return grey.size < 16 or float(grey.std()) < MIN_CONTRAST
+
+
+def count_cells(rgb: np.ndarray) -> int:
+    """How many nuclei of cell size (dark, compact, of comparable size) the image shows."""
+    from .cells import find_nuclei
+
+    nuclei = find_nuclei(rgb)
+    return int(nuclei.max())
+
+
+def field_warning(rgb: np.ndarray) -> str | None:
+    """A warning when an image holds several cells, naming the route that handles them."""
+    if rgb.shape[0] * rgb.shape[1] < FIELD_CHECK_PIXELS:
+        return None
+    n = count_cells(rgb)
+    if n < 2:
+        return None
+    return (f"this image seems to hold {n} cells ({n} nuclei found), but segment_cell treats an image as one"
+            " cell: use segment_field (napari: Segment all cells; CLI: cervseg segment --field) to segment,"
+            " classify and measure each cell")
 
 
 def _process_size(rgb: np.ndarray, warnings: list) -> np.ndarray:
@@ -81,7 +104,8 @@ def _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warning
 def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settings: Settings | None = None,
                  target=None, device=None, progress: ProgressCallback | None = None,
                  max_pixels: int | None = MAX_PIXELS, operating_point=None,
-                 explanation: Explanation | None = None, **options) -> SegmentationResult:
+                 explanation: Explanation | None = None, warn_if_field: bool = True,
+                 **options) -> SegmentationResult:
     """Segment one cell image into nucleus / cytoplasm / background.
 
     Parameters
@@ -114,6 +138,8 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
     explanation : Explanation, optional
         This image's explanation by the method computed before (e.g. by the Classify & explain
         step), used instead of explaining again.
+    warn_if_field : bool
+        Warn when a large image seems to hold several cells (see :func:`field_warning`).
     **options
         Single settings by name (``grouping="kmeans"``, ``dilation=5``, ``inpainter="opencv"``,
         ...); a name that belongs to another method is ignored with a warning in the result.
@@ -161,6 +187,8 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
     rgb, warnings = to_rgb_uint8(image)
     full_shape = rgb.shape[:2]
     rgb = _process_size(rgb, warnings)
+    if warn_if_field and (several := field_warning(rgb)):
+        warnings.append(several)
     if has_no_cell(rgb):
         return _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warnings, t_start)
     run = ALGORITHMS[algorithm]

@@ -1,0 +1,190 @@
+"""Fields of view: how well `segment_field` finds, segments and classifies every cell.
+
+    .venv/bin/python benchmarks/bench_fields.py [--sets fields-herlev-dev fields-isbi-dev] [--method M]
+        [--limit N] [--big 10000]
+
+Data: ../shared/data/fields-herlev-dev (composed Herlev test-split cells, with classes) and
+../shared/data/fields-isbi-dev (ISBI 2014 overlapping cells, grey, no classes). Masks are read
+only to score (weak supervision: nothing is fitted to them).
+
+Matching (ISBI 2014 convention): a predicted and a true nucleus pair when their IoU >= 0.5,
+one-to-one. Reported: nucleus precision / recall / F1; for pairs, mean nucleus, whole-cell and
+cytoplasm Dice against the full (overlapping) true masks; the share of true cells some predicted
+cell covers with Dice > 0.7; on Herlev fields the per-cell accuracy and the share of abnormal
+cells found and called abnormal; seconds per field and per cell; with --big, the peak memory of a
+BIG x BIG slide made of tiled fields. Writes benchmarks/results/fields.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tifffile
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / total) if total else 1.0
+
+
+def match_nuclei(pred_nuclei: np.ndarray, true_pages: np.ndarray) -> list[tuple[int, int]]:
+    """(true page, predicted id) pairs with nucleus IoU >= 0.5, one-to-one (IoU > 0.5 is unique;
+    at exactly 0.5 the first wins)."""
+    pairs, used = [], set()
+    for i, page in enumerate(true_pages):
+        truth = page == 2
+        ids, counts = np.unique(pred_nuclei[truth], return_counts=True)
+        for k, inter in zip(ids, counts, strict=True):
+            if k == 0 or k in used:
+                continue
+            iou = inter / (truth.sum() + (pred_nuclei == k).sum() - inter)
+            if iou >= 0.5:
+                pairs.append((i, int(k)))
+                used.add(int(k))
+                break
+    return pairs
+
+
+def evaluate_set(name: str, method: str, limit: int | None) -> dict:
+    from napari_cervseg import segment_field
+
+    root = DATA / name
+    classes = {}
+    if (root / "cells.csv").exists():
+        with open(root / "cells.csv") as f:
+            for row in csv.DictReader(f):
+                classes[(row["field"], int(row["page"]))] = row["label"]
+    images = sorted((root / "images").glob("*.png"))[:limit]
+    tp = fp = fn = 0
+    nuc_d, cell_d, cyto_d, covered, n_true = [], [], [], 0, 0
+    correct = total_cls = abnormal_true = abnormal_caught = 0
+    seconds, n_cells_pred = [], 0
+    for path in images:
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
+        pages = pages[None] if pages.ndim == 2 else pages
+        t0 = time.perf_counter()
+        result = segment_field(rgb, method=method)
+        seconds.append(time.perf_counter() - t0)
+        n_cells_pred += result.n_cells
+        pairs = match_nuclei(result.nuclei, pages)
+        tp += len(pairs)
+        fp += result.n_cells - len(pairs)
+        fn += len(pages) - len(pairs)
+        n_true += len(pages)
+        rows = {r["cell_id"]: r for r in result.table}
+        for i, k in pairs:
+            truth = pages[i]
+            nuc_d.append(dice(result.nuclei == k, truth == 2))
+            cell_d.append(dice(result.cells == k, truth > 0))
+            cyto_d.append(dice((result.cells == k) & (result.nuclei != k), truth == 1))
+        for i, page in enumerate(pages):
+            ids, counts = np.unique(result.cells[page > 0], return_counts=True)
+            if any(k and dice(result.cells == k, page > 0) > 0.7 for k in ids[np.argsort(-counts)][:2]):
+                covered += 1
+            label = classes.get((path.stem, i))
+            if label is None:
+                continue
+            total_cls += 1
+            abnormal_true += label == "abnormal"
+            k = dict(pairs).get(i)
+            called = rows[k]["predicted_class"] if k is not None else None
+            correct += called == label
+            abnormal_caught += label == "abnormal" and called == "abnormal"
+    precision = tp / max(1, tp + fp)
+    recall = tp / max(1, tp + fn)
+    out = {
+        "fields": len(images), "true_cells": n_true, "predicted_cells": n_cells_pred,
+        "nucleus_precision": precision, "nucleus_recall": recall,
+        "nucleus_f1": 2 * precision * recall / max(1e-12, precision + recall),
+        "pairs": len(nuc_d), "nucleus_dice": float(np.mean(nuc_d)) if nuc_d else None,
+        "cell_dice": float(np.mean(cell_d)) if cell_d else None,
+        "cytoplasm_dice": float(np.mean(cyto_d)) if cyto_d else None,
+        "cells_covered_dice_0.7": covered / max(1, n_true),
+        "seconds_per_field": float(np.mean(seconds)), "seconds_per_cell": float(np.sum(seconds) / max(1, n_cells_pred)),
+    }
+    if total_cls:
+        out.update({"cell_accuracy": correct / total_cls, "abnormal_cells": abnormal_true,
+                    "abnormal_caught": abnormal_caught / max(1, abnormal_true)})
+    return out
+
+
+def big_slide_memory(size: int) -> dict:
+    """Peak memory (RSS) of segment_field on a size x size slide tiled from the Herlev fields,
+    measured in a fresh process."""
+    code = f"""
+import resource, time, cv2, numpy as np
+from pathlib import Path
+from napari_cervseg import segment_field
+tiles = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in sorted(Path({str(DATA / 'fields-herlev-dev' / 'images')!r}).glob('*.png'))]
+big = np.empty(({size}, {size}, 3), np.uint8); big[:] = tiles[0][5, 5]
+i = 0
+for r in range(0, {size} - 768 + 1, 768 * 3):
+    for c in range(0, {size} - 1024 + 1, 1024 * 3):
+        big[r:r + 768, c:c + 1024] = tiles[i % len(tiles)]; i += 1
+t0 = time.perf_counter()
+res = segment_field(big)
+print(res.n_cells, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    cells, seconds, peak_mb = out.stdout.split()
+    return {"size": size, "cells": int(cells), "seconds": float(seconds), "peak_rss_mb": float(peak_mb)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", nargs="+", default=["fields-herlev-dev", "fields-isbi-dev"])
+    parser.add_argument("--method", default="gradcam++")
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fields"))
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
+              "method": args.method, "sets": {}}
+    for name in args.sets:
+        report["sets"][name] = evaluate_set(name, args.method, args.limit)
+        print(name, json.dumps(report["sets"][name], indent=1))
+    if args.big:
+        report["big_slide"] = big_slide_memory(args.big)
+        print(report["big_slide"])
+    report["peak_rss_mb_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    lines = [f"# Fields of view (`{report['command']}`)", "",
+             ("| set | fields | true cells | found | nucleus P | nucleus R | nucleus F1 | nucleus Dice | cell Dice |"
+             " cytoplasm Dice | covered (Dice>0.7) | accuracy | abnormal caught | s / field | s / cell |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in report["sets"].items():
+        def f(key, r=r):
+            v = r.get(key)
+            return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+        lines.append(f"| {name} | {r['fields']} | {r['true_cells']} | {r['predicted_cells']} | {f('nucleus_precision')}"
+                     f" | {f('nucleus_recall')} | {f('nucleus_f1')} | {f('nucleus_dice')} | {f('cell_dice')}"
+                     f" | {f('cytoplasm_dice')} | {f('cells_covered_dice_0.7')} | {f('cell_accuracy')}"
+                     f" | {f('abnormal_caught')} | {f('seconds_per_field')} | {f('seconds_per_cell')} |")
+    if "big_slide" in report:
+        b = report["big_slide"]
+        lines += ["", (f"Slide of {b['size']} x {b['size']} px: {b['cells']} cells in {b['seconds']:.0f} s,"
+                      f" peak memory {b['peak_rss_mb']:.0f} MB (a fresh process).")]
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,306 @@
+"""Fields of view: find every cell of an image, segment, classify and measure each on its own.
+
+``segment_field`` finds the slide's foreground and the nuclei (dark, compact objects), splits the
+foreground among the nuclei (each pixel to the nucleus that reaches it first through the
+foreground: one id per pixel, as napari's labels layers show them), then runs the same per-cell
+pipeline as :func:`~napari_cervseg.segment_cell` on a crop laid out like a training cell (the cell
+centred, a margin of its own size around it) and pastes the results back. A cell's descriptors
+are measured on that cell alone: a neighbour's pixels never count.
+
+Images larger than TILE px are searched for cells in overlapping tiles (a cell belongs to the
+tile whose core holds its nucleus), so a slide-sized image is never downscaled until nuclei
+vanish; the per-cell crops come from the full-resolution image.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..classify import load_model
+from ..explain import DEFAULT_METHOD
+from ..io.images import to_rgb_uint8
+from ..measure.descriptors import measure
+from ..segment.cells import MIN_CELL_AREA, find_nuclei, foreground_mask, lab_image, partition_cells
+from ..segment.pipeline import segment_cell
+from ..segment.result import SegmentationResult
+from ..segment.settings import settings_for
+from ..stages import ProgressCallback, Stages
+
+#: images with a side above this are searched for cells tile by tile
+TILE = 2048
+#: overlap of neighbouring tiles (px): more than a cell's radius, so a cell is whole in its tile
+TILE_OVERLAP = 384
+#: the margin around a cell in its crop, as a fraction of the cell's larger side (Herlev crops
+#: hold a cell with about this much slide around it)
+CROP_MARGIN = 0.25
+#: a field image holds at most this many pixels (10,000 x 10,000 and more with tiles)
+MAX_FIELD_PIXELS = 25_000 * 25_000
+
+
+@dataclass
+class FieldResult:
+    """Every cell of a field of view, segmented, classified and measured.
+
+    Attributes
+    ----------
+    cells : ndarray (H, W) int32
+        Instance labels: cell k's whole area (nucleus included), 0 background.
+    nuclei : ndarray (H, W) int32
+        The nuclei, with their cell's id.
+    labels : ndarray (H, W) uint8
+        0 background, 1 cytoplasm, 2 nucleus, as everywhere else.
+    heatmap : ndarray (H, W) float32
+        Each cell's explanation in its place (0 outside cells).
+    table : list of dict
+        One row per cell: ``cell_id``, ``bbox`` (row0, col0, row1, col1), ``centroid``,
+        ``predicted_class``, ``probability``, ``p_abnormal``, ``explained_class``, ``warnings``
+        and the :func:`~napari_cervseg.measure` descriptors of that cell alone.
+    method : str
+    model : str or None
+    settings : dict
+    timings : dict
+        Seconds: ``detect``, ``cells`` (all per-cell pipelines) and ``total``.
+    warnings : list of str
+    """
+
+    cells: np.ndarray
+    nuclei: np.ndarray
+    labels: np.ndarray
+    heatmap: np.ndarray
+    table: list = field(default_factory=list)
+    method: str = DEFAULT_METHOD
+    model: str | None = None
+    settings: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    @property
+    def n_cells(self) -> int:
+        """How many cells were found."""
+        return len(self.table)
+
+    @property
+    def abnormal_ids(self) -> list[int]:
+        """Ids of the cells called abnormal, most suspicious first."""
+        rows = [r for r in self.table if r.get("predicted_class") == "abnormal"]
+        return [r["cell_id"] for r in sorted(rows, key=lambda r: -(r.get("p_abnormal") or 0))]
+
+    def rows_by_suspicion(self) -> list[dict]:
+        """The table sorted by p(abnormal), highest first: what a screener looks at first."""
+        return sorted(self.table, key=lambda r: -(r.get("p_abnormal") if r.get("p_abnormal") is not None else -1))
+
+    def summary(self) -> dict:
+        """JSON-friendly description without the arrays."""
+        return {"n_cells": self.n_cells, "abnormal_cells": self.abnormal_ids, "method": self.method,
+                "model": self.model, "settings": self.settings,
+                "timings": {k: round(v, 4) for k, v in self.timings.items()}, "warnings": list(self.warnings)}
+
+
+def _tiles(shape, tile: int, overlap: int) -> Iterator[tuple[slice, slice, slice, slice]]:
+    """(rows, cols) of each tile with overlap, and the core of it that it owns."""
+    h, w = shape[:2]
+    step = tile - overlap
+    for r0 in range(0, max(h - overlap, 1), step):
+        for c0 in range(0, max(w - overlap, 1), step):
+            r1, c1 = min(h, r0 + tile), min(w, c0 + tile)
+            core_r0 = 0 if r0 == 0 else r0 + overlap // 2
+            core_c0 = 0 if c0 == 0 else c0 + overlap // 2
+            core_r1 = h if r1 == h else r1 - overlap // 2
+            core_c1 = w if c1 == w else c1 - overlap // 2
+            yield slice(r0, r1), slice(c0, c1), slice(core_r0, core_r1), slice(core_c0, core_c1)
+
+
+def _detect_in(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cell regions (int32, ids from 1) and nucleus seeds (same ids) of one image or tile.
+
+    A foreground blob with nuclei is split among them; a blob of cell size with no visible
+    nucleus is kept as one cell (the per-cell pipeline then looks for its nucleus)."""
+    lab = lab_image(rgb)
+    foreground = foreground_mask(rgb, lab)
+    nuclei = find_nuclei(rgb, foreground, lab)
+    cells = partition_cells(rgb, foreground, nuclei, lab)
+    blobs, n = ndi.label(foreground & (cells == 0))
+    next_id = int(nuclei.max()) + 1
+    if n:
+        sizes = np.bincount(blobs.ravel())
+        touched = np.unique(blobs[ndi.binary_dilation(cells > 0)])  # a nucleus-less rim of a found cell
+        for b in range(1, n + 1):
+            if sizes[b] >= MIN_CELL_AREA and b not in touched:
+                cells[blobs == b] = next_id
+                next_id += 1
+    return cells, nuclei
+
+
+def detect_cells(rgb: np.ndarray, progress: Stages | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cell regions and nucleus seeds (int32 instance labels sharing ids) of a field, tile by
+    tile for images larger than TILE px."""
+    h, w = rgb.shape[:2]
+    if max(h, w) <= TILE:
+        return _detect_in(rgb)
+    cells = np.zeros((h, w), np.int32)
+    seeds = np.zeros((h, w), np.int32)
+    next_id = 1
+    tiles = list(_tiles(rgb.shape, TILE, TILE_OVERLAP))
+    for i, (rows, cols, core_rows, core_cols) in enumerate(tiles):
+        if progress is not None:
+            progress.report(f"finding cells (tile {i + 1} of {len(tiles)})", 0.05 + 0.15 * i / len(tiles))
+        tile_cells, tile_seeds = _detect_in(rgb[rows, cols])
+        for k in np.unique(tile_cells)[1:]:
+            own = tile_cells == k
+            seed = tile_seeds == k
+            rr, cc = np.nonzero(seed if seed.any() else own)
+            centre_r, centre_c = rows.start + int(rr.mean()), cols.start + int(cc.mean())
+            if not (core_rows.start <= centre_r < core_rows.stop and core_cols.start <= centre_c < core_cols.stop):
+                continue  # the neighbouring tile owns this cell
+            free = own & (cells[rows, cols] == 0)
+            cells[rows, cols][free] = next_id
+            seeds[rows, cols][seed & free] = next_id
+            next_id += 1
+    return cells, seeds
+
+
+def _crop_box(box: tuple[slice, slice], shape) -> tuple[int, int, int, int]:
+    """A crop around a cell's bounding box laid out like a training cell: the cell centred,
+    CROP_MARGIN of its size around it (less at the image's border)."""
+    r0, r1, c0, c1 = box[0].start, box[0].stop, box[1].start, box[1].stop
+    margin = max(8, int(math.ceil(CROP_MARGIN * max(r1 - r0, c1 - c0))))
+    return (max(0, r0 - margin), max(0, c0 - margin), min(shape[0], r1 + margin), min(shape[1], c1 + margin))
+
+
+#: the crop's nucleus is this cell's when it overlaps the detected nucleus at least this much (IoU);
+#: below, the crop's pipeline drew something else (a neighbour's nucleus, cytoplasm that a
+#: neighbour darkens) and the detected nucleus is kept
+MIN_NUCLEUS_AGREEMENT = 0.3
+
+
+def _own_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The nucleus of this cell: the crop's nucleus components inside the cell that the detected
+    nucleus (seed) touches, when they agree with it; else the seed. A cell found without a seed
+    keeps the crop's largest nucleus component."""
+    seed = seed & region
+    nucleus = (result.labels == 2) & region
+    if not nucleus.any():
+        return seed
+    parts, _ = ndi.label(nucleus)
+    if seed.any():
+        touched = np.unique(parts[seed])
+        chosen = np.isin(parts, touched[touched > 0])
+        iou = (chosen & seed).sum() / max(1, (chosen | seed).sum())
+        return chosen if iou >= MIN_NUCLEUS_AGREEMENT else seed
+    sizes = np.bincount(parts.ravel())
+    sizes[0] = 0
+    return parts == int(np.argmax(sizes))
+
+
+def segment_field(image, model="default", method: str = DEFAULT_METHOD, *, settings=None, target=None,
+                  device=None, progress: ProgressCallback | None = None, operating_point=None,
+                  pixel_size: float | None = None, should_stop=None, **options) -> FieldResult:
+    """Find, segment, classify and measure every cell of a field of view.
+
+    Parameters
+    ----------
+    image : ndarray
+        (H, W) grey or (H, W, 3|4) RGB(A) field; uint8, uint16 or float. Any size: images larger
+        than TILE px are searched in overlapping tiles, never downscaled.
+    model, method, settings, target, device, operating_point, **options
+        As for :func:`~napari_cervseg.segment_cell`, applied to every cell.
+    progress : callable, optional
+        ``progress(stage, fraction)``.
+    pixel_size : float, optional
+        µm per pixel, for the descriptors in µm.
+    should_stop : callable, optional
+        Checked between cells; when it returns True the cells finished so far are returned
+        (with a warning saying so).
+
+    Returns
+    -------
+    FieldResult
+        ``cells`` and ``nuclei`` instance labels sharing ids, semantic ``labels``, ``heatmap``
+        and ``table`` (one row per cell). Where cells overlap, each pixel belongs to the cell
+        whose nucleus reaches it first through the foreground.
+
+    See Also
+    --------
+    napari_cervseg.segment_cell : one cell per image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_cervseg import segment_field
+    >>> segment_field(np.full((64, 64, 3), 230, np.uint8), model=None, method="colour-baseline").n_cells
+    0
+    """
+    t_start = time.perf_counter()
+    stages = Stages(progress)
+    field_settings, ignored = settings_for(method, settings, **options)
+    model_obj = load_model(model, device=device) if model is not None else None
+    rgb, warnings = to_rgb_uint8(image)
+    if rgb.shape[0] * rgb.shape[1] > MAX_FIELD_PIXELS:
+        from ..io.images import ImageError
+
+        raise ImageError(f"image of {rgb.shape[0]} x {rgb.shape[1]} px is larger than a field can be"
+                         f" ({MAX_FIELD_PIXELS} px); cut it into regions first")
+    h, w = rgb.shape[:2]
+    with stages("detect", report="finding cells", at=0.02):
+        regions, seeds = detect_cells(rgb, stages)
+    ids = [int(k) for k in np.unique(regions) if k]
+    cells = np.zeros((h, w), np.int32)
+    nuclei = np.zeros((h, w), np.int32)
+    heatmap = np.zeros((h, w), np.float32)
+    table: list[dict] = []
+    stopped = False
+    t_cells = time.perf_counter()
+    objects = ndi.find_objects(regions)
+    for n, k in enumerate(ids, start=1):
+        if should_stop is not None and should_stop():
+            stopped = True
+            break
+        stages.report(f"cell {n} of {len(ids)}", 0.2 + 0.8 * (n - 1) / max(1, len(ids)))
+        r0, c0, r1, c1 = _crop_box(objects[k - 1], (h, w))
+        region = regions[r0:r1, c0:c1] == k
+        crop = rgb[r0:r1, c0:c1]
+        result = segment_cell(crop, model=model_obj, method=method, settings=field_settings, target=target,
+                              device=device, operating_point=operating_point, max_pixels=None,
+                              warn_if_field=False)
+        nucleus = _own_nucleus(result, region, seeds[r0:r1, c0:c1] == k)
+        cell_id = len(table) + 1
+        cells[r0:r1, c0:c1][region] = cell_id
+        nuclei[r0:r1, c0:c1][nucleus] = cell_id
+        if result.heatmap is not None:
+            heatmap[r0:r1, c0:c1][region] = result.heatmap[region]
+        own = np.zeros(region.shape, np.uint8)
+        own[region] = 1
+        own[nucleus] = 2
+        rows, cols = np.nonzero(region)
+        p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
+        table.append({
+            "cell_id": cell_id,
+            "bbox": (int(r0 + rows.min()), int(c0 + cols.min()), int(r0 + rows.max() + 1), int(c0 + cols.max() + 1)),
+            "centroid": (float(r0 + rows.mean()), float(c0 + cols.mean())),
+            "predicted_class": result.predicted_class, "probability": result.probability,
+            "p_abnormal": None if p_abnormal is None else float(p_abnormal),
+            "explained_class": result.explained_class,
+            **measure(own, crop, pixel_size=pixel_size),
+            "warnings": [w for w in result.warnings if not w.startswith("option ")],
+        })
+    labels = np.zeros((h, w), np.uint8)
+    labels[cells > 0] = 1
+    labels[nuclei > 0] = 2
+    stages.timings["cells"] = time.perf_counter() - t_cells
+    if not ids:
+        warnings.append("no cells found: the image looks like an empty slide (no stained object of cell"
+                        f" size, {MIN_CELL_AREA} px or more)")
+    if stopped:
+        warnings.append(f"stopped after {len(table)} of {len(ids)} cells; the rest were not segmented")
+    warnings += [f"option {k!r} does not apply to method {method!r}; ignored" for k in ignored]
+    stages.timings["total"] = time.perf_counter() - t_start
+    stages.report("done", 1.0)
+    return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, table=table, method=method,
+                       model=getattr(model_obj, "source", None), settings=field_settings.as_dict(),
+                       timings=stages.timings, warnings=warnings)

@@ -1,0 +1,115 @@
+"""Fields of view: every cell found, segmented, classified and measured on its own."""
+
+import numpy as np
+import pytest
+from synthetic import synthetic_cell, synthetic_field
+
+from napari_cervseg import measure, segment_cell, segment_field
+from napari_cervseg.workflows import fields as fields_module
+
+
+@pytest.fixture(scope="module")
+def field():
+    return synthetic_field()
+
+
+@pytest.fixture(scope="module")
+def field_result(field, trained_synthetic_model):
+    return segment_field(field[0], model=trained_synthetic_model)
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
+def test_every_cell_is_found_once_with_consistent_ids(field, field_result):
+    rgb, pages, _ = field
+    result = field_result
+    assert result.cells.dtype == np.int32 and result.nuclei.dtype == np.int32
+    assert result.cells.shape == rgb.shape[:2] and result.heatmap.dtype == np.float32
+    assert result.n_cells == len(pages)
+    ids = sorted(r["cell_id"] for r in result.table)
+    assert ids == sorted(set(np.unique(result.cells)) - {0})
+    assert set(np.unique(result.nuclei)) - {0} <= set(ids)
+    # each nucleus lies inside its own cell, and the semantic labels agree with the instances
+    assert (result.cells[result.nuclei > 0] == result.nuclei[result.nuclei > 0]).all()
+    assert ((result.labels == 2) == (result.nuclei > 0)).all()
+    assert ((result.labels > 0) == (result.cells > 0)).all()
+    # each true cell is one predicted cell (matched by its nucleus), overlapping cells included
+    for page in pages:
+        k = np.bincount(result.nuclei[page == 2]).argmax()
+        assert k > 0
+        assert _dice(result.cells == k, page > 0) > 0.75
+        assert _dice(result.nuclei == k, page == 2) > 0.7
+
+
+def test_each_row_has_its_class_and_its_own_descriptors(field, field_result):
+    rgb, _, _ = field
+    for row in field_result.table:
+        k = row["cell_id"]
+        assert row["predicted_class"] in ("normal", "abnormal")
+        assert 0.0 <= row["p_abnormal"] <= 1.0
+        r0, c0, r1, c1 = row["bbox"]
+        own = np.zeros(field_result.cells.shape, np.uint8)
+        own[field_result.cells == k] = 1
+        own[field_result.nuclei == k] = 2
+        alone = measure(own[r0:r1, c0:c1], rgb[r0:r1, c0:c1])
+        for key in ("nucleus_area", "cell_area", "cytoplasm_area", "nc_ratio", "cell_circularity"):
+            assert row[key] == pytest.approx(alone[key], nan_ok=True), key
+        assert row["cell_area"] == int((field_result.cells == k).sum())  # no neighbour's pixel counts
+
+
+def test_overlapping_cells_share_no_pixel_and_sort_by_suspicion(field_result):
+    rows = field_result.rows_by_suspicion()
+    p = [r["p_abnormal"] for r in rows]
+    assert p == sorted(p, reverse=True)
+    assert field_result.abnormal_ids == [r["cell_id"] for r in rows if r["predicted_class"] == "abnormal"]
+
+
+def test_a_field_of_one_cell_behaves_like_segment_cell(trained_synthetic_model):
+    rgb, truth, _ = synthetic_cell((150, 160), abnormal=True, seed=4)
+    canvas = np.full((260, 280, 3), (222, 218, 228), np.uint8)
+    canvas[50:200, 60:220] = np.where(truth[..., None] > 0, rgb, canvas[50:200, 60:220])
+    full = np.zeros(canvas.shape[:2], np.uint8)
+    full[50:200, 60:220] = truth
+    field = segment_field(canvas, model=trained_synthetic_model)
+    single = segment_cell(canvas, model=trained_synthetic_model)
+    assert field.n_cells == 1
+    assert field.table[0]["predicted_class"] == single.predicted_class
+    assert field.table[0]["p_abnormal"] == pytest.approx(single.probabilities["abnormal"], abs=0.25)
+    assert _dice(field.labels > 0, full > 0) > 0.85
+    assert _dice(field.labels == 2, full == 2) > 0.8
+
+
+def test_an_empty_slide_has_no_cells_and_says_so(trained_synthetic_model):
+    rng = np.random.default_rng(0)
+    slide = np.clip(np.array([222, 218, 228]) + rng.normal(0, 3, (300, 300, 3)), 0, 255).astype(np.uint8)
+    result = segment_field(slide, model=trained_synthetic_model)
+    assert result.n_cells == 0 and not result.cells.any()
+    assert any("no cells found" in w for w in result.warnings)
+
+
+def test_segment_cell_warns_on_a_field_and_names_segment_field(field, trained_synthetic_model):
+    rgb = np.pad(field[0], ((0, 200), (0, 100), (0, 0)), mode="reflect")  # above the check's size
+    result = segment_cell(rgb, model=trained_synthetic_model)
+    assert any("segment_field" in w and "Segment all cells" in w for w in result.warnings)
+    one = segment_cell(synthetic_cell((120, 130), seed=1)[0], model=trained_synthetic_model)
+    assert not any("segment_field" in w for w in one.warnings)
+
+
+def test_large_fields_are_searched_in_tiles_and_each_cell_kept_once(field, trained_synthetic_model, monkeypatch):
+    monkeypatch.setattr(fields_module, "TILE", 256)
+    monkeypatch.setattr(fields_module, "TILE_OVERLAP", 160)
+    rgb, pages, _ = field
+    tiled = segment_field(rgb, model=trained_synthetic_model)
+    assert tiled.n_cells == len(pages)
+    for page in pages:
+        k = np.bincount(tiled.nuclei[page == 2]).argmax()
+        assert k > 0 and _dice(tiled.cells == k, page > 0) > 0.75
+
+
+def test_stopping_keeps_the_cells_already_done(field, trained_synthetic_model):
+    calls = iter(range(100))
+    result = segment_field(field[0], model=trained_synthetic_model, should_stop=lambda: next(calls) >= 2)
+    assert result.n_cells == 2
+    assert any("stopped after 2 of 5 cells" in w for w in result.warnings)
