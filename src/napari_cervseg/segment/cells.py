@@ -70,6 +70,11 @@ NUCLEUS_WINDOW = 151
 NUCLEUS_CONTRASTS = (12.0, 20.0, 30.0, 45.0, 65.0)
 #: a nucleus's median contrast is at least this (folds of overlapping cytoplasm are fainter)
 MIN_NUCLEUS_MEDIAN_CONTRAST = 22.0
+#: at most this share of a nucleus's outline may lie on its cell's outline
+MAX_NUCLEUS_RIM_SHARE = 0.25
+#: lightness is smoothed by this sigma (px) before contrasts (0: not; 1-2 px merged a pale
+#: nucleus's chromatin clumps but lost small ISBI nuclei on the development fields)
+NUCLEUS_SMOOTH = 0.0
 #: a nucleus is at most this elongated (major / minor axis); folds and dark cell rims are more
 MAX_NUCLEUS_ELONGATION = 3.0
 
@@ -96,7 +101,10 @@ def find_nuclei(rgb: np.ndarray, foreground: np.ndarray | None = None,
     size = (NUCLEUS_WINDOW, NUCLEUS_WINDOW)
     local = cv2.boxFilter(lightness * fg, -1, size, normalize=False, borderType=cv2.BORDER_REFLECT) / \
         np.maximum(cv2.boxFilter(fg, -1, size, normalize=False, borderType=cv2.BORDER_REFLECT), 1.0)
-    contrast = np.where(foreground, local - lightness, 0)
+    smooth = cv2.GaussianBlur(lightness, (0, 0), NUCLEUS_SMOOTH) if NUCLEUS_SMOOTH > 0 else lightness
+    contrast = np.where(foreground, local - smooth, 0)
+    # the foreground's outline, a few pixels wide: a nucleus has cytoplasm all around it
+    edge = foreground & ~cv2.erode(foreground.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
     opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     k = 0
     for level in NUCLEUS_CONTRASTS:
@@ -110,6 +118,8 @@ def find_nuclei(rgb: np.ndarray, foreground: np.ndarray | None = None,
             r0, c0, r1, c1 = region.bbox
             if np.median(contrast[r0:r1, c0:c1][region.image]) < MIN_NUCLEUS_MEDIAN_CONTRAST:
                 continue  # barely darker than its surroundings: overlapping cytoplasm
+            if _rim_share(region.image, edge[r0:r1, c0:c1]) > MAX_NUCLEUS_RIM_SHARE:
+                continue  # lies on the cell's outline: a dark rim or fold of cytoplasm
             window = out[r0:r1, c0:c1]
             if window[region.image].any():
                 continue  # found at a lower contrast already
@@ -121,6 +131,12 @@ def find_nuclei(rgb: np.ndarray, foreground: np.ndarray | None = None,
 #: within one foreground blob, a nucleus candidate smaller than this fraction of the blob's largest
 #: is a dark speck or a chromatin clump beside the nucleus, not another cell's nucleus
 MIN_COMPANION_FRACTION = 0.2
+
+
+def _rim_share(mask: np.ndarray, edge: np.ndarray) -> float:
+    """Share of a mask's outline pixels that lie on ``edge``."""
+    outline = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return float((outline & edge).sum() / max(1, outline.sum()))
 
 
 def _drop_small_companions(nuclei: np.ndarray, foreground: np.ndarray) -> np.ndarray:
