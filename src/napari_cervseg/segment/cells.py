@@ -70,6 +70,13 @@ NUCLEUS_WINDOW = 151
 NUCLEUS_CONTRASTS = (12.0, 20.0, 30.0, 45.0, 65.0)
 #: a nucleus's median contrast is at least this (folds of overlapping cytoplasm are fainter)
 MIN_NUCLEUS_MEDIAN_CONTRAST = 22.0
+#: a compact object found at a higher contrast inside one found at a lower contrast replaces it
+#: when it is smaller than this fraction of it (a nucleus inside darker, overlapping cytoplasm);
+#: a larger one is the same nucleus's darker core
+MAX_CHILD_FRACTION = 0.3
+#: ... and at least this many times darker (median contrast): a chromatin clump inside a nucleus
+#: is only a little darker than the nucleus, a nucleus inside overlapping cytoplasm much darker
+CHILD_DARKNESS_RATIO = 2.0
 #: at most this share of a nucleus's outline may lie on its cell's outline
 MAX_NUCLEUS_RIM_SHARE = 0.25
 #: lightness is smoothed by this sigma (px) before contrasts (0: not; 1-2 px merged a pale
@@ -107,6 +114,9 @@ def find_nuclei(rgb: np.ndarray, foreground: np.ndarray | None = None,
     edge = foreground & ~cv2.erode(foreground.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
     opening = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
     k = 0
+    areas: dict[int, int] = {}
+    darknesses: dict[int, float] = {}
+    children: dict[int, list] = {}
     for level in NUCLEUS_CONTRASTS:
         dark = cv2.morphologyEx((contrast > level).astype(np.uint8), cv2.MORPH_OPEN, opening).astype(bool)
         blobs, _ = ndi.label(ndi.binary_fill_holes(dark))
@@ -116,15 +126,31 @@ def find_nuclei(rgb: np.ndarray, foreground: np.ndarray | None = None,
             if region.axis_major_length > MAX_NUCLEUS_ELONGATION * max(region.axis_minor_length, 1.0):
                 continue  # a fold or a cell's dark rim, not a nucleus
             r0, c0, r1, c1 = region.bbox
-            if np.median(contrast[r0:r1, c0:c1][region.image]) < MIN_NUCLEUS_MEDIAN_CONTRAST:
+            darkness = float(np.median(contrast[r0:r1, c0:c1][region.image]))
+            if darkness < MIN_NUCLEUS_MEDIAN_CONTRAST:
                 continue  # barely darker than its surroundings: overlapping cytoplasm
             if _rim_share(region.image, edge[r0:r1, c0:c1]) > MAX_NUCLEUS_RIM_SHARE:
                 continue  # lies on the cell's outline: a dark rim or fold of cytoplasm
             window = out[r0:r1, c0:c1]
-            if window[region.image].any():
-                continue  # found at a lower contrast already
-            k += 1
-            window[region.image] = k
+            under = np.unique(window[region.image])
+            under = under[under > 0]
+            if under.size == 0:
+                k += 1
+                window[region.image] = k
+                areas[k], darknesses[k] = region.area, darkness
+            elif (under.size == 1 and region.area < MAX_CHILD_FRACTION * areas[int(under[0])]
+                  and darkness > CHILD_DARKNESS_RATIO * darknesses[int(under[0])]):
+                # a much smaller compact object inside one found at a lower contrast: the lower
+                # one was darker cytoplasm (overlap) around the real nucleus
+                children.setdefault(int(under[0]), []).append((r0, c0, r1, c1, region.image, darkness))
+        for parent, found in children.items():
+            out[out == parent] = 0
+            del areas[parent], darknesses[parent]
+            for r0, c0, r1, c1, image, darkness in found:
+                k += 1
+                out[r0:r1, c0:c1][image] = k
+                areas[k], darknesses[k] = int(image.sum()), darkness
+        children.clear()
     return _drop_small_companions(out, foreground)
 
 

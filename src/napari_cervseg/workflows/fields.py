@@ -135,11 +135,14 @@ def _detect_in(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     blobs, n = ndi.label(foreground & (cells == 0))
     next_id = int(nuclei.max()) + 1
     if n:
-        sizes = np.bincount(blobs.ravel())
-        touched = np.unique(blobs[ndi.binary_dilation(cells > 0)])  # a nucleus-less rim of a found cell
-        for b in range(1, n + 1):
-            if sizes[b] >= MIN_CELL_AREA and b not in touched:
-                cells[blobs == b] = next_id
+        from skimage.measure import regionprops
+
+        touched = set(np.unique(blobs[ndi.binary_dilation(cells > 0)]).tolist())  # rims of found cells
+        for region in regionprops(blobs):
+            # a cell without a visible nucleus is still a solid blob (not a frame, a fibre or a rim)
+            if region.area >= MIN_CELL_AREA and region.label not in touched and region.solidity >= 0.6:
+                r0, c0, r1, c1 = region.bbox
+                cells[r0:r1, c0:c1][region.image] = next_id
                 next_id += 1
     return cells, nuclei
 
