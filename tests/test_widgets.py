@@ -174,7 +174,7 @@ def test_cancel_stops_a_run(viewer_with_cell, qtbot, monkeypatch):
 
 
 def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monkeypatch):
-    from napari_cervseg import _widgets
+    from napari_cervseg.plugin import widgets as _widgets
 
     messages = []
     monkeypatch.setattr(_widgets, "_notify_error", messages.append)
@@ -301,7 +301,8 @@ def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path, packa
         ("import napari_cervseg\n" if package_first else "")
         + "import napari\n"
         "viewer = napari.Viewer(show=False)\n"
-        "from napari_cervseg import _widgets, explain\n"  # as napari's console / dock widgets do
+        "from napari_cervseg import explain\n"
+        "from napari_cervseg.plugin import widgets\n"  # as napari's console / dock widgets do
         "from napari_cervseg.plugin.samples import load_sample\n"
         "for method in ('gradcam++', 'lrp-ruleset1'):\n"
         "    explain('default', load_sample('abnormal'), method=method)\n"
