@@ -13,19 +13,26 @@ from .. import _gl_safety
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
 from ..segment.pipeline import segment_cell
-from ..segment.result import SegmentationResult
+from ..segment.result import LABEL_COLOURS, SegmentationResult
 
 # Checked again here, not only when the package was imported: the package may have been imported
 # before Qt (a script, a test session), and the widgets that need this module come after Qt.
 _gl_safety.keep_triton_out()
 
-#: napari colours for the label values: cytoplasm orange, nucleus blue (fixed, clearly different)
-LABEL_COLORS = {0: "transparent", 1: "#ff961e", 2: "#285aff", None: "transparent"}
 WRITTEN_KEY = "cervseg_written_digest"
 
 
 class LayerError(ValueError):
     """A layer the plugin cannot use; the message names the layer and what would work."""
+
+
+def label_colormap():
+    """napari's colormap for the label values: the core's ``LABEL_COLOURS`` (cytoplasm orange,
+    nucleus blue, as in the overlays the CLI writes), background and other values transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours = {value: "#{:02x}{:02x}{:02x}".format(*rgb) for value, rgb in LABEL_COLOURS.items()}
+    return DirectLabelColormap(color_dict={0: "transparent", None: "transparent", **colours})
 
 
 def digest(data) -> str:

@@ -35,13 +35,13 @@ from ..segment.grouping import GROUPINGS
 from ..segment.inpaint import INPAINTERS
 from ..segment.settings import SEGMENT_METHODS
 from .layers import (
-    LABEL_COLORS,
     WRITTEN_KEY,
     LayerError,
     descriptor_rows,
     digest,
     heatmap_layer_name,
     image_from_layer,
+    label_colormap,
     layer_frames,
     rectangles_to_boxes,
     regions_layer_name,
@@ -475,9 +475,7 @@ def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
 
 
 def _set_label_colours(layer):
-    from napari.utils.colormaps import DirectLabelColormap
-
-    layer.colormap = DirectLabelColormap(color_dict=LABEL_COLORS)
+    layer.colormap = label_colormap()
 
 
 class MeasureCellWidget(QWidget):
