@@ -1,6 +1,7 @@
 """Pure-Python helpers between napari layers and the core (no Qt): layer naming, the
-never-overwrite rule for painted labels, per-rectangle segmentation of a multi-cell image,
-and descriptor tables.
+never-overwrite rule for painted labels, rectangles and stack frames as the core's inputs, and
+descriptor tables. The per-cell / per-frame loops themselves are the core's
+(``workflows.batch.segment_frames`` / ``segment_boxes``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import numpy as np
 from .. import _gl_safety
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
-from ..segment.pipeline import segment_cell
-from ..segment.result import LABEL_COLOURS, SegmentationResult
+from ..segment.result import LABEL_COLOURS
 
 # Checked again here, not only when the package was imported: the package may have been imported
 # before Qt (a script, a test session), and the widgets that need this module come after Qt.
@@ -95,32 +95,29 @@ def rectangles_to_boxes(shapes_data, shape_types, image_shape) -> list[tuple[int
     return boxes
 
 
-def segment_boxes(image: np.ndarray, boxes, progress=None, **kwargs):
-    """Segment each box as one cell; paste labels and heatmaps back into full-size arrays.
-
-    Returns (labels, heatmap, results) where results[i] belongs to boxes[i]. Later boxes win where
-    boxes overlap.
-    """
-    labels = np.zeros(image.shape[:2], np.uint8)
-    heatmap = np.zeros(image.shape[:2], np.float32)
-    results: list[SegmentationResult] = []
-    for i, (r0, c0, r1, c1) in enumerate(boxes):
-        def sub_progress(stage, fraction, i=i):
-            if progress is not None:
-                progress(f"cell {i + 1}/{len(boxes)}: {stage}", (i + fraction) / len(boxes))
-
-        result = segment_cell(image[r0:r1, c0:c1], progress=sub_progress, **kwargs)
-        region = labels[r0:r1, c0:c1]
-        region[result.labels > 0] = result.labels[result.labels > 0]
-        if result.heatmap is not None:
-            heatmap[r0:r1, c0:c1] = np.maximum(heatmap[r0:r1, c0:c1], result.heatmap)
-        results.append(result)
-    return labels, heatmap, results
-
-
 def layer_frames(name: str, data, rgb: bool):
-    """The 2D images of an image layer as ``[(frame name, lazy frame getter)]``: one for a 2D
-    layer, one per frame of a stack (the first axis; deeper stacks are refused by name)."""
+    """The 2D images of an image layer, read lazily.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (frames are named ``"<name> [frame i]"``).
+    data : array-like
+        The layer's data: 2D (or 2D RGB), or a stack with frames on the first axis.
+    rgb : bool
+        Whether the last axis holds the colour channels.
+
+    Returns
+    -------
+    list of (str, callable)
+        ``(frame name, getter)``: one for a 2D layer, one per frame of a stack; each getter
+        returns the frame as RGB uint8 or raises LayerError.
+
+    Raises
+    ------
+    LayerError
+        For data of more than three (non-channel) dimensions.
+    """
     ndim = np.ndim(data) - (1 if rgb else 0)
     if ndim == 2:
         return [(name, lambda: image_from_layer(name, data, rgb))]
@@ -131,6 +128,17 @@ def layer_frames(name: str, data, rgb: bool):
                 for i in range(n)]
     raise LayerError(f"layer {name!r} has shape {np.shape(data)}: the batch action segments 2D images and"
                      " the frames of 3D stacks (frames on the first axis); take a 3D part of it first")
+
+
+def read_frames(frames):
+    """``(name, image)`` for each ``(name, getter)`` of :func:`layer_frames`, read one at a time;
+    a frame that cannot be read is given as its LayerError (``segment_frames`` reports it as that
+    frame's failure and goes on)."""
+    for name, get in frames:
+        try:
+            yield name, get()
+        except LayerError as exc:
+            yield name, exc
 
 
 def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dict]:

@@ -1,39 +1,49 @@
 """napari dock widgets: Classify & explain, Segment cell, Segment all (batch), Measure cell.
 
-Thin on purpose: every computation is a core call (``segment_cell``, ``explain``, ``measure``)
-run in a napari thread worker; the widgets only pick layers and options, show progress, and
-add layers. Errors become napari notifications, never tracebacks in the user's face.
+Each is a magicgui :class:`~magicgui.widgets.Container` of magicgui controls, thin over functions
+that also run without a viewer (``explain``, ``workflows.batch.segment_boxes`` /
+``segment_frames``, ``plugin.layers.descriptor_rows``). Work runs in a napari ``thread_worker``
+generator started by one helper, :meth:`_WorkerWidget.start`: it yields :class:`Progress` into the
+progress bar, Cancel is ``worker.quit()`` (checked between cells, frames and stages), and errors
+become napari notifications, never tracebacks in the user's face. The Segment widget's settings
+controls are built from the settings dataclasses (``segment.settings``), like the CLI's options.
 """
 
 from __future__ import annotations
 
-import threading
+import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from magicgui.widgets import ComboBox
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    Table,
+    create_widget,
 )
 
+from ..cli import SETTING_HELP
+from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..measure.descriptors import format_value, write_rows_csv
 from ..segment.grouping import GROUPINGS
 from ..segment.inpaint import INPAINTERS
-from ..segment.settings import SEGMENT_METHODS
+from ..segment.settings import (
+    BASELINE,
+    NUCLEUS_SEEDS,
+    SEGMENT_METHODS,
+    SETTINGS_CLASSES,
+    SegmentationError,
+    Settings,
+    algorithm_of,
+    settings_for,
+)
 from .layers import (
     WRITTEN_KEY,
     LayerError,
@@ -43,22 +53,35 @@ from .layers import (
     image_from_layer,
     label_colormap,
     layer_frames,
+    read_frames,
     rectangles_to_boxes,
     regions_layer_name,
-    segment_boxes,
 )
+
+if TYPE_CHECKING:
+    import napari
 
 TABLE_COLUMNS = ("cell", "nucleus_area", "cytoplasm_area", "nc_ratio", "nucleus_cell_ratio",
                  "nucleus_perimeter", "nucleus_circularity", "nucleus_eccentricity", "cell_area",
                  "cell_circularity", "cell_solidity", "nucleus_mean_intensity", "cytoplasm_mean_intensity")
+MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its .json card) or of a Keras"
+             " .keras / .h5 model (needs the keras extra)")
 
 
 class Cancelled(Exception):
-    """Raised from the progress callback when the user pressed Cancel."""
+    """Raised in the worker thread at the next stage once the user pressed Cancel."""
 
 
-class _Bridge(QObject):
-    progress = Signal(str, float)
+class WorkFailed(Exception):
+    """A RuntimeError of the work, passed on as this: a thread worker takes a RuntimeError out of
+    its generator for a deleted worker and only warns, so the user would never hear of it."""
+
+
+class Progress(NamedTuple):
+    """What the work yields into the progress bar: the stage and the fraction done (0 to 1)."""
+
+    stage: str
+    fraction: float
 
 
 def _notify_error(message: str) -> None:
@@ -73,109 +96,157 @@ def _notify_info(message: str) -> None:
     show_info(message)
 
 
-def _layer_choices(viewer, kind):
-    import napari
-
-    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels, "shapes": napari.layers.Shapes}[kind]
+def _layer_names(viewer, kind: str, first: tuple[str, ...] = ()):
+    """Choices callable for a ComboBox: ``first`` then the names of the viewer's layers of a kind."""
 
     def choices(_widget=None):
-        return [layer.name for layer in viewer.layers if isinstance(layer, cls)]
+        import napari
+
+        cls = {"image": napari.layers.Image, "labels": napari.layers.Labels,
+               "shapes": napari.layers.Shapes}[kind]
+        return [*first, *(layer.name for layer in viewer.layers if isinstance(layer, cls))]
 
     return choices
 
 
-class _RunPanel(QWidget):
-    """A run button, a progress bar with the current stage, and a cancel button."""
+def _follow_layers(widget: Container, viewer) -> None:
+    """Refresh the widget's layer choices when layers come and go (also when not docked)."""
+    viewer.layers.events.inserted.connect(widget.reset_choices)
+    viewer.layers.events.removed.connect(widget.reset_choices)
 
-    def __init__(self, label: str, parent=None):
-        super().__init__(parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.run_button = QPushButton(label)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.cancel_button)
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 100)
-        self.bar.setFormat("%p%")
-        self.stage = QLabel("")
 
-    def busy(self, on: bool):
-        self.run_button.setEnabled(not on)
-        self.cancel_button.setEnabled(on)
+class RunPanel(Container):
+    """Run and Cancel buttons, a progress bar and the current stage.
+
+    Parameters
+    ----------
+    label : str
+        The run button's text.
+    """
+
+    def __init__(self, label: str):
+        self.run_button = PushButton(text=label)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.bar = ProgressBar(min=0, max=100, value=0)
+        self.stage = Label(value="")
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[buttons, self.bar, self.stage], labels=False)
+        self.margins = (0, 0, 0, 0)
+
+    def busy(self, on: bool) -> None:
+        """Enable Cancel (and disable Run) while work runs; a new run starts the bar at 0."""
+        self.run_button.enabled = not on
+        self.cancel_button.enabled = on
         if on:
-            self.bar.setValue(0)
+            self.bar.value = 0
+
+    def report(self, progress: Progress) -> None:
+        """Show a stage and its fraction."""
+        self.bar.value = int(round(100 * min(max(progress.fraction, 0.0), 1.0)))
+        self.stage.value = progress.stage
 
 
-class _WorkerWidget(QWidget):
-    """Common plumbing: run a function in a thread worker with progress and cancel."""
+class _WorkerWidget(Container):
+    """A dock widget whose work runs in a napari thread worker: controls, a RunPanel, a result label.
 
-    def __init__(self, viewer, run_label: str):
-        super().__init__()
+    Subclasses put their controls first and implement ``run()``, which starts the work with
+    :meth:`start`.
+    """
+
+    def __init__(self, viewer, run_label: str, controls):
         self.viewer = viewer
-        self.form = QFormLayout()
-        self.panel = _RunPanel(run_label)
-        self.result_label = QLabel("")
-        self.result_label.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addLayout(self.form)
-        layout.addWidget(self.panel)
-        layout.addWidget(self.panel.bar)
-        layout.addWidget(self.panel.stage)
-        layout.addWidget(self.result_label)
-        layout.addStretch(1)
-        self._cancel = threading.Event()
-        self._bridge = _Bridge()
-        self._bridge.progress.connect(self._on_progress)
+        self.panel = RunPanel(run_label)
+        self.result_label = Label(value="")
+        self.result_label.native.setWordWrap(True)
+        super().__init__(widgets=[*controls, self.panel, self.result_label])
         self.worker = None
-        self.panel.run_button.clicked.connect(self.run)
-        self.panel.cancel_button.clicked.connect(self.cancel)
+        self.cancelled = False
+        self.panel.run_button.clicked.connect(lambda *_: self.run())
+        self.panel.cancel_button.clicked.connect(lambda *_: self.cancel())
+        _follow_layers(self, viewer)
 
-    def _on_progress(self, stage: str, fraction: float):
-        self.panel.bar.setValue(int(round(100 * fraction)))
-        self.panel.stage.setText(stage)
+    def run(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
 
-    def _progress_callback(self):
-        cancel, bridge = self._cancel, self._bridge
+    def start(self, steps, *, returned=None, yielded=None, finished=None):
+        """Run ``steps(progress)`` in a napari thread worker, with progress and cancel.
 
-        def progress(stage, fraction):
-            if cancel.is_set():
+        The one way every widget and menu command runs work.
+
+        Parameters
+        ----------
+        steps : callable
+            ``steps(progress)`` returns a generator: what it yields goes to the progress bar
+            (a :class:`Progress`) or to ``yielded`` (anything else: a finished item); what it
+            returns goes to ``returned``. ``progress(stage, fraction)`` is the core's progress
+            callback: it shows the stage and, once Cancel was pressed, raises :class:`Cancelled`.
+        returned, yielded, finished : callable, optional
+            Called in the GUI thread with the return value, with each finished item, and (with
+            no argument) when the work ended in any way (done, failed or cancelled).
+
+        Returns
+        -------
+        GeneratorWorker
+            Started; ``worker.quit()`` (the Cancel button) stops it at the next cell, frame or stage.
+        """
+        from napari.qt.threading import thread_worker
+
+        worker = None
+
+        def progress(stage: str, fraction: float) -> None:  # in the worker thread, between stages
+            if worker.abort_requested:
                 raise Cancelled()
-            bridge.progress.emit(stage, float(fraction))
+            worker.yielded.emit(Progress(stage, float(fraction)))
 
-        return progress
+        @thread_worker(start_thread=False, ignore_errors=True)  # errors are ours to report
+        def work():
+            try:
+                return (yield from steps(progress))
+            except RuntimeError as exc:
+                raise WorkFailed(str(exc)) from exc
 
-    def cancel(self):
-        self._cancel.set()
-        self.panel.stage.setText("cancelling...")
+        def on_yielded(value):
+            if isinstance(value, Progress):
+                self.panel.report(value)
+            elif yielded is not None:
+                yielded(value)
 
-    def _start(self, func, on_done):
-        from napari.qt.threading import create_worker
+        def on_finished():
+            self.panel.busy(False)
+            if finished is not None:
+                finished()
 
-        self._cancel.clear()
-        self.panel.busy(True)
-        # errors are ours to report (as notifications): no default traceback handler
-        worker = create_worker(func, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(on_done)
+        worker = work()
+        worker.yielded.connect(on_yielded)
+        if returned is not None:
+            worker.returned.connect(returned)
         worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self.panel.busy(False))
+        worker.aborted.connect(self._on_cancelled)
+        worker.finished.connect(on_finished)
+        self.cancelled = False
+        self.panel.busy(True)
         self.worker = worker
         worker.start()
         return worker
 
+    def cancel(self) -> None:
+        """Ask the running work to stop at the next cell, frame or stage."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.panel.stage.value = "cancelling..."
+
+    def _on_cancelled(self):
+        self.cancelled = True
+        self.panel.stage.value = "cancelled"
+        _notify_info("CervSeg: run cancelled")
+
     def _on_error(self, exc):
         if isinstance(exc, Cancelled):
-            self.panel.stage.setText("cancelled")
-            _notify_info("CervSeg: run cancelled")
+            self._on_cancelled()
             return
-        self.panel.stage.setText("failed")
+        self.panel.stage.value = "failed"
         _notify_error(f"CervSeg: {exc}")
-
-    def _combo(self, label: str, choices, value=None) -> ComboBox:
-        combo = ComboBox(choices=choices) if value is None else ComboBox(choices=choices, value=value)
-        self.form.addRow(label, combo.native)
-        return combo
 
     def _image_layer(self, combo: ComboBox):
         import napari
@@ -188,33 +259,35 @@ class _WorkerWidget(QWidget):
             raise LayerError(f"layer {name!r} is a {type(layer).__name__} layer; choose an image layer")
         return layer, image_from_layer(name, layer.data, layer.rgb)
 
-    def _refresh_on_layer_change(self, *combos):
-        def refresh(*_):
-            for combo in combos:
-                combo.reset_choices()
 
-        self.viewer.layers.events.inserted.connect(refresh)
-        self.viewer.layers.events.removed.connect(refresh)
-
-
-MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its .json card) or of a Keras"
-             " .keras / .h5 model (needs the keras extra)")
+def _model_edit() -> LineEdit:
+    return LineEdit(value="default", label="model", tooltip=MODEL_TIP)
 
 
 class ClassifyExplainWidget(_WorkerWidget):
-    """Classify the chosen image and add the explanation heatmap over it."""
+    """Classify the chosen image and add the explanation heatmap over it.
 
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer, "Classify && explain")
-        self.image_combo = self._combo("image", _layer_choices(napari_viewer, "image"))
-        self.model_edit = QLineEdit("default")
-        self.model_edit.setToolTip(MODEL_TIP)
-        self.form.addRow("model", self.model_edit)
-        self.method_combo = self._combo("method", list(EXPLAIN_METHODS), "gradcam++")
-        self.target_combo = self._combo("explain class", ["predicted", "abnormal", "normal"], "predicted")
-        self._refresh_on_layer_change(self.image_combo)
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image layers are offered; the heatmap layer is added to it.
+
+    Notes
+    -----
+    The work is :func:`napari_cervseg.explain` (it runs without a viewer too).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
+        self.model_edit = _model_edit()
+        self.method_combo = ComboBox(label="method", choices=list(EXPLAIN_METHODS), value=DEFAULT_METHOD)
+        self.target_combo = ComboBox(label="explain class", choices=["predicted", "abnormal", "normal"],
+                                     value="predicted")
+        super().__init__(viewer, "Classify && explain",
+                         [self.image_combo, self.model_edit, self.method_combo, self.target_combo])
 
     def run(self):
+        """Explain the chosen image in a thread worker; the heatmap layer comes when it is done."""
         from ..explain import explain
 
         try:
@@ -222,111 +295,219 @@ class ClassifyExplainWidget(_WorkerWidget):
         except LayerError as exc:
             _notify_error(f"CervSeg: {exc}")
             return
-        model, method = self.model_edit.text().strip() or "default", self.method_combo.value
+        model, method = self.model_edit.value.strip() or "default", self.method_combo.value
         target = None if self.target_combo.value == "predicted" else self.target_combo.value
-        progress = self._progress_callback()
 
-        def work():
-            progress("explain", 0.1)
-            e = explain(model, image, method=method, target=target)
-            progress("done", 1.0)
-            return e
+        def steps(progress):
+            yield Progress("explain", 0.1)
+            return explain(model, image, method=method, target=target)
 
         def done(e):
-            name = heatmap_layer_name(layer.name, method)
-            _show_heatmap(self.viewer, name, e.heatmap, layer, visible=True)
-            self.result_label.setText(
+            self.panel.report(Progress("done", 1.0))
+            _show_heatmap(self.viewer, heatmap_layer_name(layer.name, method), e.heatmap, layer, visible=True)
+            self.result_label.value = (
                 f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
                 f"{e.seconds * 1000:.0f} ms")
 
-        self._start(work, done)
+        self.start(steps, returned=done)
 
 
 #: the Segment widget's "call abnormal at" choices -> segment_cell's operating_point
 CALL_CHOICES = {"most probable class": None, "screening point": "screening"}
+#: the named values a setting may take (the settings classes refuse others)
+SETTING_CHOICES = {"grouping": GROUPINGS, "nucleus_seed": NUCLEUS_SEEDS, "inpainter": INPAINTERS,
+                   "explain_method": EXPLAIN_METHODS}
+#: the bounds of the number controls (the settings classes refuse values outside theirs)
+SETTING_LIMITS = {"nucleus_iterations": (0, 100), "cytoplasm_iterations": (0, 100), "work_size": (16, 4096),
+                  "dilation": (0, 128), "smooth": (0, 64), "log_scale_factor": (0.01, 1e12)}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "str | None": str}
+
+
+def setting_fields() -> dict[str, dataclasses.Field]:
+    """Every setting of any method, as its dataclass field, in the settings classes' order."""
+    fields: dict[str, dataclasses.Field] = {}
+    for cls in SETTINGS_CLASSES.values():
+        for f in dataclasses.fields(cls):
+            fields.setdefault(f.name, f)
+    return fields
+
+
+def method_defaults(method: str) -> dict:
+    """The settings ``method`` runs with by default, by name (from its settings dataclass)."""
+    return {f.name: getattr(settings_for(method)[0], f.name)
+            for f in dataclasses.fields(SETTINGS_CLASSES[algorithm_of(method)])}
+
+
+def _setting_control(f: dataclasses.Field):
+    """A magicgui control for one setting: its type, choices and bounds, the default of ``f``."""
+    value = "" if f.default is None else f.default
+    options = {}
+    if f.name in SETTING_CHOICES:
+        options["choices"] = list(SETTING_CHOICES[f.name])
+    if f.name in SETTING_LIMITS:
+        options["min"], options["max"] = SETTING_LIMITS[f.name]
+    if f.type == "float":
+        options["step"] = 0.5
+    control = create_widget(value=value, annotation=_TYPES[str(f.type)], name=f.name,
+                            widget_type="ComboBox" if "choices" in options else None, options=options)
+    control.tooltip = SETTING_HELP.get(f.name)
+    return control
+
+
+class MethodControls(Container):
+    """Model, method, the method's settings and the operating point, as one set of controls.
+
+    The settings controls are made from the settings dataclasses (one per field of any method,
+    its default written once, in ``segment.settings``); those of other methods are disabled, and
+    choosing a method sets each control the user left at the old method's default to the new one's.
+
+    Parameters
+    ----------
+    method : str
+        The method chosen at first.
+    """
+
+    def __init__(self, method: str = DEFAULT_METHOD):
+        self.model_edit = _model_edit()
+        self.method_combo = ComboBox(label="method", choices=list(SEGMENT_METHODS), value=method)
+        self.setting_controls = {name: _setting_control(f) for name, f in setting_fields().items()}
+        # screening: the model card's threshold on p(abnormal), chosen for a high abnormal recall
+        self.call_combo = ComboBox(label="call abnormal at", choices=list(CALL_CHOICES), value="most probable class")
+        super().__init__(widgets=[self.model_edit, self.method_combo, *self.setting_controls.values(),
+                                  self.call_combo])
+        self.margins = (0, 0, 0, 0)
+        self._method = None
+        self._follow_method(method)
+        self.method_combo.changed.connect(self._follow_method)
+
+    def _follow_method(self, method: str) -> None:
+        old = method_defaults(self._method) if self._method is not None else {}
+        new = method_defaults(method)
+        for name, control in self.setting_controls.items():
+            if name in new and (name not in old or control.value == ("" if old[name] is None else old[name])):
+                control.value = "" if new[name] is None else new[name]
+            control.enabled = name in new
+        classifier = method != BASELINE
+        self.model_edit.enabled = self.call_combo.enabled = classifier
+        self._method = method
+
+    def settings(self) -> Settings:
+        """The chosen method's settings dataclass from the enabled controls (SegmentationError if
+        a value is refused)."""
+        values = {name: (None if control.value == "" and setting_fields()[name].default is None else control.value)
+                  for name, control in self.setting_controls.items() if control.enabled}
+        return settings_for(self.method_combo.value, **values)[0]
+
+    def options(self) -> dict:
+        """``model``, ``method``, ``settings`` and (if chosen) ``operating_point``: segment_cell's arguments."""
+        method = self.method_combo.value
+        opts = {"model": None if method == BASELINE else (self.model_edit.value.strip() or "default"),
+                "method": method, "settings": self.settings()}
+        if method != BASELINE and CALL_CHOICES[self.call_combo.value] is not None:
+            opts["operating_point"] = CALL_CHOICES[self.call_combo.value]
+        return opts
+
+    def config(self):
+        """The options as the core's BatchConfig (what ``segment_frames`` / ``segment_boxes`` take)."""
+        from ..workflows.batch import BatchConfig
+
+        opts = self.options()
+        return BatchConfig(model=opts.pop("model"), method=opts.pop("method"), options=opts)
 
 
 class SegmentCellWidget(_WorkerWidget):
-    """Segment the chosen image (or each rectangle of a Shapes layer) into nucleus / cytoplasm."""
+    """Segment the chosen image (or each rectangle of a Shapes layer) into nucleus / cytoplasm.
 
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer, "Segment cell")
-        self.image_combo = self._combo("image", _layer_choices(napari_viewer, "image"))
-        self.rect_combo = self._combo("cells (rectangles)", lambda _w=None: ["whole image"] + _layer_choices(
-            napari_viewer, "shapes")())
-        self.model_edit = QLineEdit("default")
-        self.model_edit.setToolTip(MODEL_TIP)
-        self.form.addRow("model", self.model_edit)
-        self.method_combo = self._combo("method", list(SEGMENT_METHODS), "gradcam++")
-        self.grouping_combo = self._combo("grouping", ["auto"] + list(GROUPINGS), "auto")
-        self.nuc_iter = QSpinBox()
-        self.nuc_iter.setRange(0, 50)
-        self.nuc_iter.setValue(5)
-        self.cyto_iter = QSpinBox()
-        self.cyto_iter.setRange(0, 50)
-        self.cyto_iter.setValue(5)
-        self.form.addRow("GrabCut iterations, nucleus", self.nuc_iter)
-        self.form.addRow("GrabCut iterations, cytoplasm", self.cyto_iter)
-        self.inpainter_combo = self._combo("inpainter (LRP)", list(INPAINTERS), "auto")
-        # screening: the model card's threshold on p(abnormal), chosen for a high abnormal recall
-        self.call_combo = self._combo("call abnormal at", list(CALL_CHOICES), "most probable class")
-        self._refresh_on_layer_change(self.image_combo, self.rect_combo)
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image and shapes layers are offered; the labels layer
+        ``<image> regions`` (and the heatmap under it) are added to it.
+
+    Notes
+    -----
+    The work is :func:`napari_cervseg.workflows.batch.segment_boxes` (the whole image is one box),
+    which runs without a viewer too. Labels a user has painted on are never overwritten: a re-run
+    then makes ``<image> regions [2]``.
+    """
+
+    WHOLE = "whole image"
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
+        self.rect_combo = ComboBox(label="cells (rectangles)", choices=_layer_names(viewer, "shapes", (self.WHOLE,)))
+        self.method_controls = MethodControls()
+        super().__init__(viewer, "Segment cell", [self.image_combo, self.rect_combo, self.method_controls])
         self.last_results = []
 
+    @property
+    def method_combo(self) -> ComboBox:
+        return self.method_controls.method_combo
+
+    @property
+    def call_combo(self) -> ComboBox:
+        return self.method_controls.call_combo
+
+    @property
+    def setting_controls(self) -> dict:
+        return self.method_controls.setting_controls
+
+    def settings(self) -> Settings:
+        """The chosen method's settings (see :meth:`MethodControls.settings`)."""
+        return self.method_controls.settings()
+
     def options(self) -> dict:
-        method = self.method_combo.value
-        opts = {"model": self.model_edit.text().strip() or "default", "method": method,
-                "nucleus_iterations": self.nuc_iter.value(), "cytoplasm_iterations": self.cyto_iter.value()}
-        if self.grouping_combo.value != "auto":
-            opts["grouping"] = self.grouping_combo.value
-        if method == "self-trained":  # the U-Net needs no GrabCut settings
-            opts.pop("nucleus_iterations")
-            opts.pop("cytoplasm_iterations")
-        if method.startswith("lrp"):
-            opts["inpainter"] = self.inpainter_combo.value
-        if CALL_CHOICES[self.call_combo.value] is not None:
-            opts["operating_point"] = CALL_CHOICES[self.call_combo.value]
-        if method == "colour-baseline":
-            opts.pop("model")
-            opts["model"] = None
-            opts.pop("operating_point", None)
-        return opts
+        """segment_cell's arguments from the controls (see :meth:`MethodControls.options`)."""
+        return self.method_controls.options()
 
     def run(self):
+        """Segment in a thread worker; the labels layer comes when every cell is done."""
+        from ..workflows.batch import paste_boxes, segment_boxes
+
         try:
             layer, image = self._image_layer(self.image_combo)
             boxes = None
-            if self.rect_combo.value not in (None, "whole image"):
+            if self.rect_combo.value not in (None, self.WHOLE):
                 shapes = self.viewer.layers[self.rect_combo.value]
                 boxes = rectangles_to_boxes(shapes.data, shapes.shape_type, image.shape)
                 if not boxes:
                     raise LayerError(f"shapes layer {shapes.name!r} has no rectangle inside the image;"
                                      " draw rectangles around cells, or choose 'whole image'")
-        except LayerError as exc:
+            config = self.method_controls.config()
+        except (LayerError, SegmentationError) as exc:
             _notify_error(f"CervSeg: {exc}")
             return
-        options = self.options()
-        progress = self._progress_callback()
-        whole = [(0, 0, image.shape[0], image.shape[1])]
+        cells = boxes or [(0, 0, image.shape[0], image.shape[1])]
 
-        def work():
-            return segment_boxes(image, boxes or whole, progress=progress, **options)
+        def steps(progress):
+            done = []
+            for _box, name, result, row in segment_boxes(image, cells, config, progress):
+                done.append((result, row))
+                yield Progress(f"{name} done", len(done) / len(cells))
+            return done
 
-        def done(out):
-            labels, heatmap, results = out
+        def finished_cells(done):
+            results = [result for result, _ in done]
+            failed = [row["status"] for result, row in done if result is None]
+            if len(failed) == len(done):
+                self.panel.stage.value = "failed"
+                _notify_error(f"CervSeg: {failed[0].removeprefix('failed: ')}")
+                return
+            labels, heatmap = paste_boxes(image.shape, cells, results)
             self.last_results = results
-            self._show(layer, labels, heatmap, results, boxes, options["method"])
+            self._show(layer, labels, heatmap, results, boxes, config.method, failed)
 
-        self._start(work, done)
+        self.start(steps, returned=finished_cells)
 
-    def _show(self, image_layer, labels, heatmap, results, boxes, method):
+    def _show(self, image_layer, labels, heatmap, results, boxes, method, failed):
         name = _add_regions(self.viewer, image_layer, labels, heatmap, results, boxes, method)
-        first = results[0]
-        found = sum(r.cell_found for r in results)
+        done = [r for r in results if r is not None]
+        first = done[0]
+        found = sum(r.cell_found for r in done)
         text = (f"{len(results)} cell(s), {found} found; " if len(results) > 1 else "") + (
             f"{first.predicted_class} (p = {first.probability:.2f}); " if first.predicted_class else "")
-        warnings = sorted({w for r in results for w in r.warnings})
-        self.result_label.setText(text + f"labels in '{name}'" + ("\n" + "\n".join(warnings) if warnings else ""))
+        notes = sorted({w for r in done for w in r.warnings}) + failed
+        self.result_label.value = text + f"labels in '{name}'" + ("\n" + "\n".join(notes) if notes else "")
 
 
 def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -> str:
@@ -349,7 +530,7 @@ def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -
         target.metadata.update(metadata)
     else:
         target = viewer.add_labels(labels, name=name, opacity=0.5, metadata=metadata, **geometry)
-    _set_label_colours(target)
+    target.colormap = label_colormap()
     if heatmap is not None and any(r is not None and r.heatmap is not None for r in results):
         hname = heatmap_layer_name(image_layer.name, method)
         if hname in viewer.layers:
@@ -364,24 +545,31 @@ def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -
 
 
 class BatchSegmentWidget(_WorkerWidget):
-    """Segment every image layer, or every frame of a stack, with one model and method.
+    """Segment every image layer, or every frame of a stack, with one model, method and settings.
 
-    The same engine as ``cervseg segment`` (``core.batch.segment_frames``): a frame that fails is
-    reported and the others go on; Cancel keeps (and shows) what finished.
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image layers are segmented; one labels layer per image layer (a stack
+        of labels for a stack) is added to it.
+
+    Notes
+    -----
+    The same engine as ``cervseg segment`` (:func:`napari_cervseg.workflows.batch.segment_frames`):
+    a frame that fails is reported and the others go on; Cancel keeps (and shows) what finished.
     """
 
     ALL = "all image layers"
 
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer, "Segment all")
-        self.scope_combo = self._combo("images", lambda _w=None: [self.ALL] + _layer_choices(
-            napari_viewer, "image")())
-        self.model_edit = QLineEdit("default")
-        self.model_edit.setToolTip(MODEL_TIP)
-        self.form.addRow("model", self.model_edit)
-        self.method_combo = self._combo("method", list(SEGMENT_METHODS), "gradcam++")
-        self._refresh_on_layer_change(self.scope_combo)
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.scope_combo = ComboBox(label="images", choices=_layer_names(viewer, "image", (self.ALL,)))
+        self.method_controls = MethodControls()
+        super().__init__(viewer, "Segment all", [self.scope_combo, self.method_controls])
         self.rows: list[dict] = []
+
+    @property
+    def method_combo(self) -> ComboBox:
+        return self.method_controls.method_combo
 
     def targets(self):
         """The chosen image layers with their frames: ``[(layer, [(name, getter), ...])]``."""
@@ -396,41 +584,23 @@ class BatchSegmentWidget(_WorkerWidget):
         return [(layer, layer_frames(layer.name, layer.data, layer.rgb)) for layer in layers]
 
     def run(self):
-        from ..workflows.batch import BatchConfig, segment_frames
+        """Segment every frame in a thread worker; each finished frame is kept as it comes."""
+        from ..workflows.batch import segment_frames
 
         try:
             targets = self.targets()
-        except LayerError as exc:
+            config = self.method_controls.config()
+        except (LayerError, SegmentationError) as exc:
             _notify_error(f"CervSeg: {exc}")
             return
-        method = self.method_combo.value
-        model = None if method == "colour-baseline" else (self.model_edit.text().strip() or "default")
-        config = BatchConfig(model=model, method=method)
-        progress = self._progress_callback()
-        total = sum(len(frames) for _, frames in targets)
+        frames = [frame for _, layer_frames_ in targets for frame in layer_frames_]
+        done: list = []
 
-        def frames():
-            for _, layer_frames_ in targets:
-                for name, get in layer_frames_:
-                    try:
-                        yield name, get()
-                    except LayerError as exc:
-                        yield name, exc  # segment_frames reports it as that frame's failure
+        def steps(progress):
+            yield from segment_frames(read_frames(frames), config, progress=progress, total=len(frames))
 
-        def work():
-            done, cancelled = [], False
-            try:
-                for out in segment_frames(frames(), config, progress=progress, total=total):
-                    done.append(out)
-            except Cancelled:
-                cancelled = True
-            return done, cancelled
-
-        def finished(out):
-            done, cancelled = out
-            self._show_all(targets, done, method, cancelled)
-
-        self._start(work, finished)
+        self.start(steps, yielded=done.append,
+                   finished=lambda: self._show_all(targets, done, config.method, self.cancelled))
 
     def _show_all(self, targets, done, method, cancelled):
         by_name = {name: (result, row) for name, result, row in done}
@@ -461,7 +631,7 @@ class BatchSegmentWidget(_WorkerWidget):
         if failed:
             reasons = [by_name[n][1].get("status", "") for n in failed]
             text += "\nfailed: " + "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons, strict=False))
-        self.result_label.setText(text)
+        self.result_label.value = text
 
 
 def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
@@ -474,48 +644,39 @@ def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
                          translate=image_layer.translate[-2:])
 
 
-def _set_label_colours(layer):
-    layer.colormap = label_colormap()
+class MeasureCellWidget(Container):
+    """Descriptors of a labels layer, recomputed whenever the user paints; exportable as CSV.
 
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose labels (and image, for intensities) layers are offered.
 
-class MeasureCellWidget(QWidget):
-    """Descriptors of a labels layer, recomputed whenever the user paints; exportable as CSV."""
+    Notes
+    -----
+    The rows are :func:`napari_cervseg.plugin.layers.descriptor_rows` (viewer-free): one per
+    rectangle the labels were segmented from, per stack frame, or one for the whole layer.
+    """
 
-    def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        form = QFormLayout()
-        self.labels_combo = ComboBox(choices=_layer_choices(napari_viewer, "labels"))
-        self.image_combo = ComboBox(choices=lambda _w=None: ["none"] + _layer_choices(napari_viewer, "image")())
-        self.pixel_size = QDoubleSpinBox()
-        self.pixel_size.setDecimals(4)
-        self.pixel_size.setRange(0.0, 1000.0)
-        self.pixel_size.setSpecialValueText("from layer scale / none")
-        self.pixel_size.setSuffix(" µm/px")
-        form.addRow("labels", self.labels_combo.native)
-        form.addRow("image (intensities)", self.image_combo.native)
-        form.addRow("pixel size", self.pixel_size)
-        self.table = QTableWidget()
-        self.export_button = QPushButton("Export CSV")
-        self.status = QLabel("")
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.table)
-        layout.addWidget(self.export_button)
-        layout.addWidget(self.status)
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.viewer = viewer
+        self.labels_combo = ComboBox(label="labels", choices=_layer_names(viewer, "labels"))
+        self.image_combo = ComboBox(label="image (intensities)", choices=_layer_names(viewer, "image", ("none",)))
+        self.pixel_size = FloatSpinBox(label="pixel size (µm/px)", value=0.0, min=0.0, max=1000.0, step=0.0001,
+                                       tooltip="0: from the labels layer's scale, or none (pixel units)")
+        self.table = Table(value={"data": [], "index": [], "columns": list(TABLE_COLUMNS)})
+        self.table.read_only = True
+        self.export_button = PushButton(text="Export CSV")
+        self.status = Label(value="")
+        super().__init__(widgets=[self.labels_combo, self.image_combo, self.pixel_size, self.table,
+                                  self.export_button, self.status])
         self.rows: list[dict] = []
         self._watched = None
         self.labels_combo.changed.connect(self._watch)
         self.image_combo.changed.connect(self.recompute)
-        self.pixel_size.valueChanged.connect(self.recompute)
+        self.pixel_size.changed.connect(self.recompute)
         self.export_button.clicked.connect(self._export_dialog)
-
-        def refresh(*_):
-            self.labels_combo.reset_choices()
-            self.image_combo.reset_choices()
-
-        napari_viewer.layers.events.inserted.connect(refresh)
-        napari_viewer.layers.events.removed.connect(refresh)
+        _follow_layers(self, viewer)
         self._watch()
 
     def _watch(self, *_):
@@ -537,8 +698,9 @@ class MeasureCellWidget(QWidget):
         self.recompute()
 
     def effective_pixel_size(self):
-        if self.pixel_size.value() > 0:
-            return float(self.pixel_size.value())
+        """The pixel size in µm: the control's, else the labels layer's (isotropic) scale, else None."""
+        if self.pixel_size.value > 0:
+            return float(self.pixel_size.value)
         if self._watched is not None:
             sy, sx = (float(s) for s in self._watched.scale[-2:])
             if sy == sx and sy != 1.0:
@@ -546,6 +708,7 @@ class MeasureCellWidget(QWidget):
         return None
 
     def recompute(self, *_):
+        """Measure the watched labels layer again and refill the table."""
         layer = self._watched
         if layer is None:
             self.rows = []
@@ -561,14 +724,15 @@ class MeasureCellWidget(QWidget):
                     image = image_from_layer(image_layer.name, image_layer.data, image_layer.rgb)
             self.rows = descriptor_rows(layer.data, image, self.effective_pixel_size(),
                                         layer.metadata.get("cervseg_boxes"))
-            self.status.setText(f"{len(self.rows)} cell(s) from '{layer.name}'")
+            self.status.value = f"{len(self.rows)} cell(s) from '{layer.name}'"
         except (LayerError, ValueError) as exc:
             self.rows = []
-            self.status.setText(str(exc))
+            self.status.value = str(exc)
             _notify_error(f"CervSeg: {exc}")
         self._fill_table()
 
     def columns(self) -> list[str]:
+        """The table's columns (the CSV has every descriptor)."""
         cols = list(TABLE_COLUMNS)
         if self.rows and "frame" in self.rows[0]:
             cols.insert(1, "frame")
@@ -578,25 +742,23 @@ class MeasureCellWidget(QWidget):
 
     def _fill_table(self):
         cols = self.columns()
-        self.table.clear()
-        self.table.setColumnCount(len(cols))
-        self.table.setHorizontalHeaderLabels(cols)
-        self.table.setRowCount(len(self.rows))
-        for i, row in enumerate(self.rows):
-            for j, col in enumerate(cols):
-                self.table.setItem(i, j, QTableWidgetItem(format_value(row.get(col))))
-        self.table.resizeColumnsToContents()
+        self.table.value = {"data": [[format_value(row.get(c)) for c in cols] for row in self.rows],
+                            "index": list(range(1, len(self.rows) + 1)), "columns": cols}
+        self.table.native.resizeColumnsToContents()
 
     def export_csv(self, path) -> Path:
         """Write every descriptor of the table's rows (the table shows a subset of the columns)."""
         path = write_rows_csv(path, self.rows)
-        self.status.setText(f"exported {len(self.rows)} row(s) to {path}")
+        self.status.value = f"exported {len(self.rows)} row(s) to {path}"
         return path
 
-    def _export_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Export descriptors", "descriptors.csv", "CSV (*.csv)")
+    def _export_dialog(self, *_):
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export descriptors", "descriptors.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
 
 
-__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "BatchSegmentWidget", "MeasureCellWidget"]
+__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "BatchSegmentWidget", "MeasureCellWidget",
+           "MethodControls", "Progress", "Cancelled"]
