@@ -163,6 +163,26 @@ def test_rectangles_loop_runs_without_a_viewer():
     assert (labels[:, :w] == 2).any() and (labels[:, w + 10:] == 2).any() and not labels[:, w:w + 10].any()
 
 
+def test_frames_loop_runs_without_a_viewer():
+    """A stack's frames through the batch loop: a frame that cannot be read fails alone."""
+    from napari_cervseg.plugin.layers import layer_frames, read_frames
+    from napari_cervseg.workflows.batch import BatchConfig, segment_frames
+
+    stack = np.full((3, 40, 40, 3), 200, np.uint8)
+    frames = layer_frames("stack", stack, rgb=True)
+    frames[1] = (frames[1][0], lambda: image_from_broken())
+
+    def image_from_broken():
+        from napari_cervseg.plugin.layers import LayerError
+
+        raise LayerError("frame 1 is unreadable")
+
+    out = list(segment_frames(read_frames(frames), BatchConfig(model=None, method="colour-baseline"), total=3))
+    assert [name for name, _, _ in out] == ["stack [frame 0]", "stack [frame 1]", "stack [frame 2]"]
+    assert out[1][1] is None and "unreadable" in out[1][2]["status"]
+    assert out[0][1] is not None and out[2][1] is not None
+
+
 def test_painting_updates_the_table_and_csv_matches_it(viewer_with_cell, tmp_path):
     from napari_cervseg.plugin.widgets import MeasureCellWidget
 
@@ -242,6 +262,21 @@ def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monk
     monkeypatch.setattr("napari_cervseg.plugin.menus._notify_error", messages.append)
     segment_active_layer(viewer)
     assert "select an image layer" in messages[-1]
+
+
+def test_a_failed_run_is_a_notification(viewer_with_cell, qtbot, monkeypatch, tmp_path):
+    from napari_cervseg.plugin import widgets, work
+
+    messages = []
+    monkeypatch.setattr(widgets, "_notify_error", messages.append)
+    monkeypatch.setattr(work, "_notify_error", messages.append)
+    w = widgets.SegmentCellWidget(viewer_with_cell)
+    w.image_combo.value = "cell"
+    w.method_controls.model_edit.value = str(tmp_path / "missing.safetensors")
+    w.run()
+    _wait(qtbot, w)
+    assert messages and "missing.safetensors" in messages[-1]
+    assert w.panel.stage.value == "failed" and "cell regions" not in viewer_with_cell.layers
 
 
 def test_menu_command_segments_the_selected_image(viewer_with_cell, qtbot):

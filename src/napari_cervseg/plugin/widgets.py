@@ -3,47 +3,26 @@
 Each is a magicgui :class:`~magicgui.widgets.Container` of magicgui controls, thin over functions
 that also run without a viewer (``explain``, ``workflows.batch.segment_boxes`` /
 ``segment_frames``, ``plugin.layers.descriptor_rows``). Work runs in a napari ``thread_worker``
-generator started by one helper, :meth:`_WorkerWidget.start`: it yields :class:`Progress` into the
+generator started by one helper, :meth:`.work.WorkerWidget.start`: it yields :class:`~.work.Progress` into the
 progress bar, Cancel is ``worker.quit()`` (checked between cells, frames and stages), and errors
-become napari notifications, never tracebacks in the user's face. The Segment widget's settings
-controls are built from the settings dataclasses (``segment.settings``), like the CLI's options.
+become napari notifications, never tracebacks in the user's face. The Segment widgets' method and
+settings controls (:class:`~.controls.MethodControls`) are built from the settings dataclasses
+(``segment.settings``), like the CLI's options.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import (
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    LineEdit,
-    ProgressBar,
-    PushButton,
-    Table,
-    create_widget,
-)
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Table
 
-from ..cli import SETTING_HELP
 from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..measure.descriptors import format_value, write_rows_csv
-from ..segment.grouping import GROUPINGS
-from ..segment.inpaint import INPAINTERS
-from ..segment.settings import (
-    BASELINE,
-    NUCLEUS_SEEDS,
-    SEGMENT_METHODS,
-    SETTINGS_CLASSES,
-    SegmentationError,
-    Settings,
-    algorithm_of,
-    settings_for,
-)
+from ..segment.settings import SegmentationError, Settings
+from .controls import MethodControls, model_edit
 from .layers import (
     WRITTEN_KEY,
     LayerError,
@@ -57,6 +36,7 @@ from .layers import (
     rectangles_to_boxes,
     regions_layer_name,
 )
+from .work import Progress, WorkerWidget, _follow_layers, _notify_error
 
 if TYPE_CHECKING:
     import napari
@@ -64,36 +44,6 @@ if TYPE_CHECKING:
 TABLE_COLUMNS = ("cell", "nucleus_area", "cytoplasm_area", "nc_ratio", "nucleus_cell_ratio",
                  "nucleus_perimeter", "nucleus_circularity", "nucleus_eccentricity", "cell_area",
                  "cell_circularity", "cell_solidity", "nucleus_mean_intensity", "cytoplasm_mean_intensity")
-MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its .json card) or of a Keras"
-             " .keras / .h5 model (needs the keras extra)")
-
-
-class Cancelled(Exception):
-    """Raised in the worker thread at the next stage once the user pressed Cancel."""
-
-
-class WorkFailed(Exception):
-    """A RuntimeError of the work, passed on as this: a thread worker takes a RuntimeError out of
-    its generator for a deleted worker and only warns, so the user would never hear of it."""
-
-
-class Progress(NamedTuple):
-    """What the work yields into the progress bar: the stage and the fraction done (0 to 1)."""
-
-    stage: str
-    fraction: float
-
-
-def _notify_error(message: str) -> None:
-    from napari.utils.notifications import show_error
-
-    show_error(message)
-
-
-def _notify_info(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    show_info(message)
 
 
 def _layer_names(viewer, kind: str, first: tuple[str, ...] = ()):
@@ -109,162 +59,7 @@ def _layer_names(viewer, kind: str, first: tuple[str, ...] = ()):
     return choices
 
 
-def _follow_layers(widget: Container, viewer) -> None:
-    """Refresh the widget's layer choices when layers come and go (also when not docked)."""
-    viewer.layers.events.inserted.connect(widget.reset_choices)
-    viewer.layers.events.removed.connect(widget.reset_choices)
-
-
-class RunPanel(Container):
-    """Run and Cancel buttons, a progress bar and the current stage.
-
-    Parameters
-    ----------
-    label : str
-        The run button's text.
-    """
-
-    def __init__(self, label: str):
-        self.run_button = PushButton(text=label)
-        self.cancel_button = PushButton(text="Cancel", enabled=False)
-        self.bar = ProgressBar(min=0, max=100, value=0)
-        self.stage = Label(value="")
-        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
-        buttons.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[buttons, self.bar, self.stage], labels=False)
-        self.margins = (0, 0, 0, 0)
-
-    def busy(self, on: bool) -> None:
-        """Enable Cancel (and disable Run) while work runs; a new run starts the bar at 0."""
-        self.run_button.enabled = not on
-        self.cancel_button.enabled = on
-        if on:
-            self.bar.value = 0
-
-    def report(self, progress: Progress) -> None:
-        """Show a stage and its fraction."""
-        self.bar.value = int(round(100 * min(max(progress.fraction, 0.0), 1.0)))
-        self.stage.value = progress.stage
-
-
-class _WorkerWidget(Container):
-    """A dock widget whose work runs in a napari thread worker: controls, a RunPanel, a result label.
-
-    Subclasses put their controls first and implement ``run()``, which starts the work with
-    :meth:`start`.
-    """
-
-    def __init__(self, viewer, run_label: str, controls):
-        self.viewer = viewer
-        self.panel = RunPanel(run_label)
-        self.result_label = Label(value="")
-        self.result_label.native.setWordWrap(True)
-        super().__init__(widgets=[*controls, self.panel, self.result_label])
-        self.worker = None
-        self.cancelled = False
-        self.panel.run_button.clicked.connect(lambda *_: self.run())
-        self.panel.cancel_button.clicked.connect(lambda *_: self.cancel())
-        _follow_layers(self, viewer)
-
-    def run(self) -> None:  # pragma: no cover - every subclass has its own
-        raise NotImplementedError
-
-    def start(self, steps, *, returned=None, yielded=None, finished=None):
-        """Run ``steps(progress)`` in a napari thread worker, with progress and cancel.
-
-        The one way every widget and menu command runs work.
-
-        Parameters
-        ----------
-        steps : callable
-            ``steps(progress)`` returns a generator: what it yields goes to the progress bar
-            (a :class:`Progress`) or to ``yielded`` (anything else: a finished item); what it
-            returns goes to ``returned``. ``progress(stage, fraction)`` is the core's progress
-            callback: it shows the stage and, once Cancel was pressed, raises :class:`Cancelled`.
-        returned, yielded, finished : callable, optional
-            Called in the GUI thread with the return value, with each finished item, and (with
-            no argument) when the work ended in any way (done, failed or cancelled).
-
-        Returns
-        -------
-        GeneratorWorker
-            Started; ``worker.quit()`` (the Cancel button) stops it at the next cell, frame or stage.
-        """
-        from napari.qt.threading import thread_worker
-
-        worker = None
-
-        def progress(stage: str, fraction: float) -> None:  # in the worker thread, between stages
-            if worker.abort_requested:
-                raise Cancelled()
-            worker.yielded.emit(Progress(stage, float(fraction)))
-
-        @thread_worker(start_thread=False, ignore_errors=True)  # errors are ours to report
-        def work():
-            try:
-                return (yield from steps(progress))
-            except RuntimeError as exc:
-                raise WorkFailed(str(exc)) from exc
-
-        def on_yielded(value):
-            if isinstance(value, Progress):
-                self.panel.report(value)
-            elif yielded is not None:
-                yielded(value)
-
-        def on_finished():
-            self.panel.busy(False)
-            if finished is not None:
-                finished()
-
-        worker = work()
-        worker.yielded.connect(on_yielded)
-        if returned is not None:
-            worker.returned.connect(returned)
-        worker.errored.connect(self._on_error)
-        worker.aborted.connect(self._on_cancelled)
-        worker.finished.connect(on_finished)
-        self.cancelled = False
-        self.panel.busy(True)
-        self.worker = worker
-        worker.start()
-        return worker
-
-    def cancel(self) -> None:
-        """Ask the running work to stop at the next cell, frame or stage."""
-        if self.worker is not None:
-            self.worker.quit()
-            self.panel.stage.value = "cancelling..."
-
-    def _on_cancelled(self):
-        self.cancelled = True
-        self.panel.stage.value = "cancelled"
-        _notify_info("CervSeg: run cancelled")
-
-    def _on_error(self, exc):
-        if isinstance(exc, Cancelled):
-            self._on_cancelled()
-            return
-        self.panel.stage.value = "failed"
-        _notify_error(f"CervSeg: {exc}")
-
-    def _image_layer(self, combo: ComboBox):
-        import napari
-
-        name = combo.value
-        if not name or name not in self.viewer.layers:
-            raise LayerError("no image layer chosen: open an image (File > Open or File > Open Sample)")
-        layer = self.viewer.layers[name]
-        if not isinstance(layer, napari.layers.Image):
-            raise LayerError(f"layer {name!r} is a {type(layer).__name__} layer; choose an image layer")
-        return layer, image_from_layer(name, layer.data, layer.rgb)
-
-
-def _model_edit() -> LineEdit:
-    return LineEdit(value="default", label="model", tooltip=MODEL_TIP)
-
-
-class ClassifyExplainWidget(_WorkerWidget):
+class ClassifyExplainWidget(WorkerWidget):
     """Classify the chosen image and add the explanation heatmap over it.
 
     Parameters
@@ -279,7 +74,7 @@ class ClassifyExplainWidget(_WorkerWidget):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
-        self.model_edit = _model_edit()
+        self.model_edit = model_edit()
         self.method_combo = ComboBox(label="method", choices=list(EXPLAIN_METHODS), value=DEFAULT_METHOD)
         self.target_combo = ComboBox(label="explain class", choices=["predicted", "abnormal", "normal"],
                                      value="predicted")
@@ -312,110 +107,8 @@ class ClassifyExplainWidget(_WorkerWidget):
         self.start(steps, returned=done)
 
 
-#: the Segment widget's "call abnormal at" choices -> segment_cell's operating_point
-CALL_CHOICES = {"most probable class": None, "screening point": "screening"}
-#: the named values a setting may take (the settings classes refuse others)
-SETTING_CHOICES = {"grouping": GROUPINGS, "nucleus_seed": NUCLEUS_SEEDS, "inpainter": INPAINTERS,
-                   "explain_method": EXPLAIN_METHODS}
-#: the bounds of the number controls (the settings classes refuse values outside theirs)
-SETTING_LIMITS = {"nucleus_iterations": (0, 100), "cytoplasm_iterations": (0, 100), "work_size": (16, 4096),
-                  "dilation": (0, 128), "smooth": (0, 64), "log_scale_factor": (0.01, 1e12)}
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "str | None": str}
 
-
-def setting_fields() -> dict[str, dataclasses.Field]:
-    """Every setting of any method, as its dataclass field, in the settings classes' order."""
-    fields: dict[str, dataclasses.Field] = {}
-    for cls in SETTINGS_CLASSES.values():
-        for f in dataclasses.fields(cls):
-            fields.setdefault(f.name, f)
-    return fields
-
-
-def method_defaults(method: str) -> dict:
-    """The settings ``method`` runs with by default, by name (from its settings dataclass)."""
-    return {f.name: getattr(settings_for(method)[0], f.name)
-            for f in dataclasses.fields(SETTINGS_CLASSES[algorithm_of(method)])}
-
-
-def _setting_control(f: dataclasses.Field):
-    """A magicgui control for one setting: its type, choices and bounds, the default of ``f``."""
-    value = "" if f.default is None else f.default
-    options = {}
-    if f.name in SETTING_CHOICES:
-        options["choices"] = list(SETTING_CHOICES[f.name])
-    if f.name in SETTING_LIMITS:
-        options["min"], options["max"] = SETTING_LIMITS[f.name]
-    if f.type == "float":
-        options["step"] = 0.5
-    control = create_widget(value=value, annotation=_TYPES[str(f.type)], name=f.name,
-                            widget_type="ComboBox" if "choices" in options else None, options=options)
-    control.tooltip = SETTING_HELP.get(f.name)
-    return control
-
-
-class MethodControls(Container):
-    """Model, method, the method's settings and the operating point, as one set of controls.
-
-    The settings controls are made from the settings dataclasses (one per field of any method,
-    its default written once, in ``segment.settings``); those of other methods are disabled, and
-    choosing a method sets each control the user left at the old method's default to the new one's.
-
-    Parameters
-    ----------
-    method : str
-        The method chosen at first.
-    """
-
-    def __init__(self, method: str = DEFAULT_METHOD):
-        self.model_edit = _model_edit()
-        self.method_combo = ComboBox(label="method", choices=list(SEGMENT_METHODS), value=method)
-        self.setting_controls = {name: _setting_control(f) for name, f in setting_fields().items()}
-        # screening: the model card's threshold on p(abnormal), chosen for a high abnormal recall
-        self.call_combo = ComboBox(label="call abnormal at", choices=list(CALL_CHOICES), value="most probable class")
-        super().__init__(widgets=[self.model_edit, self.method_combo, *self.setting_controls.values(),
-                                  self.call_combo])
-        self.margins = (0, 0, 0, 0)
-        self._method = None
-        self._follow_method(method)
-        self.method_combo.changed.connect(self._follow_method)
-
-    def _follow_method(self, method: str) -> None:
-        old = method_defaults(self._method) if self._method is not None else {}
-        new = method_defaults(method)
-        for name, control in self.setting_controls.items():
-            if name in new and (name not in old or control.value == ("" if old[name] is None else old[name])):
-                control.value = "" if new[name] is None else new[name]
-            control.enabled = name in new
-        classifier = method != BASELINE
-        self.model_edit.enabled = self.call_combo.enabled = classifier
-        self._method = method
-
-    def settings(self) -> Settings:
-        """The chosen method's settings dataclass from the enabled controls (SegmentationError if
-        a value is refused)."""
-        values = {name: (None if control.value == "" and setting_fields()[name].default is None else control.value)
-                  for name, control in self.setting_controls.items() if control.enabled}
-        return settings_for(self.method_combo.value, **values)[0]
-
-    def options(self) -> dict:
-        """``model``, ``method``, ``settings`` and (if chosen) ``operating_point``: segment_cell's arguments."""
-        method = self.method_combo.value
-        opts = {"model": None if method == BASELINE else (self.model_edit.value.strip() or "default"),
-                "method": method, "settings": self.settings()}
-        if method != BASELINE and CALL_CHOICES[self.call_combo.value] is not None:
-            opts["operating_point"] = CALL_CHOICES[self.call_combo.value]
-        return opts
-
-    def config(self):
-        """The options as the core's BatchConfig (what ``segment_frames`` / ``segment_boxes`` take)."""
-        from ..workflows.batch import BatchConfig
-
-        opts = self.options()
-        return BatchConfig(model=opts.pop("model"), method=opts.pop("method"), options=opts)
-
-
-class SegmentCellWidget(_WorkerWidget):
+class SegmentCellWidget(WorkerWidget):
     """Segment the chosen image (or each rectangle of a Shapes layer) into nucleus / cytoplasm.
 
     Parameters
@@ -544,7 +237,7 @@ def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -
     return name
 
 
-class BatchSegmentWidget(_WorkerWidget):
+class BatchSegmentWidget(WorkerWidget):
     """Segment every image layer, or every frame of a stack, with one model, method and settings.
 
     Parameters
@@ -760,5 +453,4 @@ class MeasureCellWidget(Container):
             self.export_csv(path)
 
 
-__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "BatchSegmentWidget", "MeasureCellWidget",
-           "MethodControls", "Progress", "Cancelled"]
+__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "BatchSegmentWidget", "MeasureCellWidget"]
