@@ -21,7 +21,6 @@ from ..segment.settings import (
     SEGMENT_METHODS,
     SETTINGS_CLASSES,
     Settings,
-    algorithm_of,
     settings_for,
 )
 
@@ -29,9 +28,8 @@ MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its
              " .keras / .h5 model (needs the keras extra)")
 
 
-
 def model_edit() -> LineEdit:
-    """The model path control (\'default\': the bundled model)."""
+    """The model control: ``default`` (the bundled model) or a model file's path."""
     return LineEdit(value="default", label="model", tooltip=MODEL_TIP)
 
 
@@ -57,13 +55,17 @@ def setting_fields() -> dict[str, dataclasses.Field]:
 
 def method_defaults(method: str) -> dict:
     """The settings ``method`` runs with by default, by name (from its settings dataclass)."""
-    return {f.name: getattr(settings_for(method)[0], f.name)
-            for f in dataclasses.fields(SETTINGS_CLASSES[algorithm_of(method)])}
+    return dataclasses.asdict(settings_for(method)[0])
+
+
+def _shown(value):
+    """A setting's value as its control holds it (an unset optional text is empty)."""
+    return "" if value is None else value
 
 
 def _setting_control(f: dataclasses.Field):
     """A magicgui control for one setting: its type, choices and bounds, the default of ``f``."""
-    value = "" if f.default is None else f.default
+    value = _shown(f.default)
     options = {}
     if f.name in SETTING_CHOICES:
         options["choices"] = list(SETTING_CHOICES[f.name])
@@ -107,8 +109,8 @@ class MethodControls(Container):
         old = method_defaults(self._method) if self._method is not None else {}
         new = method_defaults(method)
         for name, control in self.setting_controls.items():
-            if name in new and (name not in old or control.value == ("" if old[name] is None else old[name])):
-                control.value = "" if new[name] is None else new[name]
+            if name in new and (name not in old or control.value == _shown(old[name])):
+                control.value = _shown(new[name])
             control.enabled = name in new
         classifier = method != BASELINE
         self.model_edit.enabled = self.call_combo.enabled = classifier
@@ -117,7 +119,8 @@ class MethodControls(Container):
     def settings(self) -> Settings:
         """The chosen method's settings dataclass from the enabled controls (SegmentationError if
         a value is refused)."""
-        values = {name: (None if control.value == "" and setting_fields()[name].default is None else control.value)
+        optional = {name for name, f in setting_fields().items() if f.default is None}
+        values = {name: None if name in optional and control.value == "" else control.value
                   for name, control in self.setting_controls.items() if control.enabled}
         return settings_for(self.method_combo.value, **values)[0]
 

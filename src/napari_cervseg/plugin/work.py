@@ -44,8 +44,6 @@ def _notify_info(message: str) -> None:
     show_info(message)
 
 
-
-
 def _follow_layers(widget: Container, viewer) -> None:
     """Refresh the widget's layer choices when layers come and go (also when not docked)."""
     viewer.layers.events.inserted.connect(widget.reset_choices)
