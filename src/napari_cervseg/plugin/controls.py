@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from magicgui.widgets import ComboBox, Container, LineEdit, create_widget
+from magicgui.widgets import ComboBox, LineEdit, create_widget
 
 from ..cli import SETTING_HELP
 from ..explain import DEFAULT_METHOD
@@ -79,7 +79,7 @@ def _setting_control(f: dataclasses.Field):
     return control
 
 
-class MethodControls(Container):
+class MethodControls:
     """Model, method, the method's settings and the operating point, as one set of controls.
 
     The settings controls are made from the settings dataclasses (one per field of any method,
@@ -90,6 +90,11 @@ class MethodControls(Container):
     ----------
     method : str
         The method chosen at first.
+
+    Attributes
+    ----------
+    widgets : list of magicgui widgets
+        The controls, in order, to put in a widget's Container (so they line up with its labels).
     """
 
     def __init__(self, method: str = DEFAULT_METHOD):
@@ -98,9 +103,7 @@ class MethodControls(Container):
         self.setting_controls = {name: _setting_control(f) for name, f in setting_fields().items()}
         # screening: the model card's threshold on p(abnormal), chosen for a high abnormal recall
         self.call_combo = ComboBox(label="call abnormal at", choices=list(CALL_CHOICES), value="most probable class")
-        super().__init__(widgets=[self.model_edit, self.method_combo, *self.setting_controls.values(),
-                                  self.call_combo])
-        self.margins = (0, 0, 0, 0)
+        self.widgets = [self.model_edit, self.method_combo, *self.setting_controls.values(), self.call_combo]
         self._method = None
         self._follow_method(method)
         self.method_combo.changed.connect(self._follow_method)

@@ -130,7 +130,7 @@ class SegmentCellWidget(WorkerWidget):
         self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
         self.rect_combo = ComboBox(label="cells (rectangles)", choices=_layer_names(viewer, "shapes", (self.WHOLE,)))
         self.method_controls = MethodControls()
-        super().__init__(viewer, "Segment cell", [self.image_combo, self.rect_combo, self.method_controls])
+        super().__init__(viewer, "Segment cell", [self.image_combo, self.rect_combo, *self.method_controls.widgets])
         self.last_results = []
 
     @property
@@ -176,7 +176,7 @@ class SegmentCellWidget(WorkerWidget):
             done = []
             for _box, name, result, row in segment_boxes(image, cells, config, progress):
                 done.append((result, row))
-                yield Progress(f"{name} done", len(done) / len(cells))
+                yield Progress(f"{name} done" if len(done) < len(cells) else "done", len(done) / len(cells))
             return done
 
         def finished_cells(done):
@@ -257,7 +257,7 @@ class BatchSegmentWidget(WorkerWidget):
     def __init__(self, viewer: napari.viewer.Viewer):
         self.scope_combo = ComboBox(label="images", choices=_layer_names(viewer, "image", (self.ALL,)))
         self.method_controls = MethodControls()
-        super().__init__(viewer, "Segment all", [self.scope_combo, self.method_controls])
+        super().__init__(viewer, "Segment all", [self.scope_combo, *self.method_controls.widgets])
         self.rows: list[dict] = []
 
     @property

@@ -51,7 +51,7 @@ def _follow_layers(widget: Container, viewer) -> None:
 
 
 class RunPanel(Container):
-    """Run and Cancel buttons, a progress bar and the current stage.
+    """Run and Cancel buttons, a progress bar, the current stage and the result text.
 
     Parameters
     ----------
@@ -64,9 +64,11 @@ class RunPanel(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.bar = ProgressBar(min=0, max=100, value=0)
         self.stage = Label(value="")
+        self.result = Label(value="")
+        self.result.native.setWordWrap(True)
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
-        super().__init__(widgets=[buttons, self.bar, self.stage], labels=False)
+        super().__init__(widgets=[buttons, self.bar, self.stage, self.result], labels=False)
         self.margins = (0, 0, 0, 0)
 
     def busy(self, on: bool) -> None:
@@ -83,18 +85,26 @@ class RunPanel(Container):
 
 
 class WorkerWidget(Container):
-    """A dock widget whose work runs in a napari thread worker: controls, a RunPanel, a result label.
+    """A dock widget whose work runs in a napari thread worker: labelled controls, then a RunPanel.
 
-    Subclasses put their controls first and implement ``run()``, which starts the work with
+    Subclasses give their controls and implement ``run()``, which starts the work with
     :meth:`start`.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer the widget works on.
+    run_label : str
+        The run button's text.
+    controls : list of magicgui widgets
+        The controls above the run panel (each shown with its label).
     """
 
     def __init__(self, viewer, run_label: str, controls):
         self.viewer = viewer
         self.panel = RunPanel(run_label)
-        self.result_label = Label(value="")
-        self.result_label.native.setWordWrap(True)
-        super().__init__(widgets=[*controls, self.panel, self.result_label])
+        self.result_label = self.panel.result
+        super().__init__(widgets=[*controls, self.panel])
         self.worker = None
         self.cancelled = False
         self.panel.run_button.clicked.connect(lambda *_: self.run())
