@@ -136,6 +136,22 @@ def test_segment_widget_settings_are_the_dataclass_defaults_and_follow_the_metho
     assert not w.setting_controls["grouping"].enabled and not w.call_combo.enabled
 
 
+def test_setting_controls_bounds_are_values_the_settings_accept():
+    """The number controls' bounds (the widget's only own numbers) stay within the dataclasses' checks."""
+    import dataclasses
+
+    from napari_cervseg.plugin.controls import SETTING_LIMITS, setting_fields
+    from napari_cervseg.segment.settings import SETTINGS_CLASSES, SegmentationError
+
+    fields = setting_fields()
+    assert set(SETTING_LIMITS) == {n for n, f in fields.items() if f.type in ("int", "float")}
+    for name, (low, high) in SETTING_LIMITS.items():
+        cls = next(c for c in SETTINGS_CLASSES.values() if name in {f.name for f in dataclasses.fields(c)})
+        assert getattr(cls(**{name: low}), name) == low and getattr(cls(**{name: high}), name) == high
+        with pytest.raises(SegmentationError):
+            cls(**{name: high * 2 + 1})
+
+
 def test_rectangles_loop_runs_without_a_viewer():
     """The loop behind the rectangles (segment_frames over the boxes) and the paste-back."""
     import sys
