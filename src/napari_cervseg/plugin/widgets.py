@@ -107,7 +107,6 @@ class ClassifyExplainWidget(WorkerWidget):
         self.start(steps, returned=done)
 
 
-
 class SegmentCellWidget(WorkerWidget):
     """Segment the chosen image (or each rectangle of a Shapes layer) into nucleus / cytoplasm.
 
@@ -175,17 +174,18 @@ class SegmentCellWidget(WorkerWidget):
         def steps(progress):
             done = []
             for _box, name, result, row in segment_boxes(image, cells, config, progress):
-                done.append((result, row))
+                done.append((name, result, row["status"]))
                 yield Progress(f"{name} done" if len(done) < len(cells) else "done", len(done) / len(cells))
             return done
 
         def finished_cells(done):
-            results = [result for result, _ in done]
-            failed = [row["status"] for result, row in done if result is None]
+            results = [result for _, result, _ in done]
+            failed = [(name, status.removeprefix("failed: ")) for name, result, status in done if result is None]
             if len(failed) == len(done):
                 self.panel.stage.value = "failed"
-                _notify_error(f"CervSeg: {failed[0].removeprefix('failed: ')}")
+                _notify_error(f"CervSeg: {failed[0][1]}")
                 return
+            failed = [f"{name} failed: {reason}" for name, reason in failed]
             labels, heatmap = paste_boxes(image.shape, cells, results)
             self.last_results = results
             self._show(layer, labels, heatmap, results, boxes, config.method, failed)
