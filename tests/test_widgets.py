@@ -260,6 +260,34 @@ def test_cancel_stops_a_run(viewer_with_cell, qtbot, monkeypatch):
     assert "cell regions" not in viewer_with_cell.layers
 
 
+def test_cancel_during_the_last_step_adds_nothing(viewer_with_cell, qtbot, monkeypatch):
+    """Cancel pressed while Classify & explain's one step runs: no heatmap, and it says so."""
+    import importlib
+    import threading
+
+    from napari_cervseg.plugin.widgets import ClassifyExplainWidget
+
+    explain_module = importlib.import_module("napari_cervseg.explain")  # the package, not its function
+    release, started = threading.Event(), threading.Event()
+    real_explain = explain_module.explain
+
+    def slow_explain(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "explain", slow_explain)
+    w = ClassifyExplainWidget(viewer_with_cell)
+    w.image_combo.value = "cell"
+    w.run()
+    qtbot.waitUntil(started.is_set, timeout=30000)
+    w.panel.cancel_button.native.click()
+    release.set()
+    _wait(qtbot, w)
+    assert w.panel.stage.value == "cancelled" and w.cancelled
+    assert "cell heatmap [gradcam++]" not in viewer_with_cell.layers
+
+
 def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monkeypatch):
     from napari_cervseg.plugin import widgets as _widgets
 

@@ -158,6 +158,8 @@ class WorkerWidget(Container):
                 yielded(value)
 
         def on_finished():
+            if worker.abort_requested and not self.cancelled:  # quit after the last step: nothing returned
+                self._on_cancelled()
             self.panel.busy(False)
             if finished is not None:
                 finished()
