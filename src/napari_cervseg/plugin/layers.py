@@ -36,12 +36,35 @@ def label_colormap():
 
 
 def digest(data) -> str:
+    """SHA-1 of an array's bytes and shape: what the plugin wrote into a labels layer, to tell later
+    whether the user has painted on it."""
     arr = np.ascontiguousarray(np.asarray(data))
     return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 
 def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
-    """An image layer's data as a single 2D RGB uint8 image, or LayerError naming the layer."""
+    """An image layer's data as one 2D cell image.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (for the error message).
+    data : array-like
+        The layer's data: (H, W) grey or (H, W, 3/4) colour.
+    rgb : bool
+        Whether the last axis holds the colour channels.
+
+    Returns
+    -------
+    ndarray
+        (H, W, 3) RGB uint8.
+
+    Raises
+    ------
+    LayerError
+        For a stack or any other shape, or data that is no image; the message names the layer
+        and what would work.
+    """
     arr = np.asarray(data)
     if arr.ndim != (3 if rgb else 2):
         raise LayerError(
@@ -56,6 +79,7 @@ def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
 
 
 def heatmap_layer_name(image_name: str, method: str) -> str:
+    """``<image> heatmap [<method>]``: the heatmap layer's name."""
     return f"{image_name} heatmap [{method}]"
 
 
@@ -66,6 +90,21 @@ def regions_layer_name(image_name: str, existing: list[str], layer_metadata: dic
     The layer ``<image> regions`` is reused only while it still holds exactly what the plugin
     wrote there (a digest kept in its metadata); once a user has painted on it, a new layer
     ``<image> regions [2]``, ``[3]``... is made instead, so no correction is ever lost.
+
+    Parameters
+    ----------
+    image_name : str
+        The segmented image layer's name.
+    existing : list of str
+        The names of the viewer's layers.
+    layer_metadata, layer_data : dict and array, optional
+        The metadata and data of the existing ``<image> regions`` layer, if any.
+
+    Returns
+    -------
+    name : str
+    replace : bool
+        Whether ``name`` is the existing layer, to be overwritten (it holds no painting).
     """
     base = f"{image_name} regions"
     if base not in existing:
@@ -80,7 +119,22 @@ def regions_layer_name(image_name: str, existing: list[str], layer_metadata: dic
 
 
 def rectangles_to_boxes(shapes_data, shape_types, image_shape) -> list[tuple[int, int, int, int]]:
-    """Rectangles of a Shapes layer (data coordinates) as (r0, c0, r1, c1) boxes clipped to the image."""
+    """Rectangles of a Shapes layer as boxes clipped to the image.
+
+    Parameters
+    ----------
+    shapes_data : list of arrays
+        The Shapes layer's vertices (data coordinates; the last two axes are rows, columns).
+    shape_types : list of str
+        The shapes' types; only ``"rectangle"`` counts.
+    image_shape : tuple
+        The image's shape; boxes are clipped to its height and width.
+
+    Returns
+    -------
+    list of (r0, c0, r1, c1)
+        Integer boxes (end exclusive) of at least 2 x 2 pixels inside the image.
+    """
     boxes = []
     h, w = image_shape[:2]
     for verts, kind in zip(shapes_data, shape_types, strict=False):
@@ -131,9 +185,19 @@ def layer_frames(name: str, data, rgb: bool):
 
 
 def read_frames(frames):
-    """``(name, image)`` for each ``(name, getter)`` of :func:`layer_frames`, read one at a time;
-    a frame that cannot be read is given as its LayerError (``segment_frames`` reports it as that
-    frame's failure and goes on)."""
+    """Read the frames of :func:`layer_frames` one at a time, for ``segment_frames``.
+
+    Parameters
+    ----------
+    frames : iterable of (str, callable)
+        ``(name, getter)`` pairs.
+
+    Yields
+    ------
+    name, image
+        The image, or the LayerError of a frame that cannot be read (``segment_frames``
+        reports it as that frame's failure and goes on).
+    """
     for name, get in frames:
         try:
             yield name, get()
@@ -142,8 +206,31 @@ def read_frames(frames):
 
 
 def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dict]:
-    """Descriptor rows: one per box (``cell`` = 1, 2, ...) or one for the whole labels array;
-    a stack of labels (frames, H, W) gives one row per frame (``frame`` = 0, 1, ...)."""
+    """The descriptors of a labels layer, as table rows.
+
+    Parameters
+    ----------
+    labels : array-like
+        (H, W) labels (0 background, 1 cytoplasm, 2 nucleus) or a stack (frames, H, W).
+    image : array-like, optional
+        The image for intensity descriptors (a stack for a labels stack); one of another
+        shape gives no intensities rather than an error.
+    pixel_size : float, optional
+        µm per pixel, for the ``*_um2`` columns.
+    boxes : list of (r0, c0, r1, c1), optional
+        The rectangles the labels were segmented from: one row per box.
+
+    Returns
+    -------
+    list of dict
+        One row per box (``cell`` = 1, 2, ..., ``box``), per frame of a stack (``frame`` =
+        0, 1, ...), or one for the whole labels array.
+
+    Raises
+    ------
+    LayerError
+        For labels that are neither 2D nor a stack of 2D frames.
+    """
     labels = np.asarray(labels)
     if labels.ndim == 3:
         frames = None if image is None else np.asarray(image)

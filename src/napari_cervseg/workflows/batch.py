@@ -533,10 +533,23 @@ def segment_boxes(image: np.ndarray, boxes, config: BatchConfig, progress: Calla
 
 
 def paste_boxes(shape, boxes, results) -> tuple[np.ndarray, np.ndarray]:
-    """Full-size labels (uint8) and heatmap (float32) of ``shape`` from per-box results.
+    """Paste per-box results back into full-size arrays.
 
-    ``results[i]`` belongs to ``boxes[i]``; a None result (a failed box) leaves its box empty.
-    Where boxes overlap, later boxes win for the labels; the heatmap keeps the maximum.
+    Parameters
+    ----------
+    shape : tuple
+        The whole image's shape (its first two entries are used).
+    boxes : sequence of (r0, c0, r1, c1)
+        The boxes, as given to :func:`segment_boxes`.
+    results : sequence of SegmentationResult or None
+        ``results[i]`` belongs to ``boxes[i]``; None (a failed box) leaves its box empty.
+
+    Returns
+    -------
+    labels : ndarray
+        (H, W) uint8; where boxes overlap, later boxes win.
+    heatmap : ndarray
+        (H, W) float32; where boxes overlap, the maximum.
     """
     labels = np.zeros(tuple(shape)[:2], np.uint8)
     heatmap = np.zeros(tuple(shape)[:2], np.float32)
