@@ -100,9 +100,8 @@ class ClassifyExplainWidget(WorkerWidget):
         def done(e):
             self.panel.report(Progress("done", 1.0))
             _show_heatmap(self.viewer, heatmap_layer_name(layer.name, method), e.heatmap, layer, visible=True)
-            self.result_label.value = (
-                f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
-                f"{e.seconds * 1000:.0f} ms")
+            self.panel.tell(f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
+                            f"{e.seconds * 1000:.0f} ms")
 
         self.start(steps, returned=done)
 
@@ -200,7 +199,7 @@ class SegmentCellWidget(WorkerWidget):
         text = (f"{len(results)} cell(s), {found} found; " if len(results) > 1 else "") + (
             f"{first.predicted_class} (p = {first.probability:.2f}); " if first.predicted_class else "")
         notes = sorted({w for r in done for w in r.warnings}) + failed
-        self.result_label.value = text + f"labels in '{name}'" + ("\n" + "\n".join(notes) if notes else "")
+        self.panel.tell(text + f"labels in '{name}'" + ("\n" + "\n".join(notes) if notes else ""))
 
 
 def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -> str:
@@ -323,8 +322,9 @@ class BatchSegmentWidget(WorkerWidget):
             text += " (cancelled: the rest were not run)"
         if failed:
             reasons = [by_name[n][1].get("status", "") for n in failed]
-            text += "\nfailed: " + "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons, strict=False))
-        self.result_label.value = text
+            text += "".join(f"\n{n} failed: {r.removeprefix('failed: ')}"
+                            for n, r in zip(failed, reasons, strict=False))
+        self.panel.tell(text)
 
 
 def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):

@@ -9,11 +9,15 @@ Errors become napari notifications, never tracebacks in the user's face.
 
 from __future__ import annotations
 
+import textwrap
 from typing import NamedTuple
 
 from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
 
 from .layers import LayerError, image_from_layer
+
+#: the result text's line length (characters)
+TEXT_WIDTH = 60
 
 
 class Cancelled(Exception):
@@ -64,8 +68,7 @@ class RunPanel(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.bar = ProgressBar(min=0, max=100, value=0)
         self.stage = Label(value="")
-        self.result = Label(value="")
-        self.result.native.setWordWrap(True)
+        self.result = Label(value="")  # no word wrap: a wrapped QLabel is not given its height here
         buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
         buttons.margins = (0, 0, 0, 0)
         super().__init__(widgets=[buttons, self.bar, self.stage, self.result], labels=False)
@@ -77,6 +80,11 @@ class RunPanel(Container):
         self.cancel_button.enabled = on
         if on:
             self.bar.value = 0
+
+    def tell(self, text: str) -> None:
+        """Show the result text, each line wrapped at :data:`TEXT_WIDTH` characters."""
+        self.result.value = "\n".join(textwrap.fill(line, TEXT_WIDTH, break_long_words=False) or line
+                                      for line in text.split("\n"))
 
     def report(self, progress: Progress) -> None:
         """Show a stage and its fraction."""
@@ -104,7 +112,9 @@ class WorkerWidget(Container):
         self.viewer = viewer
         self.panel = RunPanel(run_label)
         self.result_label = self.panel.result
-        super().__init__(widgets=[*controls, self.panel])
+        self.controls = Container(widgets=list(controls))  # labelled, lined up
+        self.controls.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[self.controls, self.panel], labels=False)
         self.worker = None
         self.cancelled = False
         self.panel.run_button.clicked.connect(lambda *_: self.run())
