@@ -27,7 +27,7 @@ def wait_for(widget, timeout=120):
     start = time.time()
     while time.time() - start < timeout:
         QApplication.processEvents()
-        if widget.worker is not None and not widget.panel.cancel_button.isEnabled():
+        if widget.worker is not None and not widget.panel.cancel_button.enabled:
             break
         time.sleep(0.02)
     for _ in range(20):
@@ -36,7 +36,7 @@ def wait_for(widget, timeout=120):
 
 
 def shot(viewer, name):
-    viewer.window._qt_window.resize(1400, 800)
+    viewer.window._qt_window.resize(1400, 960)
     for _ in range(10):
         QApplication.processEvents()
         time.sleep(0.05)
@@ -51,26 +51,26 @@ def main():
     viewer.add_image(load_sample("abnormal"), name="cell", rgb=True)
 
     explain_w = ClassifyExplainWidget(viewer)
-    viewer.window.add_dock_widget(explain_w, name="Classify & explain", area="right")
+    dock = viewer.window.add_dock_widget(explain_w, name="Classify & explain", area="right")
     explain_w.image_combo.value = "cell"
     explain_w.run()
     wait_for(explain_w)
     shot(viewer, "widget_classify_explain.png")
-    viewer.window.remove_dock_widget(explain_w)
+    viewer.window.remove_dock_widget(dock)
 
     seg_w = SegmentCellWidget(viewer)
-    viewer.window.add_dock_widget(seg_w, name="Segment cell", area="right")
+    dock = viewer.window.add_dock_widget(seg_w, name="Segment cell", area="right")
     seg_w.image_combo.value = "cell"
     seg_w.run()
     wait_for(seg_w)
     viewer.layers["cell heatmap [gradcam++]"].visible = False
     shot(viewer, "widget_segment_cell.png")
-    viewer.window.remove_dock_widget(seg_w)
+    viewer.window.remove_dock_widget(dock)
 
     measure_w = MeasureCellWidget(viewer)
     viewer.window.add_dock_widget(measure_w, name="Measure cell", area="right")
     measure_w.labels_combo.value = "cell regions"
-    measure_w.pixel_size.setValue(0.25)
+    measure_w.pixel_size.value = 0.25
     # a hand correction, painted with the labels layer's own brush
     layer = viewer.layers["cell regions"]
     layer.selected_label = 2

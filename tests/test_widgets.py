@@ -14,7 +14,7 @@ pytestmark = pytest.mark.viewer
 
 
 def _wait(qtbot, widget, timeout=60000):
-    qtbot.waitUntil(lambda: widget.worker is not None and not widget.panel.cancel_button.isEnabled(),
+    qtbot.waitUntil(lambda: widget.worker is not None and not widget.panel.cancel_button.enabled,
                     timeout=timeout)
 
 
@@ -49,7 +49,7 @@ def test_classify_and_explain_adds_a_heatmap(viewer_with_cell, qtbot):
     w = _run(ClassifyExplainWidget, viewer_with_cell, qtbot)
     layer = viewer_with_cell.layers["cell heatmap [gradcam++]"]
     assert layer.data.dtype == np.float32 and layer.data.shape == viewer_with_cell.layers["cell"].data.shape[:2]
-    assert "p = " in w.result_label.text()
+    assert "p = " in w.result_label.value
 
 
 def test_segment_adds_labels_and_rerun_never_overwrites_painting(viewer_with_cell, qtbot):
@@ -111,6 +111,94 @@ def test_segment_widget_calls_abnormal_at_the_screening_point(make_napari_viewer
     assert "operating_point" not in w.options()
 
 
+def test_segment_widget_settings_are_the_dataclass_defaults_and_follow_the_method(make_napari_viewer):
+    import dataclasses
+
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+    from napari_cervseg.segment.settings import SEGMENT_METHODS, SETTINGS_CLASSES, algorithm_of
+
+    w = SegmentCellWidget(make_napari_viewer())
+    for method in SEGMENT_METHODS:
+        w.method_combo.value = method
+        cls = SETTINGS_CLASSES[algorithm_of(method)]
+        assert w.settings() == cls(), method  # untouched controls hold the method's defaults
+        applies = {f.name for f in dataclasses.fields(cls)}
+        assert {n for n, c in w.setting_controls.items() if c.enabled} == applies, method
+        assert w.options()["settings"] == cls()
+    # a value the user set survives a change of method; an untouched one follows the new default
+    w.method_combo.value = "gradcam++"
+    w.setting_controls["nucleus_iterations"].value = 7
+    w.method_combo.value = "lrp-ruleset1"
+    assert w.settings().nucleus_iterations == 7 and w.settings().grouping == "kmeans"
+    assert w.settings().dilation == SETTINGS_CLASSES["lrp"]().dilation
+    w.method_combo.value = "colour-baseline"
+    assert w.settings().nucleus_seed == "dark" and w.options()["model"] is None
+    assert not w.setting_controls["grouping"].enabled and not w.call_combo.enabled
+
+
+def test_setting_controls_bounds_are_values_the_settings_accept():
+    """The number controls' bounds (the widget's only own numbers) stay within the dataclasses' checks."""
+    import dataclasses
+
+    from napari_cervseg.plugin.controls import SETTING_LIMITS, setting_fields
+    from napari_cervseg.segment.settings import SETTINGS_CLASSES, SegmentationError
+
+    fields = setting_fields()
+    assert set(SETTING_LIMITS) == {n for n, f in fields.items() if f.type in ("int", "float")}
+    for name, (low, high) in SETTING_LIMITS.items():
+        cls = next(c for c in SETTINGS_CLASSES.values() if name in {f.name for f in dataclasses.fields(c)})
+        assert getattr(cls(**{name: low}), name) == low and getattr(cls(**{name: high}), name) == high
+        with pytest.raises(SegmentationError):
+            cls(**{name: high * 2 + 1})
+
+
+def test_rectangles_loop_runs_without_a_viewer():
+    """The loop behind the rectangles (segment_frames over the boxes) and the paste-back."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from synthetic import synthetic_cell
+
+    from napari_cervseg.workflows.batch import BatchConfig, paste_boxes, segment_boxes
+
+    cell = synthetic_cell(seed=1)[0]
+    h, w = cell.shape[:2]
+    field = np.full((h, 2 * w + 10, 3), 255, np.uint8)
+    field[:, :w], field[:, w + 10:] = cell, cell[:, ::-1]
+    boxes = [(0, 0, h, w), (0, w + 10, h, 2 * w + 10), (0, 0, 1, 1)]  # the last is too small to hold a cell
+    seen = []
+    out = list(segment_boxes(field, boxes, BatchConfig(model=None, method="colour-baseline"),
+                             progress=lambda stage, fraction: seen.append((stage, fraction))))
+    assert [name for _, name, _, _ in out] == ["cell 1", "cell 2", "cell 3"]
+    assert [box for box, _, _, _ in out] == boxes
+    assert seen and seen[0][0].startswith("cell 1 (1/3)") and all(0 <= f <= 1 for _, f in seen)
+    results = [r for _, _, r, _ in out]
+    labels, heatmap = paste_boxes(field.shape, boxes, results[:2] + [None])
+    assert labels.shape == field.shape[:2] and heatmap.dtype == np.float32
+    assert (labels[:, :w] == 2).any() and (labels[:, w + 10:] == 2).any() and not labels[:, w:w + 10].any()
+
+
+def test_frames_loop_runs_without_a_viewer():
+    """A stack's frames through the batch loop: a frame that cannot be read fails alone."""
+    from napari_cervseg.plugin.layers import layer_frames, read_frames
+    from napari_cervseg.workflows.batch import BatchConfig, segment_frames
+
+    stack = np.full((3, 40, 40, 3), 200, np.uint8)
+    frames = layer_frames("stack", stack, rgb=True)
+    frames[1] = (frames[1][0], lambda: image_from_broken())
+
+    def image_from_broken():
+        from napari_cervseg.plugin.layers import LayerError
+
+        raise LayerError("frame 1 is unreadable")
+
+    out = list(segment_frames(read_frames(frames), BatchConfig(model=None, method="colour-baseline"), total=3))
+    assert [name for name, _, _ in out] == ["stack [frame 0]", "stack [frame 1]", "stack [frame 2]"]
+    assert out[1][1] is None and "unreadable" in out[1][2]["status"]
+    assert out[0][1] is not None and out[2][1] is not None
+
+
 def test_painting_updates_the_table_and_csv_matches_it(viewer_with_cell, tmp_path):
     from napari_cervseg.plugin.widgets import MeasureCellWidget
 
@@ -121,16 +209,16 @@ def test_painting_updates_the_table_and_csv_matches_it(viewer_with_cell, tmp_pat
     m = MeasureCellWidget(viewer_with_cell)
     m.labels_combo.value = "cell regions"
     col = m.columns().index("nucleus_area")
-    assert m.table.item(0, col).text() == "400"
+    assert m.table.data[0, col] == "400"
     # paint with napari's own brush API, as a user's stroke does
     layer.selected_label = 2
     layer.brush_size = 5
     layer.paint((50, 70), 2)
-    assert int(m.table.item(0, col).text()) > 400
+    assert int(m.table.data[0, col]) > 400
     path = m.export_csv(tmp_path / "d.csv")
     row = next(csv.DictReader(path.open()))
-    assert row["nucleus_area"] == m.table.item(0, col).text()
-    assert row["cytoplasm_area"] == m.table.item(0, m.columns().index("cytoplasm_area")).text()
+    assert row["nucleus_area"] == m.table.data[0, col]
+    assert row["cytoplasm_area"] == m.table.data[0, m.columns().index("cytoplasm_area")]
 
 
 def test_pixel_size_from_layer_scale_gives_micrometres(make_napari_viewer):
@@ -150,9 +238,8 @@ def test_pixel_size_from_layer_scale_gives_micrometres(make_napari_viewer):
 def test_cancel_stops_a_run(viewer_with_cell, qtbot, monkeypatch):
     import threading
 
-    from napari_cervseg.segment import algorithms as pipeline
-
     from napari_cervseg.plugin.widgets import SegmentCellWidget
+    from napari_cervseg.segment import algorithms as pipeline
 
     release = threading.Event()
     real_explain = pipeline.explain
@@ -165,16 +252,44 @@ def test_cancel_stops_a_run(viewer_with_cell, qtbot, monkeypatch):
     w = SegmentCellWidget(viewer_with_cell)
     w.image_combo.value = "cell"
     w.run()
-    assert w.panel.cancel_button.isEnabled()
-    w.panel.cancel_button.click()
+    assert w.panel.cancel_button.enabled
+    w.panel.cancel_button.native.click()
     release.set()
     _wait(qtbot, w)
-    assert w.panel.stage.text() == "cancelled"
+    assert w.panel.stage.value == "cancelled"
     assert "cell regions" not in viewer_with_cell.layers
 
 
+def test_cancel_during_the_last_step_adds_nothing(viewer_with_cell, qtbot, monkeypatch):
+    """Cancel pressed while Classify & explain's one step runs: no heatmap, and it says so."""
+    import importlib
+    import threading
+
+    from napari_cervseg.plugin.widgets import ClassifyExplainWidget
+
+    explain_module = importlib.import_module("napari_cervseg.explain")  # the package, not its function
+    release, started = threading.Event(), threading.Event()
+    real_explain = explain_module.explain
+
+    def slow_explain(*args, **kwargs):
+        started.set()
+        release.wait(30)
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(explain_module, "explain", slow_explain)
+    w = ClassifyExplainWidget(viewer_with_cell)
+    w.image_combo.value = "cell"
+    w.run()
+    qtbot.waitUntil(started.is_set, timeout=30000)
+    w.panel.cancel_button.native.click()
+    release.set()
+    _wait(qtbot, w)
+    assert w.panel.stage.value == "cancelled" and w.cancelled
+    assert "cell heatmap [gradcam++]" not in viewer_with_cell.layers
+
+
 def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monkeypatch):
-    from napari_cervseg import _widgets
+    from napari_cervseg.plugin import widgets as _widgets
 
     messages = []
     monkeypatch.setattr(_widgets, "_notify_error", messages.append)
@@ -191,6 +306,21 @@ def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monk
     monkeypatch.setattr("napari_cervseg.plugin.menus._notify_error", messages.append)
     segment_active_layer(viewer)
     assert "select an image layer" in messages[-1]
+
+
+def test_a_failed_run_is_a_notification(viewer_with_cell, qtbot, monkeypatch, tmp_path):
+    from napari_cervseg.plugin import widgets, work
+
+    messages = []
+    monkeypatch.setattr(widgets, "_notify_error", messages.append)
+    monkeypatch.setattr(work, "_notify_error", messages.append)
+    w = widgets.SegmentCellWidget(viewer_with_cell)
+    w.image_combo.value = "cell"
+    w.method_controls.model_edit.value = str(tmp_path / "missing.safetensors")
+    w.run()
+    _wait(qtbot, w)
+    assert messages and "missing.safetensors" in messages[-1]
+    assert w.panel.stage.value == "failed" and "cell regions" not in viewer_with_cell.layers
 
 
 def test_menu_command_segments_the_selected_image(viewer_with_cell, qtbot):
@@ -242,7 +372,7 @@ def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_an
     # a flipped frame is segmented as the flipped cell, not as a copy of frame 0
     assert not np.array_equal(stack.data[0], stack.data[1])
     assert [r["layer"] for r in w.rows] == ["cell", "stack [frame 0]", "stack [frame 1]", "stack [frame 2]"]
-    assert "4 of 4 image(s) segmented into 2 layer(s)" in w.result_label.text()
+    assert "4 of 4 image(s) segmented into 2 layer(s)" in w.result_label.value
     m = MeasureCellWidget(viewer)
     m.labels_combo.value = "stack regions"
     assert [r["frame"] for r in m.rows] == [0, 1, 2] and m.image_combo.value == "stack"
@@ -252,9 +382,8 @@ def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_an
 def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stack, qtbot, monkeypatch):
     import threading
 
-    from napari_cervseg.segment import algorithms as pipeline
-
     from napari_cervseg.plugin.widgets import BatchSegmentWidget
+    from napari_cervseg.segment import algorithms as pipeline
 
     viewer = viewer_with_layers_and_stack
     second_started, release = threading.Event(), threading.Event()
@@ -273,12 +402,12 @@ def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stac
     w.scope_combo.value = "stack"
     w.run()
     qtbot.waitUntil(second_started.is_set, timeout=60000)
-    w.panel.cancel_button.click()
+    w.panel.cancel_button.native.click()
     release.set()
     _wait(qtbot, w)
     stack = viewer.layers["stack regions"].data
     assert (stack[0] == 2).any() and not stack[1:].any()
-    assert "1 of 3" in w.result_label.text() and "cancelled" in w.result_label.text()
+    assert "1 of 3" in w.result_label.value and "cancelled" in w.result_label.value
 
 
 def test_menu_command_segments_all_layers(viewer_with_layers_and_stack, qtbot):
@@ -301,7 +430,8 @@ def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path, packa
         ("import napari_cervseg\n" if package_first else "")
         + "import napari\n"
         "viewer = napari.Viewer(show=False)\n"
-        "from napari_cervseg import _widgets, explain\n"  # as napari's console / dock widgets do
+        "from napari_cervseg import explain\n"
+        "from napari_cervseg.plugin import widgets\n"  # as napari's console / dock widgets do
         "from napari_cervseg.plugin.samples import load_sample\n"
         "for method in ('gradcam++', 'lrp-ruleset1'):\n"
         "    explain('default', load_sample('abnormal'), method=method)\n"

@@ -1,6 +1,7 @@
 """Pure-Python helpers between napari layers and the core (no Qt): layer naming, the
-never-overwrite rule for painted labels, per-rectangle segmentation of a multi-cell image,
-and descriptor tables.
+never-overwrite rule for painted labels, rectangles and stack frames as the core's inputs, and
+descriptor tables. The per-cell / per-frame loops themselves are the core's
+(``workflows.batch.segment_frames`` / ``segment_boxes``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,12 @@ import numpy as np
 from .. import _gl_safety
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
-from ..segment.pipeline import segment_cell
-from ..segment.result import SegmentationResult
+from ..segment.result import LABEL_COLOURS
 
 # Checked again here, not only when the package was imported: the package may have been imported
 # before Qt (a script, a test session), and the widgets that need this module come after Qt.
 _gl_safety.keep_triton_out()
 
-#: napari colours for the label values: cytoplasm orange, nucleus blue (fixed, clearly different)
-LABEL_COLORS = {0: "transparent", 1: "#ff961e", 2: "#285aff", None: "transparent"}
 WRITTEN_KEY = "cervseg_written_digest"
 
 
@@ -28,13 +26,45 @@ class LayerError(ValueError):
     """A layer the plugin cannot use; the message names the layer and what would work."""
 
 
+def label_colormap():
+    """napari's colormap for the label values: the core's ``LABEL_COLOURS`` (cytoplasm orange,
+    nucleus blue, as in the overlays the CLI writes), background and other values transparent."""
+    from napari.utils.colormaps import DirectLabelColormap
+
+    colours = {value: "#{:02x}{:02x}{:02x}".format(*rgb) for value, rgb in LABEL_COLOURS.items()}
+    return DirectLabelColormap(color_dict={0: "transparent", None: "transparent", **colours})
+
+
 def digest(data) -> str:
+    """SHA-1 of an array's bytes and shape: what the plugin wrote into a labels layer, to tell later
+    whether the user has painted on it."""
     arr = np.ascontiguousarray(np.asarray(data))
     return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 
 def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
-    """An image layer's data as a single 2D RGB uint8 image, or LayerError naming the layer."""
+    """An image layer's data as one 2D cell image.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (for the error message).
+    data : array-like
+        The layer's data: (H, W) grey or (H, W, 3/4) colour.
+    rgb : bool
+        Whether the last axis holds the colour channels.
+
+    Returns
+    -------
+    ndarray
+        (H, W, 3) RGB uint8.
+
+    Raises
+    ------
+    LayerError
+        For a stack or any other shape, or data that is no image; the message names the layer
+        and what would work.
+    """
     arr = np.asarray(data)
     if arr.ndim != (3 if rgb else 2):
         raise LayerError(
@@ -49,6 +79,7 @@ def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
 
 
 def heatmap_layer_name(image_name: str, method: str) -> str:
+    """``<image> heatmap [<method>]``: the heatmap layer's name."""
     return f"{image_name} heatmap [{method}]"
 
 
@@ -59,6 +90,21 @@ def regions_layer_name(image_name: str, existing: list[str], layer_metadata: dic
     The layer ``<image> regions`` is reused only while it still holds exactly what the plugin
     wrote there (a digest kept in its metadata); once a user has painted on it, a new layer
     ``<image> regions [2]``, ``[3]``... is made instead, so no correction is ever lost.
+
+    Parameters
+    ----------
+    image_name : str
+        The segmented image layer's name.
+    existing : list of str
+        The names of the viewer's layers.
+    layer_metadata, layer_data : dict and array, optional
+        The metadata and data of the existing ``<image> regions`` layer, if any.
+
+    Returns
+    -------
+    name : str
+    replace : bool
+        Whether ``name`` is the existing layer, to be overwritten (it holds no painting).
     """
     base = f"{image_name} regions"
     if base not in existing:
@@ -73,7 +119,22 @@ def regions_layer_name(image_name: str, existing: list[str], layer_metadata: dic
 
 
 def rectangles_to_boxes(shapes_data, shape_types, image_shape) -> list[tuple[int, int, int, int]]:
-    """Rectangles of a Shapes layer (data coordinates) as (r0, c0, r1, c1) boxes clipped to the image."""
+    """Rectangles of a Shapes layer as boxes clipped to the image.
+
+    Parameters
+    ----------
+    shapes_data : list of arrays
+        The Shapes layer's vertices (data coordinates; the last two axes are rows, columns).
+    shape_types : list of str
+        The shapes' types; only ``"rectangle"`` counts.
+    image_shape : tuple
+        The image's shape; boxes are clipped to its height and width.
+
+    Returns
+    -------
+    list of (r0, c0, r1, c1)
+        Integer boxes (end exclusive) of at least 2 x 2 pixels inside the image.
+    """
     boxes = []
     h, w = image_shape[:2]
     for verts, kind in zip(shapes_data, shape_types, strict=False):
@@ -88,32 +149,29 @@ def rectangles_to_boxes(shapes_data, shape_types, image_shape) -> list[tuple[int
     return boxes
 
 
-def segment_boxes(image: np.ndarray, boxes, progress=None, **kwargs):
-    """Segment each box as one cell; paste labels and heatmaps back into full-size arrays.
-
-    Returns (labels, heatmap, results) where results[i] belongs to boxes[i]. Later boxes win where
-    boxes overlap.
-    """
-    labels = np.zeros(image.shape[:2], np.uint8)
-    heatmap = np.zeros(image.shape[:2], np.float32)
-    results: list[SegmentationResult] = []
-    for i, (r0, c0, r1, c1) in enumerate(boxes):
-        def sub_progress(stage, fraction, i=i):
-            if progress is not None:
-                progress(f"cell {i + 1}/{len(boxes)}: {stage}", (i + fraction) / len(boxes))
-
-        result = segment_cell(image[r0:r1, c0:c1], progress=sub_progress, **kwargs)
-        region = labels[r0:r1, c0:c1]
-        region[result.labels > 0] = result.labels[result.labels > 0]
-        if result.heatmap is not None:
-            heatmap[r0:r1, c0:c1] = np.maximum(heatmap[r0:r1, c0:c1], result.heatmap)
-        results.append(result)
-    return labels, heatmap, results
-
-
 def layer_frames(name: str, data, rgb: bool):
-    """The 2D images of an image layer as ``[(frame name, lazy frame getter)]``: one for a 2D
-    layer, one per frame of a stack (the first axis; deeper stacks are refused by name)."""
+    """The 2D images of an image layer, read lazily.
+
+    Parameters
+    ----------
+    name : str
+        The layer's name (frames are named ``"<name> [frame i]"``).
+    data : array-like
+        The layer's data: 2D (or 2D RGB), or a stack with frames on the first axis.
+    rgb : bool
+        Whether the last axis holds the colour channels.
+
+    Returns
+    -------
+    list of (str, callable)
+        ``(frame name, getter)``: one for a 2D layer, one per frame of a stack; each getter
+        returns the frame as RGB uint8 or raises LayerError.
+
+    Raises
+    ------
+    LayerError
+        For data of more than three (non-channel) dimensions.
+    """
     ndim = np.ndim(data) - (1 if rgb else 0)
     if ndim == 2:
         return [(name, lambda: image_from_layer(name, data, rgb))]
@@ -126,9 +184,53 @@ def layer_frames(name: str, data, rgb: bool):
                      " the frames of 3D stacks (frames on the first axis); take a 3D part of it first")
 
 
+def read_frames(frames):
+    """Read the frames of :func:`layer_frames` one at a time, for ``segment_frames``.
+
+    Parameters
+    ----------
+    frames : iterable of (str, callable)
+        ``(name, getter)`` pairs.
+
+    Yields
+    ------
+    name, image
+        The image, or the LayerError of a frame that cannot be read (``segment_frames``
+        reports it as that frame's failure and goes on).
+    """
+    for name, get in frames:
+        try:
+            yield name, get()
+        except LayerError as exc:
+            yield name, exc
+
+
 def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dict]:
-    """Descriptor rows: one per box (``cell`` = 1, 2, ...) or one for the whole labels array;
-    a stack of labels (frames, H, W) gives one row per frame (``frame`` = 0, 1, ...)."""
+    """The descriptors of a labels layer, as table rows.
+
+    Parameters
+    ----------
+    labels : array-like
+        (H, W) labels (0 background, 1 cytoplasm, 2 nucleus) or a stack (frames, H, W).
+    image : array-like, optional
+        The image for intensity descriptors (a stack for a labels stack); one of another
+        shape gives no intensities rather than an error.
+    pixel_size : float, optional
+        µm per pixel, for the ``*_um2`` columns.
+    boxes : list of (r0, c0, r1, c1), optional
+        The rectangles the labels were segmented from: one row per box.
+
+    Returns
+    -------
+    list of dict
+        One row per box (``cell`` = 1, 2, ..., ``box``), per frame of a stack (``frame`` =
+        0, 1, ...), or one for the whole labels array.
+
+    Raises
+    ------
+    LayerError
+        For labels that are neither 2D nor a stack of 2D frames.
+    """
     labels = np.asarray(labels)
     if labels.ndim == 3:
         frames = None if image is None else np.asarray(image)

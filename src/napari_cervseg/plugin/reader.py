@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import ImageError, read_image
-from .layers import LABEL_COLORS
+from .layers import label_colormap
 
 
 def get_reader(path):
@@ -30,7 +30,5 @@ def read_labels(path):
     if arr.size and (arr.min() < 0 or arr.max() > 255):
         raise ImageError(f"{path}: label values outside 0-255; expected 0 background, 1 cytoplasm, 2 nucleus")
     labels = arr.astype(np.uint8)
-    from napari.utils.colormaps import DirectLabelColormap
-
-    meta = {"name": Path(path).stem, "colormap": DirectLabelColormap(color_dict=LABEL_COLORS)}
+    meta = {"name": Path(path).stem, "colormap": label_colormap()}
     return [(labels, meta, "labels")]

@@ -1,220 +1,88 @@
 """napari dock widgets: Classify & explain, Segment cell, Segment all (batch), Measure cell.
 
-Thin on purpose: every computation is a core call (``segment_cell``, ``explain``, ``measure``)
-run in a napari thread worker; the widgets only pick layers and options, show progress, and
-add layers. Errors become napari notifications, never tracebacks in the user's face.
+Each is a magicgui :class:`~magicgui.widgets.Container` of magicgui controls, thin over functions
+that also run without a viewer (``explain``, ``workflows.batch.segment_boxes`` /
+``segment_frames``, ``plugin.layers.descriptor_rows``). Work runs in a napari ``thread_worker``
+generator started by one helper, :meth:`.work.WorkerWidget.start`: it yields :class:`~.work.Progress` into the
+progress bar, Cancel is ``worker.quit()`` (checked between cells, frames and stages), and errors
+become napari notifications, never tracebacks in the user's face. The Segment widgets' method and
+settings controls (:class:`~.controls.MethodControls`) are built from the settings dataclasses
+(``segment.settings``), like the CLI's options.
 """
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from magicgui.widgets import ComboBox
-from qtpy.QtCore import QObject, Signal
-from qtpy.QtWidgets import (
-    QDoubleSpinBox,
-    QFileDialog,
-    QFormLayout,
-    QHBoxLayout,
-    QLabel,
-    QLineEdit,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QTableWidget,
-    QTableWidgetItem,
-    QVBoxLayout,
-    QWidget,
-)
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Table
 
+from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..measure.descriptors import format_value, write_rows_csv
-from ..segment.grouping import GROUPINGS
-from ..segment.inpaint import INPAINTERS
-from ..segment.settings import SEGMENT_METHODS
+from ..segment.settings import SegmentationError, Settings
+from .controls import MethodControls, model_edit
 from .layers import (
-    LABEL_COLORS,
     WRITTEN_KEY,
     LayerError,
     descriptor_rows,
     digest,
     heatmap_layer_name,
     image_from_layer,
+    label_colormap,
     layer_frames,
+    read_frames,
     rectangles_to_boxes,
     regions_layer_name,
-    segment_boxes,
 )
+from .work import Progress, WorkerWidget, _follow_layers, _notify_error
+
+if TYPE_CHECKING:
+    import napari
 
 TABLE_COLUMNS = ("cell", "nucleus_area", "cytoplasm_area", "nc_ratio", "nucleus_cell_ratio",
                  "nucleus_perimeter", "nucleus_circularity", "nucleus_eccentricity", "cell_area",
                  "cell_circularity", "cell_solidity", "nucleus_mean_intensity", "cytoplasm_mean_intensity")
 
 
-class Cancelled(Exception):
-    """Raised from the progress callback when the user pressed Cancel."""
-
-
-class _Bridge(QObject):
-    progress = Signal(str, float)
-
-
-def _notify_error(message: str) -> None:
-    from napari.utils.notifications import show_error
-
-    show_error(message)
-
-
-def _notify_info(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    show_info(message)
-
-
-def _layer_choices(viewer, kind):
-    import napari
-
-    cls = {"image": napari.layers.Image, "labels": napari.layers.Labels, "shapes": napari.layers.Shapes}[kind]
+def _layer_names(viewer, kind: str, first: tuple[str, ...] = ()):
+    """Choices callable for a ComboBox: ``first`` then the names of the viewer's layers of a kind."""
 
     def choices(_widget=None):
-        return [layer.name for layer in viewer.layers if isinstance(layer, cls)]
+        import napari
+
+        cls = {"image": napari.layers.Image, "labels": napari.layers.Labels,
+               "shapes": napari.layers.Shapes}[kind]
+        return [*first, *(layer.name for layer in viewer.layers if isinstance(layer, cls))]
 
     return choices
 
 
-class _RunPanel(QWidget):
-    """A run button, a progress bar with the current stage, and a cancel button."""
+class ClassifyExplainWidget(WorkerWidget):
+    """Classify the chosen image and add the explanation heatmap over it.
 
-    def __init__(self, label: str, parent=None):
-        super().__init__(parent)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.run_button = QPushButton(label)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        layout.addWidget(self.run_button)
-        layout.addWidget(self.cancel_button)
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 100)
-        self.bar.setFormat("%p%")
-        self.stage = QLabel("")
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image layers are offered; the heatmap layer is added to it.
 
-    def busy(self, on: bool):
-        self.run_button.setEnabled(not on)
-        self.cancel_button.setEnabled(on)
-        if on:
-            self.bar.setValue(0)
+    Notes
+    -----
+    The work is :func:`napari_cervseg.explain` (it runs without a viewer too).
+    """
 
-
-class _WorkerWidget(QWidget):
-    """Common plumbing: run a function in a thread worker with progress and cancel."""
-
-    def __init__(self, viewer, run_label: str):
-        super().__init__()
-        self.viewer = viewer
-        self.form = QFormLayout()
-        self.panel = _RunPanel(run_label)
-        self.result_label = QLabel("")
-        self.result_label.setWordWrap(True)
-        layout = QVBoxLayout(self)
-        layout.addLayout(self.form)
-        layout.addWidget(self.panel)
-        layout.addWidget(self.panel.bar)
-        layout.addWidget(self.panel.stage)
-        layout.addWidget(self.result_label)
-        layout.addStretch(1)
-        self._cancel = threading.Event()
-        self._bridge = _Bridge()
-        self._bridge.progress.connect(self._on_progress)
-        self.worker = None
-        self.panel.run_button.clicked.connect(self.run)
-        self.panel.cancel_button.clicked.connect(self.cancel)
-
-    def _on_progress(self, stage: str, fraction: float):
-        self.panel.bar.setValue(int(round(100 * fraction)))
-        self.panel.stage.setText(stage)
-
-    def _progress_callback(self):
-        cancel, bridge = self._cancel, self._bridge
-
-        def progress(stage, fraction):
-            if cancel.is_set():
-                raise Cancelled()
-            bridge.progress.emit(stage, float(fraction))
-
-        return progress
-
-    def cancel(self):
-        self._cancel.set()
-        self.panel.stage.setText("cancelling...")
-
-    def _start(self, func, on_done):
-        from napari.qt.threading import create_worker
-
-        self._cancel.clear()
-        self.panel.busy(True)
-        # errors are ours to report (as notifications): no default traceback handler
-        worker = create_worker(func, _start_thread=False, _ignore_errors=True)
-        worker.returned.connect(on_done)
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self.panel.busy(False))
-        self.worker = worker
-        worker.start()
-        return worker
-
-    def _on_error(self, exc):
-        if isinstance(exc, Cancelled):
-            self.panel.stage.setText("cancelled")
-            _notify_info("CervSeg: run cancelled")
-            return
-        self.panel.stage.setText("failed")
-        _notify_error(f"CervSeg: {exc}")
-
-    def _combo(self, label: str, choices, value=None) -> ComboBox:
-        combo = ComboBox(choices=choices) if value is None else ComboBox(choices=choices, value=value)
-        self.form.addRow(label, combo.native)
-        return combo
-
-    def _image_layer(self, combo: ComboBox):
-        import napari
-
-        name = combo.value
-        if not name or name not in self.viewer.layers:
-            raise LayerError("no image layer chosen: open an image (File > Open or File > Open Sample)")
-        layer = self.viewer.layers[name]
-        if not isinstance(layer, napari.layers.Image):
-            raise LayerError(f"layer {name!r} is a {type(layer).__name__} layer; choose an image layer")
-        return layer, image_from_layer(name, layer.data, layer.rgb)
-
-    def _refresh_on_layer_change(self, *combos):
-        def refresh(*_):
-            for combo in combos:
-                combo.reset_choices()
-
-        self.viewer.layers.events.inserted.connect(refresh)
-        self.viewer.layers.events.removed.connect(refresh)
-
-
-MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its .json card) or of a Keras"
-             " .keras / .h5 model (needs the keras extra)")
-
-
-class ClassifyExplainWidget(_WorkerWidget):
-    """Classify the chosen image and add the explanation heatmap over it."""
-
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer, "Classify && explain")
-        self.image_combo = self._combo("image", _layer_choices(napari_viewer, "image"))
-        self.model_edit = QLineEdit("default")
-        self.model_edit.setToolTip(MODEL_TIP)
-        self.form.addRow("model", self.model_edit)
-        self.method_combo = self._combo("method", list(EXPLAIN_METHODS), "gradcam++")
-        self.target_combo = self._combo("explain class", ["predicted", "abnormal", "normal"], "predicted")
-        self._refresh_on_layer_change(self.image_combo)
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
+        self.model_edit = model_edit()
+        self.method_combo = ComboBox(label="method", choices=list(EXPLAIN_METHODS), value=DEFAULT_METHOD)
+        self.target_combo = ComboBox(label="explain class", choices=["predicted", "abnormal", "normal"],
+                                     value="predicted")
+        super().__init__(viewer, "Classify && explain",
+                         [self.image_combo, self.model_edit, self.method_combo, self.target_combo])
 
     def run(self):
+        """Explain the chosen image in a thread worker; the heatmap layer comes when it is done."""
         from ..explain import explain
 
         try:
@@ -222,111 +90,116 @@ class ClassifyExplainWidget(_WorkerWidget):
         except LayerError as exc:
             _notify_error(f"CervSeg: {exc}")
             return
-        model, method = self.model_edit.text().strip() or "default", self.method_combo.value
+        model, method = self.model_edit.value.strip() or "default", self.method_combo.value
         target = None if self.target_combo.value == "predicted" else self.target_combo.value
-        progress = self._progress_callback()
 
-        def work():
-            progress("explain", 0.1)
-            e = explain(model, image, method=method, target=target)
-            progress("done", 1.0)
-            return e
+        def steps(progress):
+            yield Progress("explain", 0.1)
+            return explain(model, image, method=method, target=target)
 
         def done(e):
-            name = heatmap_layer_name(layer.name, method)
-            _show_heatmap(self.viewer, name, e.heatmap, layer, visible=True)
-            self.result_label.setText(
-                f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
-                f"{e.seconds * 1000:.0f} ms")
+            self.panel.report(Progress("done", 1.0))
+            _show_heatmap(self.viewer, heatmap_layer_name(layer.name, method), e.heatmap, layer, visible=True)
+            self.panel.tell(f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
+                            f"{e.seconds * 1000:.0f} ms")
 
-        self._start(work, done)
-
-
-#: the Segment widget's "call abnormal at" choices -> segment_cell's operating_point
-CALL_CHOICES = {"most probable class": None, "screening point": "screening"}
+        self.start(steps, returned=done)
 
 
-class SegmentCellWidget(_WorkerWidget):
-    """Segment the chosen image (or each rectangle of a Shapes layer) into nucleus / cytoplasm."""
+class SegmentCellWidget(WorkerWidget):
+    """Segment the chosen image (or each rectangle of a Shapes layer) into nucleus / cytoplasm.
 
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer, "Segment cell")
-        self.image_combo = self._combo("image", _layer_choices(napari_viewer, "image"))
-        self.rect_combo = self._combo("cells (rectangles)", lambda _w=None: ["whole image"] + _layer_choices(
-            napari_viewer, "shapes")())
-        self.model_edit = QLineEdit("default")
-        self.model_edit.setToolTip(MODEL_TIP)
-        self.form.addRow("model", self.model_edit)
-        self.method_combo = self._combo("method", list(SEGMENT_METHODS), "gradcam++")
-        self.grouping_combo = self._combo("grouping", ["auto"] + list(GROUPINGS), "auto")
-        self.nuc_iter = QSpinBox()
-        self.nuc_iter.setRange(0, 50)
-        self.nuc_iter.setValue(5)
-        self.cyto_iter = QSpinBox()
-        self.cyto_iter.setRange(0, 50)
-        self.cyto_iter.setValue(5)
-        self.form.addRow("GrabCut iterations, nucleus", self.nuc_iter)
-        self.form.addRow("GrabCut iterations, cytoplasm", self.cyto_iter)
-        self.inpainter_combo = self._combo("inpainter (LRP)", list(INPAINTERS), "auto")
-        # screening: the model card's threshold on p(abnormal), chosen for a high abnormal recall
-        self.call_combo = self._combo("call abnormal at", list(CALL_CHOICES), "most probable class")
-        self._refresh_on_layer_change(self.image_combo, self.rect_combo)
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image and shapes layers are offered; the labels layer
+        ``<image> regions`` (and the heatmap under it) are added to it.
+
+    Notes
+    -----
+    The work is :func:`napari_cervseg.workflows.batch.segment_boxes` (the whole image is one box),
+    which runs without a viewer too. Labels a user has painted on are never overwritten: a re-run
+    then makes ``<image> regions [2]``.
+    """
+
+    WHOLE = "whole image"
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
+        self.rect_combo = ComboBox(label="cells (rectangles)", choices=_layer_names(viewer, "shapes", (self.WHOLE,)))
+        self.method_controls = MethodControls()
+        super().__init__(viewer, "Segment cell", [self.image_combo, self.rect_combo, *self.method_controls.widgets])
         self.last_results = []
 
+    @property
+    def method_combo(self) -> ComboBox:
+        return self.method_controls.method_combo
+
+    @property
+    def call_combo(self) -> ComboBox:
+        return self.method_controls.call_combo
+
+    @property
+    def setting_controls(self) -> dict:
+        return self.method_controls.setting_controls
+
+    def settings(self) -> Settings:
+        """The chosen method's settings (see :meth:`MethodControls.settings`)."""
+        return self.method_controls.settings()
+
     def options(self) -> dict:
-        method = self.method_combo.value
-        opts = {"model": self.model_edit.text().strip() or "default", "method": method,
-                "nucleus_iterations": self.nuc_iter.value(), "cytoplasm_iterations": self.cyto_iter.value()}
-        if self.grouping_combo.value != "auto":
-            opts["grouping"] = self.grouping_combo.value
-        if method == "self-trained":  # the U-Net needs no GrabCut settings
-            opts.pop("nucleus_iterations")
-            opts.pop("cytoplasm_iterations")
-        if method.startswith("lrp"):
-            opts["inpainter"] = self.inpainter_combo.value
-        if CALL_CHOICES[self.call_combo.value] is not None:
-            opts["operating_point"] = CALL_CHOICES[self.call_combo.value]
-        if method == "colour-baseline":
-            opts.pop("model")
-            opts["model"] = None
-            opts.pop("operating_point", None)
-        return opts
+        """segment_cell's arguments from the controls (see :meth:`MethodControls.options`)."""
+        return self.method_controls.options()
 
     def run(self):
+        """Segment in a thread worker; the labels layer comes when every cell is done."""
+        from ..workflows.batch import paste_boxes, segment_boxes
+
         try:
             layer, image = self._image_layer(self.image_combo)
             boxes = None
-            if self.rect_combo.value not in (None, "whole image"):
+            if self.rect_combo.value not in (None, self.WHOLE):
                 shapes = self.viewer.layers[self.rect_combo.value]
                 boxes = rectangles_to_boxes(shapes.data, shapes.shape_type, image.shape)
                 if not boxes:
                     raise LayerError(f"shapes layer {shapes.name!r} has no rectangle inside the image;"
                                      " draw rectangles around cells, or choose 'whole image'")
-        except LayerError as exc:
+            config = self.method_controls.config()
+        except (LayerError, SegmentationError) as exc:
             _notify_error(f"CervSeg: {exc}")
             return
-        options = self.options()
-        progress = self._progress_callback()
-        whole = [(0, 0, image.shape[0], image.shape[1])]
+        cells = boxes or [(0, 0, image.shape[0], image.shape[1])]
 
-        def work():
-            return segment_boxes(image, boxes or whole, progress=progress, **options)
+        def steps(progress):
+            done = []
+            for _box, name, result, row in segment_boxes(image, cells, config, progress):
+                done.append((name, result, row["status"]))
+                yield Progress(f"{name} done" if len(done) < len(cells) else "done", len(done) / len(cells))
+            return done
 
-        def done(out):
-            labels, heatmap, results = out
+        def finished_cells(done):
+            results = [result for _, result, _ in done]
+            failed = [(name, status.removeprefix("failed: ")) for name, result, status in done if result is None]
+            if len(failed) == len(done):
+                self.panel.stage.value = "failed"
+                _notify_error(f"CervSeg: {failed[0][1]}")
+                return
+            failed = [f"{name} failed: {reason}" for name, reason in failed]
+            labels, heatmap = paste_boxes(image.shape, cells, results)
             self.last_results = results
-            self._show(layer, labels, heatmap, results, boxes, options["method"])
+            self._show(layer, labels, heatmap, results, boxes, config.method, failed)
 
-        self._start(work, done)
+        self.start(steps, returned=finished_cells)
 
-    def _show(self, image_layer, labels, heatmap, results, boxes, method):
+    def _show(self, image_layer, labels, heatmap, results, boxes, method, failed):
         name = _add_regions(self.viewer, image_layer, labels, heatmap, results, boxes, method)
-        first = results[0]
-        found = sum(r.cell_found for r in results)
+        done = [r for r in results if r is not None]
+        first = done[0]
+        found = sum(r.cell_found for r in done)
         text = (f"{len(results)} cell(s), {found} found; " if len(results) > 1 else "") + (
             f"{first.predicted_class} (p = {first.probability:.2f}); " if first.predicted_class else "")
-        warnings = sorted({w for r in results for w in r.warnings})
-        self.result_label.setText(text + f"labels in '{name}'" + ("\n" + "\n".join(warnings) if warnings else ""))
+        notes = sorted({w for r in done for w in r.warnings}) + failed
+        self.panel.tell(text + f"labels in '{name}'" + ("\n" + "\n".join(notes) if notes else ""))
 
 
 def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -> str:
@@ -349,7 +222,7 @@ def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -
         target.metadata.update(metadata)
     else:
         target = viewer.add_labels(labels, name=name, opacity=0.5, metadata=metadata, **geometry)
-    _set_label_colours(target)
+    target.colormap = label_colormap()
     if heatmap is not None and any(r is not None and r.heatmap is not None for r in results):
         hname = heatmap_layer_name(image_layer.name, method)
         if hname in viewer.layers:
@@ -363,25 +236,32 @@ def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -
     return name
 
 
-class BatchSegmentWidget(_WorkerWidget):
-    """Segment every image layer, or every frame of a stack, with one model and method.
+class BatchSegmentWidget(WorkerWidget):
+    """Segment every image layer, or every frame of a stack, with one model, method and settings.
 
-    The same engine as ``cervseg segment`` (``core.batch.segment_frames``): a frame that fails is
-    reported and the others go on; Cancel keeps (and shows) what finished.
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image layers are segmented; one labels layer per image layer (a stack
+        of labels for a stack) is added to it.
+
+    Notes
+    -----
+    The same engine as ``cervseg segment`` (:func:`napari_cervseg.workflows.batch.segment_frames`):
+    a frame that fails is reported and the others go on; Cancel keeps (and shows) what finished.
     """
 
     ALL = "all image layers"
 
-    def __init__(self, napari_viewer):
-        super().__init__(napari_viewer, "Segment all")
-        self.scope_combo = self._combo("images", lambda _w=None: [self.ALL] + _layer_choices(
-            napari_viewer, "image")())
-        self.model_edit = QLineEdit("default")
-        self.model_edit.setToolTip(MODEL_TIP)
-        self.form.addRow("model", self.model_edit)
-        self.method_combo = self._combo("method", list(SEGMENT_METHODS), "gradcam++")
-        self._refresh_on_layer_change(self.scope_combo)
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.scope_combo = ComboBox(label="images", choices=_layer_names(viewer, "image", (self.ALL,)))
+        self.method_controls = MethodControls()
+        super().__init__(viewer, "Segment all", [self.scope_combo, *self.method_controls.widgets])
         self.rows: list[dict] = []
+
+    @property
+    def method_combo(self) -> ComboBox:
+        return self.method_controls.method_combo
 
     def targets(self):
         """The chosen image layers with their frames: ``[(layer, [(name, getter), ...])]``."""
@@ -396,41 +276,23 @@ class BatchSegmentWidget(_WorkerWidget):
         return [(layer, layer_frames(layer.name, layer.data, layer.rgb)) for layer in layers]
 
     def run(self):
-        from ..workflows.batch import BatchConfig, segment_frames
+        """Segment every frame in a thread worker; each finished frame is kept as it comes."""
+        from ..workflows.batch import segment_frames
 
         try:
             targets = self.targets()
-        except LayerError as exc:
+            config = self.method_controls.config()
+        except (LayerError, SegmentationError) as exc:
             _notify_error(f"CervSeg: {exc}")
             return
-        method = self.method_combo.value
-        model = None if method == "colour-baseline" else (self.model_edit.text().strip() or "default")
-        config = BatchConfig(model=model, method=method)
-        progress = self._progress_callback()
-        total = sum(len(frames) for _, frames in targets)
+        frames = [frame for _, layer_frames_ in targets for frame in layer_frames_]
+        done: list = []
 
-        def frames():
-            for _, layer_frames_ in targets:
-                for name, get in layer_frames_:
-                    try:
-                        yield name, get()
-                    except LayerError as exc:
-                        yield name, exc  # segment_frames reports it as that frame's failure
+        def steps(progress):
+            yield from segment_frames(read_frames(frames), config, progress=progress, total=len(frames))
 
-        def work():
-            done, cancelled = [], False
-            try:
-                for out in segment_frames(frames(), config, progress=progress, total=total):
-                    done.append(out)
-            except Cancelled:
-                cancelled = True
-            return done, cancelled
-
-        def finished(out):
-            done, cancelled = out
-            self._show_all(targets, done, method, cancelled)
-
-        self._start(work, finished)
+        self.start(steps, yielded=done.append,
+                   finished=lambda: self._show_all(targets, done, config.method, self.cancelled))
 
     def _show_all(self, targets, done, method, cancelled):
         by_name = {name: (result, row) for name, result, row in done}
@@ -460,8 +322,9 @@ class BatchSegmentWidget(_WorkerWidget):
             text += " (cancelled: the rest were not run)"
         if failed:
             reasons = [by_name[n][1].get("status", "") for n in failed]
-            text += "\nfailed: " + "; ".join(f"{n}: {r}" for n, r in zip(failed, reasons, strict=False))
-        self.result_label.setText(text)
+            text += "".join(f"\n{n} failed: {r.removeprefix('failed: ')}"
+                            for n, r in zip(failed, reasons, strict=False))
+        self.panel.tell(text)
 
 
 def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
@@ -474,50 +337,39 @@ def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
                          translate=image_layer.translate[-2:])
 
 
-def _set_label_colours(layer):
-    from napari.utils.colormaps import DirectLabelColormap
+class MeasureCellWidget(Container):
+    """Descriptors of a labels layer, recomputed whenever the user paints; exportable as CSV.
 
-    layer.colormap = DirectLabelColormap(color_dict=LABEL_COLORS)
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose labels (and image, for intensities) layers are offered.
 
+    Notes
+    -----
+    The rows are :func:`napari_cervseg.plugin.layers.descriptor_rows` (viewer-free): one per
+    rectangle the labels were segmented from, per stack frame, or one for the whole layer.
+    """
 
-class MeasureCellWidget(QWidget):
-    """Descriptors of a labels layer, recomputed whenever the user paints; exportable as CSV."""
-
-    def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        form = QFormLayout()
-        self.labels_combo = ComboBox(choices=_layer_choices(napari_viewer, "labels"))
-        self.image_combo = ComboBox(choices=lambda _w=None: ["none"] + _layer_choices(napari_viewer, "image")())
-        self.pixel_size = QDoubleSpinBox()
-        self.pixel_size.setDecimals(4)
-        self.pixel_size.setRange(0.0, 1000.0)
-        self.pixel_size.setSpecialValueText("from layer scale / none")
-        self.pixel_size.setSuffix(" µm/px")
-        form.addRow("labels", self.labels_combo.native)
-        form.addRow("image (intensities)", self.image_combo.native)
-        form.addRow("pixel size", self.pixel_size)
-        self.table = QTableWidget()
-        self.export_button = QPushButton("Export CSV")
-        self.status = QLabel("")
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.table)
-        layout.addWidget(self.export_button)
-        layout.addWidget(self.status)
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.viewer = viewer
+        self.labels_combo = ComboBox(label="labels", choices=_layer_names(viewer, "labels"))
+        self.image_combo = ComboBox(label="image (intensities)", choices=_layer_names(viewer, "image", ("none",)))
+        self.pixel_size = FloatSpinBox(label="pixel size (µm/px)", value=0.0, min=0.0, max=1000.0, step=0.0001,
+                                       tooltip="0: from the labels layer's scale, or none (pixel units)")
+        self.table = Table(value={"data": [], "index": [], "columns": list(TABLE_COLUMNS)})
+        self.table.read_only = True
+        self.export_button = PushButton(text="Export CSV")
+        self.status = Label(value="")
+        super().__init__(widgets=[self.labels_combo, self.image_combo, self.pixel_size, self.table,
+                                  self.export_button, self.status])
         self.rows: list[dict] = []
         self._watched = None
         self.labels_combo.changed.connect(self._watch)
         self.image_combo.changed.connect(self.recompute)
-        self.pixel_size.valueChanged.connect(self.recompute)
+        self.pixel_size.changed.connect(self.recompute)
         self.export_button.clicked.connect(self._export_dialog)
-
-        def refresh(*_):
-            self.labels_combo.reset_choices()
-            self.image_combo.reset_choices()
-
-        napari_viewer.layers.events.inserted.connect(refresh)
-        napari_viewer.layers.events.removed.connect(refresh)
+        _follow_layers(self, viewer)
         self._watch()
 
     def _watch(self, *_):
@@ -539,8 +391,9 @@ class MeasureCellWidget(QWidget):
         self.recompute()
 
     def effective_pixel_size(self):
-        if self.pixel_size.value() > 0:
-            return float(self.pixel_size.value())
+        """The pixel size in µm: the control's, else the labels layer's (isotropic) scale, else None."""
+        if self.pixel_size.value > 0:
+            return float(self.pixel_size.value)
         if self._watched is not None:
             sy, sx = (float(s) for s in self._watched.scale[-2:])
             if sy == sx and sy != 1.0:
@@ -548,6 +401,7 @@ class MeasureCellWidget(QWidget):
         return None
 
     def recompute(self, *_):
+        """Measure the watched labels layer again and refill the table."""
         layer = self._watched
         if layer is None:
             self.rows = []
@@ -563,14 +417,15 @@ class MeasureCellWidget(QWidget):
                     image = image_from_layer(image_layer.name, image_layer.data, image_layer.rgb)
             self.rows = descriptor_rows(layer.data, image, self.effective_pixel_size(),
                                         layer.metadata.get("cervseg_boxes"))
-            self.status.setText(f"{len(self.rows)} cell(s) from '{layer.name}'")
+            self.status.value = f"{len(self.rows)} cell(s) from '{layer.name}'"
         except (LayerError, ValueError) as exc:
             self.rows = []
-            self.status.setText(str(exc))
+            self.status.value = str(exc)
             _notify_error(f"CervSeg: {exc}")
         self._fill_table()
 
     def columns(self) -> list[str]:
+        """The table's columns (the CSV has every descriptor)."""
         cols = list(TABLE_COLUMNS)
         if self.rows and "frame" in self.rows[0]:
             cols.insert(1, "frame")
@@ -580,23 +435,20 @@ class MeasureCellWidget(QWidget):
 
     def _fill_table(self):
         cols = self.columns()
-        self.table.clear()
-        self.table.setColumnCount(len(cols))
-        self.table.setHorizontalHeaderLabels(cols)
-        self.table.setRowCount(len(self.rows))
-        for i, row in enumerate(self.rows):
-            for j, col in enumerate(cols):
-                self.table.setItem(i, j, QTableWidgetItem(format_value(row.get(col))))
-        self.table.resizeColumnsToContents()
+        self.table.value = {"data": [[format_value(row.get(c)) for c in cols] for row in self.rows],
+                            "index": list(range(1, len(self.rows) + 1)), "columns": cols}
+        self.table.native.resizeColumnsToContents()
 
     def export_csv(self, path) -> Path:
         """Write every descriptor of the table's rows (the table shows a subset of the columns)."""
         path = write_rows_csv(path, self.rows)
-        self.status.setText(f"exported {len(self.rows)} row(s) to {path}")
+        self.status.value = f"exported {len(self.rows)} row(s) to {path}"
         return path
 
-    def _export_dialog(self):
-        path, _ = QFileDialog.getSaveFileName(self, "Export descriptors", "descriptors.csv", "CSV (*.csv)")
+    def _export_dialog(self, *_):
+        from qtpy.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export descriptors", "descriptors.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
 

@@ -457,12 +457,27 @@ def _model_source(model) -> str | None:
 
 def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig,
                    progress: Callable | None = None, total: int | None = None):
-    """Segment in-memory images one by one: yields ``(name, SegmentationResult or None, row)``.
+    """Segment in-memory images one by one: the loop behind the napari actions (frames, rectangles).
 
-    A frame that cannot be segmented (or that the iterable gives as an exception because it could
-    not be read) yields ``None`` and a row whose status names the error, so
-    one bad frame of a stack does not stop the others. ``progress(stage, fraction)`` reports the
-    overall fraction (and may raise to cancel).
+    Parameters
+    ----------
+    frames : iterable of (name, image)
+        The images; an item may give an exception instead of an image (a frame that could not
+        be read), which is reported as that frame's failure.
+    config : BatchConfig
+        Model, method and settings (``config.options`` go to ``segment_cell``).
+    progress : callable, optional
+        ``progress(stage, fraction)``: the stage named after the frame, the fraction of all
+        ``total`` frames. It may raise to cancel: the exception leaves the loop; what was yielded
+        before stays with the caller.
+    total : int, optional
+        How many frames there are (for the progress fraction).
+
+    Yields
+    ------
+    name, result, row
+        Each frame's name, its ``SegmentationResult`` (None if it failed) and its descriptors row;
+        a failed frame's row has a ``status`` naming the error, and the other frames go on.
     """
     for i, (name, image) in enumerate(frames):
         def sub(stage, fraction, i=i, name=name):
@@ -479,3 +494,70 @@ def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig
             yield name, None, {"image": name, "status": f"failed: {type(exc).__name__}: {exc}"}
             continue
         yield name, result, row
+
+
+def segment_boxes(image: np.ndarray, boxes, config: BatchConfig, progress: Callable | None = None):
+    """Segment each box of one image as one cell, with the loop of :func:`segment_frames`.
+
+    Parameters
+    ----------
+    image : ndarray
+        The whole (H, W) or (H, W, 3) image the boxes lie in.
+    boxes : sequence of (r0, c0, r1, c1)
+        Cells to segment, in image coordinates (end exclusive).
+    config : BatchConfig
+        Model, method and settings, as for :func:`segment_frames`.
+    progress : callable, optional
+        ``progress(stage, fraction)`` with the fraction of all boxes; it may raise to cancel.
+
+    Yields
+    ------
+    box, name, result, row
+        In the order of ``boxes``: the box, its name (``"cell 1"``, ``"cell 2"``...), its
+        :class:`~napari_cervseg.segment.result.SegmentationResult` (None if it failed) and its
+        descriptors row (whose ``status`` says why it failed). Paste the results back with
+        :func:`paste_boxes`.
+
+    Examples
+    --------
+    >>> image = np.full((40, 80, 3), 200, np.uint8)
+    >>> config = BatchConfig(model=None, method="colour-baseline")
+    >>> [(name, r.cell_found) for _, name, r, _ in segment_boxes(image, [(0, 0, 40, 40)], config)]
+    [('cell 1', False)]
+    """
+    boxes = [tuple(int(v) for v in box) for box in boxes]
+    crops = ((f"cell {i + 1}", image[r0:r1, c0:c1]) for i, (r0, c0, r1, c1) in enumerate(boxes))
+    for box, (name, result, row) in zip(boxes, segment_frames(crops, config, progress, total=len(boxes)),
+                                        strict=True):
+        yield box, name, result, row
+
+
+def paste_boxes(shape, boxes, results) -> tuple[np.ndarray, np.ndarray]:
+    """Paste per-box results back into full-size arrays.
+
+    Parameters
+    ----------
+    shape : tuple
+        The whole image's shape (its first two entries are used).
+    boxes : sequence of (r0, c0, r1, c1)
+        The boxes, as given to :func:`segment_boxes`.
+    results : sequence of SegmentationResult or None
+        ``results[i]`` belongs to ``boxes[i]``; None (a failed box) leaves its box empty.
+
+    Returns
+    -------
+    labels : ndarray
+        (H, W) uint8; where boxes overlap, later boxes win.
+    heatmap : ndarray
+        (H, W) float32; where boxes overlap, the maximum.
+    """
+    labels = np.zeros(tuple(shape)[:2], np.uint8)
+    heatmap = np.zeros(tuple(shape)[:2], np.float32)
+    for (r0, c0, r1, c1), result in zip(boxes, results, strict=True):
+        if result is None:
+            continue
+        region = labels[r0:r1, c0:c1]
+        region[result.labels > 0] = result.labels[result.labels > 0]
+        if result.heatmap is not None:
+            heatmap[r0:r1, c0:c1] = np.maximum(heatmap[r0:r1, c0:c1], result.heatmap)
+    return labels, heatmap

@@ -1,0 +1,217 @@
+"""How the dock widgets run work: one helper, :meth:`WorkerWidget.start`.
+
+Work is a generator function ``steps(progress)`` run in a napari ``thread_worker``: it yields
+:class:`Progress` (shown in the widget's :class:`RunPanel`) or finished items, and returns its
+result. Cancel is ``worker.quit()``: the worker stops at the next yield (between cells or
+frames), and the core's ``progress`` callback raises :class:`Cancelled` at the next stage.
+Errors become napari notifications, never tracebacks in the user's face.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from typing import NamedTuple
+
+from magicgui.widgets import ComboBox, Container, Label, ProgressBar, PushButton
+
+from .layers import LayerError, image_from_layer
+
+#: the result text's line length (characters)
+TEXT_WIDTH = 60
+
+
+class Cancelled(Exception):
+    """Raised in the worker thread at the next stage once the user pressed Cancel."""
+
+
+class WorkFailed(Exception):
+    """A RuntimeError of the work, passed on as this: a thread worker takes a RuntimeError out of
+    its generator for a deleted worker and only warns, so the user would never hear of it."""
+
+
+class Progress(NamedTuple):
+    """What the work yields into the progress bar: the stage and the fraction done (0 to 1)."""
+
+    stage: str
+    fraction: float
+
+
+def _notify_error(message: str) -> None:
+    from napari.utils.notifications import show_error
+
+    show_error(message)
+
+
+def _notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    show_info(message)
+
+
+def _follow_layers(widget: Container, viewer) -> None:
+    """Refresh the widget's layer choices when layers come and go (also when not docked)."""
+    viewer.layers.events.inserted.connect(widget.reset_choices)
+    viewer.layers.events.removed.connect(widget.reset_choices)
+
+
+class RunPanel(Container):
+    """Run and Cancel buttons, a progress bar, the current stage and the result text.
+
+    Parameters
+    ----------
+    label : str
+        The run button's text.
+    """
+
+    def __init__(self, label: str):
+        self.run_button = PushButton(text=label)
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.bar = ProgressBar(min=0, max=100, value=0)
+        self.stage = Label(value="")
+        self.result = Label(value="")  # no word wrap: a wrapped QLabel is not given its height here
+        buttons = Container(widgets=[self.run_button, self.cancel_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[buttons, self.bar, self.stage, self.result], labels=False)
+        self.margins = (0, 0, 0, 0)
+
+    def busy(self, on: bool) -> None:
+        """Enable Cancel (and disable Run) while work runs; a new run starts the bar at 0."""
+        self.run_button.enabled = not on
+        self.cancel_button.enabled = on
+        if on:
+            self.bar.value = 0
+
+    def tell(self, text: str) -> None:
+        """Show the result text, each line wrapped at :data:`TEXT_WIDTH` characters."""
+        self.result.value = "\n".join(textwrap.fill(line, TEXT_WIDTH, break_long_words=False) or line
+                                      for line in text.split("\n"))
+
+    def report(self, progress: Progress) -> None:
+        """Show a stage and its fraction."""
+        self.bar.value = int(round(100 * min(max(progress.fraction, 0.0), 1.0)))
+        self.stage.value = progress.stage
+
+
+class WorkerWidget(Container):
+    """A dock widget whose work runs in a napari thread worker: labelled controls, then a RunPanel.
+
+    Subclasses give their controls and implement ``run()``, which starts the work with
+    :meth:`start`.
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer the widget works on.
+    run_label : str
+        The run button's text.
+    controls : list of magicgui widgets
+        The controls above the run panel (each shown with its label).
+    """
+
+    def __init__(self, viewer, run_label: str, controls):
+        self.viewer = viewer
+        self.panel = RunPanel(run_label)
+        self.result_label = self.panel.result
+        self.controls = Container(widgets=list(controls))  # labelled, lined up
+        self.controls.margins = (0, 0, 0, 0)
+        super().__init__(widgets=[self.controls, self.panel], labels=False)
+        self.worker = None
+        self.cancelled = False
+        self.panel.run_button.clicked.connect(lambda *_: self.run())
+        self.panel.cancel_button.clicked.connect(lambda *_: self.cancel())
+        _follow_layers(self, viewer)
+
+    def run(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def start(self, steps, *, returned=None, yielded=None, finished=None):
+        """Run ``steps(progress)`` in a napari thread worker, with progress and cancel.
+
+        The one way every widget and menu command runs work.
+
+        Parameters
+        ----------
+        steps : callable
+            ``steps(progress)`` returns a generator: what it yields goes to the progress bar
+            (a :class:`Progress`) or to ``yielded`` (anything else: a finished item); what it
+            returns goes to ``returned``. ``progress(stage, fraction)`` is the core's progress
+            callback: it shows the stage and, once Cancel was pressed, raises :class:`Cancelled`.
+        returned, yielded, finished : callable, optional
+            Called in the GUI thread with the return value, with each finished item, and (with
+            no argument) when the work ended in any way (done, failed or cancelled).
+
+        Returns
+        -------
+        GeneratorWorker
+            Started; ``worker.quit()`` (the Cancel button) stops it at the next cell, frame or stage.
+        """
+        from napari.qt.threading import thread_worker
+
+        worker = None
+
+        def progress(stage: str, fraction: float) -> None:  # in the worker thread, between stages
+            if worker.abort_requested:
+                raise Cancelled()
+            worker.yielded.emit(Progress(stage, float(fraction)))
+
+        @thread_worker(start_thread=False, ignore_errors=True)  # errors are ours to report
+        def work():
+            try:
+                return (yield from steps(progress))
+            except RuntimeError as exc:
+                raise WorkFailed(str(exc)) from exc
+
+        def on_yielded(value):
+            if isinstance(value, Progress):
+                self.panel.report(value)
+            elif yielded is not None:
+                yielded(value)
+
+        def on_finished():
+            if worker.abort_requested and not self.cancelled:  # quit after the last step: nothing returned
+                self._on_cancelled()
+            self.panel.busy(False)
+            if finished is not None:
+                finished()
+
+        worker = work()
+        worker.yielded.connect(on_yielded)
+        if returned is not None:
+            worker.returned.connect(returned)
+        worker.errored.connect(self._on_error)
+        worker.aborted.connect(self._on_cancelled)
+        worker.finished.connect(on_finished)
+        self.cancelled = False
+        self.panel.busy(True)
+        self.worker = worker
+        worker.start()
+        return worker
+
+    def cancel(self) -> None:
+        """Ask the running work to stop at the next cell, frame or stage."""
+        if self.worker is not None:
+            self.worker.quit()
+            self.panel.stage.value = "cancelling..."
+
+    def _on_cancelled(self):
+        self.cancelled = True
+        self.panel.stage.value = "cancelled"
+        _notify_info("CervSeg: run cancelled")
+
+    def _on_error(self, exc):
+        if isinstance(exc, Cancelled):
+            self._on_cancelled()
+            return
+        self.panel.stage.value = "failed"
+        _notify_error(f"CervSeg: {exc}")
+
+    def _image_layer(self, combo: ComboBox):
+        import napari
+
+        name = combo.value
+        if not name or name not in self.viewer.layers:
+            raise LayerError("no image layer chosen: open an image (File > Open or File > Open Sample)")
+        layer = self.viewer.layers[name]
+        if not isinstance(layer, napari.layers.Image):
+            raise LayerError(f"layer {name!r} is a {type(layer).__name__} layer; choose an image layer")
+        return layer, image_from_layer(name, layer.data, layer.rgb)
