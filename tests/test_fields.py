@@ -116,3 +116,20 @@ def test_stopping_keeps_the_cells_already_done(field, trained_synthetic_model):
     result = segment_field(field[0], model=trained_synthetic_model, should_stop=lambda: next(calls) >= 2)
     assert result.n_cells == 2
     assert any("stopped after 2 of 5 cells" in w for w in result.warnings)
+
+
+def test_cell_rows_measure_corrected_instance_labels_cell_by_cell(field, field_result):
+    from napari_cervseg.workflows.fields import cell_rows
+
+    rgb = field[0]
+    classes = {r["cell_id"]: {"predicted_class": r["predicted_class"]} for r in field_result.table}
+    rows = cell_rows(field_result.cells, field_result.nuclei, rgb, classes=classes)
+    assert [r["cell_id"] for r in rows] == [r["cell_id"] for r in field_result.table]
+    for row, original in zip(rows, field_result.table, strict=True):
+        assert row["cell_area"] == original["cell_area"] and row["nc_ratio"] == pytest.approx(original["nc_ratio"])
+        assert row["predicted_class"] == original["predicted_class"]
+    # a correction: cell 1 loses its nucleus to the brush; only its own row changes
+    corrected = field_result.nuclei.copy()
+    corrected[corrected == 1] = 0
+    after = cell_rows(field_result.cells, corrected, rgb)
+    assert after[0]["nucleus_area"] == 0 and after[1]["nucleus_area"] == rows[1]["nucleus_area"]

@@ -34,11 +34,11 @@ def viewer_with_cell(make_napari_viewer):
     return viewer
 
 
-@pytest.mark.parametrize("key", ["classify_explain", "segment_cell", "batch_segment", "measure_cell"])
+@pytest.mark.parametrize("key", ["classify_explain", "segment_cell", "segment_field", "batch_segment", "measure_cell"])
 def test_each_widget_docks_from_the_manifest(make_napari_viewer, key):
     viewer = make_napari_viewer()
     dock, widget = viewer.window.add_plugin_dock_widget("napari-cervseg", {
-        "classify_explain": "Classify & explain", "segment_cell": "Segment cell",
+        "classify_explain": "Classify & explain", "segment_cell": "Segment cell", "segment_field": "Segment all cells",
         "batch_segment": "Segment all (batch)", "measure_cell": "Measure cell"}[key])
     assert widget is not None and dock is not None
 
@@ -440,3 +440,52 @@ def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path, packa
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and "explained" in run.stdout, run.stderr[-2000:]
+
+
+def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal(make_napari_viewer, qtbot,
+                                                                                model_file):
+    from synthetic import synthetic_field
+
+    from napari_cervseg.plugin.widgets import MeasureCellWidget, SegmentFieldWidget
+
+    viewer = make_napari_viewer()
+    rgb, pages, _ = synthetic_field()
+    viewer.add_image(rgb, name="field", rgb=True)
+    w = SegmentFieldWidget(viewer)
+    w.method_controls.model_edit.value = model_file
+    w.image_combo.value = "field"
+    w.run()
+    _wait(qtbot, w, timeout=120000)
+    result = w.last_result
+    assert result is not None and result.n_cells == len(pages)
+    cells, nuclei = viewer.layers["field cells"], viewer.layers["field nuclei"]
+    assert cells.data.dtype == np.int32 and (cells.data == result.cells).all()
+    assert (nuclei.data == result.nuclei).all()
+    features = cells.features
+    assert list(features["index"]) == [0, *range(1, len(pages) + 1)]
+    assert set(features["predicted_class"][1:]) <= {"normal", "abnormal"}
+    abnormal = result.abnormal_ids
+    if abnormal:
+        assert len(viewer.layers["field abnormal cells"].data) == len(abnormal)
+    else:
+        assert "field abnormal cells" not in viewer.layers
+    assert "cell(s)" in w.panel.result.value
+    # Measure: one row per cell with its class, most suspicious first; follows a correction
+    m = MeasureCellWidget(viewer)
+    m.labels_combo.value = "field cells"
+    assert len(m.rows) == len(pages)
+    p = [r["p_abnormal"] for r in m.rows]
+    assert p == sorted(p, reverse=True)
+    assert m.columns()[:3] == ["cell_id", "predicted_class", "p_abnormal"]
+    first = m.rows[0]["cell_id"]
+    before = next(r["nucleus_area"] for r in m.rows if r["cell_id"] == first)
+    data = nuclei.data.copy()
+    data[data == first] = 0
+    nuclei.data = data  # a correction: the cell loses its nucleus
+    assert next(r["nucleus_area"] for r in m.rows if r["cell_id"] == first) == 0 < before
+    m.go_to_row(0)
+    assert cells.selected_label == m.rows[0]["cell_id"]
+    # a rerun never overwrites the corrected nuclei layer
+    w.run()
+    _wait(qtbot, w, timeout=120000)
+    assert "field nuclei [2]" in viewer.layers and (viewer.layers["field nuclei"].data == data).all()

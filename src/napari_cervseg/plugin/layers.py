@@ -252,3 +252,46 @@ def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dic
         rows.append({"cell": i + 1, "box": f"{r0},{c0},{r1},{c1}",
                      **measure(labels[r0:r1, c0:c1], crop_img, pixel_size)})
     return rows
+
+
+#: the metadata key that marks a cells layer made by "Segment all cells" (value: the nuclei layer's name)
+FIELD_KEY = "cervseg_nuclei_layer"
+#: the columns a cells layer's features carry (napari shows them when the cursor is on a cell)
+FEATURE_COLUMNS = ("predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
+                   "cell_circularity")
+
+
+def field_features(rows: list[dict]) -> dict:
+    """napari ``features`` for instance labels: one row per cell id (``index`` = the label value,
+    0 the background), so hovering a cell shows its class, p(abnormal), areas and N/C ratio."""
+    features: dict = {"index": [0] + [int(r["cell_id"]) for r in rows]}
+    for column in FEATURE_COLUMNS:
+        blank = "background" if column == "predicted_class" else float("nan")
+        values = [r.get(column) for r in rows]
+        features[column] = [blank] + [blank if v is None else v for v in values]
+    return features
+
+
+def abnormal_cell_boxes(rows: list[dict]) -> tuple[list[np.ndarray], list[str]]:
+    """Rectangles (napari Shapes data, corner rows / cols) around the cells called abnormal, most
+    suspicious first, and their texts (``id: p(abnormal)``)."""
+    chosen = sorted((r for r in rows if r.get("predicted_class") == "abnormal"),
+                    key=lambda r: -(r.get("p_abnormal") or 0.0))
+    boxes = [np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]], float)
+             for r0, c0, r1, c1 in (r["bbox"] for r in chosen)]
+    texts = [f"{r['cell_id']}: abnormal {r['p_abnormal']:.2f}" for r in chosen]
+    return boxes, texts
+
+
+def free_layer_name(base: str, existing: list[str], layer_metadata: dict | None, layer_data) -> tuple[str, bool]:
+    """``(name, replace)`` for a layer the plugin writes: ``base`` itself when it is new or still
+    holds what the plugin wrote (then it is replaced), else the first free ``base [n]`` (a layer the
+    user painted on is never overwritten)."""
+    if base not in existing:
+        return base, False
+    if layer_metadata is not None and layer_metadata.get(WRITTEN_KEY) == digest(layer_data):
+        return base, True
+    n = 2
+    while f"{base} [{n}]" in existing:
+        n += 1
+    return f"{base} [{n}]", False

@@ -2,7 +2,13 @@
 
 import napari
 
-from .widgets import BatchSegmentWidget, MeasureCellWidget, SegmentCellWidget, _notify_error
+from .widgets import (
+    BatchSegmentWidget,
+    MeasureCellWidget,
+    SegmentCellWidget,
+    SegmentFieldWidget,
+    _notify_error,
+)
 
 
 def segment_active_layer(viewer: napari.viewer.Viewer) -> None:
@@ -36,4 +42,17 @@ def segment_all_layers(viewer: napari.viewer.Viewer) -> None:
         return
     widget = BatchSegmentWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Segment all (CervSeg)", area="right")
+    widget.run()
+
+
+def segment_fields_active_layer(viewer: napari.viewer.Viewer) -> None:
+    """Find, segment, classify and measure every cell of the selected image layer."""
+    layer = viewer.layers.selection.active
+    if not isinstance(layer, napari.layers.Image):
+        kind = type(layer).__name__ if layer is not None else "no layer"
+        _notify_error(f"CervSeg: select an image layer to segment its cells (the selection is {kind})")
+        return
+    widget = SegmentFieldWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Segment all cells (CervSeg)", area="right")
+    widget.image_combo.value = layer.name
     widget.run()

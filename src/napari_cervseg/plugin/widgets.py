@@ -24,10 +24,14 @@ from ..measure.descriptors import format_value, write_rows_csv
 from ..segment.settings import SegmentationError, Settings
 from .controls import MethodControls, model_edit
 from .layers import (
+    FIELD_KEY,
     WRITTEN_KEY,
     LayerError,
+    abnormal_cell_boxes,
     descriptor_rows,
     digest,
+    field_features,
+    free_layer_name,
     heatmap_layer_name,
     image_from_layer,
     label_colormap,
@@ -44,6 +48,21 @@ if TYPE_CHECKING:
 TABLE_COLUMNS = ("cell", "nucleus_area", "cytoplasm_area", "nc_ratio", "nucleus_cell_ratio",
                  "nucleus_perimeter", "nucleus_circularity", "nucleus_eccentricity", "cell_area",
                  "cell_circularity", "cell_solidity", "nucleus_mean_intensity", "cytoplasm_mean_intensity")
+
+
+#: the Measure table's columns for a field's cells layer (one row per cell, most suspicious first)
+FIELD_TABLE_COLUMNS = ("cell_id", "predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
+                       "nucleus_circularity", "cell_area", "cell_circularity", "nucleus_mean_intensity")
+
+
+def field_rows(cells_layer, nuclei_layer, image=None, pixel_size=None) -> list[dict]:
+    """Per-cell descriptors of a field's (possibly corrected) cells and nuclei layers, with the
+    class each cell was given, most suspicious first."""
+    from ..workflows.fields import cell_rows
+
+    classes = {int(k): v for k, v in cells_layer.metadata.get("cervseg_classes", {}).items()}
+    rows = cell_rows(np.asarray(cells_layer.data), np.asarray(nuclei_layer.data), image, pixel_size, classes)
+    return sorted(rows, key=lambda r: -(r["p_abnormal"] if r.get("p_abnormal") is not None else -1.0))
 
 
 def _layer_names(viewer, kind: str, first: tuple[str, ...] = ()):
@@ -236,6 +255,117 @@ def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -
     return name
 
 
+class SegmentFieldWidget(WorkerWidget):
+    """Find, segment, classify and measure every cell of the chosen image (a field of view).
+
+    Parameters
+    ----------
+    viewer : napari.viewer.Viewer
+        The viewer whose image layers are offered; ``<image> cells`` and ``<image> nuclei``
+        labels layers (sharing ids, with per-cell ``features``: hover a cell to see its class,
+        p(abnormal), areas and N/C ratio), the heatmap, and ``<image> abnormal cells`` (red boxes
+        around the cells called abnormal) are added to it.
+
+    Notes
+    -----
+    The work is :func:`napari_cervseg.segment_field`, which runs without a viewer too. Cancel keeps
+    the cells already done. Layers the user painted on are never overwritten.
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
+        self.method_controls = MethodControls()
+        super().__init__(viewer, "Segment all cells", [self.image_combo, *self.method_controls.widgets])
+        self.last_result = None
+
+    def run(self):
+        """Segment every cell in a thread worker; the layers come when the field is done."""
+        import threading
+
+        from ..workflows.fields import segment_field
+        from .work import Cancelled
+
+        try:
+            layer, image = self._image_layer(self.image_combo)
+            options = self.method_controls.options()
+        except (LayerError, SegmentationError) as exc:
+            _notify_error(f"CervSeg: {exc}")
+            return
+        stop = threading.Event()
+
+        def steps(progress):
+            def report(stage, fraction):
+                try:
+                    progress(stage, fraction)
+                except Cancelled:  # keep the cells already done: stop before the next one
+                    stop.set()
+
+            yield Progress("finding cells", 0.0)
+            return segment_field(image, progress=report, should_stop=stop.is_set, **options)
+
+        self.start(steps, returned=lambda result: self._show(layer, result))
+
+    def _show(self, image_layer, result):
+        self.last_result = result
+        names = add_field_layers(self.viewer, image_layer, result)
+        abnormal = result.abnormal_ids
+        text = (f"{result.n_cells} cell(s), {len(abnormal)} called abnormal"
+                + (f" (most suspicious: cell {abnormal[0]})" if abnormal else "")
+                + f"; labels in '{names['cells']}' and '{names['nuclei']}'")
+        self.panel.tell(text + ("\n" + "\n".join(result.warnings) if result.warnings else ""))
+        if self.cancelled or any(w.startswith("stopped after") for w in result.warnings):
+            self.panel.stage.value = "cancelled: the cells done are shown"
+
+
+def add_field_layers(viewer, image_layer, result) -> dict:
+    """Add (or refresh) the layers of a field: ``<image> cells`` and ``<image> nuclei`` (instance
+    labels with per-cell features), the heatmap, and ``<image> abnormal cells`` (boxes). Returns
+    the layer names used."""
+    existing = [layer.name for layer in viewer.layers]
+    geometry = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
+    features = field_features(result.table)
+    classes = {r["cell_id"]: {"predicted_class": r["predicted_class"], "p_abnormal": r["p_abnormal"]}
+               for r in result.table}
+    names = {}
+    for kind, data in (("nuclei", result.nuclei), ("cells", result.cells)):
+        base = f"{image_layer.name} {kind}"
+        old = viewer.layers[base] if base in existing else None
+        name, replace = free_layer_name(base, existing, None if old is None else old.metadata,
+                                        None if old is None else old.data)
+        metadata = {WRITTEN_KEY: digest(data), "cervseg_image": image_layer.name, "cervseg_classes": classes,
+                    "cervseg_summary": result.summary()}
+        if kind == "cells":
+            metadata[FIELD_KEY] = names["nuclei"]
+        if replace:
+            target = viewer.layers[name]
+            target.data = data
+            target.metadata.update(metadata)
+        else:
+            target = viewer.add_labels(data, name=name, opacity=0.35 if kind == "cells" else 0.6,
+                                       metadata=metadata, **geometry)
+        target.features = features
+        names[kind] = name
+    if result.heatmap is not None and result.heatmap.any():
+        hname = heatmap_layer_name(image_layer.name, result.method)
+        if hname in viewer.layers:
+            viewer.layers[hname].data = result.heatmap
+        else:
+            viewer.add_image(result.heatmap, name=hname, colormap="turbo", opacity=0.5, blending="translucent",
+                             visible=False, contrast_limits=(0, 1), **geometry)
+    boxes, texts = abnormal_cell_boxes(result.table)
+    bname = f"{image_layer.name} abnormal cells"
+    if bname in viewer.layers:
+        viewer.layers.remove(bname)  # the plugin's own marks: redrawn for this run
+    if boxes:
+        viewer.add_shapes(boxes, shape_type="rectangle", name=bname, edge_color="red", face_color="transparent",
+                          edge_width=3, features={"label": texts},
+                          text={"string": "{label}", "color": "red", "anchor": "upper_left", "size": 9},
+                          **geometry)
+        names["abnormal"] = bname
+    viewer.layers.selection.active = viewer.layers[names["cells"]]
+    return names
+
+
 class BatchSegmentWidget(WorkerWidget):
     """Segment every image layer, or every frame of a stack, with one model, method and settings.
 
@@ -365,6 +495,8 @@ class MeasureCellWidget(Container):
                                   self.export_button, self.status])
         self.rows: list[dict] = []
         self._watched = None
+        self._nuclei = None
+        self.table.native.cellClicked.connect(lambda row, _col: self.go_to_row(row))
         self.labels_combo.changed.connect(self._watch)
         self.image_combo.changed.connect(self.recompute)
         self.pixel_size.changed.connect(self.recompute)
@@ -373,18 +505,24 @@ class MeasureCellWidget(Container):
         self._watch()
 
     def _watch(self, *_):
-        if self._watched is not None:
-            for ev in ("paint", "data", "labels_update"):
-                emitter = getattr(self._watched.events, ev, None)
-                if emitter is not None:
-                    emitter.disconnect(self.recompute)
+        for watched in (self._watched, self._nuclei):
+            if watched is not None:
+                for ev in ("paint", "data", "labels_update"):
+                    emitter = getattr(watched.events, ev, None)
+                    if emitter is not None:
+                        emitter.disconnect(self.recompute)
         name = self.labels_combo.value
         self._watched = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        # a cells layer of "Segment all cells": measured cell by cell with its nuclei layer
+        nuclei_name = self._watched.metadata.get(FIELD_KEY) if self._watched is not None else None
+        self._nuclei = self.viewer.layers[nuclei_name] if nuclei_name in self.viewer.layers else None  # noqa: SIM401
+        for watched in (self._watched, self._nuclei):
+            if watched is not None:
+                for ev in ("paint", "data", "labels_update"):
+                    emitter = getattr(watched.events, ev, None)
+                    if emitter is not None:
+                        emitter.connect(self.recompute)
         if self._watched is not None:
-            for ev in ("paint", "data", "labels_update"):
-                emitter = getattr(self._watched.events, ev, None)
-                if emitter is not None:
-                    emitter.connect(self.recompute)
             source = self._watched.metadata.get("cervseg_image")
             if source and source in self.image_combo.choices:
                 self.image_combo.value = source
@@ -415,17 +553,35 @@ class MeasureCellWidget(Container):
                     image = np.asarray(image_layer.data)  # a stack: measured frame by frame
                 else:
                     image = image_from_layer(image_layer.name, image_layer.data, image_layer.rgb)
-            self.rows = descriptor_rows(layer.data, image, self.effective_pixel_size(),
-                                        layer.metadata.get("cervseg_boxes"))
-            self.status.value = f"{len(self.rows)} cell(s) from '{layer.name}'"
+            if self._nuclei is not None:
+                self.rows = field_rows(layer, self._nuclei, image, self.effective_pixel_size())
+            else:
+                self.rows = descriptor_rows(layer.data, image, self.effective_pixel_size(),
+                                            layer.metadata.get("cervseg_boxes"))
+            self.status.value = f"{len(self.rows)} cell(s) from '{layer.name}'" + (
+                ", most suspicious first; click a row to go to the cell" if self._nuclei is not None else "")
         except (LayerError, ValueError) as exc:
             self.rows = []
             self.status.value = str(exc)
             _notify_error(f"CervSeg: {exc}")
         self._fill_table()
 
+    def go_to_row(self, index: int) -> None:
+        """Select the row's cell in the cells layer and centre the view on it (field layers)."""
+        if self._nuclei is None or not 0 <= index < len(self.rows):
+            return
+        row = self.rows[index]
+        layer = self._watched
+        layer.selected_label = int(row["cell_id"])
+        scale, translate = np.asarray(layer.scale[-2:]), np.asarray(layer.translate[-2:])
+        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari >= 0.9
+        camera.center = tuple(np.asarray(row["centroid"]) * scale + translate)
+        self.viewer.layers.selection.active = layer
+
     def columns(self) -> list[str]:
         """The table's columns (the CSV has every descriptor)."""
+        if self.rows and "cell_id" in self.rows[0]:
+            return [c for c in FIELD_TABLE_COLUMNS if c in self.rows[0]]
         cols = list(TABLE_COLUMNS)
         if self.rows and "frame" in self.rows[0]:
             cols.insert(1, "frame")
@@ -453,4 +609,5 @@ class MeasureCellWidget(Container):
             self.export_csv(path)
 
 
-__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "BatchSegmentWidget", "MeasureCellWidget"]
+__all__ = ["ClassifyExplainWidget", "SegmentCellWidget", "SegmentFieldWidget", "BatchSegmentWidget",
+           "MeasureCellWidget", "add_field_layers"]

@@ -208,6 +208,63 @@ def _own_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarra
     return parts == int(np.argmax(sizes))
 
 
+def _cell_row(cell_id: int, region: np.ndarray, nucleus: np.ndarray, image, origin, pixel_size) -> dict:
+    """One cell's id, box, centroid and descriptors, measured on that cell alone (0/1/2 labels of
+    its own pixels in its own box: no neighbour's pixel counts)."""
+    rows, cols = np.nonzero(region)
+    r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    own = np.zeros((r1 - r0, c1 - c0), np.uint8)
+    own[region[r0:r1, c0:c1]] = 1
+    own[nucleus[r0:r1, c0:c1] & region[r0:r1, c0:c1]] = 2
+    crop = None if image is None else image[r0:r1, c0:c1]
+    return {"cell_id": int(cell_id),
+            "bbox": (int(origin[0] + r0), int(origin[1] + c0), int(origin[0] + r1), int(origin[1] + c1)),
+            "centroid": (float(origin[0] + rows.mean()), float(origin[1] + cols.mean())),
+            **measure(own, crop, pixel_size=pixel_size)}
+
+
+def cell_rows(cells: np.ndarray, nuclei: np.ndarray, image=None, pixel_size: float | None = None,
+              classes: dict | None = None) -> list[dict]:
+    """Descriptors of every cell of instance labels, each measured alone (after the user's
+    corrections, for example).
+
+    Parameters
+    ----------
+    cells, nuclei : ndarray (H, W) int
+        Instance labels sharing ids (a nucleus pixel of id k belongs to cell k).
+    image : ndarray, optional
+        The field, for intensity descriptors.
+    pixel_size : float, optional
+        µm per pixel.
+    classes : dict of int to dict, optional
+        Per cell id, columns to carry into its row (class, p(abnormal) from the segmentation).
+
+    Returns
+    -------
+    list of dict
+        One row per cell id, in id order: ``cell_id``, ``bbox``, ``centroid``, the descriptors,
+        and the ``classes`` columns.
+    """
+    from ..io.images import to_rgb_uint8
+
+    cells, nuclei = np.asarray(cells), np.asarray(nuclei)
+    if cells.ndim != 2 or nuclei.shape != cells.shape:
+        raise ValueError(f"cells and nuclei must be 2D instance labels of one shape; got {cells.shape} and"
+                         f" {nuclei.shape}")
+    rgb = None
+    if image is not None and np.shape(image)[:2] == cells.shape:
+        rgb = to_rgb_uint8(image)[0]
+    rows = []
+    for k, box in enumerate(ndi.find_objects(cells.astype(np.int64)), start=1):
+        if box is None:
+            continue
+        region = cells[box] == k
+        row = _cell_row(k, region, nuclei[box] == k, None if rgb is None else rgb[box],
+                        (box[0].start, box[1].start), pixel_size)
+        rows.append({**row, **(classes or {}).get(k, {})})
+    return rows
+
+
 def segment_field(image, model="default", method: str = DEFAULT_METHOD, *, settings=None, target=None,
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
                   pixel_size: float | None = None, should_stop=None, **options) -> FieldResult:
@@ -284,19 +341,12 @@ def segment_field(image, model="default", method: str = DEFAULT_METHOD, *, setti
         nuclei[r0:r1, c0:c1][nucleus] = cell_id
         if result.heatmap is not None:
             heatmap[r0:r1, c0:c1][region] = result.heatmap[region]
-        own = np.zeros(region.shape, np.uint8)
-        own[region] = 1
-        own[nucleus] = 2
-        rows, cols = np.nonzero(region)
         p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
         table.append({
-            "cell_id": cell_id,
-            "bbox": (int(r0 + rows.min()), int(c0 + cols.min()), int(r0 + rows.max() + 1), int(c0 + cols.max() + 1)),
-            "centroid": (float(r0 + rows.mean()), float(c0 + cols.mean())),
+            **_cell_row(cell_id, region, nucleus, crop, (r0, c0), pixel_size),
             "predicted_class": result.predicted_class, "probability": result.probability,
             "p_abnormal": None if p_abnormal is None else float(p_abnormal),
             "explained_class": result.explained_class,
-            **measure(own, crop, pixel_size=pixel_size),
             "warnings": [w for w in result.warnings if not w.startswith("option ")],
         })
     labels = np.zeros((h, w), np.uint8)
