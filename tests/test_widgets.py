@@ -150,9 +150,8 @@ def test_pixel_size_from_layer_scale_gives_micrometres(make_napari_viewer):
 def test_cancel_stops_a_run(viewer_with_cell, qtbot, monkeypatch):
     import threading
 
-    from napari_cervseg.segment import algorithms as pipeline
-
     from napari_cervseg.plugin.widgets import SegmentCellWidget
+    from napari_cervseg.segment import algorithms as pipeline
 
     release = threading.Event()
     real_explain = pipeline.explain
@@ -252,9 +251,8 @@ def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_an
 def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stack, qtbot, monkeypatch):
     import threading
 
-    from napari_cervseg.segment import algorithms as pipeline
-
     from napari_cervseg.plugin.widgets import BatchSegmentWidget
+    from napari_cervseg.segment import algorithms as pipeline
 
     viewer = viewer_with_layers_and_stack
     second_started, release = threading.Event(), threading.Event()

@@ -84,7 +84,8 @@ def cmd_segment(args) -> int:
             return 2
     options = settings_options(args)
     try:  # a bad option value fails here, once, before any image is read
-        settings_for(args.method, grouping=args.grouping, **options)
+        grouping = {"grouping": args.grouping} if args.grouping is not None else {}
+        settings_for(args.method, **grouping, **options)
     except SegmentationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -103,10 +104,14 @@ def cmd_segment(args) -> int:
     try:
         summary = run_batch(inputs, out, config, workers=workers, scheduler=args.scheduler,
                             progress=progress, total=len(inputs))
-    except RuntimeError as exc:  # the scheduler cannot be reached
+    except RuntimeError as exc:  # the scheduler cannot be reached, the folder is in use
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the table or summary could not be written (full disk)
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     bar.close()
     for failure in summary["failed"]:
         print(f"failed: {failure['input']}: {failure['reason']}", file=sys.stderr)

@@ -7,6 +7,8 @@ what is wrong and what would work.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -260,17 +262,112 @@ def _tiff_region(path: Path, frame, box):
         return np.array(data[y:y + h, x:x + w])
 
 
-def write_png_atomic(path, array: np.ndarray) -> None:
-    """Write ``array`` as PNG via a temporary file and rename, so no truncated file is left."""
+#: a PNG text chunk that marks a file as written by this package (what a run may overwrite)
+OWN_MARK = b"tEXt" + b"Software\x00napari-cervseg"
+
+
+class OutputError(OSError):
+    """An output that could not be written completely (full disk, quota, I/O error, a file that
+    is not ours in the way); the message names the file and what to do."""
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _encode_png(arr: np.ndarray) -> bytes:
+    """PNG bytes of ``arr`` (RGB or 2D) with the :data:`OWN_MARK` text chunk after the header."""
     import cv2
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{np.random.randint(1 << 30)}.png")
-    arr = np.asarray(array)
-    if arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok = cv2.imwrite(str(tmp), arr)
+    work = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR) if arr.ndim == 3 else arr
+    ok, buf = cv2.imencode(".png", work)
     if not ok:
-        tmp.unlink(missing_ok=True)
-        raise OSError(f"could not write {path}")
-    tmp.replace(path)
+        raise OutputError(f"could not encode a {arr.shape} {arr.dtype} array as PNG")
+    data = buf.tobytes()
+    mark = _png_chunk(b"tEXt", b"Software\x00napari-cervseg")
+    return data[:33] + mark + data[33:]  # 8-byte signature + 25-byte IHDR chunk come first
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and flush it to disk (a full disk raises here or is caught by
+    the check that follows)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_own_output(path) -> bool:
+    """True when ``path`` is a PNG this package wrote (it carries :data:`OWN_MARK`)."""
+    try:
+        with open(path, "rb") as fh:
+            return OWN_MARK in fh.read(128)
+    except OSError:
+        return False
+
+
+def _verify_png(tmp: Path, expected: np.ndarray, size: int) -> None:
+    import cv2
+
+    got_size = tmp.stat().st_size
+    if got_size != size:
+        raise OutputError(f"{got_size} of {size} bytes reached the disk")
+    back = cv2.imread(str(tmp), cv2.IMREAD_UNCHANGED)
+    if back is None:
+        raise OutputError("the written file does not decode")
+    if back.ndim == 3:
+        back = cv2.cvtColor(back, cv2.COLOR_BGR2RGB)
+    if back.shape != expected.shape or back.dtype != expected.dtype or not np.array_equal(back, expected):
+        raise OutputError("the written file decodes to other pixels")
+
+
+def write_png_atomic(path, array: np.ndarray, replace_foreign: bool = False) -> None:
+    """Write ``array`` as PNG via a temporary file, checked, then renamed: no empty, truncated or
+    damaged file is ever left under ``path`` (a full disk fails here with :class:`OutputError`).
+
+    The temporary file is checked before the rename: its size is what was encoded and it decodes
+    to the same pixels. An existing ``path`` that this package did not write (no
+    :data:`OWN_MARK`) is not overwritten unless ``replace_foreign``.
+    """
+    path = Path(path)
+    arr = np.ascontiguousarray(np.asarray(array))
+    if path.exists() and not replace_foreign and not is_own_output(path):
+        raise OutputError(f"{path}: exists and was not written by napari-cervseg; it is left alone."
+                          " Move or rename it, or write to another folder (--out)")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{np.random.randint(1 << 30)}.png")
+    try:
+        data = _encode_png(arr)
+        _write_bytes(tmp, data)
+        _verify_png(tmp, arr, len(data))
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        reason = exc.strerror or str(exc) if not isinstance(exc, OutputError) else str(exc)
+        raise OutputError(f"could not write {path}: {reason} (disk full? free space and run again;"
+                          " nothing was left under that name)") from exc
+
+
+def write_text_atomic(path, text: str) -> None:
+    """Write ``text`` via a checked temporary file and rename (see :func:`write_png_atomic`)."""
+    path = Path(path)
+    data = text.encode()
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{np.random.randint(1 << 30)}")
+    try:
+        _write_bytes(tmp, data)
+        if tmp.stat().st_size != len(data) or tmp.read_bytes() != data:
+            raise OutputError(f"{tmp.stat().st_size} of {len(data)} bytes reached the disk")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        reason = exc.strerror or str(exc) if not isinstance(exc, OutputError) else str(exc)
+        raise OutputError(f"could not write {path}: {reason} (disk full? free space and run again)") from exc

@@ -100,20 +100,22 @@ def format_value(value) -> str:
 
 
 def write_rows_csv(path, rows: list[dict]):
-    """Write descriptor rows (union of their keys as columns) via a temporary file and rename, so
-    a killed run never leaves a truncated table."""
+    """Write descriptor rows (union of their keys as columns) via a checked temporary file and
+    rename, so a killed run or a full disk never leaves a truncated table (OutputError instead)."""
     import csv
+    import io
     from pathlib import Path
+
+    from ..io.images import write_text_atomic
 
     path = Path(path)
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: format_value(row.get(k)) for k in keys})
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: format_value(row.get(k)) for k in keys})
+    write_text_atomic(path, buf.getvalue())
     return path

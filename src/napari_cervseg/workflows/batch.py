@@ -30,7 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.images import MAX_PIXELS, TIFF_SUFFIXES, ImageError, image_info, parse_roi
+from ..io.images import (
+    MAX_PIXELS,
+    TIFF_SUFFIXES,
+    ImageError,
+    OutputError,
+    image_info,
+    parse_roi,
+    write_text_atomic,
+)
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg") + TIFF_SUFFIXES
 #: what one input writes; the labels come last so that their presence means "complete"
@@ -192,9 +200,17 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             result, row = segment_item(image, config, name=stem)
             rgb, _ = to_rgb_uint8(image)
             heat = result.heatmap if result.heatmap is not None else np.zeros(result.labels.shape, np.float32)
-            write_png_atomic(heat_path, heatmap_rgb(heat))
-            write_png_atomic(overlay_path, overlay(rgb, result.labels))
-            write_png_atomic(labels_path, result.labels)  # last: its presence marks a complete output
+            written: list[Path] = []
+            try:
+                for path, array in ((heat_path, heatmap_rgb(heat)), (overlay_path, overlay(rgb, result.labels)),
+                                    (labels_path, result.labels)):  # labels last: they mark a complete output
+                    write_png_atomic(path, array, replace_foreign=config.overwrite and path == labels_path)
+                    written.append(path)
+            except OSError:
+                for path in written:  # no half output: a re-run redoes this input whole
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise
             row = {"image": stem, "source": item.label, **{k: v for k, v in row.items() if k != "image"}}
             record.update(status="segmented", row=row)
     except INPUT_ERRORS as exc:
@@ -225,6 +241,7 @@ class _Journal:
     def __init__(self, path: Path):
         self.path = path
         self.fh = None
+        self.error: str | None = None
 
     def read(self) -> dict[str, dict]:
         rows: dict[str, dict] = {}
@@ -241,15 +258,24 @@ class _Journal:
         return rows
 
     def append(self, record: dict) -> None:
-        if self.fh is None:
-            self.fh = self.path.open("a")
-        self.fh.write(json.dumps(record, default=_json_default) + "\n")
-        self.fh.flush()
+        """Append one record; a failed write (full disk) is remembered in ``error``, not raised: the
+        input's outputs are on disk and complete, and the run goes on."""
+        try:
+            if self.fh is None:
+                self.fh = self.path.open("a")
+            self.fh.write(json.dumps(record, default=_json_default) + "\n")
+            self.fh.flush()
+        except OSError as exc:
+            self.error = f"could not append to {self.path}: {exc.strerror or exc}"
+            self.close()
 
     def close(self) -> None:
         if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+            fh, self.fh = self.fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                self.error = f"could not append to {self.path}: {exc.strerror or exc}"
 
 
 def _json_default(value):
@@ -412,7 +438,11 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
     rows = [records[s]["row"] for s in seen if s in records and records[s]["row"]]
     from ..measure.descriptors import write_rows_csv
 
-    write_rows_csv(out / "descriptors.csv", rows)
+    try:
+        write_rows_csv(out / "descriptors.csv", rows)
+    except OSError as exc:
+        raise OutputError(f"{exc}; the images finished so far are complete on disk and a re-run"
+                          " keeps them") from exc
     elapsed = time.perf_counter() - t0
     seg_seconds = [r["seconds"] for r in records.values() if r["status"] == "segmented"]
     n_done = sum(r["status"] == "segmented" for r in records.values())
@@ -435,9 +465,12 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
     }
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
-    tmp.replace(out / "summary.json")
+    if journal.error:
+        summary["journal_error"] = journal.error
+    try:
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    except OSError as exc:
+        raise OutputError(f"{exc}; descriptors.csv and the images are complete") from exc
     return summary
 
 
