@@ -59,10 +59,13 @@ def cmd_segment(args) -> int:
         print(f"error: output folder {out} is not writable; choose another with --out", file=sys.stderr)
         return 2
     try:
-        inputs = list(expand_inputs(args.inputs, roi=args.roi))
+        skipped: list = []
+        inputs = list(expand_inputs(args.inputs, roi=args.roi, skipped=skipped))
     except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for path, reason in skipped:
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
     if not inputs:
         print("error: no input images found (give image files, folders, globs or TIFF stacks)", file=sys.stderr)
         return 2
@@ -103,7 +106,8 @@ def cmd_segment(args) -> int:
 
     try:
         summary = run_batch(inputs, out, config, workers=workers, scheduler=args.scheduler,
-                            progress=progress, total=len(inputs))
+                            progress=progress, total=len(inputs),
+                            skipped_inputs=[{"input": p, "reason": r} for p, r in skipped])
     except RuntimeError as exc:  # the scheduler cannot be reached, the folder is in use
         bar.close()
         print(f"error: {exc}", file=sys.stderr)

@@ -18,7 +18,6 @@ Nothing here imports Qt or napari.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import platform
@@ -90,25 +89,107 @@ class BatchConfig:
     torch_threads: int | None = None
 
 
-def expand_inputs(items: Iterable[str], roi=None) -> Iterator[BatchInput]:
+def _glob_regex(pattern: str):
+    """A compiled regex for a glob pattern relative to its walk root: ``*``, ``?``, ``[...]`` within
+    one path part, ``**`` across parts (as :func:`glob.glob` with ``recursive=True``)."""
+    import re
+
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 2)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _walk_glob(pattern: str) -> list[Path]:
+    """The files a glob names, found by walking from its fixed prefix without following folder
+    links: a link loop (``sub -> .``, ``up -> ..``) cannot make the walk endless, and a link cannot
+    lead it out of the folder or back into what it already walked. Sorted."""
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) - 1 and not any(c in parts[fixed] for c in "*?["):
+        fixed += 1
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = "/".join(parts[fixed:])
+    regex = _glob_regex(rest)
+    recursive = "**" in rest
+    depth = rest.count("/")
+    found = []
+    if not root.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        level = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if not recursive and level >= depth:
+            dirnames[:] = []
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"
+            if regex.match(rel):
+                path = Path(dirpath) / name
+                if path.is_file():
+                    found.append(path)
+    return sorted(found)
+
+
+def expand_inputs(items: Iterable[str], roi=None, skipped: list | None = None) -> Iterator[BatchInput]:
     """Stream the inputs named by files, folders (their images, sorted) and globs.
 
     A TIFF with several pages yields one input per page. Files that cannot be opened still yield
-    one input, so that the run reports them as failed by name. Our own outputs in a folder
-    (``*_labels.png`` ...) are not inputs.
+    one input, so that the run reports them as failed by name. Each file is visited once (by its
+    real path: two names or links for one file make one input), and globs never follow folder
+    links. Files in a folder or glob that are named like our outputs (``*_labels.png`` ...) are
+    not inputs; those that this package did not write are listed in ``skipped`` (``(path,
+    reason)`` pairs), so the run can say so.
     """
     box = parse_roi(roi) if roi is not None else None
+    visited: dict[str, str] = {}
     for item in items:
         item = str(item)
         p = Path(item)
+        listed = True
         if p.is_dir():
-            paths = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                           and not q.name.endswith(OUTPUT_SUFFIXES))
+            paths = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
         elif not p.exists() and any(c in item for c in "*?["):
-            paths = sorted(Path(q) for q in glob.glob(item, recursive=True) if Path(q).is_file())
+            paths = [q for q in _walk_glob(item) if q.suffix.lower() in IMAGE_SUFFIXES]
         else:
-            paths = [p]
+            paths, listed = [p], False
         for path in paths:
+            if listed and path.name.endswith(OUTPUT_SUFFIXES):
+                if skipped is not None and not _is_own_output(path):
+                    why = f"named like an output of cervseg (*{_output_suffix(path.name)}); rename it to segment it"
+                    skipped.append((str(path), why))
+                continue
+            real = os.path.realpath(path)
+            if real in visited:
+                if skipped is not None and visited[real] != str(path):
+                    skipped.append((str(path), f"the same file as {visited[real]}"))
+                continue
+            visited[real] = str(path)
             n_frames = 1
             if path.suffix.lower() in TIFF_SUFFIXES:
                 try:
@@ -120,6 +201,16 @@ def expand_inputs(items: Iterable[str], roi=None) -> Iterator[BatchInput]:
                     yield BatchInput(str(path), frame, n_frames, box)
             else:
                 yield BatchInput(str(path), None, 1, box)
+
+
+def _output_suffix(name: str) -> str:
+    return next(s for s in OUTPUT_SUFFIXES if name.endswith(s))
+
+
+def _is_own_output(path) -> bool:
+    from ..io.images import is_own_output
+
+    return is_own_output(path)
 
 
 def segment_item(image, config: BatchConfig, name: str = "image", progress=None):
@@ -348,7 +439,8 @@ def local_executor(workers: int, torch_threads: int | None = None):
 
 def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, workers: int = 1,
               scheduler: str | None = None, progress: Callable | None = None,
-              cancel: Callable[[], bool] | None = None, total: int | None = None) -> dict:
+              cancel: Callable[[], bool] | None = None, total: int | None = None,
+              skipped_inputs: list | None = None) -> dict:
     """Segment every input into ``out_dir``; returns the run summary (also written to summary.json).
 
     ``workers``: 1 runs in this process; N > 1 starts N local worker processes (each with
@@ -451,6 +543,7 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         "done": n_done,
         "skipped": sum(r["status"] == "kept" for r in records.values()),
         "failed": failures,
+        "skipped_inputs": list(skipped_inputs or []),
         "cancelled": cancelled,
         "method": config.method,
         "grouping": config.grouping,
