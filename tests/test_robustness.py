@@ -13,9 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from napari_cervseg.cli import main
-from napari_cervseg.workflows.batch import expand_inputs
+from napari_cervseg.workflows.batch import BatchConfig, expand_inputs, run_batch
 
 BASELINE = ["--model", "none", "--method", "colour-baseline", "--quiet", "--workers", "1"]
 
@@ -91,3 +92,75 @@ def test_a_users_file_named_like_an_output_is_never_overwritten_and_is_reported(
     assert main(["segment", str(d), "--out", str(d), *BASELINE]) == 0
     assert main(["segment", str(d), "--out", str(d), *BASELINE, "--overwrite"]) == 0
     assert "skipped" not in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# A3: two runs on one --out; A11: temporary files of a killed run
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused_and_a_stale_lock_is_taken_over(tmp_path, capsys):
+    import json
+    import socket
+
+    d = tmp_path / "d"
+    d.mkdir()
+    _write(d / "a.png", _cell())
+    out = tmp_path / "o"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".cervseg.lock").write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(),
+                                                       "started": "now"}))
+        assert main(["segment", str(d), "--out", str(out), *BASELINE]) == 2
+        err = capsys.readouterr().err
+        assert "error:" in err and "in use by another cervseg run" in err and f"pid {holder.pid}" in err
+        assert not (out / "a_labels.png").exists() and not (out / "summary.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the run goes ahead, then removes the lock
+    assert main(["segment", str(d), "--out", str(out), *BASELINE]) == 0
+    assert (out / "a_labels.png").exists() and not (out / ".cervseg.lock").exists()
+
+
+def test_the_lock_is_removed_when_a_run_fails(tmp_path, monkeypatch):
+    from napari_cervseg.workflows import batch
+
+    def boom(*a, **k):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(batch, "_run_batch", boom)
+    with pytest.raises(RuntimeError):
+        run_batch([], tmp_path / "o", BatchConfig(model=None, method="colour-baseline"))
+    assert not (tmp_path / "o" / ".cervseg.lock").exists()
+
+
+def test_kept_rows_keep_their_class_from_the_journal(tmp_path):
+    import json
+
+    from napari_cervseg.workflows.batch import _Journal
+
+    path = tmp_path / ".cervseg-journal.jsonl"
+    first = {"image": "a", "row": {"image": "a", "predicted_class": "abnormal", "probability": 0.9,
+                                   "method": "gradcam++", "cell_found": True, "nucleus_area": 5}}
+    kept = {"image": "a", "status": "kept", "row": {"image": "a", "status": "kept existing labels",
+                                                    "nucleus_area": 6}}
+    path.write_text(json.dumps(first) + "\n" + json.dumps(kept) + "\n")
+    row = _Journal(path).read()["a"]
+    assert row["predicted_class"] == "abnormal" and row["probability"] == 0.9 and row["nucleus_area"] == 6
+
+
+def test_temporary_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    _write(d / "a.png", _cell())
+    out = tmp_path / "o"
+    out.mkdir()
+    left = [".a_heatmap.png.tmp123.png", ".a_labels.png.tmp77-991.png", ".descriptors.csv.tmp",
+            ".summary.json.tmp"]
+    for name in left:
+        (out / name).write_bytes(b"x")
+    (out / ".notes.tmp").write_text("the user's")
+    summary = run_batch(expand_inputs([d]), out, BatchConfig(model=None, method="colour-baseline"))
+    assert summary["removed_temporary_files"] == 4
+    assert not any((out / name).exists() for name in left) and (out / ".notes.tmp").exists()

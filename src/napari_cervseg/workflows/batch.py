@@ -281,8 +281,7 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
                     image = None
             except ImageError:
                 pass  # the source may be gone; the labels alone still measure
-            keep = {k: previous[k] for k in ("method", "predicted_class", "probability", "cell_found")
-                    if previous and k in previous}
+            keep = {k: previous[k] for k in CLASS_KEYS if previous and not _missing(previous.get(k))}
             row = {"image": stem, "source": item.label, "status": "kept existing labels", **keep,
                    **measure(labels, image, pixel_size=config.pixel_size)}
             record.update(status="kept", row=row)
@@ -326,6 +325,114 @@ def versions() -> dict:
     return out
 
 
+#: the fields of a row that come from segmenting (not from measuring labels)
+CLASS_KEYS = ("method", "predicted_class", "probability", "cell_found")
+
+
+def _missing(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and value != value)
+
+
+#: the lock file of an output folder: one run at a time writes into it
+LOCK = ".cervseg.lock"
+#: a lock file that cannot be read (its run was killed while writing it) is stale after this long
+LOCK_UNREADABLE_STALE_S = 30.0
+
+
+class FolderInUseError(RuntimeError):
+    """Another run is writing into the output folder."""
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, TypeError):
+        return True  # someone else's process, or not a pid we can check: assume alive
+    return True
+
+
+def _lock_is_stale(path: Path, info: dict | None) -> bool:
+    import socket
+
+    if info is None:
+        try:
+            return time.time() - path.stat().st_mtime > LOCK_UNREADABLE_STALE_S
+        except FileNotFoundError:
+            return True
+    return info.get("host") == socket.gethostname() and not _pid_alive(info.get("pid"))
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """Hold ``out/.cervseg.lock`` (pid, host, start time; created exclusively) while a run writes
+    into ``out``; a second run is refused with :class:`FolderInUseError`. A lock whose process is
+    gone (on this host) is stale and taken over. The lock is removed at the end, errors included."""
+    import socket
+
+    path = out / LOCK
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": os.urandom(8).hex()}
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            info = _read_lock(path)
+            if _lock_is_stale(path, info):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            who = (f"pid {info.get('pid')} on {info.get('host')}, since {info.get('started')}" if info
+                   else "a run that is starting")
+            raise FolderInUseError(
+                f"{out} is in use by another cervseg run ({who}); wait for it to finish or choose"
+                f" another --out. If no run is going on, delete {path}") from None
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(mine))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise OutputError(f"could not write the lock file {path}: {exc.strerror or exc}") from exc
+        break
+    else:
+        raise FolderInUseError(f"{out}: could not take the lock {path}; delete it if no run is going on")
+    try:
+        yield path
+    finally:
+        if (_read_lock(path) or {}).get("token") == mine["token"]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _is_temporary(name: str) -> bool:
+    import re
+
+    m = re.fullmatch(r"\.(.+)\.tmp[0-9-]*(?:\.png)?", name)
+    return bool(m) and (m.group(1).endswith(OUTPUT_SUFFIXES) or m.group(1) in ("descriptors.csv", "summary.json"))
+
+
+def clean_temporary_files(out: Path) -> int:
+    """Remove the temporary files a killed run left in ``out`` (called under the folder lock, so no
+    other run is writing them). Returns how many were removed."""
+    n = 0
+    for path in out.iterdir():
+        if path.name.startswith(".") and _is_temporary(path.name) and path.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                n += 1
+    return n
+
+
 class _Journal:
     """Append-only JSON-lines record of finished inputs; read back to resume."""
 
@@ -344,8 +451,15 @@ class _Journal:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a killed run
-                if rec.get("row"):
-                    rows[rec["image"]] = rec["row"]
+                if not isinstance(rec, dict) or not isinstance(rec.get("row"), dict):
+                    continue
+                row = rec["row"]
+                earlier = rows.get(rec.get("image"), {})
+                # a kept row re-measures labels; its class comes from the run that made them
+                for key in CLASS_KEYS:
+                    if _missing(row.get(key)) and not _missing(earlier.get(key)):
+                        row[key] = earlier[key]
+                rows[rec["image"]] = row
         return rows
 
     def append(self, record: dict) -> None:
@@ -452,6 +566,14 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        cleaned = clean_temporary_files(out)
+        return _run_batch(inputs, out, config, workers, scheduler, progress, cancel, total,
+                          skipped_inputs, cleaned)
+
+
+def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progress, cancel, total,
+               skipped_inputs, cleaned) -> dict:
     started = time.time()
     t0 = time.perf_counter()
     journal = _Journal(out / JOURNAL)
@@ -544,6 +666,7 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         "skipped": sum(r["status"] == "kept" for r in records.values()),
         "failed": failures,
         "skipped_inputs": list(skipped_inputs or []),
+        "removed_temporary_files": cleaned,
         "cancelled": cancelled,
         "method": config.method,
         "grouping": config.grouping,
