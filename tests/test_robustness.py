@@ -164,3 +164,198 @@ def test_temporary_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
     summary = run_batch(expand_inputs([d]), out, BatchConfig(model=None, method="colour-baseline"))
     assert summary["removed_temporary_files"] == 4
     assert not any((out / name).exists() for name in left) and (out / ".notes.tmp").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A5-A8, A12: odd image files
+
+
+def test_a_planar_rgb_tiff_is_one_colour_image_not_three_grey_cells(tmp_path):
+    import tifffile
+
+    from napari_cervseg.io.images import image_info, read_image
+
+    rgb = _cell()
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+    assert image_info(tmp_path / "planar.tif") == (1, rgb.shape[:2])
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.tif"), rgb)
+    np.testing.assert_array_equal(read_image(tmp_path / "planar.tif", roi="3,4,10,12"), rgb[4:16, 3:13])
+    assert len(list(expand_inputs([tmp_path / "planar.tif"]))) == 1
+
+
+def test_a_five_channel_tiff_is_refused_by_name(tmp_path, capsys):
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "five.tif", np.zeros((127, 121, 5), np.uint8), photometric="minisblack",
+                     planarconfig="contig")
+    out = tmp_path / "o"
+    assert main(["segment", str(tmp_path / "five.tif"), "--out", str(out), *BASELINE]) == 1
+    err = capsys.readouterr().err
+    assert "5 channels per pixel" in err and err.count("failed:") == 1
+    assert not list(out.glob("*_labels.png"))
+
+
+def test_a_cmyk_jpeg_is_read_in_its_true_colours(tmp_path):
+    from PIL import Image
+
+    from napari_cervseg.io.images import read_image, to_rgb_uint8
+
+    rgb = _cell()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=98)
+    for roi in (None, "0,0,40,30"):
+        got, _ = to_rgb_uint8(read_image(tmp_path / "cmyk.jpg", roi=roi))
+        want = rgb if roi is None else rgb[:30, :40]
+        assert got.shape == want.shape and np.abs(got.astype(int) - want).mean() < 6
+
+
+def test_grey_plus_alpha_is_accepted_and_many_channels_get_the_right_hint(tmp_path):
+    from PIL import Image
+
+    from napari_cervseg.io.images import ImageError, read_image, to_rgb_uint8
+
+    grey = _cell()[..., 0]
+    Image.fromarray(grey).convert("LA").save(tmp_path / "la.png")
+    rgb, _ = to_rgb_uint8(read_image(tmp_path / "la.png"))
+    np.testing.assert_array_equal(rgb[..., 0], grey)
+    with pytest.raises(ImageError, match="channels per pixel") as info:
+        to_rgb_uint8(np.zeros((64, 64, 5), np.uint8))
+    assert "stack" not in str(info.value)
+
+
+def test_roi_keeps_the_decompression_bomb_guard_for_png(tmp_path, capsys):
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    bomb = tmp_path / "bomb.png"
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 90001 * 100))
+                     + chunk(b"IEND", b""))
+    from napari_cervseg.io import images
+
+    def must_not_decode(*a, **k):
+        raise AssertionError("decoded")
+
+    from PIL import Image
+
+    real_crop = Image.Image.crop
+    Image.Image.crop = must_not_decode
+    try:
+        with pytest.raises(images.ImageError, match="whole decoded image"):
+            images.read_image(bomb, roi="0,0,100,100", max_pixels=images.MAX_PIXELS)
+        assert main(["segment", str(bomb), "--roi", "0,0,100,100", "--out", str(tmp_path / "o"), *BASELINE]) == 1
+    finally:
+        Image.Image.crop = real_crop
+    assert "whole decoded image" in capsys.readouterr().err
+
+
+def test_a_fifo_as_input_or_model_is_refused_without_blocking(tmp_path, capsys):
+    fifo = tmp_path / "model.safetensors"
+    os.mkfifo(fifo)
+    (tmp_path / "model.json").write_text('{"architecture": "compact"}')
+    img_fifo = tmp_path / "cell.png"
+    os.mkfifo(img_fifo)
+    code = ("import sys; from napari_cervseg.cli import main;"
+            f"sys.exit(main(['segment', {str(img_fifo)!r}, '--out', {str(tmp_path / 'o')!r}, '--quiet',"
+            f" '--model', {str(fifo)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 2 and "FIFO" in done.stderr and "Traceback" not in done.stderr
+    code = code.replace(f"'--model', {str(fifo)!r}", "'--model', 'none', '--method', 'colour-baseline'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 1 and "FIFO" in done.stderr and "Traceback" not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# A9: options; A10: model cards
+
+
+@pytest.mark.parametrize("option", [["--dilation", "1e9"], ["--dilation", "1e9", "--workers", "2"],
+                                    ["--device", "bogus"], ["--device", "cuda:99"], ["--pixel-size", "inf"],
+                                    ["--pixel-size", "-1"], ["--max-pixels", "-5"], ["--smooth", "nan"],
+                                    ["--work-size", "100000"]])
+def test_bad_option_values_are_refused_up_front(tmp_path, capsys, option):
+    d = tmp_path / "d"
+    d.mkdir()
+    _write(d / "a.png", _cell())
+    out = tmp_path / "o"
+    assert main(["segment", str(d), "--out", str(out), "--quiet", *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and option[0].lstrip("-").replace("-", "_")[:5] in err.replace("-", "_")
+    assert not out.exists()
+
+
+def _tiny_model(folder):
+    import torch
+
+    from napari_cervseg.classify import save_model
+    from napari_cervseg.classify.networks import CompactCNN
+
+    torch.manual_seed(0)
+    return save_model(CompactCNN(widths=(8, 16, 16, 32)), folder / "m.safetensors",
+                      {"architecture": "compact", "arch_kwargs": {"widths": [8, 16, 16, 32]},
+                       "preprocess": {"input_size": 64}, "class_names": ["normal", "abnormal"]})
+
+
+BAD_CARDS = {
+    "architecture 5": {"architecture": 5},
+    "architecture unknown": {"architecture": "resnet"},
+    "arch_kwargs a string": {"arch_kwargs": "x"},
+    "negative width": {"arch_kwargs": {"widths": [-1, 16, 16, 32]}},
+    "huge width": {"arch_kwargs": {"widths": [10**9, 16, 16, 32]}},
+    "widths a string": {"arch_kwargs": {"widths": "abc"}},
+    "unknown kwarg": {"arch_kwargs": {"widths": [8, 16, 16, 32], "bogus": 1}},
+    "negative input size": {"preprocess": {"input_size": -5}},
+    "huge input size": {"preprocess": {"input_size": 10**6}},
+    "top input size a string": {"input_size": "big"},
+    "class_names a string": {"class_names": "ab"},
+    "one class": {"class_names": ["a"]},
+    "repeated class": {"class_names": ["a", "a"]},
+    "std zero": {"preprocess": {"input_size": 64, "std": [0, 0, 0]}},
+    "mean of two": {"preprocess": {"input_size": 64, "mean": [1, 2]}},
+    "mean NaN": {"preprocess": {"input_size": 64, "mean": [float("nan"), 0.5, 0.5]}},
+    "preprocess a string": {"preprocess": "x"},
+    "even median": {"preprocess": {"input_size": 64, "median_ksize": 4}},
+    "unknown equalise": {"preprocess": {"input_size": 64, "equalise": "bogus"}},
+    "cam_layer a number": {"cam_layer": 7},
+    "cam_layer unknown": {"cam_layer": "nope"},
+    "threshold 5": {"operating_points": {"s": {"abnormal_threshold": 5}}},
+    "operating point a list": {"operating_points": {"s": [1]}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CARDS))
+def test_every_bad_model_card_is_a_model_error_naming_the_field(tmp_path, name):
+    import json
+
+    from napari_cervseg.classify import ModelError, load_model
+
+    weights = _tiny_model(tmp_path)
+    card = json.loads(weights.with_suffix(".json").read_text())
+    change = BAD_CARDS[name]
+    card.update(change)
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    with pytest.raises(ModelError) as info:
+        load_model(str(weights))
+    assert next(iter(change)) in str(info.value) and "card" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"architecture": "compact", "input_size": '
+                                  + "9" * 5000 + "}", "[1, 2]", '{"architecture": "compact"', "\xff\xfe"])
+def test_cards_that_are_not_json_objects_are_model_errors(tmp_path, text):
+    from napari_cervseg.classify import ModelError, load_model
+
+    weights = _tiny_model(tmp_path)
+    weights.with_suffix(".json").write_bytes(text.encode("latin-1"))
+    with pytest.raises(ModelError, match="m.json"):
+        load_model(str(weights))
+
+
+def test_a_good_tiny_card_still_loads(tmp_path):
+    from napari_cervseg.classify import load_model
+
+    model = load_model(str(_tiny_model(tmp_path)))
+    assert model.class_names == ("normal", "abnormal") and model.preprocess.input_size == 64

@@ -42,12 +42,38 @@ def parse_workers(value, n_inputs: int) -> int | None:
 
 
 def cmd_segment(args) -> int:
+    import math
+
     from tqdm import tqdm
 
     from .classify import ModelError, load_model
+    from .classify.classifier import pick_device
     from .io.images import ImageError
     from .segment.settings import SegmentationError, settings_for
     from .workflows.batch import BatchConfig, expand_inputs, run_batch
+
+    # option values that need no file: refused here, before any folder or file is touched
+    try:
+        if args.device is not None:
+            pick_device(args.device)
+    except ModelError as exc:
+        print(f"error: --device: {exc}", file=sys.stderr)
+        return 2
+    if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
+        print(f"error: --pixel-size {args.pixel_size}: give the pixel size in µm per pixel, a finite number"
+              " above 0 (e.g. 0.25)", file=sys.stderr)
+        return 2
+    if args.max_pixels is not None and args.max_pixels < 0:
+        print(f"error: --max-pixels {args.max_pixels}: give a number of pixels (height x width), or 0 for"
+              " no limit", file=sys.stderr)
+        return 2
+    options = settings_options(args)
+    try:  # a bad option value fails here, once, before any image is read
+        grouping = {"grouping": args.grouping} if args.grouping is not None else {}
+        settings_for(args.method, **grouping, **options)
+    except SegmentationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
     out = Path(args.out)
     try:
@@ -82,16 +108,11 @@ def cmd_segment(args) -> int:
                 from .classify.predict import abnormal_threshold
 
                 abnormal_threshold(loaded, args.operating_point)
+            if args.target is not None:
+                loaded.class_index(args.target)
         except ModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    options = settings_options(args)
-    try:  # a bad option value fails here, once, before any image is read
-        grouping = {"grouping": args.grouping} if args.grouping is not None else {}
-        settings_for(args.method, **grouping, **options)
-    except SegmentationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     if args.operating_point is not None:
         options["operating_point"] = args.operating_point
     config = BatchConfig(model=model, method=args.method, grouping=args.grouping, target=args.target,
