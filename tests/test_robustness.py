@@ -359,3 +359,61 @@ def test_a_good_tiny_card_still_loads(tmp_path):
 
     model = load_model(str(_tiny_model(tmp_path)))
     assert model.class_names == ("normal", "abnormal") and model.preprocess.input_size == 64
+
+
+# ---------------------------------------------------------------------------------------------
+# A13: measure()
+
+
+def test_measure_refuses_fractional_labels_and_odd_pixel_sizes():
+    from napari_cervseg.measure.descriptors import measure
+
+    labels = np.zeros((20, 20))
+    labels[5:10, 5:10] = 1.5
+    with pytest.raises(ValueError, match="whole numbers"):
+        measure(labels)
+    labels[5:10, 5:10] = np.nan
+    with pytest.raises(ValueError, match="whole numbers"):
+        measure(labels)
+    labels[5:10, 5:10] = 2.0
+    assert measure(labels)["nucleus_area"] == 25
+    for bad in (float("inf"), float("nan"), -1, 0, [0.2], "0.2", True):
+        with pytest.raises(ValueError, match="pixel_size"):
+            measure(labels.astype(np.uint8), pixel_size=bad)
+    assert measure(labels.astype(np.uint8), pixel_size=np.float32(0.5))["nucleus_area_um2"] == 6.25
+
+
+def test_two_separate_nuclei_are_not_measured_as_one_shape():
+    from napari_cervseg.measure.descriptors import measure
+
+    labels = np.zeros((120, 120), np.uint8)
+    labels[10:110, 10:110] = 1
+    labels[15:25, 15:25] = 2
+    labels[95:105, 95:105] = 2
+    row = measure(labels)
+    assert row["nucleus_area"] == 200 and row["nucleus_regions"] == 2
+    assert row["nucleus_major_axis"] < 15  # one 10 x 10 square, not the 141 px span of both
+    assert "2 separate nucleus regions" in row["measure_notes"]
+
+
+def test_kept_labels_saved_as_rgb_or_resized_are_measured_with_a_note(tmp_path):
+    import csv
+
+    d = tmp_path / "d"
+    d.mkdir()
+    _write(d / "a.png", _cell())
+    _write(d / "b.png", _cell(1))
+    out = tmp_path / "o"
+    config = BatchConfig(model=None, method="colour-baseline")
+    run_batch(expand_inputs([d]), out, config)
+    first = {r["image"]: r for r in csv.DictReader((out / "descriptors.csv").open())}
+    a = cv2.imread(str(out / "a_labels.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(out / "a_labels.png"), cv2.cvtColor(a, cv2.COLOR_GRAY2BGR))  # saved as RGB
+    b = cv2.imread(str(out / "b_labels.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(out / "b_labels.png"), cv2.resize(b, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+    summary = run_batch(expand_inputs([d]), out, config)
+    rows = {r["image"]: r for r in csv.DictReader((out / "descriptors.csv").open())}
+    assert not summary["failed"] and set(rows) == {"a", "b"}
+    assert rows["a"]["nucleus_area"] == first["a"]["nucleus_area"] and "channels" in rows["a"]["measure_notes"]
+    assert "resized labels" in rows["b"]["measure_notes"]
+    assert rows["a"]["method"] == first["a"]["method"] == "colour-baseline"

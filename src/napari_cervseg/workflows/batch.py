@@ -273,17 +273,22 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     heat_path, overlay_path, labels_path = (out / f"{stem}{s}" for s in OUTPUT_SUFFIXES)
     try:
         if labels_path.exists() and not config.overwrite:
-            labels = read_image(labels_path)
+            labels, notes = _labels_as_saved(read_image(labels_path), labels_path)
             image = None
             try:
                 image = _read_input(item, config)
                 if np.shape(image)[:2] != np.shape(labels)[:2]:
+                    notes.append(f"{labels_path.name} is {labels.shape[0]} x {labels.shape[1]} px but the image"
+                                 f" is {np.shape(image)[0]} x {np.shape(image)[1]}: measured in the labels' own"
+                                 " pixels, no intensities (resized labels? areas scale with the square)")
                     image = None
             except ImageError:
                 pass  # the source may be gone; the labels alone still measure
             keep = {k: previous[k] for k in CLASS_KEYS if previous and not _missing(previous.get(k))}
-            row = {"image": stem, "source": item.label, "status": "kept existing labels", **keep,
-                   **measure(labels, image, pixel_size=config.pixel_size)}
+            measured = measure(labels, image, pixel_size=config.pixel_size)
+            if notes:
+                measured["measure_notes"] = " | ".join(filter(None, [*notes, measured.get("measure_notes")]))
+            row = {"image": stem, "source": item.label, "status": "kept existing labels", **keep, **measured}
             record.update(status="kept", row=row)
         else:
             image = _read_input(item, config)
@@ -307,6 +312,20 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
         record["reason"] = f"{type(exc).__name__}: {exc}"
     record["seconds"] = time.perf_counter() - t0
     return record
+
+
+def _labels_as_saved(labels: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
+    """A labels file as a 2D array: one saved as grey RGB(A) (three equal channels) is read from its
+    first channel, with a note; a colour picture is refused by name."""
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] in (2, 3, 4):
+        colour = labels[..., :3] if labels.shape[-1] >= 3 else labels[..., :1]
+        if (colour == colour[..., :1]).all():
+            return np.ascontiguousarray(labels[..., 0]), [
+                f"{path.name} was saved with {labels.shape[-1]} channels; its first channel is the labels"]
+        raise ImageError(f"{path}: a colour image, not labels; save labels as a single-channel PNG with"
+                         " 0 background, 1 cytoplasm, 2 nucleus (or delete it to segment the image again)")
+    return labels, []
 
 
 # ----------------------------------------------------------------------------------------------
