@@ -417,3 +417,16 @@ def test_kept_labels_saved_as_rgb_or_resized_are_measured_with_a_note(tmp_path):
     assert rows["a"]["nucleus_area"] == first["a"]["nucleus_area"] and "channels" in rows["a"]["measure_notes"]
     assert "resized labels" in rows["b"]["measure_notes"]
     assert rows["a"]["method"] == first["a"]["method"] == "colour-baseline"
+
+
+def test_a_users_own_table_or_summary_in_out_is_never_replaced(tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    _write(d / "a.png", _cell())
+    for name, text in (("descriptors.csv", "patient,grade\n1,2\n"), ("summary.json", '{"my": "notes"}')):
+        out = tmp_path / f"o_{name}"
+        out.mkdir()
+        (out / name).write_text(text)
+        assert main(["segment", str(d), "--out", str(out), *BASELINE]) == 2
+        assert "is not a cervseg" in capsys.readouterr().err and (out / name).read_text() == text
+        assert not (out / "a_labels.png").exists()

@@ -358,8 +358,41 @@ LOCK = ".cervseg.lock"
 LOCK_UNREADABLE_STALE_S = 30.0
 
 
-class FolderInUseError(RuntimeError):
+class OutputFolderError(RuntimeError):
+    """The output folder cannot take this run's outputs (its table or summary are someone else's)."""
+
+
+class FolderInUseError(OutputFolderError):
     """Another run is writing into the output folder."""
+
+
+def _is_our_table(path: Path) -> bool:
+    try:
+        with path.open(newline="") as fh:
+            first = fh.readline(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first == "" or first.startswith("image,") or first.strip() == "image"
+
+
+def _is_our_summary(path: Path) -> bool:
+    try:
+        if path.stat().st_size > 16 * 1024 * 1024:
+            return False
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path.exists() and path.stat().st_size == 0
+    return isinstance(data, dict) and "versions" in data and "inputs" in data
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse an output folder whose ``descriptors.csv`` or ``summary.json`` this package did not
+    write (the run would replace them), before any input is processed."""
+    for name, ours in (("descriptors.csv", _is_our_table), ("summary.json", _is_our_summary)):
+        path = out / name
+        if path.exists() and not (path.is_file() and ours(path)):
+            raise OutputFolderError(f"{path}: exists and is not a cervseg {name}; the run would replace it."
+                                    " Move it, or choose another --out")
 
 
 def _read_lock(path: Path) -> dict | None:
@@ -586,6 +619,7 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
+        check_output_folder(out)
         cleaned = clean_temporary_files(out)
         return _run_batch(inputs, out, config, workers, scheduler, progress, cancel, total,
                           skipped_inputs, cleaned)
