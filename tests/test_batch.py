@@ -120,8 +120,11 @@ def test_a_killed_run_resumes_without_losing_finished_cells(tmp_path, cell_folde
     items = list(expand_inputs([cell_folder]))
     run_batch(items[:2], out, config)  # the first two finished before the "kill"
     (out / "descriptors.csv").unlink()  # a kill before the table was written
-    # the third was cut after its heatmap was written: a partial output, redone
-    (out / "cell2_heatmap.png").write_bytes(b"partial")
+    # the third was cut after its heatmap was written (complete: outputs are renamed into place
+    # after a check, so a kill leaves whole files or none): a partial output, redone
+    from napari_cervseg.io.images import write_png_atomic
+
+    write_png_atomic(out / "cell2_heatmap.png", np.zeros((5, 5, 3), np.uint8))
     before = {i: (out / f"cell{i}_labels.png").read_bytes() for i in range(2)}
     summary = run_batch(items, out, config)
     assert summary["skipped"] == 2 and summary["done"] == 2

@@ -156,6 +156,7 @@ def write_rows_csv(path, rows: list[dict]):
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
+    keys = keys or ["image"]  # an empty table still says what it is
     buf = io.StringIO(newline="")
     writer = csv.DictWriter(buf, fieldnames=keys)
     writer.writeheader()

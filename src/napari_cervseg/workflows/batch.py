@@ -372,7 +372,7 @@ def _is_our_table(path: Path) -> bool:
             first = fh.readline(4096)
     except (OSError, UnicodeDecodeError):
         return False
-    return first == "" or first.startswith("image,") or first.strip() == "image"
+    return first.strip() in ("", "image") or first.startswith("image,")
 
 
 def _is_our_summary(path: Path) -> bool:
