@@ -430,3 +430,13 @@ def test_a_users_own_table_or_summary_in_out_is_never_replaced(tmp_path, capsys)
         assert main(["segment", str(d), "--out", str(out), *BASELINE]) == 2
         assert "is not a cervseg" in capsys.readouterr().err and (out / name).read_text() == text
         assert not (out / "a_labels.png").exists()
+
+
+def test_odd_api_arguments_are_image_errors():
+    from napari_cervseg import segment_cell
+    from napari_cervseg.io.images import ImageError
+
+    with pytest.raises(ImageError, match="cannot be made into an array"):
+        segment_cell([[1, 2], [3]], model=None, method="colour-baseline")
+    with pytest.raises(ImageError, match="max_pixels must be"):
+        segment_cell(_cell(), model=None, method="colour-baseline", max_pixels=-1)

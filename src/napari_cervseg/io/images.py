@@ -39,7 +39,10 @@ def to_rgb_uint8(image, name: str = "image") -> tuple[np.ndarray, list[str]]:
     warnings: list[str] = []
     if image is None:
         raise ImageError(f"{name}: got None; pass a 2D grey or RGB(A) array or an image file path")
-    arr = np.asarray(image)
+    try:
+        arr = np.asarray(image)
+    except (ValueError, TypeError) as exc:  # ragged nested lists, ...
+        raise ImageError(f"{name}: cannot be made into an array ({exc}); pass a 2D grey or RGB(A) array") from exc
     if arr.dtype == bool:
         arr = arr.astype(np.uint8) * 255
     if arr.dtype.kind not in "uif":
@@ -119,6 +122,11 @@ def huge_image_message(name: str, height: int, width: int, max_pixels: int) -> s
 
 def check_size(shape, name: str = "image", max_pixels: int | None = MAX_PIXELS) -> None:
     """Refuse an image larger than ``max_pixels`` (height x width) with the region-of-interest routes."""
+    import numbers
+
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Real)
+                                   or not max_pixels >= 0):
+        raise ImageError(f"max_pixels must be a number of pixels >= 0 (0 or None: no limit); got {max_pixels!r}")
     if max_pixels and len(shape) >= 2 and int(shape[0]) * int(shape[1]) > max_pixels:
         raise ImageError(huge_image_message(name, int(shape[0]), int(shape[1]), max_pixels))
 
