@@ -868,7 +868,107 @@ def cat_concurrent(work: Path, rng, quick) -> list:
     return attempts
 
 
+def cat_known_answers(work: Path, rng, quick) -> list:
+    """Silently wrong answers (rc 0, no warning) are counted as crashes: each attempt knows the
+    right outcome (the colours read, the number of inputs, a refusal, a note)."""
+    import tifffile
+    from PIL import Image
+
+    folder = work / "known"
+    folder.mkdir()
+    attempts = []
+
+    def expect(name, check):
+        def fn():
+            ok, detail = check()
+            return ("ok" if ok else "crash"), detail
+        attempts.append((name, fn, 60, {}))
+
+    for seed in range(3 if quick else 6):
+        rgb = cell(seed, (60 + seed, 70))
+        planar = folder / f"planar{seed}.tif"
+        tifffile.imwrite(planar, np.moveaxis(rgb, -1, 0), photometric="rgb", planarconfig="separate")
+        cmyk = folder / f"cmyk{seed}.jpg"
+        Image.fromarray(rgb).convert("CMYK").save(cmyk, quality=98)
+        five = folder / f"five{seed}.tif"
+        tifffile.imwrite(five, np.zeros((40 + seed, 30, 5), np.uint8), photometric="minisblack", planarconfig="contig")
+
+        def planar_check(planar=planar, rgb=rgb):
+            from napari_cervseg.io.images import read_image
+            from napari_cervseg.workflows.batch import expand_inputs
+
+            n = len(list(expand_inputs([planar])))
+            got = read_image(planar)
+            return n == 1 and np.array_equal(got, rgb), f"{n} input(s), read as {got.shape}"
+
+        def cmyk_check(cmyk=cmyk, rgb=rgb):
+            from napari_cervseg.io.images import read_image, to_rgb_uint8
+
+            got, _ = to_rgb_uint8(read_image(cmyk))
+            err = float(np.abs(got.astype(int) - rgb).mean()) if got.shape == rgb.shape else 999
+            return err < 6, f"mean colour error {err:.1f} (inverted: ~100)"
+
+        def five_check(five=five):
+            from napari_cervseg.io.images import ImageError, read_image, to_rgb_uint8
+            from napari_cervseg.workflows.batch import expand_inputs
+
+            n = len(list(expand_inputs([five])))
+            try:
+                to_rgb_uint8(read_image(five))
+            except ImageError as exc:
+                return n == 1 and "channels" in str(exc), f"{n} input(s), refused: {str(exc)[:80]}"
+            return False, f"{n} input(s), accepted"
+
+        expect(f"planar RGB TIFF {seed} is one colour image", planar_check)
+        expect(f"CMYK JPEG {seed} in its true colours", cmyk_check)
+        expect(f"5-channel TIFF {seed} refused by name", five_check)
+
+    def labels_checks():
+        from napari_cervseg.measure.descriptors import measure
+
+        base = np.zeros((120, 120), np.uint8)
+        base[10:110, 10:110] = 1
+        base[15:25, 15:25] = 2
+        two = base.copy()
+        two[95:105, 95:105] = 2
+        row = measure(two)
+        ok = row["nucleus_major_axis"] < 15 and row["nucleus_regions"] == 2 and row["measure_notes"]
+        try:
+            measure(np.where(base == 2, 1.5, base.astype(float)))
+            return False, "a 1.5 label was measured"
+        except ValueError:
+            pass
+        return bool(ok), f"two nuclei: major axis {row['nucleus_major_axis']:.1f} px, note: {row['measure_notes'][:60]}"
+    expect("measure: two nuclei, fractional labels", labels_checks)
+
+    def kept_checks():
+        import csv
+
+        import cv2
+
+        from napari_cervseg.workflows.batch import BatchConfig, expand_inputs, run_batch
+
+        d = folder / "kept_in"
+        d.mkdir()
+        for i in range(2):
+            (d / f"k{i}.png").write_bytes(png_bytes(cell(i)))
+        out = folder / "kept_out"
+        config = BatchConfig(model=None, method="colour-baseline")
+        run_batch(expand_inputs([d]), out, config)
+        a = cv2.imread(str(out / "k0_labels.png"), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(out / "k0_labels.png"), cv2.cvtColor(a, cv2.COLOR_GRAY2BGR))
+        b = cv2.imread(str(out / "k1_labels.png"), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(out / "k1_labels.png"), cv2.resize(b, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST))
+        run_batch(expand_inputs([d]), out, config)
+        rows = {r["image"]: r for r in csv.DictReader((out / "descriptors.csv").open())}
+        ok = set(rows) == {"k0", "k1"} and rows["k1"]["measure_notes"] and rows["k0"]["measure_notes"]
+        return bool(ok), f"rows {sorted(rows)}; notes: {[r.get('measure_notes', '')[:40] for r in rows.values()]}"
+    expect("kept labels saved as RGB / resized 2x: measured with a note", kept_checks)
+    return attempts
+
+
 CATEGORIES = {
+    "silently wrong answers": cat_known_answers,
     "hostile image files (CLI)": cat_files,
     "odd arrays (segment_cell)": cat_arrays,
     "measure()": cat_measure,
