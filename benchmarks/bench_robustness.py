@@ -553,7 +553,7 @@ def cat_models(work: Path, rng, quick) -> list:
             c = classify(model, cell())
             if not np.isfinite(c.probability):
                 return "crash", f"accepted a card that gives probability {c.probability}"
-            return "ok", f"{c.label} {c.probability:.3f}"
+            return "ok", f"{c.predicted_class} {c.probability:.3f}"
         return fn
 
     for name, change in changes.items():
