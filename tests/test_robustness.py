@@ -276,16 +276,17 @@ def test_a_fifo_as_input_or_model_is_refused_without_blocking(tmp_path, capsys):
 @pytest.mark.parametrize("option", [["--dilation", "1e9"], ["--dilation", "1e9", "--workers", "2"],
                                     ["--device", "bogus"], ["--device", "cuda:99"], ["--pixel-size", "inf"],
                                     ["--pixel-size", "-1"], ["--max-pixels", "-5"], ["--smooth", "nan"],
-                                    ["--work-size", "100000"]])
+                                    ["--work-size", "100000"], ["--out", ""]])
 def test_bad_option_values_are_refused_up_front(tmp_path, capsys, option):
     d = tmp_path / "d"
     d.mkdir()
     _write(d / "a.png", _cell())
     out = tmp_path / "o"
+    before = sorted(os.listdir("."))
     assert main(["segment", str(d), "--out", str(out), "--quiet", *option]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and option[0].lstrip("-").replace("-", "_")[:5] in err.replace("-", "_")
-    assert not out.exists()
+    assert not out.exists() and sorted(os.listdir(".")) == before  # nothing written anywhere
 
 
 def _tiny_model(folder):

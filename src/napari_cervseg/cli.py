@@ -75,6 +75,9 @@ def cmd_segment(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    if not str(args.out).strip():
+        print("error: --out is empty; name an output folder (e.g. --out results)", file=sys.stderr)
+        return 2
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
