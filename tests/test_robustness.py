@@ -441,3 +441,11 @@ def test_odd_api_arguments_are_image_errors():
         segment_cell([[1, 2], [3]], model=None, method="colour-baseline")
     with pytest.raises(ImageError, match="max_pixels must be"):
         segment_cell(_cell(), model=None, method="colour-baseline", max_pixels=-1)
+
+
+def test_a_file_name_with_a_newline_is_reported_on_one_line(tmp_path, capsys):
+    bad = tmp_path / "new\nline.png"
+    _write(bad, _cell())
+    assert main(["segment", str(bad), "--roi", "100000,0,5,5", "--out", str(tmp_path / "o"), *BASELINE]) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("failed: ") and "new\\nline.png" in lines[0]

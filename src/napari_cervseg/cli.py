@@ -30,6 +30,12 @@ def auto_workers(n_inputs: int) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, n_inputs))
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (a file name may hold a newline), so each report
+    stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def parse_workers(value, n_inputs: int) -> int | None:
     """``--workers``: "auto" (or None) -> :func:`auto_workers`; a count >= 1; else None after an error."""
     if value in (None, "auto"):
@@ -94,7 +100,7 @@ def cmd_segment(args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     for path, reason in skipped:
-        print(f"skipped: {path}: {reason}", file=sys.stderr)
+        print(one_line(f"skipped: {path}: {reason}"), file=sys.stderr)
     if not inputs:
         print("error: no input images found (give image files, folders, globs or TIFF stacks)", file=sys.stderr)
         return 2
@@ -142,7 +148,7 @@ def cmd_segment(args) -> int:
         return 1
     bar.close()
     for failure in summary["failed"]:
-        print(f"failed: {failure['input']}: {failure['reason']}", file=sys.stderr)
+        print(one_line(f"failed: {failure['input']}: {failure['reason']}"), file=sys.stderr)
     if not args.quiet:
         t = summary["timings"]
         kept = f", {summary['skipped']} kept from an earlier run" if summary["skipped"] else ""
