@@ -1028,6 +1028,7 @@ def main():
     measure(warm.labels, cell(), pixel_size=0.25)
 
     rng = random.Random(args.seed)
+    cwd_before = set(os.listdir("."))  # nothing may be written where the command runs
     t0 = time.perf_counter()
     records = []
     with tempfile.TemporaryDirectory(prefix="cervseg-robustness-") as tmp:
@@ -1045,6 +1046,10 @@ def main():
                 res = run_child(fn, timeout)
                 status = res["status"]
                 problems = check_files(extra, before) if status != "hang" else []
+                stray = set(os.listdir(".")) - cwd_before
+                if stray:
+                    problems.append(f"wrote into the current folder: {sorted(stray)[:5]}")
+                    cwd_before |= stray
                 if status == "lost":
                     problems.append(res["detail"])
                     status = "ok"
