@@ -120,8 +120,11 @@ def test_a_killed_run_resumes_without_losing_finished_cells(tmp_path, cell_folde
     items = list(expand_inputs([cell_folder]))
     run_batch(items[:2], out, config)  # the first two finished before the "kill"
     (out / "descriptors.csv").unlink()  # a kill before the table was written
-    # the third was cut after its heatmap was written: a partial output, redone
-    (out / "cell2_heatmap.png").write_bytes(b"partial")
+    # the third was cut after its heatmap was written (complete: outputs are renamed into place
+    # after a check, so a kill leaves whole files or none): a partial output, redone
+    from napari_cervseg.io.images import write_png_atomic
+
+    write_png_atomic(out / "cell2_heatmap.png", np.zeros((5, 5, 3), np.uint8))
     before = {i: (out / f"cell{i}_labels.png").read_bytes() for i in range(2)}
     summary = run_batch(items, out, config)
     assert summary["skipped"] == 2 and summary["done"] == 2
@@ -276,13 +279,70 @@ def test_read_only_output_folder_is_refused_and_left_alone(tmp_path, synthetic_c
 
 
 def test_a_write_that_fails_mid_run_fails_that_input_only(tmp_path, cell_folder, model_file, monkeypatch):
-    real_imwrite = cv2.imwrite
+    from napari_cervseg.io import images
 
-    def disk_full_for_cell1(path, arr, *a):
-        return False if "cell1" in str(path) else real_imwrite(path, arr, *a)
+    real_write = images._write_bytes
 
-    monkeypatch.setattr(cv2, "imwrite", disk_full_for_cell1)
+    def disk_full_for_cell1(path, data):
+        if "cell1" in path.name:
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(images, "_write_bytes", disk_full_for_cell1)
     out = tmp_path / "out"
     summary = run_batch(expand_inputs([cell_folder]), out, BatchConfig(model=model_file))
     assert summary["done"] == 3 and "could not write" in summary["failed"][0]["reason"]
     assert not list(out.glob("cell1*")) and not list(out.glob(".*tmp*"))
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_full_disk_leaves_no_bad_output_and_a_rerun_redoes_it(tmp_path, cell_folder, monkeypatch, damage):
+    """A1: the OS (or OpenCV) reports success on a file that is empty or cut short: the check
+    before the rename catches it, that input fails with a clear message, nothing is left under an
+    output name, and a re-run redoes it without --overwrite."""
+    from napari_cervseg.io import images
+
+    real_write = images._write_bytes
+
+    def full_disk(path, data):
+        if "cell2_labels" in path.name or "cell3_heatmap" in path.name:
+            data = b"" if damage == "empty" else data[: len(data) // 3]
+        real_write(path, data)  # "succeeds"
+
+    monkeypatch.setattr(images, "_write_bytes", full_disk)
+    out = tmp_path / "out"
+    config = BatchConfig(model=None, method="colour-baseline")
+    summary = run_batch(expand_inputs([cell_folder]), out, config)
+    reasons = {f["input"]: f["reason"] for f in summary["failed"]}
+    assert sorted(Path(k).name for k in reasons) == ["cell2.png", "cell3.png"]
+    assert all("could not write" in r and "reached the disk" in r for r in reasons.values())
+    assert not list(out.glob("cell2_*")) and not list(out.glob("cell3_*")) and not list(out.glob(".*tmp*"))
+    for png in out.glob("*.png"):  # every file under a final name is complete
+        assert cv2.imread(str(png), cv2.IMREAD_UNCHANGED) is not None
+    assert (out / "descriptors.csv").exists() and (out / "summary.json").exists()
+    monkeypatch.setattr(images, "_write_bytes", real_write)
+    again = run_batch(expand_inputs([cell_folder]), out, config)
+    assert again["done"] == 2 and again["skipped"] == 2 and not again["failed"]
+    assert (out / "cell2_labels.png").exists() and (out / "cell3_heatmap.png").exists()
+
+
+def test_a_full_disk_for_the_table_is_a_clear_error_and_leaves_no_temporary_file(tmp_path, cell_folder,
+                                                                                  monkeypatch, capsys):
+    from napari_cervseg.io import images
+
+    real_write = images._write_bytes
+
+    def full_disk(path, data):
+        if "descriptors" in path.name:
+            real_write(path, b"")
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(images, "_write_bytes", full_disk)
+    out = tmp_path / "out"
+    rc = main(["segment", str(cell_folder), "--out", str(out), "--model", "none", "--method", "colour-baseline",
+               "--quiet", "--workers", "1"])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "error: could not write" in err and "descriptors.csv" in err and "Traceback" not in err
+    assert not list(out.glob(".*tmp*")) and len(list(out.glob("*_labels.png"))) == 4

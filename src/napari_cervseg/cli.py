@@ -30,6 +30,12 @@ def auto_workers(n_inputs: int) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_AUTO_WORKERS, n_inputs))
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (a file name may hold a newline), so each report
+    stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
 def parse_workers(value, n_inputs: int) -> int | None:
     """``--workers``: "auto" (or None) -> :func:`auto_workers`; a count >= 1; else None after an error."""
     if value in (None, "auto"):
@@ -42,13 +48,42 @@ def parse_workers(value, n_inputs: int) -> int | None:
 
 
 def cmd_segment(args) -> int:
+    import math
+
     from tqdm import tqdm
 
     from .classify import ModelError, load_model
+    from .classify.classifier import pick_device
     from .io.images import ImageError
     from .segment.settings import SegmentationError, settings_for
     from .workflows.batch import BatchConfig, expand_inputs, run_batch
 
+    # option values that need no file: refused here, before any folder or file is touched
+    try:
+        if args.device is not None:
+            pick_device(args.device)
+    except ModelError as exc:
+        print(f"error: --device: {exc}", file=sys.stderr)
+        return 2
+    if args.pixel_size is not None and not (math.isfinite(args.pixel_size) and args.pixel_size > 0):
+        print(f"error: --pixel-size {args.pixel_size}: give the pixel size in µm per pixel, a finite number"
+              " above 0 (e.g. 0.25)", file=sys.stderr)
+        return 2
+    if args.max_pixels is not None and args.max_pixels < 0:
+        print(f"error: --max-pixels {args.max_pixels}: give a number of pixels (height x width), or 0 for"
+              " no limit", file=sys.stderr)
+        return 2
+    options = settings_options(args)
+    try:  # a bad option value fails here, once, before any image is read
+        grouping = {"grouping": args.grouping} if args.grouping is not None else {}
+        settings_for(args.method, **grouping, **options)
+    except SegmentationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    if not str(args.out).strip():
+        print("error: --out is empty; name an output folder (e.g. --out results)", file=sys.stderr)
+        return 2
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -59,10 +94,13 @@ def cmd_segment(args) -> int:
         print(f"error: output folder {out} is not writable; choose another with --out", file=sys.stderr)
         return 2
     try:
-        inputs = list(expand_inputs(args.inputs, roi=args.roi))
+        skipped: list = []
+        inputs = list(expand_inputs(args.inputs, roi=args.roi, skipped=skipped))
     except ImageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    for path, reason in skipped:
+        print(one_line(f"skipped: {path}: {reason}"), file=sys.stderr)
     if not inputs:
         print("error: no input images found (give image files, folders, globs or TIFF stacks)", file=sys.stderr)
         return 2
@@ -79,15 +117,11 @@ def cmd_segment(args) -> int:
                 from .classify.predict import abnormal_threshold
 
                 abnormal_threshold(loaded, args.operating_point)
+            if args.target is not None:
+                loaded.class_index(args.target)
         except ModelError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-    options = settings_options(args)
-    try:  # a bad option value fails here, once, before any image is read
-        settings_for(args.method, **options, **({"grouping": args.grouping} if args.grouping else {}))
-    except SegmentationError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     if args.operating_point is not None:
         options["operating_point"] = args.operating_point
     config = BatchConfig(model=model, method=args.method, grouping=args.grouping, target=args.target,
@@ -102,14 +136,19 @@ def cmd_segment(args) -> int:
 
     try:
         summary = run_batch(inputs, out, config, workers=workers, scheduler=args.scheduler,
-                            progress=progress, total=len(inputs))
-    except RuntimeError as exc:  # the scheduler cannot be reached
+                            progress=progress, total=len(inputs),
+                            skipped_inputs=[{"input": p, "reason": r} for p, r in skipped])
+    except RuntimeError as exc:  # the scheduler cannot be reached, the folder is in use
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the table or summary could not be written (full disk)
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     bar.close()
     for failure in summary["failed"]:
-        print(f"failed: {failure['input']}: {failure['reason']}", file=sys.stderr)
+        print(one_line(f"failed: {failure['input']}: {failure['reason']}"), file=sys.stderr)
     if not args.quiet:
         t = summary["timings"]
         kept = f", {summary['skipped']} kept from an earlier run" if summary["skipped"] else ""

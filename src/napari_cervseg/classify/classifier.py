@@ -22,15 +22,48 @@ class ModelError(ValueError):
 
 
 def pick_device(device=None) -> torch.device:
-    """CUDA if available, else Apple MPS, else CPU; an explicit ``device`` wins."""
+    """CUDA if available, else Apple MPS, else CPU; an explicit ``device`` wins (if it exists here:
+    else a ModelError that names the devices that do)."""
     if device not in (None, "auto"):
-        return torch.device(device)
+        return check_device(device)
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _available_devices() -> list[str]:
+    names = ["cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        names.append("mps")
+    return names
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a torch device that exists on this machine, or a ModelError saying which do."""
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        try:
+            dev = torch.device(str(device))
+        except (RuntimeError, ValueError, TypeError):
+            raise ModelError(f"device {device!r} is not a device name; use one of"
+                             f" {', '.join(_available_devices())} (or auto)") from None
+    ok = dev.type == "cpu"
+    if dev.type == "cuda":
+        ok = torch.cuda.is_available() and (dev.index is None or dev.index < torch.cuda.device_count())
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        ok = mps is not None and mps.is_available()
+    if not ok:
+        raise ModelError(f"device {str(device)!r} is not available on this machine; use one of"
+                         f" {', '.join(_available_devices())} (or auto)")
+    return dev
 
 
 @dataclass
@@ -142,12 +175,198 @@ def wrap_model(net: nn.Module, preprocess: PreprocessConfig | None = None, cam_l
                           class_names=tuple(class_names), lrp_applicable=bool(lrp_applicable))
 
 
-def read_card_json(card_path: Path) -> dict:
-    """A model card's JSON object, or a ModelError naming the file."""
+#: a model card larger than this is refused before parsing (the bundled one is ~85 KB)
+CARD_MAX_BYTES = 8 * 1024 * 1024
+#: JSON nested deeper than this is refused before parsing (the bundled card is 6 deep)
+CARD_MAX_DEPTH = 64
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse, by ``stat`` and before anything opens it, a model path that is not a regular file
+    (a FIFO or a device would block or read forever)."""
+    from ..io.images import file_kind
+
     try:
-        card = json.loads(card_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{card_path}: not valid JSON ({exc})") from exc
+        mode = Path(path).stat().st_mode
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    kind = file_kind(mode)
+    if kind is not None:
+        raise ModelError(f"{path}: is a {kind}, not a regular file; pass a model file (.safetensors with its"
+                         " .json card, or .keras / .h5)")
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of ``[`` / ``{`` in JSON text (strings skipped), without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def read_card_json(card_path: Path) -> dict:
+    """A model card's JSON object, or a ModelError naming the file (guarded: regular files only,
+    at most :data:`CARD_MAX_BYTES`, nesting at most :data:`CARD_MAX_DEPTH`)."""
+    card_path = Path(card_path)
+    check_regular_file(card_path)
+    size = card_path.stat().st_size
+    if size > CARD_MAX_BYTES:
+        raise ModelError(f"{card_path}: the card is {size / 1e6:.1f} MB; a model card is a small JSON file"
+                         f" (at most {CARD_MAX_BYTES // (1024 * 1024)} MB)")
+    try:
+        text = card_path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{card_path}: cannot be read as UTF-8 text ({exc})") from exc
+    if _json_depth(text) > CARD_MAX_DEPTH:
+        raise ModelError(f"{card_path}: JSON nested deeper than {CARD_MAX_DEPTH} levels; a model card is a"
+                         " flat object of settings")
+    try:
+        card = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit number, ...
+        raise ModelError(f"{card_path}: not valid JSON ({str(exc)[:200]})") from exc
     if not isinstance(card, dict):
         raise ModelError(f"{card_path}: the card must be a JSON object")
+    return card
+
+
+# ----------------------------------------------------------------------------------------------
+# the card's schema
+
+#: the keyword arguments each architecture takes from the card's ``arch_kwargs``
+ARCH_KWARGS = {
+    "compact": ("widths", "convs_per_block", "dropout", "n_classes"),
+    "vgg16-adapted128": ("dropout", "n_classes"),
+    "vgg16-adapted128-simplified": ("dropout", "n_classes"),
+    "xception-256": ("dropout", "n_classes"),
+    "xception-1024": ("dropout", "n_classes"),
+}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    import math
+
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _fail(where, field_name, problem, works):
+    raise ModelError(f"{where}: card field {field_name!r} {problem}; {works}")
+
+
+def _int_in(where, name, value, low, high):
+    if not _is_int(value) or not low <= value <= high:
+        _fail(where, name, f"is {str(value)[:60]!r}", f"give an integer from {low} to {high}")
+
+
+def _real_in(where, name, value, low, high, low_open=False):
+    if not _is_real(value) or not (low < value if low_open else low <= value) or not value <= high:
+        bound = f"above {low}" if low_open else f"from {low}"
+        _fail(where, name, f"is {str(value)[:60]!r}", f"give a finite number {bound} to {high}")
+
+
+def validate_card(card: dict, where, keras: bool = False) -> dict:
+    """Check a model card against its schema; returns it, or raises ModelError naming the field.
+
+    ``architecture`` a registry name (not for Keras); ``arch_kwargs`` that architecture's keyword
+    arguments (``widths``: 1-8 integers 1-1024, ``convs_per_block`` 1-8, ``dropout`` 0-0.99,
+    ``n_classes`` 2-1000); ``input_size`` and ``preprocess.input_size`` integers 16-1024 (128 for the
+    VGG models, at least 71 for Xception); ``preprocess.median_ksize`` 0, 1 or an odd integer up to
+    31; ``preprocess.equalise`` one of the choices; ``preprocess.mean`` 3 finite numbers,
+    ``preprocess.std`` 3 finite numbers > 0; ``class_names`` a list of 2-1000 distinct non-empty
+    strings (as many as ``n_classes``); ``cam_layer`` a string; ``operating_points`` an object whose
+    entries have an ``abnormal_threshold`` in [0, 1].
+    """
+    from .preprocess import EQUALISE_CHOICES
+
+    arch = card.get("architecture")
+    if not keras:
+        if not isinstance(arch, str) or arch not in ARCH_KWARGS:
+            _fail(where, "architecture", f"is {str(arch)[:60]!r}", f"give one of {', '.join(ARCH_KWARGS)}")
+        kwargs = card.get("arch_kwargs", {})
+        if not isinstance(kwargs, dict):
+            _fail(where, "arch_kwargs", f"is a {type(kwargs).__name__}", "give a JSON object of keyword arguments")
+        for key, value in kwargs.items():
+            name = f"arch_kwargs.{key}"
+            if key not in ARCH_KWARGS[arch]:
+                _fail(where, name, f"is not an argument of {arch!r}", f"use {', '.join(ARCH_KWARGS[arch])}")
+            if key == "widths":
+                if not isinstance(value, list) or not 1 <= len(value) <= 8:
+                    _fail(where, name, f"is {str(value)[:60]!r}", "give a list of 1 to 8 channel counts")
+                for i, w in enumerate(value):
+                    _int_in(where, f"{name}[{i}]", w, 1, 1024)
+            elif key == "convs_per_block":
+                _int_in(where, name, value, 1, 8)
+            elif key == "dropout":
+                _real_in(where, name, value, 0.0, 0.99)
+            elif key == "n_classes":
+                _int_in(where, name, value, 2, 1000)
+    sizes = [("input_size", card["input_size"])] if "input_size" in card else []
+    pre = card.get("preprocess", {})
+    if not isinstance(pre, dict):
+        _fail(where, "preprocess", f"is a {type(pre).__name__}", "give a JSON object (input_size, mean, std, ...)")
+    if "input_size" in pre:
+        sizes.append(("preprocess.input_size", pre["input_size"]))
+    for name, value in sizes:
+        if keras and value is None:
+            continue
+        _int_in(where, name, value, 16, 1024)
+        if arch in ("vgg16-adapted128", "vgg16-adapted128-simplified") and value != 128:
+            _fail(where, name, f"is {value}", f"{arch} takes 128 px inputs only: give 128")
+        if isinstance(arch, str) and arch.startswith("xception") and value < 71:
+            _fail(where, name, f"is {value}", "Xception needs inputs of at least 71 px")
+    if "median_ksize" in pre:
+        k = pre["median_ksize"]
+        if not _is_int(k) or not (k in (0, 1) or (k % 2 == 1 and 3 <= k <= 31)):
+            _fail(where, "preprocess.median_ksize", f"is {str(k)[:60]!r}", "give 0 or 1 (off) or an odd size 3-31")
+    if "equalise" in pre and pre["equalise"] not in EQUALISE_CHOICES:
+        _fail(where, "preprocess.equalise", f"is {str(pre['equalise'])[:60]!r}",
+              f"give one of {', '.join(EQUALISE_CHOICES)}")
+    for key in ("mean", "std"):
+        if key in pre:
+            value = pre[key]
+            if not isinstance(value, list) or len(value) != 3:
+                _fail(where, f"preprocess.{key}", f"is {str(value)[:60]!r}", "give a list of 3 numbers (R, G, B)")
+            for i, v in enumerate(value):
+                if key == "std":
+                    _real_in(where, f"preprocess.std[{i}]", v, 0.0, 1e3, low_open=True)
+                else:
+                    _real_in(where, f"preprocess.mean[{i}]", v, -1e3, 1e3)
+    if "class_names" in card:
+        names = card["class_names"]
+        if (not isinstance(names, list) or not 2 <= len(names) <= 1000
+                or not all(isinstance(n, str) and n for n in names) or len(set(names)) != len(names)):
+            _fail(where, "class_names", f"is {str(names)[:60]!r}",
+                  'give a list of at least 2 distinct class names, e.g. ["normal", "abnormal"]')
+        n_classes = card.get("arch_kwargs", {}).get("n_classes", 2) if not keras else len(names)
+        if len(names) != n_classes:
+            _fail(where, "class_names", f"names {len(names)} classes", f"the network has {n_classes} outputs")
+    elif not keras and card.get("arch_kwargs", {}).get("n_classes", 2) != 2:
+        _fail(where, "class_names", "is missing", "name each of the network's outputs")
+    if "cam_layer" in card and card["cam_layer"] is not None and not isinstance(card["cam_layer"], str):
+        _fail(where, "cam_layer", f"is {str(card['cam_layer'])[:60]!r}", "give a layer name (string)")
+    points = card.get("operating_points", {})
+    if not isinstance(points, dict):
+        _fail(where, "operating_points", f"is a {type(points).__name__}", "give an object of named thresholds")
+    for name, point in points.items():
+        if not isinstance(point, dict):
+            _fail(where, f"operating_points.{name}", f"is a {type(point).__name__}",
+                  "give an object with an abnormal_threshold")
+        _real_in(where, f"operating_points.{name}.abnormal_threshold", point.get("abnormal_threshold"), 0.0, 1.0)
     return card

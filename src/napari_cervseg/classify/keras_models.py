@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .classifier import CLASS_NAMES, CellClassifier, ModelError, read_card_json
+from .classifier import CLASS_NAMES, CellClassifier, ModelError, read_card_json, validate_card
 from .preprocess import PreprocessConfig
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -107,7 +107,7 @@ def load_keras_model(path, device=None) -> CellClassifier:
     path = Path(path)
     keras = _import_keras()
     card_path = path.with_suffix(".json")
-    card = read_card_json(card_path) if card_path.exists() else {}
+    card = validate_card(read_card_json(card_path), card_path, keras=True) if card_path.exists() else {}
     try:
         keras_model = keras.saving.load_model(str(path), compile=False, safe_mode=True)
     except ValueError as exc:

@@ -13,7 +13,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .classifier import CLASS_NAMES, CellClassifier, ModelError, pick_device, read_card_json, wrap_model
+from .classifier import (
+    CLASS_NAMES,
+    CellClassifier,
+    ModelError,
+    check_regular_file,
+    pick_device,
+    read_card_json,
+    validate_card,
+    wrap_model,
+)
 from .keras_models import KERAS_SUFFIXES, load_keras_model
 from .networks import ARCHITECTURES, build_architecture
 from .preprocess import PreprocessConfig
@@ -99,7 +108,7 @@ def _read_card(weights: Path) -> dict:
     card = read_card_json(card_path)
     if "architecture" not in card:
         raise ModelError(f"{card_path}: the card has no 'architecture' key")
-    return card
+    return validate_card(card, card_path)
 
 
 def _read_state(weights: Path) -> dict:
@@ -194,6 +203,7 @@ def _resolve_weights(key: str) -> Path:
             )
         if weights.is_dir():
             raise ModelError(f"{weights}: is a folder; pass the .safetensors file inside it")
+        check_regular_file(weights)
     return weights
 
 
@@ -206,7 +216,16 @@ def _load_cached(path: str, _mtime_ns: int, _size: int, _card_version, device: s
         return load_keras_model(weights, device)
     card = _read_card(weights)
     arch = card["architecture"]
-    net = build_architecture(arch, **card.get("arch_kwargs", {}))
+    try:
+        net = build_architecture(arch, **card.get("arch_kwargs", {}))
+    except (TypeError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, ModelError):
+            raise
+        raise ModelError(f"{weights}: cannot build {arch!r} from the card's arch_kwargs ({exc})") from exc
+    cam_layer = card.get("cam_layer", ARCHITECTURES[arch]["cam_layer"])
+    if cam_layer is not None and cam_layer not in dict(net.named_modules()):
+        raise ModelError(f"{weights}: card field 'cam_layer' {cam_layer!r} is not a layer of {arch!r};"
+                         f" give one such as {ARCHITECTURES[arch]['cam_layer']!r}")
     state = _read_state(weights)
     try:
         net.load_state_dict(state, strict=True)
@@ -222,7 +241,7 @@ def _load_cached(path: str, _mtime_ns: int, _size: int, _card_version, device: s
         card=card,
         preprocess=PreprocessConfig.from_dict(card.get("preprocess", {"input_size": info["input_size"]})),
         class_names=tuple(card.get("class_names", CLASS_NAMES)),
-        cam_layer=card.get("cam_layer", info["cam_layer"]),
+        cam_layer=cam_layer,
         lrp_applicable=info["lrp"],
         source=str(weights),
     )

@@ -17,6 +17,18 @@ from ..io.images import to_rgb_uint8
 LENGTH_KEYS = ("perimeter", "equivalent_diameter", "major_axis", "minor_axis")
 
 
+def _largest_region(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """The largest 8-connected region of ``mask`` and how many regions it has."""
+    if not mask.any():
+        return mask, 0
+    regions, n = skm.label(mask, connectivity=2, return_num=True)
+    if n <= 1:
+        return mask, n
+    sizes = np.bincount(regions.ravel())
+    sizes[0] = 0
+    return regions == int(np.argmax(sizes)), n
+
+
 def _shape(mask: np.ndarray) -> dict:
     """Area, perimeter, equivalent diameter, axes, eccentricity, circularity, solidity of a mask
     (all its pixels taken as one region; zeros/NaN when empty)."""
@@ -51,8 +63,21 @@ def measure(labels, image=None, pixel_size: float | None = None) -> dict:
     (``*_area_um2``) and lengths in µm (``*_um``).
     """
     labels = np.asarray(labels)
+    pixel_size = check_pixel_size(pixel_size)
+    if labels.dtype.kind not in "biuf":
+        raise ValueError(f"labels must be a numeric array of 0 background, 1 cytoplasm, 2 nucleus; got dtype"
+                         f" {labels.dtype}")
     if labels.ndim != 2:
-        raise ValueError(f"labels must be 2D (H, W), got shape {labels.shape}")
+        hint = (" (an RGB picture of labels? save labels as a single-channel image)"
+                if labels.ndim == 3 and labels.shape[-1] in (3, 4) else "")
+        raise ValueError(f"labels must be 2D (H, W), got shape {labels.shape}{hint}")
+    if labels.dtype.kind == "f":
+        finite = np.isfinite(labels)
+        if not finite.all() or not np.array_equal(labels, np.round(labels)):
+            bad = sorted(set(labels[~finite].tolist()) | set(labels[finite][labels[finite] != np.round(
+                labels[finite])].tolist()), key=str)[:5]
+            raise ValueError(f"labels must be whole numbers 0 background, 1 cytoplasm, 2 nucleus; found"
+                             f" values {bad}")
     if labels.size and (labels.min() < 0 or labels.max() > 2):
         bad = sorted(set(np.unique(labels).tolist()) - {0, 1, 2})[:5]
         raise ValueError(f"labels must use 0 background, 1 cytoplasm, 2 nucleus; found values {bad}")
@@ -66,10 +91,17 @@ def measure(labels, image=None, pixel_size: float | None = None) -> dict:
     }
     row["nc_ratio"] = row["nucleus_area"] / row["cytoplasm_area"] if row["cytoplasm_area"] else float("nan")
     row["nucleus_cell_ratio"] = row["nucleus_area"] / row["cell_area"] if row["cell_area"] else float("nan")
+    notes = []
     for prefix, mask in (("nucleus", nucleus), ("cell", cell)):
-        for key, value in _shape(mask).items():
+        largest, n_regions = _largest_region(mask)
+        row[f"{prefix}_regions"] = n_regions
+        if n_regions > 1:
+            notes.append(f"{n_regions} separate {prefix} regions: its shape descriptors are of the largest"
+                         f" ({int(largest.sum())} of {int(mask.sum())} px); areas count them all")
+        for key, value in _shape(largest).items():
             if key != "area":
                 row[f"{prefix}_{key}"] = value
+    row["measure_notes"] = " | ".join(notes)
     if image is not None:
         rgb, _ = to_rgb_uint8(image)
         if rgb.shape[:2] != labels.shape:
@@ -78,9 +110,7 @@ def measure(labels, image=None, pixel_size: float | None = None) -> dict:
         row["nucleus_mean_intensity"] = float(grey[nucleus].mean()) if nucleus.any() else float("nan")
         row["cytoplasm_mean_intensity"] = float(grey[cytoplasm].mean()) if cytoplasm.any() else float("nan")
     if pixel_size is not None:
-        ps = float(pixel_size)
-        if not ps > 0:
-            raise ValueError(f"pixel_size must be a positive number of µm per pixel, got {pixel_size}")
+        ps = pixel_size
         row["pixel_size_um"] = ps
         for key in ("nucleus_area", "cytoplasm_area", "cell_area"):
             row[f"{key}_um2"] = row[key] * ps * ps
@@ -88,6 +118,20 @@ def measure(labels, image=None, pixel_size: float | None = None) -> dict:
             for key in LENGTH_KEYS:
                 row[f"{prefix}_{key}_um"] = row[f"{prefix}_{key}"] * ps
     return row
+
+
+def check_pixel_size(pixel_size) -> float | None:
+    """``pixel_size`` (µm per pixel) as a float, None for none; anything but a finite number above
+    0 is refused with ValueError."""
+    import numbers
+
+    if pixel_size is None:
+        return None
+    if (isinstance(pixel_size, (bool, np.bool_)) or not isinstance(pixel_size, numbers.Real)
+            or not math.isfinite(pixel_size) or not pixel_size > 0):
+        raise ValueError(f"pixel_size must be a finite number of µm per pixel above 0 (e.g. 0.25), got"
+                         f" {str(pixel_size)[:40]!r}")
+    return float(pixel_size)
 
 
 def format_value(value) -> str:
@@ -100,20 +144,23 @@ def format_value(value) -> str:
 
 
 def write_rows_csv(path, rows: list[dict]):
-    """Write descriptor rows (union of their keys as columns) via a temporary file and rename, so
-    a killed run never leaves a truncated table."""
+    """Write descriptor rows (union of their keys as columns) via a checked temporary file and
+    rename, so a killed run or a full disk never leaves a truncated table (OutputError instead)."""
     import csv
+    import io
     from pathlib import Path
+
+    from ..io.images import write_text_atomic
 
     path = Path(path)
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: format_value(row.get(k)) for k in keys})
-    tmp.replace(path)
+    keys = keys or ["image"]  # an empty table still says what it is
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=keys)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: format_value(row.get(k)) for k in keys})
+    write_text_atomic(path, buf.getvalue())
     return path

@@ -18,5 +18,6 @@ def write_labels(path: str, data, meta: dict) -> list[str]:
     target = Path(path)
     if target.suffix.lower() != ".png":
         target = target.with_suffix(".png")
-    write_png_atomic(target, arr.astype(np.uint8))
+    # the user chose this path in napari's save dialog (which asks before replacing a file)
+    write_png_atomic(target, arr.astype(np.uint8), replace_foreign=True)
     return [str(target)]

@@ -183,7 +183,11 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
         raise SegmentationError(f"method {method!r} {what}: pass model= (e.g. 'default')")
     if model_obj is not None:
         abnormal_threshold(model_obj, operating_point)  # a bad operating point fails before any work
-    check_size(np.shape(image), "image", max_pixels)
+    try:
+        shape = np.shape(image)
+    except (ValueError, TypeError, AttributeError):  # ragged lists: to_rgb_uint8 names the problem
+        shape = ()
+    check_size(shape, "image", max_pixels)  # before any conversion of a huge array
     rgb, warnings = to_rgb_uint8(image)
     full_shape = rgb.shape[:2]
     rgb = _process_size(rgb, warnings)

@@ -18,7 +18,6 @@ Nothing here imports Qt or napari.
 from __future__ import annotations
 
 import contextlib
-import glob
 import json
 import os
 import platform
@@ -30,7 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io.images import MAX_PIXELS, TIFF_SUFFIXES, ImageError, image_info, parse_roi
+from ..io.images import (
+    MAX_PIXELS,
+    TIFF_SUFFIXES,
+    ImageError,
+    OutputError,
+    image_info,
+    parse_roi,
+    write_text_atomic,
+)
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg") + TIFF_SUFFIXES
 #: what one input writes; the labels come last so that their presence means "complete"
@@ -82,25 +89,107 @@ class BatchConfig:
     torch_threads: int | None = None
 
 
-def expand_inputs(items: Iterable[str], roi=None) -> Iterator[BatchInput]:
+def _glob_regex(pattern: str):
+    """A compiled regex for a glob pattern relative to its walk root: ``*``, ``?``, ``[...]`` within
+    one path part, ``**`` across parts (as :func:`glob.glob` with ``recursive=True``)."""
+    import re
+
+    out, i = [], 0
+    while i < len(pattern):
+        c = pattern[i]
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 2)
+            if j < 0:
+                out.append(re.escape(c))
+            else:
+                body = pattern[i + 1:j]
+                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
+                i = j
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _walk_glob(pattern: str) -> list[Path]:
+    """The files a glob names, found by walking from its fixed prefix without following folder
+    links: a link loop (``sub -> .``, ``up -> ..``) cannot make the walk endless, and a link cannot
+    lead it out of the folder or back into what it already walked. Sorted."""
+    parts = Path(pattern).parts
+    fixed = 0
+    while fixed < len(parts) - 1 and not any(c in parts[fixed] for c in "*?["):
+        fixed += 1
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = "/".join(parts[fixed:])
+    regex = _glob_regex(rest)
+    recursive = "**" in rest
+    depth = rest.count("/")
+    found = []
+    if not root.is_dir():
+        return found
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        level = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if not recursive and level >= depth:
+            dirnames[:] = []
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            rel = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"
+            if regex.match(rel):
+                path = Path(dirpath) / name
+                if path.is_file():
+                    found.append(path)
+    return sorted(found)
+
+
+def expand_inputs(items: Iterable[str], roi=None, skipped: list | None = None) -> Iterator[BatchInput]:
     """Stream the inputs named by files, folders (their images, sorted) and globs.
 
     A TIFF with several pages yields one input per page. Files that cannot be opened still yield
-    one input, so that the run reports them as failed by name. Our own outputs in a folder
-    (``*_labels.png`` ...) are not inputs.
+    one input, so that the run reports them as failed by name. Each file is visited once (by its
+    real path: two names or links for one file make one input), and globs never follow folder
+    links. Files in a folder or glob that are named like our outputs (``*_labels.png`` ...) are
+    not inputs; those that this package did not write are listed in ``skipped`` (``(path,
+    reason)`` pairs), so the run can say so.
     """
     box = parse_roi(roi) if roi is not None else None
+    visited: dict[str, str] = {}
     for item in items:
         item = str(item)
         p = Path(item)
+        listed = True
         if p.is_dir():
-            paths = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES
-                           and not q.name.endswith(OUTPUT_SUFFIXES))
+            paths = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
         elif not p.exists() and any(c in item for c in "*?["):
-            paths = sorted(Path(q) for q in glob.glob(item, recursive=True) if Path(q).is_file())
+            paths = [q for q in _walk_glob(item) if q.suffix.lower() in IMAGE_SUFFIXES]
         else:
-            paths = [p]
+            paths, listed = [p], False
         for path in paths:
+            if listed and path.name.endswith(OUTPUT_SUFFIXES):
+                if skipped is not None and not _is_own_output(path):
+                    why = f"named like an output of cervseg (*{_output_suffix(path.name)}); rename it to segment it"
+                    skipped.append((str(path), why))
+                continue
+            real = os.path.realpath(path)
+            if real in visited:
+                if skipped is not None and visited[real] != str(path):
+                    skipped.append((str(path), f"the same file as {visited[real]}"))
+                continue
+            visited[real] = str(path)
             n_frames = 1
             if path.suffix.lower() in TIFF_SUFFIXES:
                 try:
@@ -112,6 +201,16 @@ def expand_inputs(items: Iterable[str], roi=None) -> Iterator[BatchInput]:
                     yield BatchInput(str(path), frame, n_frames, box)
             else:
                 yield BatchInput(str(path), None, 1, box)
+
+
+def _output_suffix(name: str) -> str:
+    return next(s for s in OUTPUT_SUFFIXES if name.endswith(s))
+
+
+def _is_own_output(path) -> bool:
+    from ..io.images import is_own_output
+
+    return is_own_output(path)
 
 
 def segment_item(image, config: BatchConfig, name: str = "image", progress=None):
@@ -174,33 +273,59 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     heat_path, overlay_path, labels_path = (out / f"{stem}{s}" for s in OUTPUT_SUFFIXES)
     try:
         if labels_path.exists() and not config.overwrite:
-            labels = read_image(labels_path)
+            labels, notes = _labels_as_saved(read_image(labels_path), labels_path)
             image = None
             try:
                 image = _read_input(item, config)
                 if np.shape(image)[:2] != np.shape(labels)[:2]:
+                    notes.append(f"{labels_path.name} is {labels.shape[0]} x {labels.shape[1]} px but the image"
+                                 f" is {np.shape(image)[0]} x {np.shape(image)[1]}: measured in the labels' own"
+                                 " pixels, no intensities (resized labels? areas scale with the square)")
                     image = None
             except ImageError:
                 pass  # the source may be gone; the labels alone still measure
-            keep = {k: previous[k] for k in ("method", "predicted_class", "probability", "cell_found")
-                    if previous and k in previous}
-            row = {"image": stem, "source": item.label, "status": "kept existing labels", **keep,
-                   **measure(labels, image, pixel_size=config.pixel_size)}
+            keep = {k: previous[k] for k in CLASS_KEYS if previous and not _missing(previous.get(k))}
+            measured = measure(labels, image, pixel_size=config.pixel_size)
+            if notes:
+                measured["measure_notes"] = " | ".join(filter(None, [*notes, measured.get("measure_notes")]))
+            row = {"image": stem, "source": item.label, "status": "kept existing labels", **keep, **measured}
             record.update(status="kept", row=row)
         else:
             image = _read_input(item, config)
             result, row = segment_item(image, config, name=stem)
             rgb, _ = to_rgb_uint8(image)
             heat = result.heatmap if result.heatmap is not None else np.zeros(result.labels.shape, np.float32)
-            write_png_atomic(heat_path, heatmap_rgb(heat))
-            write_png_atomic(overlay_path, overlay(rgb, result.labels))
-            write_png_atomic(labels_path, result.labels)  # last: its presence marks a complete output
+            written: list[Path] = []
+            try:
+                for path, array in ((heat_path, heatmap_rgb(heat)), (overlay_path, overlay(rgb, result.labels)),
+                                    (labels_path, result.labels)):  # labels last: they mark a complete output
+                    write_png_atomic(path, array, replace_foreign=config.overwrite and path == labels_path)
+                    written.append(path)
+            except OSError:
+                for path in written:  # no half output: a re-run redoes this input whole
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                raise
             row = {"image": stem, "source": item.label, **{k: v for k, v in row.items() if k != "image"}}
             record.update(status="segmented", row=row)
     except INPUT_ERRORS as exc:
         record["reason"] = f"{type(exc).__name__}: {exc}"
     record["seconds"] = time.perf_counter() - t0
     return record
+
+
+def _labels_as_saved(labels: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
+    """A labels file as a 2D array: one saved as grey RGB(A) (three equal channels) is read from its
+    first channel, with a note; a colour picture is refused by name."""
+    labels = np.asarray(labels)
+    if labels.ndim == 3 and labels.shape[-1] in (2, 3, 4):
+        colour = labels[..., :3] if labels.shape[-1] >= 3 else labels[..., :1]
+        if (colour == colour[..., :1]).all():
+            return np.ascontiguousarray(labels[..., 0]), [
+                f"{path.name} was saved with {labels.shape[-1]} channels; its first channel is the labels"]
+        raise ImageError(f"{path}: a colour image, not labels; save labels as a single-channel PNG with"
+                         " 0 background, 1 cytoplasm, 2 nucleus (or delete it to segment the image again)")
+    return labels, []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -219,12 +344,154 @@ def versions() -> dict:
     return out
 
 
+#: the fields of a row that come from segmenting (not from measuring labels)
+CLASS_KEYS = ("method", "predicted_class", "probability", "cell_found")
+
+
+def _missing(value) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and value != value)
+
+
+#: the lock file of an output folder: one run at a time writes into it
+LOCK = ".cervseg.lock"
+#: a lock file that cannot be read (its run was killed while writing it) is stale after this long
+LOCK_UNREADABLE_STALE_S = 30.0
+
+
+class OutputFolderError(RuntimeError):
+    """The output folder cannot take this run's outputs (its table or summary are someone else's)."""
+
+
+class FolderInUseError(OutputFolderError):
+    """Another run is writing into the output folder."""
+
+
+def _is_our_table(path: Path) -> bool:
+    try:
+        with path.open(newline="") as fh:
+            first = fh.readline(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return first.strip() in ("", "image") or first.startswith("image,")
+
+
+def _is_our_summary(path: Path) -> bool:
+    try:
+        if path.stat().st_size > 16 * 1024 * 1024:
+            return False
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return path.exists() and path.stat().st_size == 0
+    return isinstance(data, dict) and "versions" in data and "inputs" in data
+
+
+def check_output_folder(out: Path) -> None:
+    """Refuse an output folder whose ``descriptors.csv`` or ``summary.json`` this package did not
+    write (the run would replace them), before any input is processed."""
+    for name, ours in (("descriptors.csv", _is_our_table), ("summary.json", _is_our_summary)):
+        path = out / name
+        if path.exists() and not (path.is_file() and ours(path)):
+            raise OutputFolderError(f"{path}: exists and is not a cervseg {name}; the run would replace it."
+                                    " Move it, or choose another --out")
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError, TypeError):
+        return True  # someone else's process, or not a pid we can check: assume alive
+    return True
+
+
+def _lock_is_stale(path: Path, info: dict | None) -> bool:
+    import socket
+
+    if info is None:
+        try:
+            return time.time() - path.stat().st_mtime > LOCK_UNREADABLE_STALE_S
+        except FileNotFoundError:
+            return True
+    return info.get("host") == socket.gethostname() and not _pid_alive(info.get("pid"))
+
+
+@contextlib.contextmanager
+def folder_lock(out: Path):
+    """Hold ``out/.cervseg.lock`` (pid, host, start time; created exclusively) while a run writes
+    into ``out``; a second run is refused with :class:`FolderInUseError`. A lock whose process is
+    gone (on this host) is stale and taken over. The lock is removed at the end, errors included."""
+    import socket
+
+    path = out / LOCK
+    mine = {"pid": os.getpid(), "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": os.urandom(8).hex()}
+    for _ in range(5):
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            info = _read_lock(path)
+            if _lock_is_stale(path, info):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            who = (f"pid {info.get('pid')} on {info.get('host')}, since {info.get('started')}" if info
+                   else "a run that is starting")
+            raise FolderInUseError(
+                f"{out} is in use by another cervseg run ({who}); wait for it to finish or choose"
+                f" another --out. If no run is going on, delete {path}") from None
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(mine))
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise OutputError(f"could not write the lock file {path}: {exc.strerror or exc}") from exc
+        break
+    else:
+        raise FolderInUseError(f"{out}: could not take the lock {path}; delete it if no run is going on")
+    try:
+        yield path
+    finally:
+        if (_read_lock(path) or {}).get("token") == mine["token"]:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _is_temporary(name: str) -> bool:
+    import re
+
+    m = re.fullmatch(r"\.(.+)\.tmp[0-9-]*(?:\.png)?", name)
+    return bool(m) and (m.group(1).endswith(OUTPUT_SUFFIXES) or m.group(1) in ("descriptors.csv", "summary.json"))
+
+
+def clean_temporary_files(out: Path) -> int:
+    """Remove the temporary files a killed run left in ``out`` (called under the folder lock, so no
+    other run is writing them). Returns how many were removed."""
+    n = 0
+    for path in out.iterdir():
+        if path.name.startswith(".") and _is_temporary(path.name) and path.is_file():
+            with contextlib.suppress(OSError):
+                path.unlink()
+                n += 1
+    return n
+
+
 class _Journal:
     """Append-only JSON-lines record of finished inputs; read back to resume."""
 
     def __init__(self, path: Path):
         self.path = path
         self.fh = None
+        self.error: str | None = None
 
     def read(self) -> dict[str, dict]:
         rows: dict[str, dict] = {}
@@ -236,20 +503,36 @@ class _Journal:
                     rec = json.loads(line)
                 except json.JSONDecodeError:
                     continue  # a line cut by a killed run
-                if rec.get("row"):
-                    rows[rec["image"]] = rec["row"]
+                if not isinstance(rec, dict) or not isinstance(rec.get("row"), dict):
+                    continue
+                row = rec["row"]
+                earlier = rows.get(rec.get("image"), {})
+                # a kept row re-measures labels; its class comes from the run that made them
+                for key in CLASS_KEYS:
+                    if _missing(row.get(key)) and not _missing(earlier.get(key)):
+                        row[key] = earlier[key]
+                rows[rec["image"]] = row
         return rows
 
     def append(self, record: dict) -> None:
-        if self.fh is None:
-            self.fh = self.path.open("a")
-        self.fh.write(json.dumps(record, default=_json_default) + "\n")
-        self.fh.flush()
+        """Append one record; a failed write (full disk) is remembered in ``error``, not raised: the
+        input's outputs are on disk and complete, and the run goes on."""
+        try:
+            if self.fh is None:
+                self.fh = self.path.open("a")
+            self.fh.write(json.dumps(record, default=_json_default) + "\n")
+            self.fh.flush()
+        except OSError as exc:
+            self.error = f"could not append to {self.path}: {exc.strerror or exc}"
+            self.close()
 
     def close(self) -> None:
         if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+            fh, self.fh = self.fh, None
+            try:
+                fh.close()
+            except OSError as exc:
+                self.error = f"could not append to {self.path}: {exc.strerror or exc}"
 
 
 def _json_default(value):
@@ -322,7 +605,8 @@ def local_executor(workers: int, torch_threads: int | None = None):
 
 def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, workers: int = 1,
               scheduler: str | None = None, progress: Callable | None = None,
-              cancel: Callable[[], bool] | None = None, total: int | None = None) -> dict:
+              cancel: Callable[[], bool] | None = None, total: int | None = None,
+              skipped_inputs: list | None = None) -> dict:
     """Segment every input into ``out_dir``; returns the run summary (also written to summary.json).
 
     ``workers``: 1 runs in this process; N > 1 starts N local worker processes (each with
@@ -334,6 +618,15 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out):
+        check_output_folder(out)
+        cleaned = clean_temporary_files(out)
+        return _run_batch(inputs, out, config, workers, scheduler, progress, cancel, total,
+                          skipped_inputs, cleaned)
+
+
+def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progress, cancel, total,
+               skipped_inputs, cleaned) -> dict:
     started = time.time()
     t0 = time.perf_counter()
     journal = _Journal(out / JOURNAL)
@@ -412,7 +705,11 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
     rows = [records[s]["row"] for s in seen if s in records and records[s]["row"]]
     from ..measure.descriptors import write_rows_csv
 
-    write_rows_csv(out / "descriptors.csv", rows)
+    try:
+        write_rows_csv(out / "descriptors.csv", rows)
+    except OSError as exc:
+        raise OutputError(f"{exc}; the images finished so far are complete on disk and a re-run"
+                          " keeps them") from exc
     elapsed = time.perf_counter() - t0
     seg_seconds = [r["seconds"] for r in records.values() if r["status"] == "segmented"]
     n_done = sum(r["status"] == "segmented" for r in records.values())
@@ -421,6 +718,8 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         "done": n_done,
         "skipped": sum(r["status"] == "kept" for r in records.values()),
         "failed": failures,
+        "skipped_inputs": list(skipped_inputs or []),
+        "removed_temporary_files": cleaned,
         "cancelled": cancelled,
         "method": config.method,
         "grouping": config.grouping,
@@ -435,9 +734,12 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
     }
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
-    tmp.replace(out / "summary.json")
+    if journal.error:
+        summary["journal_error"] = journal.error
+    try:
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+    except OSError as exc:
+        raise OutputError(f"{exc}; descriptors.csv and the images are complete") from exc
     return summary
 
 
