@@ -126,7 +126,7 @@ def cmd_segment(args) -> int:
         options["operating_point"] = args.operating_point
     config = BatchConfig(model=model, method=args.method, grouping=args.grouping, target=args.target,
                          device=args.device, options=options, pixel_size=args.pixel_size,
-                         overwrite=args.overwrite, max_pixels=args.max_pixels or None)
+                         overwrite=args.overwrite, max_pixels=args.max_pixels or None, field_mode=args.field)
     bar = tqdm(total=len(inputs), desc="segment", unit="cell", disable=args.quiet)
 
     def progress(done, total, record):
@@ -445,6 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--operating-point", default=None, metavar="argmax|screening|P",
                      help="how the class is called: argmax (default), screening (the model card's threshold"
                           " on p(abnormal), chosen on validation for abnormal recall >= 0.98) or a threshold P")
+    seg.add_argument("--field", nargs="?", const="yes", default="no", choices=("no", "yes", "auto"),
+                     help="treat each input as a field of view: find, segment, classify and measure every cell"
+                          " (writes _cells.png / _nuclei.png instance labels, one descriptors row per cell, abnormal"
+                          " cells boxed in the overlay); 'auto' decides per image (several nuclei of cell size)")
     seg.add_argument("--overwrite", action="store_true",
                      help="redo images whose outputs exist (default: keep them, e.g. corrected labels)")
     seg.add_argument("--quiet", action="store_true")

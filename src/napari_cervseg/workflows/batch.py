@@ -42,6 +42,11 @@ from ..io.images import (
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg") + TIFF_SUFFIXES
 #: what one input writes; the labels come last so that their presence means "complete"
 OUTPUT_SUFFIXES = ("_heatmap.png", "_overlay.png", "_labels.png")
+#: a field of view's instance labels (uint16 PNG, ids shared), written before its _labels.png
+FIELD_SUFFIXES = ("_cells.png", "_nuclei.png")
+#: --field: "no" (every input is one cell), "yes" (every input is a field), "auto" (a field when
+#: it shows several nuclei of cell size)
+FIELD_MODES = ("no", "yes", "auto")
 LABELS_SUFFIX = "_labels.png"
 JOURNAL = ".cervseg-journal.jsonl"
 
@@ -87,6 +92,8 @@ class BatchConfig:
     max_pixels: int | None = MAX_PIXELS
     #: torch threads per worker process (None: torch's default); set so workers do not oversubscribe
     torch_threads: int | None = None
+    #: one of FIELD_MODES
+    field_mode: str = "no"
 
 
 def _glob_regex(pattern: str):
@@ -179,7 +186,7 @@ def expand_inputs(items: Iterable[str], roi=None, skipped: list | None = None) -
         else:
             paths, listed = [p], False
         for path in paths:
-            if listed and path.name.endswith(OUTPUT_SUFFIXES):
+            if listed and path.name.endswith(OUTPUT_SUFFIXES + FIELD_SUFFIXES):
                 if skipped is not None and not _is_own_output(path):
                     why = f"named like an output of cervseg (*{_output_suffix(path.name)}); rename it to segment it"
                     skipped.append((str(path), why))
@@ -204,7 +211,7 @@ def expand_inputs(items: Iterable[str], roi=None, skipped: list | None = None) -
 
 
 def _output_suffix(name: str) -> str:
-    return next(s for s in OUTPUT_SUFFIXES if name.endswith(s))
+    return next(s for s in OUTPUT_SUFFIXES + FIELD_SUFFIXES if name.endswith(s))
 
 
 def _is_own_output(path) -> bool:
@@ -271,8 +278,11 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     record = {"image": stem, "source": item.source, "frame": item.frame, "status": "failed",
               "reason": None, "row": None, "seconds": 0.0}
     heat_path, overlay_path, labels_path = (out / f"{stem}{s}" for s in OUTPUT_SUFFIXES)
+    cells_path = out / f"{stem}{FIELD_SUFFIXES[0]}"
     try:
-        if labels_path.exists() and not config.overwrite:
+        if labels_path.exists() and cells_path.exists() and not config.overwrite:
+            record.update(_kept_field(item, stem, out, config, previous))
+        elif labels_path.exists() and not config.overwrite:
             labels, notes = _labels_as_saved(read_image(labels_path), labels_path)
             image = None
             try:
@@ -290,8 +300,9 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
                 measured["measure_notes"] = " | ".join(filter(None, [*notes, measured.get("measure_notes")]))
             row = {"image": stem, "source": item.label, "status": "kept existing labels", **keep, **measured}
             record.update(status="kept", row=row)
+        elif _is_field(image := _read_input(item, config), config):
+            record.update(_segment_field_input(image, item, stem, out, config))
         else:
-            image = _read_input(item, config)
             result, row = segment_item(image, config, name=stem)
             rgb, _ = to_rgb_uint8(image)
             heat = result.heatmap if result.heatmap is not None else np.zeros(result.labels.shape, np.float32)
@@ -312,6 +323,96 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
         record["reason"] = f"{type(exc).__name__}: {exc}"
     record["seconds"] = time.perf_counter() - t0
     return record
+
+
+def _is_field(image, config: BatchConfig) -> bool:
+    """Whether ``--field`` makes this input a field of view (``auto``: several nuclei of cell size)."""
+    if config.field_mode == "yes":
+        return True
+    if config.field_mode != "auto":
+        return False
+    from ..io.images import to_rgb_uint8
+    from ..segment.pipeline import count_cells
+
+    return count_cells(to_rgb_uint8(image)[0]) >= 2
+
+
+def _field_rows(stem: str, item: BatchInput, table: list[dict], status: str) -> list[dict]:
+    """descriptors.csv rows of a field: one per cell, with the image's name first."""
+    rows = []
+    for row in table:
+        cell = {k: v for k, v in row.items() if k not in ("bbox", "centroid", "warnings")}
+        r0, c0, r1, c1 = row["bbox"]
+        rows.append({"image": stem, "source": item.label, "status": status, "cell_id": row["cell_id"],
+                     "predicted_class": row.get("predicted_class"), "p_abnormal": row.get("p_abnormal"),
+                     **{k: v for k, v in cell.items() if k not in ("cell_id", "predicted_class", "p_abnormal")},
+                     "bbox": f"{r0},{c0},{r1},{c1}", "warnings": " | ".join(row.get("warnings", []))})
+    return rows
+
+
+def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: BatchConfig) -> dict:
+    """Segment a field of view and write its outputs: heatmap, overlay (abnormal cells boxed),
+    the cells and nuclei instance labels, then the semantic labels (last: they mark it complete)."""
+    from ..io.images import to_rgb_uint8, write_png_atomic
+    from ..segment.result import heatmap_rgb
+    from .fields import segment_field
+
+    result = segment_field(image, model=config.model, method=config.method, target=config.target,
+                           device=config.device, pixel_size=config.pixel_size,
+                           **({"grouping": config.grouping} if config.grouping else {}), **config.options)
+    if result.n_cells > np.iinfo(np.uint16).max:
+        raise ValueError(f"{result.n_cells} cells do not fit a uint16 PNG; segment the image in regions (--roi)")
+    rgb, _ = to_rgb_uint8(image)
+    outputs = [(out / f"{stem}_heatmap.png", heatmap_rgb(result.heatmap)),
+               (out / f"{stem}_overlay.png", result.overlay(rgb)),
+               (out / f"{stem}_cells.png", result.cells.astype(np.uint16)),
+               (out / f"{stem}_nuclei.png", result.nuclei.astype(np.uint16)),
+               (out / f"{stem}_labels.png", result.labels)]
+    written: list[Path] = []
+    try:
+        for path, array in outputs:
+            write_png_atomic(path, array, replace_foreign=config.overwrite and path.name.endswith("_labels.png"))
+            written.append(path)
+    except OSError:
+        for path in written:  # no half output: a re-run redoes this input whole
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    classes = {r["cell_id"]: [r.get("predicted_class"), r.get("p_abnormal")] for r in result.table}
+    row = {"image": stem, "source": item.label, "status": "segmented", "field": True, "method": result.method,
+           "n_cells": result.n_cells, "abnormal_cells": len(result.abnormal_ids),
+           "cell_classes": json.dumps(classes), "seconds": result.timings.get("total", float("nan")),
+           "warnings": " | ".join(result.warnings)}
+    return {"status": "segmented", "row": row, "cell_rows": _field_rows(stem, item, result.table, "segmented")}
+
+
+def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, previous: dict | None) -> dict:
+    """A field whose outputs exist (perhaps hand-corrected): its cells measured again, one row each,
+    with the classes of the run that segmented it (from the journal) where known."""
+    from ..io.images import read_image
+    from .fields import cell_rows
+
+    cells = np.asarray(read_image(out / f"{stem}_cells.png")).astype(np.int32)
+    nuclei_path = out / f"{stem}_nuclei.png"
+    nuclei = np.asarray(read_image(nuclei_path)).astype(np.int32) if nuclei_path.exists() else np.zeros_like(cells)
+    if cells.ndim != 2 or nuclei.shape != cells.shape:
+        raise ImageError(f"{stem}_cells.png and {stem}_nuclei.png must be 2D instance labels of one size")
+    try:
+        image = _read_input(item, config)
+    except ImageError:
+        image = None  # the source may be gone; the labels alone still measure
+    known = {}
+    if previous and isinstance(previous.get("cell_classes"), str):
+        with contextlib.suppress(ValueError):
+            known = {int(k): {"predicted_class": v[0], "p_abnormal": v[1]}
+                     for k, v in json.loads(previous["cell_classes"]).items()}
+    table = cell_rows(cells, nuclei, image, config.pixel_size, known)
+    for row in table:
+        row.setdefault("predicted_class", None)
+        row.setdefault("p_abnormal", None)
+    row = {"image": stem, "source": item.label, "status": "kept existing labels", "field": True,
+           "n_cells": len(table), "cell_classes": previous.get("cell_classes") if previous else None}
+    return {"status": "kept", "row": row, "cell_rows": _field_rows(stem, item, table, "kept existing labels")}
 
 
 def _labels_as_saved(labels: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
@@ -470,7 +571,8 @@ def _is_temporary(name: str) -> bool:
     import re
 
     m = re.fullmatch(r"\.(.+)\.tmp[0-9-]*(?:\.png)?", name)
-    return bool(m) and (m.group(1).endswith(OUTPUT_SUFFIXES) or m.group(1) in ("descriptors.csv", "summary.json"))
+    return bool(m) and (m.group(1).endswith(OUTPUT_SUFFIXES + FIELD_SUFFIXES)
+                        or m.group(1) in ("descriptors.csv", "summary.json"))
 
 
 def clean_temporary_files(out: Path) -> int:
@@ -702,7 +804,8 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
             executor.shutdown()
 
     # ``seen`` holds the accepted stems in input order
-    rows = [records[s]["row"] for s in seen if s in records and records[s]["row"]]
+    rows = [row for s in seen if s in records and records[s]["row"]
+            for row in (records[s].get("cell_rows") or [records[s]["row"]])]
     from ..measure.descriptors import write_rows_csv
 
     try:
@@ -723,6 +826,7 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         "cancelled": cancelled,
         "method": config.method,
         "grouping": config.grouping,
+        "field_mode": config.field_mode,
         "model": _model_source(config.model),
         "options": config.options,
         "execution": {"mode": mode, "workers": workers, "torch_threads": config.torch_threads},
