@@ -56,11 +56,42 @@ def _shape(mask: np.ndarray) -> dict:
 def measure(labels, image=None, pixel_size: float | None = None) -> dict:
     """Descriptors of one cell: a flat dict (one row of the descriptors table).
 
-    Keys: ``nucleus_area``, ``cytoplasm_area``, ``cell_area`` (pixels), ``nc_ratio``,
-    ``nucleus_cell_ratio``, per region (``nucleus_``, ``cell_``) perimeter, equivalent_diameter,
-    major/minor axis, eccentricity, circularity, solidity; with ``image`` the mean grey intensity
-    (0-255) of nucleus and cytoplasm; with ``pixel_size`` (µm per pixel) the same areas in µm²
-    (``*_area_um2``) and lengths in µm (``*_um``).
+    Parameters
+    ----------
+    labels : ndarray (H, W)
+        0 background, 1 cytoplasm, 2 nucleus (hand-corrected or not; integer-valued).
+    image : ndarray, optional
+        The cell image (H, W) or (H, W, 3|4), for mean intensities.
+    pixel_size : float, optional
+        µm per pixel (finite, > 0), for areas in µm² and lengths in µm.
+
+    Returns
+    -------
+    dict
+        ``nucleus_area``, ``cytoplasm_area``, ``cell_area`` (pixels), ``nc_ratio`` (nucleus /
+        cytoplasm), ``nucleus_cell_ratio``; per region (``nucleus_``, ``cell_``) perimeter,
+        equivalent_diameter, major/minor axis, eccentricity, circularity, solidity (of the largest
+        part when a region has several, with a note); with ``image`` the mean grey intensity
+        (0-255) of nucleus and cytoplasm; with ``pixel_size`` the areas in µm² (``*_area_um2``)
+        and lengths in µm (``*_um``).
+
+    Raises
+    ------
+    ValueError
+        Labels that are not 2D, not integer-valued, or use values other than 0, 1, 2; a bad pixel size.
+
+    See Also
+    --------
+    napari_cervseg.workflows.fields.cell_rows : every cell of instance labels, one row each.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_cervseg import measure
+    >>> labels = np.zeros((40, 40), np.uint8); labels[5:35, 5:35] = 1; labels[15:25, 15:25] = 2
+    >>> row = measure(labels)
+    >>> row["nucleus_area"], row["cytoplasm_area"], round(row["nc_ratio"], 3)
+    (100, 800, 0.125)
     """
     labels = np.asarray(labels)
     pixel_size = check_pixel_size(pixel_size)
