@@ -98,6 +98,39 @@ def test_rectangles_segment_each_cell_into_one_full_size_layer(make_napari_viewe
     m = MeasureCellWidget(viewer)
     m.labels_combo.value = "field regions"
     assert [r["cell"] for r in m.rows] == [1, 2]
+    # the same cells as instances: ids per rectangle, each cell's own class and measurements
+    cells = viewer.layers["field cells"].data
+    assert set(np.unique(cells)) == {0, 1, 2}
+    assert (cells[:, : a.shape[1]] != 2).all() and (cells[:, a.shape[1] + 10:] != 1).all()
+    table = {r["cell_id"]: r for r in w.last_field.table}
+    for k, result in enumerate(w.last_results, start=1):
+        assert table[k]["predicted_class"] == result.predicted_class
+        assert table[k]["cell_area"] == int((cells == k).sum())
+    m.labels_combo.value = "field cells"
+    assert sorted(r["cell_id"] for r in m.rows) == [1, 2] and "predicted_class" in m.columns()
+
+
+def test_overlapping_rectangles_never_share_a_pixel():
+    from synthetic import synthetic_field
+
+    from napari_cervseg.segment.result import SegmentationResult
+    from napari_cervseg.workflows.fields import field_from_boxes
+
+    rgb, pages, _ = synthetic_field()
+    boxes = [(220, 250, 370, 400), (220, 330, 370, 480)]  # two rectangles that overlap by 70 px
+    results = []
+    for r0, c0, r1, c1 in boxes:
+        labels = np.ones((r1 - r0, c1 - c0), np.uint8)  # each claims its whole box as its cell
+        labels[60:90, 60:90] = 2
+        results.append(SegmentationResult(labels=labels, rough=labels, heatmap=None, method="gradcam++",
+                                          algorithm="cam", predicted_class="normal", probability=0.9,
+                                          probabilities={"normal": 0.9, "abnormal": 0.1}))
+    field = field_from_boxes(rgb, boxes, results)
+    assert field.n_cells == 2
+    a, b = field.table
+    # the overlap is split at the midpoint between the boxes' centres: no pixel counted twice
+    assert a["cell_area"] + b["cell_area"] == (field.cells > 0).sum() < 2 * 150 * 150
+    assert a["cell_area"] == pytest.approx(b["cell_area"], rel=0.05)
 
 
 def test_segment_widget_calls_abnormal_at_the_screening_point(make_napari_viewer):

@@ -149,6 +149,7 @@ class SegmentCellWidget(WorkerWidget):
         self.method_controls = MethodControls()
         super().__init__(viewer, "Segment cell", [self.image_combo, self.rect_combo, *self.method_controls.widgets])
         self.last_results = []
+        self.last_field = None
 
     @property
     def method_combo(self) -> ComboBox:
@@ -207,6 +208,14 @@ class SegmentCellWidget(WorkerWidget):
             labels, heatmap = paste_boxes(image.shape, cells, results)
             self.last_results = results
             self._show(layer, labels, heatmap, results, boxes, config.method, failed)
+            if boxes:  # rectangles are cells too: instance ids, per-cell classes, clean measurements
+                from ..workflows.fields import field_from_boxes
+
+                self.last_field = field_from_boxes(image, boxes, results)
+                names = add_field_layers(self.viewer, layer, self.last_field)
+                calls = ", ".join(f"{r['cell_id']}: {r['predicted_class']} ({r['p_abnormal']:.2f})"
+                                  for r in self.last_field.table if r.get("p_abnormal") is not None)
+                self.panel.tell(self.panel.result.value + f"\nper cell: {calls}\ninstances in '{names['cells']}'")
 
         self.start(steps, returned=finished_cells)
 

@@ -387,3 +387,57 @@ def field_overlay(image, result: FieldResult, alpha: float = 0.45) -> np.ndarray
         cv2.putText(picture, text, (c0 + 2, max(12, r0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
                     ABNORMAL_COLOUR, max(1, thickness // 2), cv2.LINE_AA)
     return picture
+
+
+def field_from_boxes(image, boxes, results, pixel_size: float | None = None) -> FieldResult:
+    """Instance labels and per-cell rows from cells segmented in rectangles (one result per box).
+
+    Where rectangles overlap, a pixel that several boxes' cells claim goes to the box whose centre
+    is nearest, so a cell's descriptors never count a neighbour's pixels.
+
+    Parameters
+    ----------
+    image : ndarray
+        The whole image.
+    boxes : sequence of (r0, c0, r1, c1)
+    results : sequence of SegmentationResult or None
+        ``results[i]`` belongs to ``boxes[i]`` (None: that box failed, no cell).
+    pixel_size : float, optional
+
+    Returns
+    -------
+    FieldResult
+        Cell ``i + 1`` is box ``i``'s cell.
+    """
+    rgb, _ = to_rgb_uint8(image)
+    h, w = rgb.shape[:2]
+    cells = np.zeros((h, w), np.int32)
+    nuclei = np.zeros((h, w), np.int32)
+    heatmap = np.zeros((h, w), np.float32)
+    nearest = np.full((h, w), np.inf, np.float32)
+    classes = {}
+    for i, ((r0, c0, r1, c1), result) in enumerate(zip(boxes, results, strict=True), start=1):
+        if result is None or not result.cell_found:
+            continue
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        distance = np.hypot(rr - (r0 + r1) / 2, cc - (c0 + c1) / 2).astype(np.float32)
+        take = (result.labels > 0) & (distance < nearest[r0:r1, c0:c1])
+        nearest[r0:r1, c0:c1][take] = distance[take]
+        cells[r0:r1, c0:c1][take] = i
+        nuclei_box = nuclei[r0:r1, c0:c1]
+        nuclei_box[take & (result.labels == 2)] = i
+        nuclei_box[take & (result.labels != 2)] = 0
+        if result.heatmap is not None:
+            heatmap[r0:r1, c0:c1][take] = result.heatmap[take]
+        p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
+        classes[i] = {"predicted_class": result.predicted_class, "probability": result.probability,
+                      "p_abnormal": None if p_abnormal is None else float(p_abnormal)}
+    nuclei[cells == 0] = 0
+    table = cell_rows(cells, nuclei, rgb, pixel_size, classes)
+    labels = np.zeros((h, w), np.uint8)
+    labels[cells > 0] = 1
+    labels[nuclei > 0] = 2
+    done = [r for r in results if r is not None]
+    return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, table=table,
+                       method=done[0].method if done else DEFAULT_METHOD,
+                       model=done[0].model if done else None, settings=done[0].settings if done else {})
