@@ -410,6 +410,7 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
 
     # ``seen`` holds the accepted stems in input order
     rows = [records[s]["row"] for s in seen if s in records and records[s]["row"]]
+    from . import xai as _xai
     from .descriptors import write_rows_csv
 
     write_rows_csv(out / "descriptors.csv", rows)
@@ -423,6 +424,7 @@ def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, worker
         "failed": failures,
         "cancelled": cancelled,
         "method": config.method,
+        "cam_backend": _xai.resolve_cam_backend("auto", "gradcam++" if config.method == "self-trained" else config.method) if config.method in (*_xai.CAM_METHODS, "self-trained") else None,
         "grouping": config.grouping,
         "model": _model_source(config.model),
         "options": config.options,
