@@ -96,10 +96,13 @@ def sabotage(name: str | None):
         raise SystemExit(f"unknown sabotage {name!r}")
 
 
-def dice_stats(values) -> dict:
+def dice_stats(values, classes) -> dict:
     values = np.asarray(values, float)
-    return {"mean": float(values.mean()), "median": float(np.median(values)),
-            "failures": int((values < FAIL_DICE).sum()), "per_cell": [round(float(v), 4) for v in values]}
+    abnormal = values[[c == "abnormal" for c in classes]]
+    return {"abnormal mean": float(abnormal.mean()), "abnormal min": float(abnormal.min()),
+            "mean": float(values.mean()), "median": float(np.median(values)),
+            "failures": int((values < FAIL_DICE).sum()), "per_cell": [round(float(v), 4) for v in values],
+            "classes": list(classes)}
 
 
 def algorithm_figures(model, cells, method) -> dict:
@@ -109,7 +112,8 @@ def algorithm_figures(model, cells, method) -> dict:
         scores = segmentation_scores(segment_cell(rgb, model=model, method=method, **kwargs).labels, truth)
         nuc.append(scores["nucleus"]["dice"])
         cyto.append(scores["cytoplasm"]["dice"])
-    return {"nucleus": dice_stats(nuc), "cytoplasm": dice_stats(cyto)}
+    classes = [c[2] for c in cells[:12]]
+    return {"nucleus": dice_stats(nuc, classes), "cytoplasm": dice_stats(cyto, classes)}
 
 
 def xai_ratio(model, cells, method) -> float:
@@ -144,9 +148,21 @@ def selftrain_figures(model, cells, tmp: Path) -> dict:
                           [images[i] for i in keep[14:]], [labels[i] for i in keep[14:]], log=lambda *a: None,
                           card_extra={"teacher": {"method": "gradcam++"}})
     path = save_segmenter(seg, tmp / "synthetic.safetensors")
-    scores = [segmentation_scores(segment_cell(rgb, model=model, method="self-trained", segmenter=str(path)).labels,
-                                  truth) for rgb, truth, _ in cells[18:]]
-    return {part: float(np.mean([s[part]["dice"] for s in scores])) for part in ("nucleus", "cytoplasm")}
+    out = {}
+    for rgb, truth, cls in cells[18:]:  # cells it never saw
+        labels = segment_cell(rgb, model=model, method="self-trained", segmenter=str(path)).labels
+        teacher = segment_cell(rgb, model=model, method="gradcam++").labels
+        for part, s in segmentation_scores(labels, truth).items():
+            if part != "mean":
+                out.setdefault(f"{part} per_cell", []).append(round(s["dice"], 4))
+        out.setdefault("agreement per_cell", []).append(round(segmentation_scores(labels, teacher)["mean"]["dice"], 4))
+        out.setdefault("classes", []).append(cls)
+    abnormal = [c == "abnormal" for c in out["classes"]]
+    for part in ("nucleus", "cytoplasm"):
+        out[f"{part} abnormal mean"] = float(np.mean(np.asarray(out[f"{part} per_cell"])[abnormal]))
+        out[f"{part} mean"] = float(np.mean(out[f"{part} per_cell"]))
+    out["agreement with the teacher mean"] = float(np.mean(out["agreement per_cell"]))
+    return out
 
 
 def model_free_figures(cells) -> dict:
@@ -188,23 +204,25 @@ def quantities(run: dict) -> dict:
     for alg in ("alg1", "alg2"):
         for method, parts in run[alg].items():
             for part, s in parts.items():
-                q[f"{alg}/{method}/{part} median"] = s["median"]
+                q[f"{alg}/{method}/{part} abnormal mean"] = s["abnormal mean"]
+                q[f"{alg}/{method}/{part} abnormal min"] = s["abnormal min"]
                 q[f"{alg}/{method}/{part} mean"] = s["mean"]
+                q[f"{alg}/{method}/{part} median"] = s["median"]
                 q[f"{alg}/{method}/{part} failures (< {FAIL_DICE})"] = s["failures"]
     for method, v in run["xai_ratio"].items():
         q[f"xai_ratio/{method} (median)"] = v
     q["pixel_flipping_gain"] = run["pixel_flipping_gain"]
-    for part, v in run.get("selftrain", {}).items():
-        q[f"selftrain/{part} mean"] = v
+    for name, v in run.get("selftrain", {}).items():
+        if not isinstance(v, list):
+            q[f"selftrain/{name}"] = v
     return q
 
 
 def bound_for(name: str) -> str:
     key = name.split("/")[0]
-    if key in ("alg1", "alg2"):
-        if "failures" in name:
-            return BOUNDS[f"{key} failures"]
-        return BOUNDS[f"{key} median"] if "median" in name else "(not asserted)"
+    if key in ("alg1", "alg2", "selftrain"):
+        return next((b for k, b in BOUNDS.items() if k.startswith(key + " ") and name.endswith(k[len(key) + 1:])),
+                    "(not asserted)")
     return BOUNDS.get(key, "")
 
 
