@@ -32,23 +32,19 @@ def segmenter_file(tmp_path_factory, synthetic_cells, trained_synthetic_model):
 
 def test_self_trained_segmenter_learns_the_cells_from_pseudo_labels(segmenter_file, synthetic_cells,
                                                                     trained_synthetic_model):
-    scores, agreement = [], []
+    scores = []
     for rgb, truth, cls in synthetic_cells[18:]:  # cells it never saw
         result = segment_cell(rgb, model=trained_synthetic_model, method="self-trained", segmenter=str(segmenter_file))
         assert result.labels.shape == truth.shape and set(np.unique(result.labels)) <= {0, 1, 2}
         assert result.heatmap is not None and result.predicted_class in ("normal", "abnormal")
-        teacher = segment_cell(rgb, model=trained_synthetic_model, method="gradcam++").labels
-        agreement.append(segmentation_scores(result.labels, teacher)["mean"]["dice"])
         if cls == "abnormal":
             scores.append(segmentation_scores(result.labels, truth))
     # benchmarks/results/test_bounds.md (training seeds 0-5 x torch threads 1, 2). It learns what
-    # its teacher (Algorithm 1) does, mistakes included: the student agrees with the teacher on
-    # cells it never saw (lowest mean Dice over those networks AGREE_MIN), and recovers the
-    # abnormal ones (lowest NUC_MIN / CYTO_MIN), whose explanation has a localised cue; on
-    # normal cells the teacher itself fails for some networks (test_refine_and_pipeline.py)
-    assert np.mean(agreement) > 0.8, agreement
-    assert np.mean([s["nucleus"]["dice"] for s in scores]) > 0.8
-    assert np.mean([s["cytoplasm"]["dice"] for s in scores]) > 0.8
+    # its teacher (Algorithm 1) does, mistakes included: on normal cells the teacher itself fails
+    # for some networks (test_refine_and_pipeline.py), so the held-out abnormal cells are scored:
+    # lowest mean Dice over those networks SELFTRAIN_MIN (nucleus / cytoplasm)
+    assert np.mean([s["nucleus"]["dice"] for s in scores]) > 0.8, scores
+    assert np.mean([s["cytoplasm"]["dice"] for s in scores]) > 0.8, scores
     card = json.loads(segmenter_file.with_suffix(".json").read_text())
     assert "no ground-truth mask" in card["supervision"] and card["history"][-1]["epoch"] == 40
 
