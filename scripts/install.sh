@@ -43,14 +43,11 @@ if ! .venv/bin/python -c "import torch, torchvision" >/dev/null 2>&1; then
   .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
 fi
 if [ $WITH_TESTS -eq 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[qt,cam,xception,test]"
+  .venv/bin/python -m pip install -q -e ".[qt,xception,test]"
 else
-  .venv/bin/python -m pip install -q -e ".[qt,cam,xception]"
+  .venv/bin/python -m pip install -q -e ".[qt,xception]"
 fi
-# pytorch-grad-cam for the CAM family, without its opencv-python requirement (the headless
-# OpenCV above provides cv2; the non-headless wheel fights napari's Qt). `pip check` will name
-# the skipped requirement; that is expected.
-if ! .venv/bin/python -c "import pytorch_grad_cam" >/dev/null 2>&1; then
-  .venv/bin/python -m pip install -q --no-deps "grad-cam==1.5.5"
-fi
+# pytorch-grad-cam (grad-cam >= 1.5.7, a plain dependency) asks for the headless OpenCV like this
+# package does: nothing is skipped, so the environment must be consistent
+.venv/bin/python -m pip check
 echo "napari-cervseg installed in .venv ($(.venv/bin/python -c 'import napari_cervseg; print(napari_cervseg.__version__)'))"

@@ -72,38 +72,72 @@ def coarse_heatmap(truth: np.ndarray, factor: int = 8, seed: int = 0) -> np.ndar
     return np.clip(heat, 0, 1)
 
 
-def train_synthetic_classifier(n_cells: int = 160, epochs: int = 12, seed: int = 0):
+def train_synthetic_classifier(n_cells: int = 160, epochs: int = 12, seed: int = 0, threads: int = 1,
+                               data_seed: int = 11):
     """A small CompactCNN trained for a few seconds on synthetic cells (large nucleus = abnormal).
 
     Returns a wrapped classifier (64 px input, CAM layer ``features.block3``) whose card records
     its training accuracy. Used by the tests and by ``benchmarks/bench_synthetic.py``.
+
+    Deterministic on one machine: the cells come from ``data_seed``, the weights' initialisation
+    and the batch order from ``seed`` (on a private generator; the global torch RNG is left as it
+    was), and training runs with ``threads`` intra-op threads and
+    ``torch.use_deterministic_algorithms(True)``; thread count and determinism settings are
+    restored afterwards. Other CPUs (other SIMD kernels) may still give slightly different weights:
+    the tests' bounds come from the spread over seeds and thread counts
+    (``benchmarks/bench_test_bounds.py``). BatchNorm's running statistics are recomputed over the
+    training set after the last step.
     """
     import torch
 
     from napari_cervseg.classify import CompactCNN, wrap_model
     from napari_cervseg.classify.preprocess import PreprocessConfig, enhance, normalise, resize
 
-    torch.manual_seed(seed)
     config = PreprocessConfig(input_size=64)
-    cells = synthetic_set(n_cells, seed=11, size_range=(60, 140))
+    cells = synthetic_set(n_cells, seed=data_seed, size_range=(60, 140))
     x = torch.from_numpy(np.stack([normalise(enhance(resize(c[0], 64), config), config) for c in cells]))
     y = torch.tensor([c[2] == "abnormal" for c in cells], dtype=torch.long)
-    net = CompactCNN(widths=(8, 16, 32, 32), dropout=0.0)
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(epochs):
-        perm = torch.randperm(len(x))
-        net.train()
-        for i in range(0, len(x), 32):
-            idx = perm[i:i + 32]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
-            opt.step()
-    net.eval()
-    with torch.no_grad():
-        acc = float((net(x).argmax(1) == y).float().mean())
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        torch.set_num_threads(max(1, int(threads)))
+        torch.use_deterministic_algorithms(True)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = CompactCNN(widths=(8, 16, 32, 32), dropout=0.0)
+        gen = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        for _ in range(epochs):
+            perm = torch.randperm(len(x), generator=gen)
+            net.train()
+            for i in range(0, len(x), 32):
+                idx = perm[i:i + 32]
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
+                opt.step()
+        # BatchNorm's running statistics lag behind weights that changed fast in 60 steps (with
+        # them, some seeds scored 0.5 in eval mode while 1.0 in train mode): recompute them once
+        # over the whole training set with the final weights
+        with torch.no_grad():
+            norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # a cumulative average: one pass over the set gives its statistics
+            net.train()
+            net(x)
+            for m in norms:
+                m.momentum = 0.1
+        net.eval()
+        with torch.no_grad():
+            acc = float((net(x).argmax(1) == y).float().mean())
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
     model = wrap_model(net, preprocess=config, cam_layer="features.block3")
     model.card = {"architecture": "compact", "arch_kwargs": {"widths": [8, 16, 32, 32], "dropout": 0.0},
-                  "train_accuracy": acc}
+                  "train_accuracy": acc, "synthetic_training": {"seed": seed, "threads": threads, "data_seed": data_seed,
+                                                      "n_cells": n_cells, "epochs": epochs}}
     return model
 
 

@@ -74,6 +74,9 @@ def test_two_worker_processes_give_the_same_outputs_as_one(tmp_path, cell_folder
     assert [r["image"] for r in _rows(two)] == [f"cell{i}" for i in range(4)]  # input order, not finish order
     summary = json.loads((two / "summary.json").read_text())
     assert summary["execution"] == {"mode": "2 local processes", "workers": 2, "torch_threads": 1}
+    from napari_cervseg.explain import pgc as xai_pgc
+
+    assert summary["cam_backend"] == ("pytorch-grad-cam" if xai_pgc.available() else "builtin")
 
 
 def test_dask_distributed_cluster_gives_the_same_outputs(tmp_path, cell_folder, model_file):

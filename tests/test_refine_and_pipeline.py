@@ -19,7 +19,8 @@ def test_grabcut_refinement_improves_on_the_rough_map(synthetic_cells):
         refined = combine(nucleus, cell)
         rough_scores.append(segmentation_scores(rough, truth)["mean"]["dice"])
         refined_scores.append(segmentation_scores(refined, truth)["mean"]["dice"])
-    # measured: rough 0.65, refined 0.86 (mean of nucleus and cytoplasm Dice)
+    # measured: rough 0.65, refined 0.86 (mean of nucleus and cytoplasm Dice), the same with 1 and 2
+    # torch threads (benchmarks/results/test_bounds.md); without GrabCut "refined" is 0.76
     assert np.mean(refined_scores) > np.mean(rough_scores) + 0.1
     assert np.mean(refined_scores) > 0.8
 
@@ -46,44 +47,54 @@ def test_combine_puts_nucleus_inside_one_cell():
     assert (labels == 2).sum() == 100
 
 
-# (nucleus, cytoplasm) Dice bounds; measured on this synthetic set with the default options:
-# gradcam++ 0.96 / 0.99, gradcam++-paper 0.88 / 0.92, gradcam 0.96 / 0.99
-ALGORITHM1_BOUNDS = {"gradcam++": (0.9, 0.9), "gradcam++-paper": (0.8, 0.85), "gradcam": (0.9, 0.9)}
+# Bounds: benchmarks/results/test_bounds.md (benchmarks/bench_test_bounds.py: the classifier
+# trained with seeds 0-5 x torch threads 1 and 2, as other CPUs' kernels would give other networks).
+# The synthetic classes differ only in the nucleus, so the explanation of an abnormal cell has a
+# localised cue to find; a normal cell's explanation (of "normal") has none, and whether it lands
+# on the cell depends on the network: up to NORMAL_FAIL_MAX of the 6 normal cells failed (Dice < 0.5)
+# over those networks, and up to ABNORMAL_FAIL_MAX of the 6 abnormal ones. So every cell must give
+# valid labels, and the median Dice over the 6 abnormal cells must be high: lowest over the 12
+# networks ABNORMAL_MEDIAN_MIN (nucleus / cytoplasm). A broken feature gives there (seed 0):
+# no GrabCut 0.80 / 0.57-0.73, a random heatmap 0.96 / 0.50-0.56 (the nucleus is found by colour,
+# the heatmap chooses the cell), an untrained classifier train accuracy 0.5.
+ABNORMAL_MEDIAN_BOUNDS = (0.9, 0.9)
 
 
-@pytest.mark.parametrize("method", sorted(ALGORITHM1_BOUNDS))
-def test_algorithm1_recovers_nucleus_and_cytoplasm(trained_synthetic_model, synthetic_cells, method):
-    assert trained_synthetic_model.card["train_accuracy"] > 0.85
+def _abnormal_cell_dice(model, cells, method, **options):
     nuc, cyto = [], []
-    for rgb, truth, _ in synthetic_cells[:12]:
-        result = segment_cell(rgb, model=trained_synthetic_model, method=method)
-        scores = segmentation_scores(result.labels, truth)
-        nuc.append(scores["nucleus"]["dice"])
-        cyto.append(scores["cytoplasm"]["dice"])
-    assert np.mean(nuc) > ALGORITHM1_BOUNDS[method][0], np.mean(nuc)
-    assert np.mean(cyto) > ALGORITHM1_BOUNDS[method][1], np.mean(cyto)
+    for rgb, truth, cls in cells[:12]:
+        result = segment_cell(rgb, model=model, method=method, **options)
+        assert result.labels.shape == truth.shape and set(np.unique(result.labels)) <= {0, 1, 2}
+        if "inpainter" in options:
+            assert result.inpainter == "opencv-telea"
+        if cls == "abnormal":
+            scores = segmentation_scores(result.labels, truth)
+            nuc.append(scores["nucleus"]["dice"])
+            cyto.append(scores["cytoplasm"]["dice"])
+    return nuc, cyto
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam++", "gradcam++-paper"])
+def test_algorithm1_recovers_nucleus_and_cytoplasm(trained_synthetic_model, synthetic_cells, method):
+    assert trained_synthetic_model.card["train_accuracy"] > 0.85  # lowest over the 12 networks: 0.994
+    nuc, cyto = _abnormal_cell_dice(trained_synthetic_model, synthetic_cells, method)
+    assert np.median(nuc) > ABNORMAL_MEDIAN_BOUNDS[0], nuc
+    assert np.median(cyto) > ABNORMAL_MEDIAN_BOUNDS[1], cyto
 
 
 @pytest.mark.parametrize("method", ["lrp-ruleset1", "lrp-ruleset2"])
 def test_algorithm2_recovers_nucleus_and_cytoplasm(trained_synthetic_model, synthetic_cells, method):
-    nuc, cyto = [], []
-    for rgb, truth, _ in synthetic_cells[:12]:
-        result = segment_cell(rgb, model=trained_synthetic_model, method=method, inpainter="opencv")
-        assert result.inpainter == "opencv-telea"
-        scores = segmentation_scores(result.labels, truth)
-        nuc.append(scores["nucleus"]["dice"])
-        cyto.append(scores["cytoplasm"]["dice"])
-    # measured on this synthetic set: ruleset1 0.84 / 0.84, ruleset2 0.89 / 0.91 (nucleus / cytoplasm);
-    # the small test network's LRP maps often cover only one side of a large nucleus
-    assert np.mean(nuc) > 0.75, np.mean(nuc)
-    assert np.mean(cyto) > 0.75, np.mean(cyto)
+    assert trained_synthetic_model.card["train_accuracy"] > 0.85
+    nuc, cyto = _abnormal_cell_dice(trained_synthetic_model, synthetic_cells, method, inpainter="opencv")
+    assert np.median(nuc) > ABNORMAL_MEDIAN_BOUNDS[0], nuc
+    assert np.median(cyto) > ABNORMAL_MEDIAN_BOUNDS[1], cyto
 
 
 def test_colour_baseline_needs_no_model(synthetic_cells):
     rgb, truth, _ = synthetic_cells[0]
     result = segment_cell(rgb, model=None, method="colour-baseline")
     assert result.predicted_class is None and result.heatmap is None
-    assert segmentation_scores(result.labels, truth)["mean"]["dice"] > 0.85
+    assert segmentation_scores(result.labels, truth)["mean"]["dice"] > 0.85  # 0.987 (test_bounds.md)
 
 
 def test_result_carries_what_users_rely_on(trained_synthetic_model, one_cell):

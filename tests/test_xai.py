@@ -80,7 +80,10 @@ def test_heatmap_highlights_the_discriminative_nucleus(trained_synthetic_model, 
             continue
         e = explain(trained_synthetic_model, rgb, method=method, target="abnormal")
         ratios.append(e.heatmap[truth >= 1].mean() / max(e.heatmap[truth == 0].mean(), 1e-6))
-    assert np.median(ratios) > 2.0, ratios
+    # benchmarks/results/test_bounds.md (training seeds 0-5 x torch threads 1, 2): the lowest
+    # median over those networks is XAI_RATIO_MIN for every method here; a random heatmap gives
+    # 1.0, an untrained network's Grad-CAM++ 0.65
+    assert np.median(ratios) > 1.5, ratios
 
 
 def test_unknown_method_and_layer_are_named(one_cell):

@@ -119,7 +119,7 @@ def resolve_cam_backend(backend: str | None = "auto", method: str | None = None)
         return "pytorch-grad-cam"
     if backend == "pytorch-grad-cam":
         raise ExplainError("the pytorch-grad-cam backend is not installed: run scripts/install.sh, or"
-                           " `pip install --no-deps grad-cam ttach` (plus matplotlib), or use backend='builtin'")
+                           " `pip install 'grad-cam>=1.5.7'` (a dependency of napari-cervseg), or use backend='builtin'")
     return "builtin"
 
 

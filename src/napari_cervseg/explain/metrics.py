@@ -77,7 +77,7 @@ def _pgc_metrics():
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
     except ImportError as exc:
         raise ImportError("ROAD and confidence-change metrics come from pytorch-grad-cam: run"
-                          " scripts/install.sh or `pip install --no-deps grad-cam ttach` (plus matplotlib)") from exc
+                          " `pip install 'grad-cam>=1.5.7'` (a dependency of napari-cervseg)") from exc
     return CamMultImageConfidenceChange, ROADMostRelevantFirstAverage, ROADLeastRelevantFirstAverage, \
         ClassifierOutputSoftmaxTarget
 

@@ -4,9 +4,9 @@ Used by :func:`napari_cervseg.explain.explain` for ``gradcam``, ``gradcam++``, `
 ``layercam``, ``eigencam`` (and the ensemble of them) when the package is installed; the
 built-in implementations on our own hooks are the fallback and are tested against it.
 
-Why it is optional: the ``grad-cam`` wheel declares ``opencv-python`` (the non-headless OpenCV,
-which ships its own Qt and fights napari's) as a dependency, so the install script adds it with
-``--no-deps`` next to ``opencv-python-headless``, which provides the same ``cv2``.
+A dependency since grad-cam 1.5.7, which requires ``opencv-python-headless`` (older releases
+required the non-headless OpenCV, which ships its own Qt and fights napari's); the built-in
+fallback stays for environments without it.
 
 Two deliberate departures, both in subclasses, neither touching the library's own classes:
 

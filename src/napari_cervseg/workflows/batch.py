@@ -827,6 +827,7 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         "method": config.method,
         "grouping": config.grouping,
         "field_mode": config.field_mode,
+        "cam_backend": _cam_backend(config),
         "model": _model_source(config.model),
         "options": config.options,
         "execution": {"mode": mode, "workers": workers, "torch_threads": config.torch_threads},
@@ -845,6 +846,19 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
     except OSError as exc:
         raise OutputError(f"{exc}; descriptors.csv and the images are complete") from exc
     return summary
+
+
+def _cam_backend(config: BatchConfig) -> str | None:
+    """Which implementation computed the CAM heatmaps ("pytorch-grad-cam" or "builtin"; None for
+    methods without a CAM explanation)."""
+    from ..explain import CAM_METHODS
+    from ..explain.cam import resolve_cam_backend
+
+    method = config.method
+    if method == "self-trained":
+        method = config.options.get("explain_method") or getattr(config.options.get("settings"), "explain_method",
+                                                                 "gradcam++")
+    return resolve_cam_backend("auto", method) if method in CAM_METHODS else None
 
 
 def _model_source(model) -> str | None:
