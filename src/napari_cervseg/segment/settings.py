@@ -34,7 +34,7 @@ class SegmentationError(ValueError):
 
 def _check_choice(name, value, choices):
     if value not in choices:
-        raise SegmentationError(f"{name} must be one of {', '.join(map(str, choices))}; got {value!r}")
+        raise SegmentationError(f"unknown {name} {value!r}; choose one of {', '.join(map(str, choices))}")
 
 
 def _check_number(name, value, low, high, integer=False):
