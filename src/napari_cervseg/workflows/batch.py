@@ -310,6 +310,12 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             record.update(status="segmented", row=row)
     except INPUT_ERRORS as exc:
         record["reason"] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a bug fails this input alone, named, not the whole run
+        import traceback
+
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        record["reason"] = (f"unexpected {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno};"
+                            " please report it)")
     record["seconds"] = time.perf_counter() - t0
     return record
 
