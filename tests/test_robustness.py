@@ -469,3 +469,15 @@ def test_an_unexpected_error_fails_that_input_alone(tmp_path, monkeypatch):
     summary = run_batch(expand_inputs([d]), tmp_path / "o", BatchConfig(model=None, method="colour-baseline"))
     assert summary["done"] == 2 and len(summary["failed"]) == 1
     assert summary["failed"][0]["reason"].startswith("unexpected KeyError")
+
+
+def test_an_empty_labels_file_left_by_an_earlier_full_disk_is_redone(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    _write(d / "a.png", _cell())
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "a_labels.png").write_bytes(b"")  # what the full tmpfs left under the final name
+    summary = run_batch(expand_inputs([d]), out, BatchConfig(model=None, method="colour-baseline"))
+    assert summary["done"] == 1 and not summary["failed"]
+    assert cv2.imread(str(out / "a_labels.png"), cv2.IMREAD_UNCHANGED) is not None

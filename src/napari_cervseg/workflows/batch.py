@@ -272,7 +272,8 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
               "reason": None, "row": None, "seconds": 0.0}
     heat_path, overlay_path, labels_path = (out / f"{stem}{s}" for s in OUTPUT_SUFFIXES)
     try:
-        if labels_path.exists() and not config.overwrite:
+        damaged = labels_path.exists() and not config.overwrite and _damaged_output(labels_path)
+        if labels_path.exists() and not config.overwrite and not damaged:
             labels, notes = _labels_as_saved(read_image(labels_path), labels_path)
             image = None
             try:
@@ -299,7 +300,8 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             try:
                 for path, array in ((heat_path, heatmap_rgb(heat)), (overlay_path, overlay(rgb, result.labels)),
                                     (labels_path, result.labels)):  # labels last: they mark a complete output
-                    write_png_atomic(path, array, replace_foreign=config.overwrite and path == labels_path)
+                    write_png_atomic(path, array, replace_foreign=(config.overwrite or damaged)
+                                     and path == labels_path)
                     written.append(path)
             except OSError:
                 for path in written:  # no half output: a re-run redoes this input whole
@@ -318,6 +320,21 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
                             " please report it)")
     record["seconds"] = time.perf_counter() - t0
     return record
+
+
+def _damaged_output(path: Path) -> bool:
+    """A labels file that cannot be anyone's work: empty, or written by us and not decodable (a
+    full disk under an earlier version). It is redone; any other unreadable file is reported."""
+    import cv2
+
+    try:
+        if path.stat().st_size == 0:
+            return True
+    except OSError:
+        return False
+    from ..io.images import is_own_output
+
+    return is_own_output(path) and cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None
 
 
 def _labels_as_saved(labels: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
