@@ -449,3 +449,35 @@ def test_a_file_name_with_a_newline_is_reported_on_one_line(tmp_path, capsys):
     assert main(["segment", str(bad), "--roi", "100000,0,5,5", "--out", str(tmp_path / "o"), *BASELINE]) == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("failed: ") and "new\\nline.png" in lines[0]
+
+
+def test_an_unexpected_error_fails_that_input_alone(tmp_path, monkeypatch):
+    from napari_cervseg.workflows import batch
+
+    d = tmp_path / "d"
+    d.mkdir()
+    for i in range(3):
+        _write(d / f"c{i}.png", _cell(i))
+    real = batch.segment_item
+
+    def buggy(image, config, name="image", progress=None):
+        if name == "c1":
+            raise KeyError("a bug")
+        return real(image, config, name=name, progress=progress)
+
+    monkeypatch.setattr(batch, "segment_item", buggy)
+    summary = run_batch(expand_inputs([d]), tmp_path / "o", BatchConfig(model=None, method="colour-baseline"))
+    assert summary["done"] == 2 and len(summary["failed"]) == 1
+    assert summary["failed"][0]["reason"].startswith("unexpected KeyError")
+
+
+def test_an_empty_labels_file_left_by_an_earlier_full_disk_is_redone(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    _write(d / "a.png", _cell())
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "a_labels.png").write_bytes(b"")  # what the full tmpfs left under the final name
+    summary = run_batch(expand_inputs([d]), out, BatchConfig(model=None, method="colour-baseline"))
+    assert summary["done"] == 1 and not summary["failed"]
+    assert cv2.imread(str(out / "a_labels.png"), cv2.IMREAD_UNCHANGED) is not None

@@ -280,9 +280,10 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     heat_path, overlay_path, labels_path = (out / f"{stem}{s}" for s in OUTPUT_SUFFIXES)
     cells_path = out / f"{stem}{FIELD_SUFFIXES[0]}"
     try:
-        if labels_path.exists() and cells_path.exists() and not config.overwrite:
+        damaged = labels_path.exists() and not config.overwrite and _damaged_output(labels_path)
+        if labels_path.exists() and cells_path.exists() and not config.overwrite and not damaged:
             record.update(_kept_field(item, stem, out, config, previous))
-        elif labels_path.exists() and not config.overwrite:
+        elif labels_path.exists() and not config.overwrite and not damaged:
             labels, notes = _labels_as_saved(read_image(labels_path), labels_path)
             image = None
             try:
@@ -310,7 +311,8 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             try:
                 for path, array in ((heat_path, heatmap_rgb(heat)), (overlay_path, overlay(rgb, result.labels)),
                                     (labels_path, result.labels)):  # labels last: they mark a complete output
-                    write_png_atomic(path, array, replace_foreign=config.overwrite and path == labels_path)
+                    write_png_atomic(path, array, replace_foreign=(config.overwrite or damaged)
+                                     and path == labels_path)
                     written.append(path)
             except OSError:
                 for path in written:  # no half output: a re-run redoes this input whole
@@ -321,6 +323,12 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             record.update(status="segmented", row=row)
     except INPUT_ERRORS as exc:
         record["reason"] = f"{type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a bug fails this input alone, named, not the whole run
+        import traceback
+
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        record["reason"] = (f"unexpected {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno};"
+                            " please report it)")
     record["seconds"] = time.perf_counter() - t0
     return record
 
@@ -413,6 +421,21 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
     row = {"image": stem, "source": item.label, "status": "kept existing labels", "field": True,
            "n_cells": len(table), "cell_classes": previous.get("cell_classes") if previous else None}
     return {"status": "kept", "row": row, "cell_rows": _field_rows(stem, item, table, "kept existing labels")}
+
+
+def _damaged_output(path: Path) -> bool:
+    """A labels file that cannot be anyone's work: empty, or written by us and not decodable (a
+    full disk under an earlier version). It is redone; any other unreadable file is reported."""
+    import cv2
+
+    try:
+        if path.stat().st_size == 0:
+            return True
+    except OSError:
+        return False
+    from ..io.images import is_own_output
+
+    return is_own_output(path) and cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None
 
 
 def _labels_as_saved(labels: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
