@@ -287,7 +287,7 @@ def validate_card(card: dict, where, keras: bool = False) -> dict:
     ``architecture`` a registry name (not for Keras); ``arch_kwargs`` that architecture's keyword
     arguments (``widths``: 1-8 integers 1-1024, ``convs_per_block`` 1-8, ``dropout`` 0-0.99,
     ``n_classes`` 2-1000); ``input_size`` and ``preprocess.input_size`` integers 16-1024 (128 for the
-    VGG models, at least 71 for Xception); ``preprocess.median_ksize`` 0, 1 or an odd integer up to
+    VGG models); ``preprocess.median_ksize`` 0, 1 or an odd integer up to
     31; ``preprocess.equalise`` one of the choices; ``preprocess.mean`` 3 finite numbers,
     ``preprocess.std`` 3 finite numbers > 0; ``class_names`` a list of 2-1000 distinct non-empty
     strings (as many as ``n_classes``); ``cam_layer`` a string; ``operating_points`` an object whose
@@ -329,8 +329,6 @@ def validate_card(card: dict, where, keras: bool = False) -> dict:
         _int_in(where, name, value, 16, 1024)
         if arch in ("vgg16-adapted128", "vgg16-adapted128-simplified") and value != 128:
             _fail(where, name, f"is {value}", f"{arch} takes 128 px inputs only: give 128")
-        if isinstance(arch, str) and arch.startswith("xception") and value < 71:
-            _fail(where, name, f"is {value}", "Xception needs inputs of at least 71 px")
     if "median_ksize" in pre:
         k = pre["median_ksize"]
         if not _is_int(k) or not (k in (0, 1) or (k % 2 == 1 and 3 <= k <= 31)):
