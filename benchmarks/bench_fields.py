@@ -58,7 +58,7 @@ def match_nuclei(pred_nuclei: np.ndarray, true_pages: np.ndarray) -> list[tuple[
     return pairs
 
 
-def evaluate_set(name: str, method: str, limit: int | None) -> dict:
+def evaluate_set(name: str, method: str, limit: int | None, operating_point=None) -> dict:
     from napari_cervseg import segment_field
 
     root = DATA / name
@@ -77,7 +77,7 @@ def evaluate_set(name: str, method: str, limit: int | None) -> dict:
         pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
         pages = pages[None] if pages.ndim == 2 else pages
         t0 = time.perf_counter()
-        result = segment_field(rgb, method=method)
+        result = segment_field(rgb, method=method, operating_point=operating_point)
         seconds.append(time.perf_counter() - t0)
         n_cells_pred += result.n_cells
         pairs = match_nuclei(result.nuclei, pages)
@@ -149,6 +149,7 @@ def main() -> None:
     parser.add_argument("--sets", nargs="+", default=["fields-herlev-dev", "fields-isbi-dev"])
     parser.add_argument("--method", default="gradcam++")
     parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--operating-point", default=None, help="e.g. screening (the model card's threshold)")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fields"))
     args = parser.parse_args()
@@ -156,9 +157,9 @@ def main() -> None:
 
     torch.set_num_threads(2)
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
-              "method": args.method, "sets": {}}
+              "method": args.method, "operating_point": args.operating_point, "sets": {}}
     for name in args.sets:
-        report["sets"][name] = evaluate_set(name, args.method, args.limit)
+        report["sets"][name] = evaluate_set(name, args.method, args.limit, args.operating_point)
         print(name, json.dumps(report["sets"][name], indent=1))
     if args.big:
         report["big_slide"] = big_slide_memory(args.big)
