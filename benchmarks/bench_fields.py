@@ -70,7 +70,7 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
     images = sorted((root / "images").glob("*.png"))[:limit]
     tp = fp = fn = 0
     nuc_d, cell_d, cyto_d, covered, n_true = [], [], [], 0, 0
-    correct = total_cls = abnormal_true = abnormal_caught = 0
+    correct = total_cls = abnormal_true = abnormal_caught = abnormal_found = 0
     seconds, n_cells_pred = [], 0
     for path in images:
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -104,6 +104,7 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
             called = rows[k]["predicted_class"] if k is not None else None
             correct += called == label
             abnormal_caught += label == "abnormal" and called == "abnormal"
+            abnormal_found += label == "abnormal" and k is not None
     precision = tp / max(1, tp + fp)
     recall = tp / max(1, tp + fn)
     out = {
@@ -118,7 +119,9 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
     }
     if total_cls:
         out.update({"cell_accuracy": correct / total_cls, "abnormal_cells": abnormal_true,
-                    "abnormal_caught": abnormal_caught / max(1, abnormal_true)})
+                    "abnormal_caught": abnormal_caught / max(1, abnormal_true),
+                    "abnormal_found": abnormal_found / max(1, abnormal_true),
+                    "abnormal_called_when_found": abnormal_caught / max(1, abnormal_found)})
     return out
 
 
@@ -179,7 +182,8 @@ def main() -> None:
         lines.append(f"| {name} | {r['fields']} | {r['true_cells']} | {r['predicted_cells']} | {f('nucleus_precision')}"
                      f" | {f('nucleus_recall')} | {f('nucleus_f1')} | {f('nucleus_dice')} | {f('cell_dice')}"
                      f" | {f('cytoplasm_dice')} | {f('cells_covered_dice_0.7')} | {f('cell_accuracy')}"
-                     f" | {f('abnormal_caught')} | {f('seconds_per_field')} | {f('seconds_per_cell')} |")
+                     f" | {f('abnormal_caught')} ({f('abnormal_called_when_found')} of those found) | {f('seconds_per_field')}"
+                     f" | {f('seconds_per_cell')} |")
     if "big_slide" in report:
         b = report["big_slide"]
         lines += ["", (f"Slide of {b['size']} x {b['size']} px: {b['cells']} cells in {b['seconds']:.0f} s,"
