@@ -37,7 +37,7 @@ def test_pixel_flipping_drops_more_for_the_real_explanation(trained_synthetic_mo
         e = explain(trained_synthetic_model, rgb, target="abnormal")
         curve = pixel_flipping(trained_synthetic_model, rgb, e.heatmap, "abnormal")
         assert len(curve["probabilities"]) == 11 and curve["fractions"][0] == 0.0
-    # benchmarks/results/test_bounds.md (training seeds 0-5 x torch threads 1, 2): lowest PF_MIN;
+    # benchmarks/results/test_bounds.md (training seeds 0-5 x torch threads 1, 2): lowest 0.156;
     # an untrained network gives 0.006
     assert np.mean(gains) > 0.05, gains
 

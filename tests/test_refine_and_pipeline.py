@@ -51,13 +51,14 @@ def test_combine_puts_nucleus_inside_one_cell():
 # trained with seeds 0-5 x torch threads 1 and 2, as other CPUs' kernels would give other networks).
 # The synthetic classes differ only in the nucleus, so the explanation of an abnormal cell has a
 # localised cue to find; a normal cell's explanation (of "normal") has none, and whether it lands
-# on the cell depends on the network: up to NORMAL_FAIL_MAX of the 6 normal cells failed (Dice < 0.5)
-# over those networks, and up to ABNORMAL_FAIL_MAX of the 6 abnormal ones. So every cell must give
-# valid labels, and the median Dice over the 6 abnormal cells must be high: lowest over the 12
-# networks ABNORMAL_MEDIAN_MIN (nucleus / cytoplasm). A broken feature gives there (seed 0):
-# no GrabCut 0.80 / 0.57-0.73, a random heatmap 0.96 / 0.50-0.56 (the nucleus is found by colour,
-# the heatmap chooses the cell), an untrained classifier train accuracy 0.5.
-ABNORMAL_MEDIAN_BOUNDS = (0.9, 0.9)
+# on the cell depends on the network: up to 6 of the 6 normal cells failed (Dice < 0.5) over those
+# networks (the old bound on the mean over all 12 cells flipped on one such cell), and up to 2 of
+# the 6 abnormal ones. So every cell must give valid labels, and the median Dice over the 6
+# abnormal cells must be high: lowest over the 12 networks 0.944 (nucleus) / 0.817 (cytoplasm,
+# Grad-CAM; 0.975 for the other methods). A broken feature gives there (seed 0): no GrabCut
+# 0.80 / 0.57-0.73, a random heatmap 0.96 / 0.50-0.56 (the nucleus is found by colour, the
+# heatmap chooses the cell), an untrained classifier train accuracy 0.5 (lowest trained: 0.956).
+ABNORMAL_MEDIAN_BOUNDS = (0.9, 0.78)
 
 
 def _abnormal_cell_dice(model, cells, method, **options):
@@ -76,7 +77,7 @@ def _abnormal_cell_dice(model, cells, method, **options):
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "gradcam++-paper"])
 def test_algorithm1_recovers_nucleus_and_cytoplasm(trained_synthetic_model, synthetic_cells, method):
-    assert trained_synthetic_model.card["train_accuracy"] > 0.85  # lowest over the 12 networks: 0.994
+    assert trained_synthetic_model.card["train_accuracy"] > 0.85  # lowest over the 12 networks: 0.956
     nuc, cyto = _abnormal_cell_dice(trained_synthetic_model, synthetic_cells, method)
     assert np.median(nuc) > ABNORMAL_MEDIAN_BOUNDS[0], nuc
     assert np.median(cyto) > ABNORMAL_MEDIAN_BOUNDS[1], cyto
