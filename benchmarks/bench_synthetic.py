@@ -1,4 +1,5 @@
-"""The synthetic-cell figures behind the tests' Dice bounds (README, "Tests").
+"""Synthetic-cell figures of one test network (the tests' bounds come from the spread over many:
+``benchmarks/bench_test_bounds.py``, README "Tests").
 
     .venv/bin/python benchmarks/bench_synthetic.py
 
