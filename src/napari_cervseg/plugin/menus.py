@@ -11,17 +11,22 @@ from .widgets import (
 )
 
 
-def segment_active_layer(viewer: napari.viewer.Viewer) -> None:
-    """Segment the selected image layer with the Segment cell widget's default settings."""
+def _run_on_selected_image(viewer, widget_cls, dock_name: str, what: str) -> None:
+    """Dock ``widget_cls`` on the selected image layer and run it; another selection is a notification."""
     layer = viewer.layers.selection.active
     if not isinstance(layer, napari.layers.Image):
         kind = type(layer).__name__ if layer is not None else "no layer"
-        _notify_error(f"CervSeg: select an image layer to segment (the selection is {kind})")
+        _notify_error(f"CervSeg: select an image layer to {what} (the selection is {kind})")
         return
-    widget = SegmentCellWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Segment cell (CervSeg)", area="right")
+    widget = widget_cls(viewer)
+    viewer.window.add_dock_widget(widget, name=dock_name, area="right")
     widget.image_combo.value = layer.name
     widget.run()
+
+
+def segment_active_layer(viewer: napari.viewer.Viewer) -> None:
+    """Segment the selected image layer with the Segment cell widget's default settings."""
+    _run_on_selected_image(viewer, SegmentCellWidget, "Segment cell (CervSeg)", "segment")
 
 
 def measure_active_layer(viewer: napari.viewer.Viewer) -> None:
@@ -47,12 +52,4 @@ def segment_all_layers(viewer: napari.viewer.Viewer) -> None:
 
 def segment_fields_active_layer(viewer: napari.viewer.Viewer) -> None:
     """Find, segment, classify and measure every cell of the selected image layer."""
-    layer = viewer.layers.selection.active
-    if not isinstance(layer, napari.layers.Image):
-        kind = type(layer).__name__ if layer is not None else "no layer"
-        _notify_error(f"CervSeg: select an image layer to segment its cells (the selection is {kind})")
-        return
-    widget = SegmentFieldWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Segment all cells (CervSeg)", area="right")
-    widget.image_combo.value = layer.name
-    widget.run()
+    _run_on_selected_image(viewer, SegmentFieldWidget, "Segment all cells (CervSeg)", "segment its cells")

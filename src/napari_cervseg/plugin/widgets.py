@@ -513,24 +513,25 @@ class MeasureCellWidget(Container):
         _follow_layers(self, viewer)
         self._watch()
 
-    def _watch(self, *_):
+    def _edit_events(self):
+        """The events by which the watched cells/labels and nuclei layers report an edit."""
         for watched in (self._watched, self._nuclei):
             if watched is not None:
                 for ev in ("paint", "data", "labels_update"):
                     emitter = getattr(watched.events, ev, None)
                     if emitter is not None:
-                        emitter.disconnect(self.recompute)
+                        yield emitter
+
+    def _watch(self, *_):
+        for emitter in self._edit_events():
+            emitter.disconnect(self.recompute)
         name = self.labels_combo.value
         self._watched = self.viewer.layers[name] if name and name in self.viewer.layers else None
         # a cells layer of "Segment all cells": measured cell by cell with its nuclei layer
         nuclei_name = self._watched.metadata.get(FIELD_KEY) if self._watched is not None else None
         self._nuclei = self.viewer.layers[nuclei_name] if nuclei_name in self.viewer.layers else None  # noqa: SIM401
-        for watched in (self._watched, self._nuclei):
-            if watched is not None:
-                for ev in ("paint", "data", "labels_update"):
-                    emitter = getattr(watched.events, ev, None)
-                    if emitter is not None:
-                        emitter.connect(self.recompute)
+        for emitter in self._edit_events():
+            emitter.connect(self.recompute)
         if self._watched is not None:
             source = self._watched.metadata.get("cervseg_image")
             if source and source in self.image_combo.choices:

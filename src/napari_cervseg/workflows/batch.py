@@ -267,7 +267,7 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     unless ``config.overwrite``: it is re-measured from those labels, with the classification
     fields of ``previous`` (its row of an earlier run) when there is one.
     """
-    from ..io.images import read_image, to_rgb_uint8, write_png_atomic
+    from ..io.images import read_image, to_rgb_uint8
     from ..measure.descriptors import measure
     from ..segment.result import heatmap_rgb, overlay
 
@@ -307,18 +307,8 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             result, row = segment_item(image, config, name=stem)
             rgb, _ = to_rgb_uint8(image)
             heat = result.heatmap if result.heatmap is not None else np.zeros(result.labels.shape, np.float32)
-            written: list[Path] = []
-            try:
-                for path, array in ((heat_path, heatmap_rgb(heat)), (overlay_path, overlay(rgb, result.labels)),
-                                    (labels_path, result.labels)):  # labels last: they mark a complete output
-                    write_png_atomic(path, array, replace_foreign=(config.overwrite or damaged)
-                                     and path == labels_path)
-                    written.append(path)
-            except OSError:
-                for path in written:  # no half output: a re-run redoes this input whole
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                raise
+            _write_outputs([(heat_path, heatmap_rgb(heat)), (overlay_path, overlay(rgb, result.labels)),
+                            (labels_path, result.labels)], replace_labels=config.overwrite or damaged)
             row = {"image": stem, "source": item.label, **{k: v for k, v in row.items() if k != "image"}}
             record.update(status="segmented", row=row)
     except INPUT_ERRORS as exc:
@@ -331,6 +321,23 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
                             " please report it)")
     record["seconds"] = time.perf_counter() - t0
     return record
+
+
+def _write_outputs(outputs: list[tuple[Path, np.ndarray]], replace_labels: bool) -> None:
+    """Write one input's PNG outputs in order, the ``_labels.png`` last (it marks a complete output);
+    on a failed write remove those already written, so a re-run redoes the input whole."""
+    from ..io.images import write_png_atomic
+
+    written: list[Path] = []
+    try:
+        for path, array in outputs:
+            write_png_atomic(path, array, replace_foreign=replace_labels and path.name.endswith(LABELS_SUFFIX))
+            written.append(path)
+    except OSError:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
 
 
 def _is_field(image, config: BatchConfig) -> bool:
@@ -361,7 +368,7 @@ def _field_rows(stem: str, item: BatchInput, table: list[dict], status: str) -> 
 def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: BatchConfig) -> dict:
     """Segment a field of view and write its outputs: heatmap, overlay (abnormal cells boxed),
     the cells and nuclei instance labels, then the semantic labels (last: they mark it complete)."""
-    from ..io.images import to_rgb_uint8, write_png_atomic
+    from ..io.images import to_rgb_uint8
     from ..segment.result import heatmap_rgb
     from .fields import segment_field
 
@@ -376,16 +383,7 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
                (out / f"{stem}_cells.png", result.cells.astype(np.uint16)),
                (out / f"{stem}_nuclei.png", result.nuclei.astype(np.uint16)),
                (out / f"{stem}_labels.png", result.labels)]
-    written: list[Path] = []
-    try:
-        for path, array in outputs:
-            write_png_atomic(path, array, replace_foreign=config.overwrite and path.name.endswith("_labels.png"))
-            written.append(path)
-    except OSError:
-        for path in written:  # no half output: a re-run redoes this input whole
-            with contextlib.suppress(OSError):
-                path.unlink()
-        raise
+    _write_outputs(outputs, replace_labels=config.overwrite)
     classes = {r["cell_id"]: [r.get("predicted_class"), r.get("p_abnormal")] for r in result.table}
     row = {"image": stem, "source": item.label, "status": "segmented", "field": True, "method": result.method,
            "n_cells": result.n_cells, "abnormal_cells": len(result.abnormal_ids),
