@@ -126,3 +126,67 @@ def default_data_root() -> Path | None:
         if (candidate / "manifest.csv").exists():
             return candidate
     return None
+
+
+@dataclass(frozen=True)
+class CellCrop:
+    """One annotated cell cut out of a field of view, with its own mask (for evaluation)."""
+
+    name: str  # "<field>-<k>" (k = the cell's page in the field's stack, from 1)
+    field: str
+    image: np.ndarray  # RGB uint8, the crop
+    mask: np.ndarray  # uint8: 0 outside this cell, 1 its cytoplasm, 2 its nucleus
+    box: tuple[int, int, int, int]  # (row0, col0, row1, col1) of the crop in the field
+    complete: bool  # the cell does not touch the field's border
+
+
+def read_isbi_cell_crops(root, margin: float = 0.02, complete_only: bool = True) -> list[CellCrop]:
+    """Each annotated cell of an ISBI-2014-layout folder cut out as tight as a Herlev crop.
+
+    Parameters
+    ----------
+    root : path
+        A folder with ``images/<field>.png``, ``cells/<field>.tif`` (one page per cell: 1 cell,
+        2 its nucleus) and ``manifest.csv`` (``../shared/data/fields-isbi-dev``).
+    margin : float
+        Margin around the cell's box, as a fraction of its larger side (the field route's
+        ``CROP_MARGIN``), clipped at the field's border.
+    complete_only : bool
+        Leave out cells that touch the field's border (their extent is unknown).
+
+    Returns
+    -------
+    list of CellCrop
+        In field order, then page order. Neighbours that overlap the cell stay in the crop's
+        image (as on a slide) but not in its mask.
+    """
+    import math
+
+    import tifffile
+
+    root = Path(root)
+    if not (root / "cells").is_dir() or not (root / "images").is_dir():
+        raise DatasetError(f"{root}: expected an ISBI-layout folder with images/<field>.png and cells/<field>.tif")
+    crops = []
+    for stack_path in sorted((root / "cells").glob("*.tif")):
+        field_name = stack_path.stem
+        image = to_rgb_uint8(read_image(root / "images" / f"{field_name}.png"))[0]
+        pages = tifffile.imread(stack_path)
+        pages = pages[None] if pages.ndim == 2 else pages
+        height, width = image.shape[:2]
+        for k, page in enumerate(pages, start=1):
+            rows, cols = np.nonzero(page)
+            if rows.size == 0:
+                continue
+            r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+            complete = r0 > 0 and c0 > 0 and r1 < height and c1 < width
+            if complete_only and not complete:
+                continue
+            pad = max(2, int(math.ceil(margin * max(r1 - r0, c1 - c0))))
+            box = (max(0, r0 - pad), max(0, c0 - pad), min(height, r1 + pad), min(width, c1 + pad))
+            crop = (slice(box[0], box[2]), slice(box[1], box[3]))
+            crops.append(CellCrop(f"{field_name}-{k}", field_name, image[crop].copy(),
+                                  page[crop].astype(np.uint8), tuple(int(b) for b in box), bool(complete)))
+    if not crops:
+        raise DatasetError(f"{root}: no annotated cells found in cells/*.tif")
+    return crops
