@@ -2,6 +2,7 @@
 
     cervseg segment cell.png more/*.png stack.tif --out results/ [--method gradcam++] [--workers 2]
     cervseg train --data ../shared/data/herlev --out my-model.safetensors
+    cervseg self-train --corrections results/ --out my-lab.safetensors
     cervseg models
 """
 
@@ -270,9 +271,75 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_learn_corrections(args) -> int:
+    """``self-train --corrections DIR``: fine-tune a segmenter on the cells the user corrected in a
+    ``cervseg segment --out`` folder and write it (never over an existing file)."""
+    from .segment.student import SegmenterError
+    from .workflows.corrections import (
+        CorrectionConfig,
+        CorrectionError,
+        learn_from_corrections,
+        read_corrections_folder,
+    )
+    from .workflows.selftrain import TrainingCancelled
+
+    wrong = [flag for flag, given in (("--data", args.data), ("--teacher", args.teacher != "gradcam++"),
+                                      ("--ignore-band", args.ignore_band), ("--epochs", args.epochs is not None))
+             if given]
+    if wrong:
+        print(f"error: {wrong[0]} is for the pseudo-label route; --corrections trains on your corrected labels"
+              " only (leave it out; --steps sets how long)", file=sys.stderr)
+        return 2
+    skipped: list = []
+    defaults = CorrectionConfig()
+    steps = args.steps if args.steps is not None else defaults.steps
+    if steps < 1:
+        print(f"error: --steps {steps}: give 1 or more optimiser steps", file=sys.stderr)
+        return 2
+    config = CorrectionConfig(steps=steps, seed=args.seed)
+    try:
+        cells = read_corrections_folder(args.corrections, skipped)
+        for stem, why in skipped:
+            if not args.quiet:
+                print(f"left out {one_line(stem)}: {one_line(why)}")
+        print(f"{len(cells)} corrected cell(s) in {args.corrections}; fine-tuning {args.segmenter!r}"
+              f" for {config.steps} steps")
+        t0 = time.perf_counter()
+        last = [-1]
+
+        def progress(stage, fraction):
+            pct = int(fraction * 10)
+            if not args.quiet and pct != last[0]:
+                last[0] = pct
+                print(f"  {stage} ({100 * fraction:.0f} %)", flush=True)
+
+        path = learn_from_corrections([c.image for c in cells], [c.labels for c in cells], args.out,
+                                      base=args.segmenter, config=config, sources=[c.source for c in cells],
+                                      progress=progress)
+    except (CorrectionError, SegmenterError) as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except TrainingCancelled as exc:  # pragma: no cover - only a callback cancels
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} (+ card) from {len(cells)} corrected cell(s) in {time.perf_counter() - t0:.1f} s;"
+          f" use it: cervseg segment ... --method self-trained --segmenter {path}")
+    return 0
+
+
 def cmd_self_train(args) -> int:
     """Pseudo-label the model card's train / validation images with the teacher pipeline (no
-    masks), fit the U-Net to them, save it; the card says what it was trained on."""
+    masks), fit the U-Net to them, save it; the card says what it was trained on. With
+    ``--corrections``: fine-tune on the user's corrected labels instead (:func:`cmd_learn_corrections`)."""
+    if args.corrections:
+        return cmd_learn_corrections(args)
+    if not args.data:
+        print("error: give --data (images for pseudo-labels) or --corrections (a `cervseg segment --out` folder"
+              " with labels you corrected)", file=sys.stderr)
+        return 2
+    if args.steps is not None:
+        print("error: --steps is for --corrections; the pseudo-label route counts --epochs", file=sys.stderr)
+        return 2
     import numpy as np
     from tqdm import tqdm
 
@@ -312,7 +379,8 @@ def cmd_self_train(args) -> int:
         pairs[part] = ([images[i] for i in keep], [labels[i] for i in keep], [items[i].name for i in keep])
         print(f"{part}: {len(keep)} of {len(images)} images pseudo-labelled by {args.teacher}")
     label_seconds = time.perf_counter() - t0
-    config = SelfTrainConfig(epochs=args.epochs, seed=args.seed, teacher=teacher, ignore_band=args.ignore_band)
+    config = SelfTrainConfig(epochs=args.epochs if args.epochs is not None else 40, seed=args.seed, teacher=teacher,
+                             ignore_band=args.ignore_band)
     seg = train_segmenter(pairs["train"][0], pairs["train"][1], config, pairs["val"][0], pairs["val"][1],
                           log=(lambda *a: None) if args.quiet else print,
                           card_extra={"teacher": teacher, "teacher_settings": teacher_settings.as_dict(),
@@ -504,13 +572,23 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     st = sub.add_parser("self-train", help="train the U-Net second stage on the pipeline's own pseudo-masks"
-                                           " (weakly supervised: no ground-truth mask is read)")
-    st.add_argument("--data", required=True, help="Herlev-layout folder or normal/ + abnormal/ folders")
-    st.add_argument("--out", required=True, help="output .safetensors (a .json card is written beside)")
+                                           " (weakly supervised: no ground-truth mask is read), or fine-tune it"
+                                           " on your corrected labels (--corrections)")
+    st.add_argument("--data", default=None, help="Herlev-layout folder or normal/ + abnormal/ folders (the"
+                                                 " pseudo-label route)")
+    st.add_argument("--corrections", default=None, metavar="DIR",
+                    help="learn from your corrections instead: a `cervseg segment --out` folder in which you"
+                         " corrected some _labels.png files (untouched ones are left out); fine-tunes --segmenter")
+    st.add_argument("--segmenter", default="default",
+                    help="--corrections: the segmenter to start from ('default' or a .safetensors file)")
+    st.add_argument("--steps", type=int, default=None,
+                    help="--corrections: optimiser steps (default: the recipe's, chosen on development fields)")
+    st.add_argument("--out", required=True, help="output .safetensors (a .json card is written beside; an existing"
+                                                 " file is never replaced with --corrections)")
     st.add_argument("--model", default="default", help="the classifier whose explanations make the pseudo-masks;"
                                                       " its card's train / val split is used")
     st.add_argument("--teacher", default="gradcam++", help="method spec of the teacher pipeline")
-    st.add_argument("--epochs", type=int, default=40)
+    st.add_argument("--epochs", type=int, default=None, help="pseudo-label route: epochs (default 40)")
     st.add_argument("--seed", type=int, default=0)
     st.add_argument("--ignore-band", type=int, default=0,
                     help="leave pixels within N px (at 128 px) of a pseudo-label boundary out of the loss")

@@ -262,7 +262,9 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     """Segment one input and write its outputs; returns a record (never raises for a bad input).
 
     Record keys: ``image`` (output stem), ``source``, ``frame``, ``status`` ("segmented", "kept"
-    or "failed"), ``reason`` (for failures), ``row`` (the descriptors row), ``seconds``.
+    or "failed"), ``reason`` (for failures), ``row`` (the descriptors row), ``seconds``; for a
+    segmented cell also ``labels_sha256`` (the digest of the labels written, to recognise later
+    corrections) and ``source_path`` (the input's absolute path).
     An input whose labels file exists is kept, never overwritten (it may hold hand corrections)
     unless ``config.overwrite``: it is re-measured from those labels, with the classification
     fields of ``previous`` (its row of an earlier run) when there is one.
@@ -270,6 +272,7 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     from ..io.images import read_image, to_rgb_uint8
     from ..measure.descriptors import measure
     from ..segment.result import heatmap_rgb, overlay
+    from .corrections import labels_digest
 
     t0 = time.perf_counter()
     _set_threads(config.torch_threads)
@@ -310,7 +313,9 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             _write_outputs([(heat_path, heatmap_rgb(heat)), (overlay_path, overlay(rgb, result.labels)),
                             (labels_path, result.labels)], replace_labels=config.overwrite or damaged)
             row = {"image": stem, "source": item.label, **{k: v for k, v in row.items() if k != "image"}}
-            record.update(status="segmented", row=row)
+            # the digest of the labels as written: a later change is the user's correction
+            record.update(status="segmented", row=row, labels_sha256=labels_digest(result.labels),
+                          source_path=os.path.abspath(item.source))
     except INPUT_ERRORS as exc:
         record["reason"] = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a bug fails this input alone, named, not the whole run

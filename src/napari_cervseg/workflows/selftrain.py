@@ -29,10 +29,26 @@ class SelfTrainConfig:
     #: pixels within this distance (at input size) of a pseudo-label boundary are left out of the
     #: loss: the teacher is least sure there (0 = every pixel counts)
     ignore_band: int = 0
+    #: train for this many optimiser steps instead of ``epochs`` (0: epochs); a few examples need
+    #: steps, not epochs
+    steps: int = 0
+    #: scale jitter: each example is zoomed by a random factor in [1 - j, 1 + j] and shifted (0: none)
+    scale_jitter: float = 0.0
+    #: train on random square crops of this side (px at input size; 0: the whole input): a fully
+    #: convolutional net learns the same from a quarter of the pixels, at a quarter of the cost
+    crop: int = 0
+    #: keep the BatchNorm statistics of the starting weights (fine-tuning on a few cells)
+    freeze_bn: bool = False
 
 
-def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
-    """Flips, 90-degree turns and a brightness / contrast jitter, the same geometry for image and labels."""
+def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, scale_jitter: float = 0.0, crop: int = 0):
+    """Flips, 90-degree turns and a brightness / contrast jitter, the same geometry for image and
+    labels; optionally a random zoom + shift (``scale_jitter``) and a random square crop (``crop`` px)."""
+    if scale_jitter > 0:
+        x, y = _zoom_shift(x, y, gen, scale_jitter)
+    if crop and crop < x.shape[-1]:
+        r, c = (int(torch.randint(x.shape[d] - crop + 1, (1,), generator=gen)) for d in (-2, -1))
+        x, y = x[..., r:r + crop, c:c + crop], y[..., r:r + crop, c:c + crop]
     if torch.rand(1, generator=gen) < 0.5:
         x, y = x.flip(-1), y.flip(-1)
     k = int(torch.randint(4, (1,), generator=gen))
@@ -40,6 +56,23 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
     gain = 1 + (torch.rand(1, generator=gen) - 0.5) * 0.3
     bias = (torch.rand(1, generator=gen) - 0.5) * 0.2
     return (x * gain + bias).clamp(-1, 1), y
+
+
+def _zoom_shift(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, jitter: float):
+    """Zoom (factor in [1 - jitter, 1 + jitter]) and shift (up to jitter / 2 of the side) one example;
+    the image is resampled bilinearly (border pixels repeated), the labels by nearest neighbour
+    (background outside)."""
+    zoom = 1 + (float(torch.rand(1, generator=gen)) * 2 - 1) * jitter
+    shift = ((torch.rand(2, generator=gen) * 2 - 1) * jitter / 2).tolist()
+    theta = torch.tensor([[[1 / zoom, 0.0, shift[0]], [0.0, 1 / zoom, shift[1]]]])
+    grid = F.affine_grid(theta, [1, 1, *x.shape[-2:]], align_corners=False)
+    x = F.grid_sample(x[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
+    y = F.grid_sample(y[None, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return x, y[0, 0].long()
+
+
+class TrainingCancelled(Exception):
+    """Raised by :func:`train_segmenter` when ``should_stop()`` said so; nothing is written."""
 
 
 IGNORE = -100
@@ -70,10 +103,20 @@ def pseudo_labels(images, model="default", teacher: dict | None = None, progress
 
 
 def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: SelfTrainConfig | None = None,
-                    val_images=None, val_labels=None, log=print, card_extra: dict | None = None) -> CellSegmenter:
+                    val_images=None, val_labels=None, log=print, card_extra: dict | None = None,
+                    init: CellSegmenter | None = None, progress=None, should_stop=None) -> CellSegmenter:
     """Fit a SmallUNet to (image, pseudo-label) pairs; the epoch with the lowest validation loss
-    against the *pseudo*-labels of the validation images is kept (no ground truth involved)."""
+    against the *pseudo*-labels of the validation images is kept (no ground truth involved).
+
+    ``init``: start from this segmenter's weights (fine-tuning; its input size and widths are
+    used); ``progress(stage, fraction)`` is told after every epoch (every step with
+    ``config.steps``); ``should_stop()`` returning True stops with :class:`TrainingCancelled`.
+    """
     config = config or SelfTrainConfig()
+    if init is not None:
+        from dataclasses import replace
+
+        config = replace(config, input_size=init.input_size, widths=tuple(init.card.get("widths", config.widths)))
     torch.manual_seed(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     size = config.input_size
@@ -91,18 +134,32 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
         y = ignore_boundaries(y, config.ignore_band)
     class_weights = (counts.sum() / (3 * counts.clamp_min(1))).sqrt()  # soften the background's majority
     net = SmallUNet(config.widths)
+    if init is not None:
+        net.load_state_dict({k: v.detach().clone() for k, v in init.net.state_dict().items()})
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps = config.epochs * int(np.ceil(len(x) / config.batch_size))
+    per_epoch = int(np.ceil(len(x) / config.batch_size))
+    epochs = int(np.ceil(config.steps / per_epoch)) if config.steps else config.epochs
+    steps = config.steps or config.epochs * per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=steps)
     best, best_state, history = float("inf"), None, []
     t0 = time.perf_counter()
-    for epoch in range(config.epochs):
+    done = 0
+    for epoch in range(epochs):
         net.train()
+        if config.freeze_bn:
+            for module in net.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
         order = torch.randperm(len(x), generator=gen)
         total = 0.0
+        seen = 0
         for start in range(0, len(x), config.batch_size):
+            if done >= steps:
+                break
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled("training cancelled; nothing was written")
             idx = order[start:start + config.batch_size]
-            pairs = [_augment(x[i], y[i], gen) for i in idx]
+            pairs = [_augment(x[i], y[i], gen, config.scale_jitter, config.crop) for i in idx]
             xb = torch.stack([p[0] for p in pairs])
             yb = torch.stack([p[1] for p in pairs])
             loss = F.cross_entropy(net(xb), yb, weight=class_weights, ignore_index=IGNORE)
@@ -111,7 +168,11 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        entry = {"epoch": epoch + 1, "train_loss": total / len(x)}
+            seen += len(idx)
+            done += 1
+            if progress is not None and config.steps:
+                progress(f"training: step {done} of {steps}", done / steps)
+        entry = {"epoch": epoch + 1, "train_loss": total / max(seen, 1)}
         if xv is not None:
             net.eval()
             with torch.no_grad():
@@ -119,7 +180,9 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
             if entry["val_loss"] < best:
                 best, best_state = entry["val_loss"], {k: v.clone() for k, v in net.state_dict().items()}
         history.append(entry)
-        log(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"))
+        if progress is not None and not config.steps:
+            progress(f"training: epoch {epoch + 1} of {epochs}", (epoch + 1) / epochs)
+        log(f"epoch {epoch + 1}/{epochs} " + " ".join(f"{k} {v:.4f}" for k, v in entry.items() if k != "epoch"))
     if best_state is not None:
         net.load_state_dict(best_state)
     card = {"architecture": ARCHITECTURE, "input_size": size, "widths": list(config.widths),
