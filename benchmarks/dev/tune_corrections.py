@@ -39,6 +39,8 @@ VARIANTS = {
     "whole cell, batch 4": {"crop": 0, "batch_size": 4},
     "whole cell, BatchNorm frozen": {"crop": 0, "freeze_bn": True},
     "crop 112": {"crop": 112},
+    "whole cell, batch 4, BatchNorm frozen": {"crop": 0, "batch_size": 4, "freeze_bn": True},
+    "whole cell, batch 4, BatchNorm frozen, seed 1": {"crop": 0, "batch_size": 4, "freeze_bn": True, "seed": 1},
 }
 
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton, Select, SpinBox
 
 from .layers import FIELD_KEY, WRITTEN_KEY, LayerError, digest, layer_frames
 from .work import Progress, WorkerWidget, _notify_error, _notify_info
+
+if TYPE_CHECKING:
+    import napari
 
 #: the metadata key of a labels layer that names its image layer
 IMAGE_KEY = "cervseg_image"
@@ -64,7 +68,7 @@ class LearnCorrectionsWidget(WorkerWidget):
     stack); a cell without a painted nucleus is left out, with a note.
     """
 
-    def __init__(self, viewer):
+    def __init__(self, viewer: napari.viewer.Viewer):
         from ..workflows.corrections import CorrectionConfig
 
         self.viewer = viewer  # the choices callables need it before the base class sets it
