@@ -42,17 +42,18 @@ def test_fine_tuning_on_corrected_cells_improves_other_cells(tmp_path, synthetic
     train, held_out = synthetic_cells[:6], synthetic_cells[6:]
     stages = []
     path = learn_from_corrections([c[0] for c in train], [c[1] for c in train], tmp_path / "mine",
-                                  config=CorrectionConfig(steps=20, crop=0, seed=0),
+                                  config=CorrectionConfig(steps=20, seed=0),
                                   sources=[f"synthetic {i}" for i in range(6)],
                                   progress=lambda stage, fraction: stages.append((stage, fraction)))
     assert path == (tmp_path / "mine.safetensors").resolve() and path.exists()
     base_n, base_c = _scores(load_segmenter("default"), held_out)
     n, c = _scores(load_segmenter(path), held_out)
     # the bundled segmenter learnt Herlev cells from pseudo-labels; on these synthetic cells its
-    # cytoplasm is ~0.90. 20 steps on 6 corrected cells: 0.975 / 0.981 (seeds 1 / 0; nucleus
-    # 0.983 / 0.986 against the base's 0.992); bounds with margin
+    # cytoplasm Dice is 0.898 (nucleus 0.992). The default recipe cut to 20 steps on 6 corrected
+    # cells, seeds 0 / 1 / 2 (one thread): cytoplasm 0.986 / 0.988 / 0.962, nucleus 0.963 / 0.981 /
+    # 0.957; the bounds leave margin below the lowest
     assert c > base_c + 0.03, (base_c, c)
-    assert n > base_n - 0.05, (base_n, n)
+    assert n > base_n - 0.08, (base_n, n)
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["supervision"].startswith("the user's own corrected labels")
     assert card["corrected_cells"] == 6 and card["corrected_sources"][0] == "synthetic 0"

@@ -27,6 +27,8 @@ from napari_cervseg.workflows.corrections import CorrectionConfig, learn_from_co
 DEV_FIELDS = ("isbi14_field05", "isbi14_field19", "isbi14_field25", "isbi14_field38")
 FOLDS = ((("isbi14_field05", "isbi14_field38"), ("isbi14_field19", "isbi14_field25")),
          (("isbi14_field19", "isbi14_field25"), ("isbi14_field05", "isbi14_field38")))
+#: the first recipe; each variant changes it
+FIRST = {"steps": 60, "lr": 1e-3, "batch_size": 8, "crop": 80, "scale_jitter": 0.15, "freeze_bn": False}
 VARIANTS = {
     "steps60 lr1e-3 crop80 jitter0.15": {},
     "whole cell (no crop)": {"crop": 0},
@@ -64,7 +66,7 @@ def main():
                  "cytoplasm": np.mean([b[1] for b in base_scores]), "seconds": 0.0})
     print(rows[-1], flush=True)
     for name in args.variants or VARIANTS:
-        cfg = CorrectionConfig(**VARIANTS[name])
+        cfg = CorrectionConfig(**{**FIRST, **VARIANTS[name]})
         got, secs = [], []
         for train, test in FOLDS:
             tr = [c for c in crops if c.field in train]
