@@ -33,6 +33,7 @@ from .segment import (
     SelfTrainedSettings,
     segment_cell,
 )
+from .workflows.corrections import CorrectionConfig, CorrectionError, learn_from_corrections
 from .workflows.fields import FieldResult, segment_field
 
 __all__ = [
@@ -61,4 +62,7 @@ __all__ = [
     "SegmentationError",
     "SEGMENT_METHODS",
     "EXPLAIN_METHODS",
+    "learn_from_corrections",
+    "CorrectionConfig",
+    "CorrectionError",
 ]
