@@ -12,6 +12,7 @@ can be put into the open Segment cell widgets with one click.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -128,6 +129,10 @@ class LearnCorrectionsWidget(WorkerWidget):
                 layer.events.paint.connect(lambda *_: self._refresh())
 
     def _refresh(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the widget was closed; its Qt controls are gone
+            self._choose_painted()
+
+    def _choose_painted(self) -> None:
         chosen = set(self.pairs.value)
         self.pairs.reset_choices()
         painted = {self._pair_text(lab, img) for lab, img, p in layer_pairs(self.viewer) if p}

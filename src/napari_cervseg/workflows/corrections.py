@@ -335,7 +335,7 @@ def check_output_path(out, base_path: Path | None = None) -> Path:
 
     path = Path(out).expanduser()
     if path.suffix != ".safetensors":
-        path = path.with_name(path.name + ".safetensors") if path.suffix == "" else path.with_suffix(".safetensors")
+        path = path.with_name(path.name + ".safetensors")
     path = path.resolve()
     card = path.with_suffix(".json")
     if path.parent == SEGMENTER_DIR.resolve():
