@@ -50,10 +50,10 @@ def test_fine_tuning_on_corrected_cells_improves_other_cells(tmp_path, synthetic
     n, c = _scores(load_segmenter(path), held_out)
     # the bundled segmenter learnt Herlev cells from pseudo-labels; on these synthetic cells its
     # cytoplasm Dice is 0.898 (nucleus 0.992). The default recipe cut to 20 steps on 6 corrected
-    # cells, seeds 0 / 1 / 2 (one thread): cytoplasm 0.986 / 0.988 / 0.962, nucleus 0.963 / 0.981 /
-    # 0.957; the bounds leave margin below the lowest
+    # cells, seeds 0 / 1 / 2 (one thread): cytoplasm 0.987 / 0.988 / 0.970, nucleus 0.990 / 0.980 /
+    # 0.988; the bounds leave margin below the lowest
     assert c > base_c + 0.03, (base_c, c)
-    assert n > base_n - 0.08, (base_n, n)
+    assert n > base_n - 0.05, (base_n, n)
     card = json.loads(path.with_suffix(".json").read_text())
     assert card["supervision"].startswith("the user's own corrected labels")
     assert card["corrected_cells"] == 6 and card["corrected_sources"][0] == "synthetic 0"

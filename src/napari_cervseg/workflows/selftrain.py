@@ -39,6 +39,8 @@ class SelfTrainConfig:
     crop: int = 0
     #: keep the BatchNorm statistics of the starting weights (fine-tuning on a few cells)
     freeze_bn: bool = False
+    #: weight the loss by the square root of inverse class frequency (False: every pixel alike)
+    balance_classes: bool = True
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, scale_jitter: float = 0.0, crop: int = 0):
@@ -133,6 +135,8 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
     if config.ignore_band > 0:
         y = ignore_boundaries(y, config.ignore_band)
     class_weights = (counts.sum() / (3 * counts.clamp_min(1))).sqrt()  # soften the background's majority
+    if not config.balance_classes:
+        class_weights = torch.ones(3)
     net = SmallUNet(config.widths)
     if init is not None:
         net.load_state_dict({k: v.detach().clone() for k, v in init.net.state_dict().items()})
