@@ -155,6 +155,10 @@ def cmd_segment(args) -> int:
         print(f"{summary['done']} of {summary['inputs']} images segmented{kept} in {t['wall_seconds']:.1f} s"
               f" ({summary['execution']['mode']}) -> {out}/ (descriptors.csv, summary.json, *_labels.png,"
               " *_heatmap.png, *_overlay.png)")
+        if summary.get("no_verdict"):
+            print(f"{summary['no_verdict']} without a verdict: not a cell the classifier can judge (too small, no"
+                  " contrast, no cell found, unlike the training cells or their colours); no class called, see"
+                  " the judgeable / not_judgeable_reason columns of descriptors.csv")
     return 1 if summary["failed"] else 0
 
 
@@ -324,6 +328,33 @@ def cmd_self_train(args) -> int:
     best = min((h.get("val_loss", np.inf) for h in seg.card["history"]), default=np.inf)
     print(f"wrote {path} (+ card); {seg.card['train_seconds']} s training, best validation loss {best:.4f}"
           " against the teacher's pseudo-labels")
+    return 0
+
+
+def cmd_verdict_stats(args) -> int:
+    import time
+
+    from .classify import ModelError, load_model
+    from .classify.applicability import statistics_from_split, store_statistics
+    from .classify.models import _resolve_weights
+    from .io.datasets import DatasetError
+
+    try:
+        weights = _resolve_weights(str(args.model))
+        if weights.suffix.lower() != ".safetensors":
+            raise ModelError(f"{weights}: statistics are stored beside a .safetensors model with its JSON card")
+        model = load_model(weights, device="cpu")
+        block, tensors = statistics_from_split(model, args.data, log=None if args.quiet else print)
+    except (ModelError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    extra = {"command": f"cervseg verdict-stats {args.model} --data {args.data}",
+             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    side = store_statistics(weights, block, tensors, extra)
+    if not args.quiet:
+        print(f"wrote {side.name} and the card's 'applicability' block: feature distance limit"
+              f" {block['features']['threshold']:.2f}, colour distance limit {block['colours']['threshold']:.2f}"
+              f" ({block['rule']})")
     return 0
 
 
@@ -516,6 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave pixels within N px (at 128 px) of a pseudo-label boundary out of the loss")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(func=cmd_self_train)
+
+    vs = sub.add_parser("verdict-stats", help="store the statistics of a model's training cells (its card's split)"
+                                              " that decide when an input is not a cell it can judge")
+    vs.add_argument("model", help="a bundled model name or a .safetensors file (its .json card gains an"
+                                  " 'applicability' block; the statistics go to <name>.applicability.safetensors)")
+    vs.add_argument("--data", required=True, help="the data the model was trained on (Herlev layout)")
+    vs.add_argument("--quiet", action="store_true")
+    vs.set_defaults(func=cmd_verdict_stats)
 
     mo = sub.add_parser("models", help="list architectures and bundled models")
     mo.set_defaults(func=cmd_models)

@@ -61,8 +61,9 @@ class FieldResult:
         Each cell's explanation in its place (0 outside cells).
     table : list of dict
         One row per cell: ``cell_id``, ``bbox`` (row0, col0, row1, col1), ``centroid``,
-        ``predicted_class``, ``probability``, ``p_abnormal``, ``explained_class``, ``warnings``
-        and the :func:`~napari_cervseg.measure` descriptors of that cell alone.
+        ``predicted_class``, ``probability``, ``p_abnormal``, ``explained_class``, ``judgeable``,
+        ``not_judgeable`` (the failed checks; a crop that is not a cell the classifier can judge
+        gets no class and is not counted among the abnormal cells), ``warnings`` and the :func:`~napari_cervseg.measure` descriptors of that cell alone.
     method : str
     model : str or None
     settings : dict
@@ -347,6 +348,7 @@ def segment_field(image, model="default", method: str = DEFAULT_METHOD, *, setti
             "predicted_class": result.predicted_class, "probability": result.probability,
             "p_abnormal": None if p_abnormal is None else float(p_abnormal),
             "explained_class": result.explained_class,
+            "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable),
             "warnings": [w for w in result.warnings if not w.startswith("option ")],
         })
     labels = np.zeros((h, w), np.uint8)
@@ -431,7 +433,8 @@ def field_from_boxes(image, boxes, results, pixel_size: float | None = None) -> 
             heatmap[r0:r1, c0:c1][take] = result.heatmap[take]
         p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
         classes[i] = {"predicted_class": result.predicted_class, "probability": result.probability,
-                      "p_abnormal": None if p_abnormal is None else float(p_abnormal)}
+                      "p_abnormal": None if p_abnormal is None else float(p_abnormal),
+                      "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable)}
     nuclei[cells == 0] = 0
     table = cell_rows(cells, nuclei, rgb, pixel_size, classes)
     labels = np.zeros((h, w), np.uint8)
