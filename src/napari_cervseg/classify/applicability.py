@@ -404,8 +404,8 @@ def assess(model, image, labels=None) -> Applicability:
 
     Parameters
     ----------
-    model : CellClassifier or None
-        The classifier (None: only the checks that need no model run).
+    model : CellClassifier, str, path or None
+        The classifier or its name / file (None: only the checks that need no model run).
     image : ndarray
         (H, W) grey or (H, W, 3|4) RGB(A), any dtype :func:`~napari_cervseg.io.images.to_rgb_uint8` takes.
     labels : ndarray (H, W), optional
@@ -424,6 +424,10 @@ def assess(model, image, labels=None) -> Applicability:
     """
     from ..io.images import to_rgb_uint8
 
+    if model is not None and not hasattr(model, "net"):
+        from .models import load_model
+
+        model = load_model(model)
     rgb = image if (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3
                     and image.shape[2] == 3) else to_rgb_uint8(image)[0]
     result = Applicability(judgeable=True)
@@ -487,6 +491,38 @@ def assess(model, image, labels=None) -> Applicability:
 
 
 
+def verdict_text(predicted_class, probability, applicability=None) -> str:
+    """What to show a user for one cell: ``"abnormal (p = 0.93)"``, or ``"no verdict: <why>"``.
+
+    Parameters
+    ----------
+    predicted_class : str or None
+    probability : float or None
+    applicability : Applicability or dict, optional
+        An :class:`Applicability` or its :meth:`~Applicability.summary` (a result's
+        ``applicability``); when it is not judgeable the class is not shown.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> verdict_text("normal", 0.91)
+    'normal (p = 0.91)'
+    >>> verdict_text(None, None, {"judgeable": False, "details": ["too small (5 x 5 px)"]})
+    'no verdict: too small (5 x 5 px)'
+    """
+    if isinstance(applicability, Applicability):
+        applicability = applicability.summary()
+    if applicability and not applicability.get("judgeable", True):
+        return "no verdict: " + ("; ".join(applicability.get("details") or applicability.get("not_judgeable") or [])
+                                 or "not a cell the classifier can judge")
+    if predicted_class is None:
+        return "no class"
+    return f"{predicted_class} (p = {probability:.2f})"
+
+
 def statistics_from_split(model, data_root, log=None) -> tuple[dict, dict]:
     """:func:`fit_statistics` on the training and validation splits named in the model's card.
 
@@ -524,4 +560,4 @@ def statistics_from_split(model, data_root, log=None) -> tuple[dict, dict]:
                           [s.load_image() for s in val])
 
 __all__ = ["Applicability", "assess", "colour_statistics", "cell_features", "fit_statistics", "store_statistics",
-           "sidecar_path", "has_statistics", "statistics_from_split", "CHECKS", "MIN_SIDE", "MIN_CONTRAST", "MIN_STRUCTURE", "structure_contrast", "WHAT_WORKS"]
+           "sidecar_path", "has_statistics", "statistics_from_split", "verdict_text", "CHECKS", "MIN_SIDE", "MIN_CONTRAST", "MIN_STRUCTURE", "structure_contrast", "WHAT_WORKS"]

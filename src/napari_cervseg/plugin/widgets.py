@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Table
 
+from ..classify.applicability import verdict_text
 from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..measure.descriptors import format_value, write_rows_csv
@@ -102,6 +103,7 @@ class ClassifyExplainWidget(WorkerWidget):
 
     def run(self):
         """Explain the chosen image in a thread worker; the heatmap layer comes when it is done."""
+        from ..classify.applicability import assess
         from ..explain import explain
 
         try:
@@ -114,12 +116,15 @@ class ClassifyExplainWidget(WorkerWidget):
 
         def steps(progress):
             yield Progress("explain", 0.1)
-            return explain(model, image, method=method, target=target)
+            e = explain(model, image, method=method, target=target)
+            e.extras["applicability"] = assess(model, image)  # no verdict on what is not a cell
+            return e
 
         def done(e):
             self.panel.report(Progress("done", 1.0))
             _show_heatmap(self.viewer, heatmap_layer_name(layer.name, method), e.heatmap, layer, visible=True)
-            self.panel.tell(f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
+            self.panel.tell(f"{verdict_text(e.predicted_class, e.probability, e.extras['applicability'])};"
+                            f" explained: {e.target_class}; "
                             f"{e.seconds * 1000:.0f} ms")
 
         self.start(steps, returned=done)
@@ -213,7 +218,7 @@ class SegmentCellWidget(WorkerWidget):
 
                 self.last_field = field_from_boxes(image, boxes, results)
                 names = add_field_layers(self.viewer, layer, self.last_field)
-                calls = ", ".join(f"{r['cell_id']}: {r['predicted_class']} ({r['p_abnormal']:.2f})"
+                calls = ", ".join(f"{r['cell_id']}: {r['predicted_class'] or 'no verdict'} ({r['p_abnormal']:.2f})"
                                   for r in self.last_field.table if r.get("p_abnormal") is not None)
                 self.panel.tell(self.panel.result.value + f"\nper cell: {calls}\ninstances in '{names['cells']}'")
 
@@ -225,7 +230,8 @@ class SegmentCellWidget(WorkerWidget):
         first = done[0]
         found = sum(r.cell_found for r in done)
         text = (f"{len(results)} cell(s), {found} found; " if len(results) > 1 else "") + (
-            f"{first.predicted_class} (p = {first.probability:.2f}); " if first.predicted_class else "")
+            f"{verdict_text(first.predicted_class, first.probability, first.applicability)}; "
+            if first.predicted_class or not first.judgeable else "")
         notes = sorted({w for r in done for w in r.warnings}) + failed
         self.panel.tell(text + f"labels in '{name}'" + ("\n" + "\n".join(notes) if notes else ""))
 
