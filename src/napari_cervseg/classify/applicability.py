@@ -58,6 +58,10 @@ THRESHOLD_MARGIN = 1.2
 CHECKS = ("too_small", "no_contrast", "no_cell_found", "unlike_training_cells", "unusual_colours")
 #: checks that need the model's training statistics
 STATISTICAL_CHECKS = ("unlike_training_cells", "unusual_colours")
+#: each check's failure in a few words (what a widget shows after "no verdict:")
+REASON_NAMES = {"too_small": "too small", "no_contrast": "no contrast", "no_cell_found": "no cell found",
+                "unlike_training_cells": "unlike any training cell",
+                "unusual_colours": "far outside the training colours"}
 #: what would get a verdict (said in the warning)
 WHAT_WORKS = (f"a single stained cell cropped tight, RGB, at least {MIN_SIDE} px a side, imaged like the"
               " model's training cells")
@@ -492,7 +496,8 @@ def assess(model, image, labels=None) -> Applicability:
 
 
 def verdict_text(predicted_class, probability, applicability=None) -> str:
-    """What to show a user for one cell: ``"abnormal (p = 0.93)"``, or ``"no verdict: <why>"``.
+    """What to show a user for one cell: ``"abnormal (p = 0.93)"``, or ``"no verdict: <why>"`` (the
+    failed checks in a few words; the result's warning has the measured values).
 
     Parameters
     ----------
@@ -510,14 +515,14 @@ def verdict_text(predicted_class, probability, applicability=None) -> str:
     --------
     >>> verdict_text("normal", 0.91)
     'normal (p = 0.91)'
-    >>> verdict_text(None, None, {"judgeable": False, "details": ["too small (5 x 5 px)"]})
-    'no verdict: too small (5 x 5 px)'
+    >>> verdict_text(None, None, {"judgeable": False, "not_judgeable": ["too_small", "no_contrast"]})
+    'no verdict: too small, no contrast'
     """
     if isinstance(applicability, Applicability):
         applicability = applicability.summary()
     if applicability and not applicability.get("judgeable", True):
-        return "no verdict: " + ("; ".join(applicability.get("details") or applicability.get("not_judgeable") or [])
-                                 or "not a cell the classifier can judge")
+        reasons = [REASON_NAMES.get(r, r) for r in applicability.get("not_judgeable") or []]
+        return "no verdict: " + (", ".join(reasons) or "not a cell the classifier can judge")
     if predicted_class is None:
         return "no class"
     return f"{predicted_class} (p = {probability:.2f})"
