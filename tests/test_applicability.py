@@ -110,6 +110,7 @@ def test_verdict_stats_recomputes_the_bundled_thresholds(tmp_path, herlev_root):
     block = json.loads((tmp_path / "m.json").read_text())["applicability"]
     for part in ("features", "colours"):
         assert block[part]["threshold"] == pytest.approx(bundled[part]["threshold"], rel=1e-3)
+    assert block["structure"]["threshold_low"] == pytest.approx(bundled["structure"]["threshold_low"], rel=1e-3)
     assert has_statistics(load_model(tmp_path / "m.safetensors"))
 
 

@@ -9,7 +9,9 @@ class is called, :func:`assess` checks the input and names each reason it fails:
 ``no_contrast``
     grey-level standard deviation below :data:`MIN_CONTRAST` (a blank, flat image), or no
     structure: the standard deviation of the grey image seen at 96 px and blurred (sigma 2 px)
-    below :data:`MIN_STRUCTURE` (a blank slide with sensor noise; every Herlev cell is above 9).
+    below :data:`MIN_STRUCTURE` (a blank slide with sensor noise; every Herlev cell is above 9); with
+    the model's statistics, also below the limit its validation cells stay above (a few specks on
+    a slide).
 ``no_cell_found``
     the segmentation found no nucleus or cytoplasm (only when labels are given).
 ``unlike_training_cells``
@@ -30,7 +32,8 @@ only, and :class:`Applicability` says which checks ran.
 
 Thresholds are chosen on the validation split of real cells, never on non-cell inputs: the
 threshold is :data:`THRESHOLD_MARGIN` times the :data:`THRESHOLD_PERCENTILE` th percentile of the
-validation cells' distances.
+validation cells' distances (for the structure contrast, bounded from below: the 1st percentile
+divided by the margin).
 """
 
 from __future__ import annotations
@@ -238,6 +241,11 @@ def _threshold(val_scores: np.ndarray) -> float:
     return float(THRESHOLD_MARGIN * np.percentile(val_scores, THRESHOLD_PERCENTILE))
 
 
+def _low_threshold(val_scores: np.ndarray) -> float:
+    """The same rule for a statistic bounded from below: the (100 - p)th percentile / margin."""
+    return float(np.percentile(val_scores, 100.0 - THRESHOLD_PERCENTILE) / THRESHOLD_MARGIN)
+
+
 def fit_statistics(model, train_images, train_labels, val_images) -> tuple[dict, dict]:
     """Statistics of the training cells and thresholds chosen on the validation cells.
 
@@ -279,19 +287,28 @@ def fit_statistics(model, train_images, train_labels, val_images) -> tuple[dict,
     f_val_d = _mahalanobis(f_val, means, f_prec)
     f_train_d = _mahalanobis(f_train, means, f_prec)
     c_train_d = _mahalanobis(c_train, c_mean[None], c_prec)
+    s_train = np.array([structure_contrast(im) for im in train_images])
+    s_val = np.array([structure_contrast(im) for im in val_images])
 
     def spread(d):
         return {"median": round(float(np.median(d)), 3), "p99": round(float(np.percentile(d, 99)), 3),
                 "max": round(float(d.max()), 3)}
 
     block = {
-        "rule": (f"threshold = {THRESHOLD_MARGIN} x the {THRESHOLD_PERCENTILE:g}th percentile of the validation"
-                 " cells' distances (chosen on real validation cells only, never on non-cell inputs)"),
+        "rule": (f"threshold = {THRESHOLD_MARGIN} x percentile {THRESHOLD_PERCENTILE:g} of the validation cells'"
+                 f" distances; for the structure contrast (bounded from below) percentile"
+                 f" {100 - THRESHOLD_PERCENTILE:g} / {THRESHOLD_MARGIN} (chosen on real validation cells only, never"
+                 " on non-cell inputs)"),
         "n_train": int(len(train_images)), "n_val": int(len(val_images)),
         "features": {
             "layer": model.cam_layer, "dim": int(means.shape[1]), "classes": [int(k) for k in classes],
             "distance": "min over classes of the Mahalanobis distance (class means, shared Ledoit-Wolf covariance)",
             "threshold": _threshold(f_val_d), "train": spread(f_train_d), "val": spread(f_val_d),
+        },
+        "structure": {
+            "measure": "grey-level std of the image at 96 px blurred with sigma 2 px (structure_contrast)",
+            "threshold_low": _low_threshold(s_val), "train": spread(s_train), "val": spread(s_val),
+            "min_train": round(float(s_train.min()), 3),
         },
         "colours": {
             "names": list(COLOUR_FEATURES), "size": int(size),
@@ -362,7 +379,8 @@ def _load_statistics(model) -> tuple[dict | None, str]:
             raise ValueError("colour statistics of the wrong shape")
         stats = {"colour_mean": c_mean, "colour_precision": c_prec, "colour_threshold": float(colours["threshold"]),
                  "colour_size": int(colours.get("size", model.preprocess.input_size)),
-                 "feature_threshold": float(block["features"]["threshold"])}
+                 "feature_threshold": float(block["features"]["threshold"]),
+                 "structure_threshold": float((block.get("structure") or {}).get("threshold_low", MIN_STRUCTURE))}
     except (KeyError, TypeError, ValueError) as exc:
         return None, f"the card's {CARD_KEY!r} block is unreadable ({exc})"
     name = str(block.get("sidecar", ""))
@@ -445,22 +463,28 @@ def assess(model, image, labels=None) -> Applicability:
     result.scores["side"] = int(min(h, w))
     if min(h, w) < MIN_SIDE:
         fail("too_small", f"too small ({h} x {w} px; a cell crop needs at least {MIN_SIDE} px a side)")
+    stats, why = (None, "no classifier") if model is None else _load_statistics(model)
     result.checks_run.append("no_contrast")
     contrast = grey_contrast(rgb) if rgb.size else 0.0
     structure = structure_contrast(rgb) if rgb.size else 0.0
     result.scores.update(contrast=contrast, structure=structure)
+    cells_low = stats["structure_threshold"] if stats is not None else None
     if contrast < MIN_CONTRAST:
         fail("no_contrast", f"no contrast (grey-level std {contrast:.2f} < {MIN_CONTRAST}: a flat image)")
     elif structure < MIN_STRUCTURE:
         fail("no_contrast", f"no contrast beyond pixel noise (blurred grey-level std {structure:.2f} <"
                             f" {MIN_STRUCTURE}: a flat image)")
+    elif cells_low is not None and structure < cells_low:
+        fail("no_contrast", f"less contrast than real cells (blurred grey-level std {structure:.2f} <"
+                            f" {cells_low:.2f}, the limit real validation cells stay above)")
+    if cells_low is not None:
+        result.scores["structure_threshold"] = cells_low
     if labels is None:
         result.checks_skipped["no_cell_found"] = "no segmentation given"
     else:
         result.checks_run.append("no_cell_found")
         if not (np.asarray(labels) > 0).any():
             fail("no_cell_found", "no cell found by the segmentation")
-    stats, why = (None, "no classifier") if model is None else _load_statistics(model)
     if stats is None or stats.get("feature_means") is None or min(h, w) < 1:
         result.checks_skipped["unlike_training_cells"] = why or "no statistics"
     else:
