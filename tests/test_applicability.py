@@ -159,3 +159,21 @@ def test_verdict_text_names_the_reason_instead_of_a_class():
     assert verdict_text("abnormal", 0.912) == "abnormal (p = 0.91)"
     text = verdict_text("abnormal", 0.99, assess(None, _noise(5)))
     assert text == "no verdict: too small"  # no model: the stat-free checks alone
+
+
+def test_a_newly_trained_model_carries_its_statistics(tmp_path, synthetic_cells):
+    import cv2
+
+    from napari_cervseg.workflows.train import TrainConfig, train
+
+    for i, (rgb, _, cls) in enumerate(synthetic_cells):
+        (tmp_path / "data" / cls).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / "data" / cls / f"c{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    config = TrainConfig(arch="compact", arch_kwargs={"widths": [8, 8, 16, 16]}, input_size=48, epochs=2,
+                         batch_size=16, tta=False, equalise="none")
+    train(tmp_path / "data", tmp_path / "m.safetensors", config, device="cpu", log=None)
+    model = load_model(tmp_path / "m.safetensors")
+    assert has_statistics(model) and (tmp_path / "m.applicability.safetensors").exists()
+    block = model.card["applicability"]
+    assert block["n_train"] == len(model.card["training"]["split"]["train"]) and block["features"]["dim"] == 16
+    assert assess(model, _noise(64)).checks_run[-2:] == ["unlike_training_cells", "unusual_colours"]
