@@ -525,6 +525,10 @@ def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal
     assert next(r["nucleus_area"] for r in m.rows if r["cell_id"] == first) == 0 < before
     m.go_to_row(0)
     assert cells.selected_label == m.rows[0]["cell_id"]
+    # choosing the nuclei layer measures the same cells (not an error about instance values)
+    m.labels_combo.value = "field nuclei"
+    assert len(m.rows) == len(pages) and "predicted_class" in m.columns()
+    m.labels_combo.value = "field cells"
     # a rerun never overwrites the corrected nuclei layer
     w.run()
     _wait(qtbot, w, timeout=120000)

@@ -311,6 +311,8 @@ def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dic
 
 #: the metadata key that marks a cells layer made by "Segment all cells" (value: the nuclei layer's name)
 FIELD_KEY = "cervseg_nuclei_layer"
+#: the metadata key that marks a nuclei layer of "Segment all cells" (value: the cells layer's name)
+NUCLEI_KEY = "cervseg_cells_layer"
 #: the columns a cells layer's features carry (napari shows them when the cursor is on a cell)
 FEATURE_COLUMNS = ("predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
                    "cell_circularity")

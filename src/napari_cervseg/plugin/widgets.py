@@ -26,6 +26,7 @@ from .controls import MethodControls, model_edit
 from .layers import (
     FIELD_KEY,
     KIND_KEY,
+    NUCLEI_KEY,
     WRITTEN_KEY,
     LayerError,
     abnormal_cell_boxes,
@@ -60,6 +61,14 @@ TABLE_COLUMNS = ("cell", "nucleus_area", "cytoplasm_area", "nc_ratio", "nucleus_
 TABLE_MIN_HEIGHT = 320
 FIELD_TABLE_COLUMNS = ("cell_id", "predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
                        "nucleus_circularity", "cell_area", "cell_circularity", "nucleus_mean_intensity")
+
+
+def table_text(value) -> str:
+    """A table cell's text: 4 significant digits without exponents for the usual ranges (a ratio
+    0.0595, an area 23543); the CSV keeps full precision."""
+    if isinstance(value, float) and np.isfinite(value) and value != int(value):
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return format_value(value)
 
 
 def field_rows(cells_layer, nuclei_layer, image=None, pixel_size=None) -> list[dict]:
@@ -373,6 +382,7 @@ def add_field_layers(viewer, image_layer, result) -> dict:
                                        metadata=metadata, **geometry)
         target.features = features
         names[kind] = name
+    viewer.layers[names["nuclei"]].metadata[NUCLEI_KEY] = names["cells"]  # measured with its cells
     if result.heatmap is not None and result.heatmap.any():
         explained = {r.get("explained_class") for r in result.table} - {None}
         hname = heatmap_layer_name(image_layer.name, result.settings.get("explain_method") or result.method,
@@ -528,6 +538,10 @@ class MeasureCellWidget(Container):
         self.table = Table(value={"data": [], "index": [], "columns": list(TABLE_COLUMNS)})
         self.table.read_only = True
         self.table.native.setMinimumHeight(TABLE_MIN_HEIGHT)  # a dozen cells in view, not three
+        from qtpy.QtWidgets import QStyledItemDelegate
+
+        # the cells' own text (table_text), not magicgui's reformatting (0.0595 shown as 5.951e-02)
+        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
         self.table.native.setSelectionBehavior(self.table.native.SelectionBehavior.SelectRows)
         self.recompute_button = PushButton(text="Recompute",
                                            tooltip="measure the labels again (edits are followed as they happen)")
@@ -565,6 +579,15 @@ class MeasureCellWidget(Container):
             emitter.disconnect(self._edited)
         name = self.labels_combo.value
         self._watched = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        cells_name = self._watched.metadata.get(NUCLEI_KEY) if self._watched is not None else None
+        if cells_name in self.viewer.layers:  # a field's nuclei layer: measured with its cells layer
+            self._watched = self.viewer.layers[cells_name]
+        elif cells_name:  # its cells layer is gone: nuclei alone have no cytoplasm to measure
+            self._watched = self._nuclei = None
+            self._fill_table(rows=[])
+            self.status.value = (f"'{name}' holds the nuclei of a field whose cells layer '{cells_name}' was"
+                                 " removed: choose a cells or regions layer")
+            return
         # a cells layer of "Segment all cells": measured cell by cell with its nuclei layer
         nuclei_name = self._watched.metadata.get(FIELD_KEY) if self._watched is not None else None
         self._nuclei = self.viewer.layers[nuclei_name] if nuclei_name in self.viewer.layers else None  # noqa: SIM401
@@ -658,9 +681,11 @@ class MeasureCellWidget(Container):
             cols[1:1] = ["nucleus_area_um2", "cytoplasm_area_um2"]
         return [c for c in cols if not self.rows or c in self.rows[0]]
 
-    def _fill_table(self):
+    def _fill_table(self, rows: list | None = None):
+        if rows is not None:
+            self.rows = rows
         cols = self.columns()
-        self.table.value = {"data": [[format_value(row.get(c)) for c in cols] for row in self.rows],
+        self.table.value = {"data": [[table_text(row.get(c)) for c in cols] for row in self.rows],
                             "index": list(range(1, len(self.rows) + 1)), "columns": [column_header(c) for c in cols]}
         for i, col in enumerate(cols):  # the descriptor's CSV name, for the curious
             self.table.native.horizontalHeaderItem(i).setToolTip(col)

@@ -182,6 +182,11 @@ class WorkerWidget(Container):
     """
 
     def __init__(self, viewer, run_label: str, controls):
+        from .. import _gl_safety
+
+        # Qt is surely up now, though it may not have been when this module was imported (a script
+        # that imports the widgets before making its viewer): the work's imports must not load Triton
+        _gl_safety.keep_triton_out()
         self.viewer = viewer
         self.panel = RunPanel(run_label)
         self.result_label = self.panel.result
