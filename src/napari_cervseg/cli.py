@@ -365,6 +365,9 @@ SETTING_HELP = {
     "lama_model": "local big-lama.pt (TorchScript)",
     "segmenter": "self-trained: 'default' or a segmenter file from `cervseg self-train`",
     "explain_method": "self-trained: the explanation shown beside its labels",
+    "tta": "self-trained: test-time augmentation (none, the 3 flips, or all 8 flips/rotations)",
+    "refine": "self-trained: argmax of the student's probabilities, or GrabCut seeded by them",
+    "cell_threshold": "self-trained: p(cytoplasm) + p(nucleus) from which a pixel is cell",
 }
 
 
@@ -381,7 +384,8 @@ def add_settings_arguments(parser) -> None:
                 continue  # its own option: --grouping
             entry = seen.setdefault(f.name, {"type": f.type, "defaults": {}})
             entry["defaults"].setdefault(repr(f.default), []).append(algorithm)
-    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS"}
+    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS",
+               "tta": "STUDENT_TTA", "refine": "STUDENT_REFINE"}
     from .segment import settings as settings_module
 
     for name, entry in seen.items():
@@ -410,7 +414,7 @@ def settings_options(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     from .io.images import MAX_PIXELS
     from .segment.grouping import GROUPINGS
-    from .segment.settings import SEGMENT_METHODS
+    from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
 
     parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -421,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("inputs", nargs="+",
                      help="image files, folders, globs (quote them) or multi-page TIFF stacks (one cell per page)")
     seg.add_argument("--out", required=True, help="output folder")
-    seg.add_argument("--method", default="gradcam++", choices=SEGMENT_METHODS)
+    seg.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
     seg.add_argument("--grouping", default=None, choices=GROUPINGS)
     seg.add_argument("--model", default="default",
                      help="bundled model name, a .safetensors path or a Keras .keras / .h5 path ('none' for the colour"

@@ -179,7 +179,7 @@ def self_trained(model, rgb: np.ndarray, settings: SelfTrainedSettings | None = 
             seg = load_segmenter(settings.segmenter)
         except SegmenterError as exc:
             raise SegmentationError(str(exc)) from exc
-        labels = seg.predict(rgb)
+        labels = seg.predict(rgb, tta=settings.tta, refine=settings.refine, cell_threshold=settings.cell_threshold)
     return _from_explanation(expl, labels=labels, rough=labels.copy(), method=SELF_TRAINED,
                              algorithm="self-trained", timings=stages.timings,
                              settings={**settings.as_dict(), "segmenter": seg.source,
