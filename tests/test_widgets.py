@@ -59,7 +59,9 @@ def test_segment_adds_labels_and_rerun_never_overwrites_painting(viewer_with_cel
     labels = viewer_with_cell.layers["cell regions"]
     assert labels.data.dtype == np.uint8 and labels.data.shape == viewer_with_cell.layers["cell"].data.shape[:2]
     assert set(np.unique(labels.data)) <= {0, 1, 2} and (labels.data == 2).any()
-    assert "cell heatmap [gradcam++]" in viewer_with_cell.layers
+    # the default method (self-trained) still shows the cell's explanation (its Grad-CAM++ heatmap)
+    assert w.method_combo.value == "self-trained"
+    assert viewer_with_cell.layers["cell heatmap [self-trained]"].data.max() > 0
     # an unpainted layer is reused by a re-run
     w.run()
     _wait(qtbot, w)
