@@ -36,6 +36,7 @@ from napari_cervseg import load_model, segment_cell, segmentation_scores
 from napari_cervseg.io.datasets import default_data_root, read_dataset, read_isbi_cell_crops
 from napari_cervseg.measure.scores import classification_metrics, roc_auc
 from napari_cervseg.segment.settings import DEFAULT_SEGMENT_METHOD, settings_for
+from napari_cervseg.segment.student import load_segmenter
 from napari_cervseg.workflows.train import load_resized, predict_proba
 
 RESULTS = Path(__file__).parent / "results"
@@ -164,6 +165,8 @@ def main(argv=None):
         f" --limit {args.limit}" if args.limit else "")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     default_settings = settings_for(DEFAULT_SEGMENT_METHOD)[0].as_dict()
+    if default_settings.get("cell_threshold", 0) is None:  # unset: the bundled segmenter card's
+        default_settings["cell_threshold"] = f"None (the segmenter card's: {load_segmenter('default').cell_threshold})"
     out = {"command": cmd, "date": date, "machine": f"{platform.machine()}, {os.cpu_count()} CPUs (shared)",
            "threads": args.threads, "load_average_max": max(load), "wall_seconds": time.perf_counter() - t_start,
            "default": {"method": DEFAULT_SEGMENT_METHOD, "settings": default_settings},

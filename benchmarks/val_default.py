@@ -55,6 +55,7 @@ def main(argv=None):
     val = set(model.card["training"]["split"]["val"])
     samples = [s for s in read_dataset(default_data_root()) if s.name in val and s.mask_path]
     specs = {spec: parse_method_spec(spec) for spec in CANDIDATES}
+    ran_with = {}  # the settings each result says it ran with (unset values resolved, e.g. the card's threshold)
     scores = {spec: [] for spec in specs}
     seconds = {spec: [] for spec in specs}
     cpu = {spec: [] for spec in specs}
@@ -65,7 +66,9 @@ def main(argv=None):
         image, truth = s.load_image(), s.load_mask()
         for spec, (method, opts) in specs.items():
             t0, c0 = time.perf_counter(), time.process_time()
-            labels = segment_cell(image, model=model, method=method, **opts).labels
+            result = segment_cell(image, model=model, method=method, **opts)
+            labels = result.labels
+            ran_with[spec] = {k: v for k, v in result.settings.items() if k in settings_for(method)[0].as_dict()}
             seconds[spec].append(time.perf_counter() - t0)
             cpu[spec].append(time.process_time() - c0)
             sc = segmentation_scores(labels, truth)
@@ -75,6 +78,7 @@ def main(argv=None):
     for spec, (method, opts) in specs.items():
         a = np.array(scores[spec])
         rows[spec] = {"method": method, "settings": settings_for(method, **opts)[0].as_dict(),
+                      "ran_with": ran_with[spec],
                       "nucleus_dice": float(a[:, 0].mean()), "cytoplasm_dice": float(a[:, 1].mean()),
                       "mean_dice": float(a.mean()), "wall_seconds_median": float(np.median(seconds[spec])),
                       "cpu_seconds_median": float(np.median(cpu[spec]))}
@@ -101,7 +105,8 @@ def main(argv=None):
         mark = " **(winner)**" if spec == winner else ""
         lines.append(f"| `{spec}`{mark} | {r['nucleus_dice']:.3f} | {r['cytoplasm_dice']:.3f} | {r['mean_dice']:.3f} |"
                      f" {r['cpu_seconds_median']:.3f} | {r['wall_seconds_median']:.3f} | {'yes' if spec in eligible else 'no'} |")
-    lines.append(f"\nWinner: `{winner}` -> settings {rows[winner]['settings'] if winner else None}.")
+    lines.append(f"\nWinner: `{winner}` -> settings {rows[winner]['settings'] if winner else None}"
+                 f" (ran with {rows[winner]['ran_with'] if winner else None}).")
     lines.append(f"Default in the code (segment.settings.DEFAULT_SEGMENT_METHOD + SelfTrainedSettings()):"
                  f" `{DEFAULT_SEGMENT_METHOD}` {SelfTrainedSettings().as_dict()}.")
     Path(args.out).with_suffix(".md").write_text("\n".join(lines) + "\n")

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from synthetic import synthetic_cell
 
+from napari_cervseg.segment.refine import combine
 from napari_cervseg.segment.settings import (
     DEFAULT_SEGMENT_METHOD,
     SegmentationError,
@@ -70,3 +71,29 @@ def test_the_default_method_is_the_self_trained_one_with_the_validated_settings(
     chosen = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "default_method_val.json").read_text())
     assert DEFAULT_SEGMENT_METHOD == chosen["winner_method"] == "self-trained"
     assert settings_for(DEFAULT_SEGMENT_METHOD)[0].as_dict() == chosen["winner_settings"]
+    # the threshold left unset is the bundled segmenter card's, the one the validation run used
+    ran_with = chosen["candidates"][chosen["winner"]]["ran_with"]["cell_threshold"]
+    assert load_segmenter("default").cell_threshold == ran_with == 0.2
+
+
+def test_an_unset_threshold_is_the_segmenter_cards_and_a_card_without_one_means_the_argmax(tmp_path, square_cell):
+    """A threshold belongs to one network's calibration: another segmenter does not inherit 0.2."""
+    import json
+    import shutil
+
+    from napari_cervseg.segment.student import SEGMENTER_DIR
+
+    plain = tmp_path / "plain.safetensors"
+    shutil.copy(SEGMENTER_DIR / "default.safetensors", plain)
+    card = json.loads((SEGMENTER_DIR / "default.json").read_text())
+    card.pop("cell_threshold")
+    plain.with_suffix(".json").write_text(json.dumps(card))
+    assert load_segmenter(plain).cell_threshold is None and load_segmenter("default").cell_threshold == 0.2
+    rgb = square_cell[0]
+    probs = load_segmenter(plain).probabilities(rgb)
+    argmax = probs.argmax(-1)
+    np.testing.assert_array_equal(load_segmenter(plain).predict(rgb) >= 1, combine(argmax == 2, argmax >= 1) >= 1)
+    with pytest.raises(SegmentationError, match="cell_threshold must be a number from 0.01 to 0.99 or unset"):
+        SelfTrainedSettings(cell_threshold="high")
+    assert SelfTrainedSettings(cell_threshold="").cell_threshold is None  # an emptied text control
+    assert SelfTrainedSettings(cell_threshold=" 0.3 ").cell_threshold == 0.3

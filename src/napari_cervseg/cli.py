@@ -367,7 +367,8 @@ SETTING_HELP = {
     "explain_method": "self-trained: the explanation shown beside its labels",
     "tta": "self-trained: test-time augmentation (none, the 3 flips, or all 8 flips/rotations)",
     "refine": "self-trained: argmax of the student's probabilities, or GrabCut seeded by them",
-    "cell_threshold": "self-trained: p(cytoplasm) + p(nucleus) from which a pixel is cell",
+    "cell_threshold": ("self-trained: p(cytoplasm) + p(nucleus) from which a pixel is cell (unset: the segmenter"
+                       " card's; the bundled one's is 0.2)"),
 }
 
 
@@ -399,7 +400,7 @@ def add_settings_arguments(parser) -> None:
             values = getattr(settings_module, choices[name])
             parser.add_argument(flag, default=None, choices=values, help=help_text)
         else:
-            parser.add_argument(flag, type=int if kind == "int" else float if kind == "float" else str,
+            parser.add_argument(flag, type=int if kind == "int" else float if kind.startswith("float") else str,
                                 default=None, help=help_text)
 
 

@@ -41,9 +41,8 @@ SETTING_CHOICES = {"grouping": GROUPINGS, "nucleus_seed": NUCLEUS_SEEDS, "inpain
                    "explain_method": EXPLAIN_METHODS, "tta": STUDENT_TTA, "refine": STUDENT_REFINE}
 #: the bounds of the number controls (the settings classes refuse values outside theirs)
 SETTING_LIMITS = {"nucleus_iterations": (0, 100), "cytoplasm_iterations": (0, 100), "work_size": (16, 4096),
-                  "dilation": (0, 128), "smooth": (0, 64), "log_scale_factor": (0.01, 1e12),
-                  "cell_threshold": (0.01, 0.99)}
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "str | None": str}
+                  "dilation": (0, 128), "smooth": (0, 64), "log_scale_factor": (0.01, 1e12)}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "str | None": str, "float | None": str}
 
 
 def setting_fields() -> dict[str, dataclasses.Field]:
@@ -74,7 +73,7 @@ def _setting_control(f: dataclasses.Field):
     if f.name in SETTING_LIMITS:
         options["min"], options["max"] = SETTING_LIMITS[f.name]
     if f.type == "float":
-        options["step"] = 0.05 if f.name == "cell_threshold" else 0.5
+        options["step"] = 0.5
     control = create_widget(value=value, annotation=_TYPES[str(f.type)], name=f.name,
                             widget_type="ComboBox" if "choices" in options else None, options=options)
     control.tooltip = SETTING_HELP.get(f.name)

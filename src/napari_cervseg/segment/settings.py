@@ -196,24 +196,34 @@ class SelfTrainedSettings:
     refine : {"none", "grabcut-cell", "grabcut"}
         How its probabilities become labels: argmax, or GrabCut seeded by them (the cell only, or
         cell and nucleus; see :func:`~.student.labels_from_probabilities`).
-    cell_threshold : float
-        p(cytoplasm) + p(nucleus) from which a pixel is (probably) cell; 0.5 is the argmax of
-        cell vs background. 0.2 was chosen on the validation split among 0.1-0.6 (the student,
-        like its teacher, draws the cell too small: benchmarks/results/student_variants_val.md).
+    cell_threshold : float or None
+        p(cytoplasm) + p(nucleus) from which a pixel is (probably) cell. None: the segmenter
+        card's ``cell_threshold``, or, where the card has none, the argmax of the three classes. The bundled segmenter's card says 0.2, chosen on the validation split among
+        0.1-0.6 (that student, like its teacher, draws the cell too small:
+        benchmarks/results/student_variants_val.md); a threshold is a property of one network's
+        calibration, so another segmenter keeps its own.
     """
 
     segmenter: str = "default"
     explain_method: str = DEFAULT_METHOD
     tta: str = "flips"
     refine: str = "none"
-    cell_threshold: float = 0.2
+    cell_threshold: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "segmenter", str(self.segmenter))
         _check_choice("explain_method", self.explain_method, METHODS)
         _check_choice("tta", self.tta, STUDENT_TTA)
         _check_choice("refine", self.refine, STUDENT_REFINE)
-        _check_number("cell_threshold", self.cell_threshold, 0.01, 0.99)
+        if isinstance(self.cell_threshold, str):  # a text control or CLI value; "" is unset
+            text = self.cell_threshold.strip()
+            try:
+                object.__setattr__(self, "cell_threshold", float(text) if text else None)
+            except ValueError:
+                raise SegmentationError(f"cell_threshold must be a number from 0.01 to 0.99 or unset;"
+                                        f" got {text!r}") from None
+        if self.cell_threshold is not None:
+            _check_number("cell_threshold", self.cell_threshold, 0.01, 0.99)
 
     def as_dict(self) -> dict:
         """The settings as a JSON-friendly dict (what results and cards store)."""

@@ -76,6 +76,10 @@ class CellSegmenter:
         self.card = card
         self.source = source
         self.input_size = int(card.get("input_size", 128))
+        #: p(cell) from which a pixel is cell unless a run says otherwise (chosen on a validation
+        #: split for the bundled segmenter); None where the card says nothing: the argmax
+        threshold = card.get("cell_threshold")
+        self.cell_threshold = None if threshold is None else float(threshold)
         self.lock = __import__("threading").RLock()
 
     @torch.no_grad()
@@ -97,7 +101,8 @@ class CellSegmenter:
         probs = torch.softmax(logits / len(views), 1)[0].permute(1, 2, 0).cpu().numpy()
         return cv2.resize(probs, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
 
-    def predict(self, image, tta: str = "flips", refine: str = "none", cell_threshold: float = 0.5) -> np.ndarray:
+    def predict(self, image, tta: str = "flips", refine: str = "none",
+                cell_threshold: float | None = None) -> np.ndarray:
         """Labels (uint8, 0 background, 1 cytoplasm, 2 nucleus), cleaned like the pipeline's.
 
         ``tta`` as for :meth:`probabilities`; ``refine`` and ``cell_threshold`` as for
@@ -141,19 +146,19 @@ STUDENT_REFINE = ("none", "grabcut-cell", "grabcut")
 SURE = 0.1
 
 
-def _probability_cut(rgb: np.ndarray, p: np.ndarray, allowed: np.ndarray | None = None,
+def _probability_cut(rgb: np.ndarray, p: np.ndarray, probable: np.ndarray, allowed: np.ndarray | None = None,
                      threshold: float = 0.5) -> np.ndarray:
     from .refine import grabcut, seed_map
 
     sure_bg = p < min(SURE, threshold / 2)
     if allowed is not None:
         sure_bg |= ~allowed
-    seeds = seed_map(p.shape, p >= threshold, sure_fg=p > 1 - SURE, sure_bg=sure_bg)
+    seeds = seed_map(p.shape, probable, sure_fg=p > 1 - SURE, sure_bg=sure_bg)
     return grabcut(rgb, seeds, iterations=5)
 
 
 def labels_from_probabilities(rgb: np.ndarray, probs: np.ndarray, refine: str = "none",
-                              cell_threshold: float = 0.5) -> np.ndarray:
+                              cell_threshold: float | None = None) -> np.ndarray:
     """Labels from the student's probabilities (H, W, 3: background, cytoplasm, nucleus).
 
     Parameters
@@ -164,12 +169,13 @@ def labels_from_probabilities(rgb: np.ndarray, probs: np.ndarray, refine: str = 
         (H, W, 3) class probabilities.
     refine : {"none", "grabcut-cell", "grabcut"}
         ``"none"``: the cell is where p(cell) = p(cytoplasm) + p(nucleus) >= ``cell_threshold``
-        and the nucleus where nucleus is the most probable class; ``"grabcut-cell"``: the cell is
-        cut by GrabCut seeded from p(cell) (sure above 0.9, probable from ``cell_threshold``,
-        sure background below min(0.1, cell_threshold / 2)); ``"grabcut"``: the nucleus is also
-        cut that way from p(nucleus) (probable from 0.5), inside the cell.
-    cell_threshold : float
-        p(cell) from which a pixel is (probably) cell; 0.5 is the argmax of cell vs background.
+        (None: where background is not the most probable class) and the nucleus where nucleus is
+        the most probable class; ``"grabcut-cell"``: the cell is cut by GrabCut seeded from
+        p(cell) (sure above 0.9, probable where the plain rule says cell, sure background below
+        min(0.1, cell_threshold / 2)); ``"grabcut"``: the nucleus is also cut that way from
+        p(nucleus) (probable where it is the most probable class), inside the cell.
+    cell_threshold : float or None
+        p(cell) from which a pixel is (probably) cell; None: the argmax of the three classes.
 
     Returns
     -------
@@ -188,11 +194,14 @@ def labels_from_probabilities(rgb: np.ndarray, probs: np.ndarray, refine: str = 
     if refine not in STUDENT_REFINE:
         raise SegmenterError(f"unknown refine {refine!r}; choose one of {', '.join(STUDENT_REFINE)}")
     p_cell = probs[..., 1] + probs[..., 2]
-    nucleus, cell = probs.argmax(-1) == 2, p_cell >= cell_threshold
+    winner = probs.argmax(-1)
+    nucleus = winner == 2
+    cell = winner >= 1 if cell_threshold is None else p_cell >= cell_threshold
     if refine != "none":
-        cell = _probability_cut(rgb, p_cell, threshold=cell_threshold) | nucleus
+        cell = _probability_cut(rgb, p_cell, cell, threshold=0.5 if cell_threshold is None else cell_threshold)
+        cell |= nucleus
     if refine == "grabcut":
-        nucleus = _probability_cut(rgb, probs[..., 2], allowed=cell)
+        nucleus = _probability_cut(rgb, probs[..., 2], nucleus, allowed=cell)
     return combine(nucleus, cell)
 
 
