@@ -2,7 +2,7 @@
 measuring and for choosing among these variants only; nothing is trained): test-time augmentation
 (none / the 3 flips used so far / all 8 flips and rotations) x how the probabilities become labels
 (argmax / GrabCut of the cell seeded by p(cell) / GrabCut of cell and nucleus), and thresholds on
-p(cell) = p(cytoplasm) + p(nucleus) other than 0.5 (the argmax of cell vs background).
+p(cell) = p(cytoplasm) + p(nucleus). Rows without a cell_threshold use the argmax of the three classes.
 
     PYTHONPATH=src .venv/bin/python benchmarks/dev/val_student_variants.py
 
