@@ -77,6 +77,7 @@ def cmd_segment(args) -> int:
     try:  # a bad option value fails here, once, before any image is read
         grouping = {"grouping": args.grouping} if args.grouping is not None else {}
         settings_for(args.method, **grouping, **options)
+        check_values_of_every_method({**grouping, **options})
     except SegmentationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -402,6 +403,18 @@ def add_settings_arguments(parser) -> None:
         else:
             parser.add_argument(flag, type=int if kind == "int" else float if kind.startswith("float") else str,
                                 default=None, help=help_text)
+
+
+def check_values_of_every_method(options: dict) -> None:
+    """Refuse (SegmentationError) a bad value even of an option the chosen method ignores: a typo in
+    ``--dilation`` should not pass silently because the default method has no dilation."""
+    import dataclasses
+
+    from .segment.settings import SETTINGS_CLASSES
+
+    for cls in SETTINGS_CLASSES.values():
+        names = {f.name for f in dataclasses.fields(cls)}
+        cls(**{k: v for k, v in options.items() if k in names})
 
 
 def settings_options(args) -> dict:
