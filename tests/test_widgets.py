@@ -61,7 +61,10 @@ def test_segment_adds_labels_and_rerun_never_overwrites_painting(viewer_with_cel
     labels = viewer_with_cell.layers["cell regions"]
     assert labels.data.dtype == np.uint8 and labels.data.shape == viewer_with_cell.layers["cell"].data.shape[:2]
     assert set(np.unique(labels.data)) <= {0, 1, 2} and (labels.data == 2).any()
-    assert any(ly.name.startswith("cell heatmap [gradcam++, ") for ly in viewer_with_cell.layers)
+    # the default method (self-trained) still shows the cell's explanation, named after it (Grad-CAM++)
+    assert w.method_combo.value == "self-trained"
+    heatmap = next(ly for ly in viewer_with_cell.layers if ly.name.startswith("cell heatmap [gradcam++, "))
+    assert heatmap.data.max() > 0
     # an unpainted layer is reused by a re-run
     w.run()
     _wait(qtbot, w)

@@ -77,6 +77,7 @@ def cmd_segment(args) -> int:
     try:  # a bad option value fails here, once, before any image is read
         grouping = {"grouping": args.grouping} if args.grouping is not None else {}
         settings_for(args.method, **grouping, **options)
+        check_values_of_every_method({**grouping, **options})
     except SegmentationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -396,6 +397,10 @@ SETTING_HELP = {
     "lama_model": "local big-lama.pt (TorchScript)",
     "segmenter": "self-trained: 'default' or a segmenter file from `cervseg self-train`",
     "explain_method": "self-trained: the explanation shown beside its labels",
+    "tta": "self-trained: test-time augmentation (none, the 3 flips, or all 8 flips/rotations)",
+    "refine": "self-trained: argmax of the student's probabilities, or GrabCut seeded by them",
+    "cell_threshold": ("self-trained: p(cytoplasm) + p(nucleus) from which a pixel is cell (unset: the segmenter"
+                       " card's; the bundled one's is 0.2)"),
 }
 
 
@@ -412,7 +417,8 @@ def add_settings_arguments(parser) -> None:
                 continue  # its own option: --grouping
             entry = seen.setdefault(f.name, {"type": f.type, "defaults": {}})
             entry["defaults"].setdefault(repr(f.default), []).append(algorithm)
-    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS"}
+    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS",
+               "tta": "STUDENT_TTA", "refine": "STUDENT_REFINE"}
     from .segment import settings as settings_module
 
     for name, entry in seen.items():
@@ -426,8 +432,20 @@ def add_settings_arguments(parser) -> None:
             values = getattr(settings_module, choices[name])
             parser.add_argument(flag, default=None, choices=values, help=help_text)
         else:
-            parser.add_argument(flag, type=int if kind == "int" else float if kind == "float" else str,
+            parser.add_argument(flag, type=int if kind == "int" else float if kind.startswith("float") else str,
                                 default=None, help=help_text)
+
+
+def check_values_of_every_method(options: dict) -> None:
+    """Refuse (SegmentationError) a bad value even of an option the chosen method ignores: a typo in
+    ``--dilation`` should not pass silently because the default method has no dilation."""
+    import dataclasses
+
+    from .segment.settings import SETTINGS_CLASSES
+
+    for cls in SETTINGS_CLASSES.values():
+        names = {f.name for f in dataclasses.fields(cls)}
+        cls(**{k: v for k, v in options.items() if k in names})
 
 
 def settings_options(args) -> dict:
@@ -441,7 +459,7 @@ def settings_options(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     from .io.images import MAX_PIXELS
     from .segment.grouping import GROUPINGS
-    from .segment.settings import SEGMENT_METHODS
+    from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
 
     parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -452,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("inputs", nargs="+",
                      help="image files, folders, globs (quote them) or multi-page TIFF stacks (one cell per page)")
     seg.add_argument("--out", required=True, help="output folder")
-    seg.add_argument("--method", default="gradcam++", choices=SEGMENT_METHODS)
+    seg.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
     seg.add_argument("--grouping", default=None, choices=GROUPINGS)
     seg.add_argument("--model", default="default",
                      help="bundled model name, a .safetensors path or a Keras .keras / .h5 path ('none' for the colour"

@@ -15,13 +15,14 @@ import numpy as np
 from ..classify import load_model
 from ..classify.applicability import MIN_CONTRAST, assess
 from ..classify.predict import abnormal_threshold, classify, decide
-from ..explain import DEFAULT_METHOD, Explanation
+from ..explain import Explanation
 from ..io.images import MAX_PIXELS, check_size, to_rgb_uint8
 from ..stages import ProgressCallback, Stages
 from .algorithms import ALGORITHMS
 from .result import SegmentationResult
 from .settings import (
     BASELINE,
+    DEFAULT_SEGMENT_METHOD,
     SEGMENT_METHODS,
     SELF_TRAINED,
     SegmentationError,
@@ -114,7 +115,7 @@ def _give_verdict(result: SegmentationResult, model_obj, rgb: np.ndarray, labels
         result.warnings.append(verdict.warning())
 
 
-def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settings: Settings | None = None,
+def segment_cell(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *, settings: Settings | None = None,
                  target=None, device=None, progress: ProgressCallback | None = None,
                  max_pixels: int | None = MAX_PIXELS, operating_point=None,
                  explanation: Explanation | None = None, warn_if_field: bool = True,
@@ -129,10 +130,12 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
         ``"default"`` (bundled), a ``.safetensors`` / ``.keras`` file, or a loaded classifier;
         None only for ``"colour-baseline"``.
     method : str
-        A CAM method (``"gradcam++"`` default, ``"gradcam++-paper"``, ``"gradcam"``, ...) ->
-        Algorithm 1; ``"lrp-ruleset1"`` / ``"lrp-ruleset2"`` -> Algorithm 2;
-        ``"colour-baseline"`` -> the non-XAI baseline; ``"self-trained"`` -> the second stage.
-        See :data:`~napari_cervseg.segment.settings.SEGMENT_METHODS`.
+        ``"self-trained"`` (default: the best method on the validation split, see
+        :data:`~napari_cervseg.segment.settings.DEFAULT_SEGMENT_METHOD`) -> the U-Net trained on
+        Algorithm 1's pseudo-masks, shown with its Grad-CAM++ heatmap; a CAM method
+        (``"gradcam++"``, ``"gradcam++-paper"``, ``"gradcam"``, ...) -> Algorithm 1;
+        ``"lrp-ruleset1"`` / ``"lrp-ruleset2"`` -> Algorithm 2; ``"colour-baseline"`` -> the
+        non-XAI baseline. See :data:`~napari_cervseg.segment.settings.SEGMENT_METHODS`.
     settings : CamSettings, LrpSettings, BaselineSettings or SelfTrainedSettings, optional
         The method's settings (its defaults when None); ``options`` apply on top.
     target : str or int, optional
@@ -237,4 +240,4 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
 
 
 __all__ = ["segment_cell", "has_no_cell", "SegmentationResult", "SegmentationError", "SEGMENT_METHODS",
-           "MIN_CONTRAST", "PROCESS_SIZE"]
+           "DEFAULT_SEGMENT_METHOD", "MIN_CONTRAST", "PROCESS_SIZE"]

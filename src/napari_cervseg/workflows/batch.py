@@ -38,6 +38,7 @@ from ..io.images import (
     parse_roi,
     write_text_atomic,
 )
+from ..segment.settings import DEFAULT_SEGMENT_METHOD
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg") + TIFF_SUFFIXES
 #: what one input writes; the labels come last so that their presence means "complete"
@@ -82,7 +83,7 @@ class BatchConfig:
     """How every input is segmented and measured (the CLI's options)."""
 
     model: str | None = "default"
-    method: str = "gradcam++"
+    method: str = DEFAULT_SEGMENT_METHOD
     grouping: str | None = None
     target: str | None = None
     device: str | None = None
