@@ -33,8 +33,9 @@ print(f"N/C ratio {row['nc_ratio']:.2f}; nucleus {row['nucleus_area_um2']:.0f} Â
 if "--napari" in sys.argv:
     import napari
 
+    from napari_cervseg.plugin.console import show_result
+
     viewer = napari.Viewer()
     viewer.add_image(image, name="cell", rgb=True)
-    viewer.add_image(result.heatmap, name="cell heatmap [gradcam++]", colormap="turbo", opacity=0.5)
-    viewer.add_labels(result.labels, name="cell regions")
+    show_result(viewer, "cell", result)  # "cell regions" in the plugin's colours, the heatmap under it
     napari.run()

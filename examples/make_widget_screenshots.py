@@ -2,6 +2,9 @@
 
     xvfb-run -a python examples/make_widget_screenshots.py     # headless
     python examples/make_widget_screenshots.py                 # with a display
+
+The Measure table of a field (docs/widget_measure_field.png) is of a composed Herlev field,
+../shared/data/fields-herlev-dev/images/field000.png (skipped when the data is not there).
 """
 
 import time
@@ -12,15 +15,18 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
+from napari_cervseg.io.images import read_image, to_rgb_uint8
 from napari_cervseg.plugin.samples import SAMPLES, load_sample
 from napari_cervseg.plugin.widgets import (
     BatchSegmentWidget,
     ClassifyExplainWidget,
     MeasureCellWidget,
     SegmentCellWidget,
+    SegmentFieldWidget,
 )
 
-DOCS = Path(__file__).parents[1] / "docs"
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+FIELD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fields-herlev-dev" / "images" / "field000.png"
 
 
 def wait_for(widget, timeout=120):
@@ -63,7 +69,9 @@ def main():
     seg_w.image_combo.value = "cell"
     seg_w.run()
     wait_for(seg_w)
-    viewer.layers["cell heatmap [gradcam++]"].visible = False
+    for layer in viewer.layers:
+        if layer.name.startswith("cell heatmap"):
+            layer.visible = False
     shot(viewer, "widget_segment_cell.png")
     viewer.window.remove_dock_widget(dock)
 
@@ -91,6 +99,33 @@ def main():
     wait_for(batch_w)
     viewer.dims.set_current_step(0, 1)
     shot(viewer, "widget_batch_segment.png")
+    viewer.close()
+
+    if FIELD.exists():  # the Measure table of a field: one row per cell, most suspicious first
+        viewer = napari.Viewer(title="napari-cervseg")
+        viewer.add_image(to_rgb_uint8(read_image(FIELD))[0], name=FIELD.stem, rgb=True)
+        field_w = SegmentFieldWidget(viewer)
+        field_w.image_combo.value = FIELD.stem
+        field_w.run()
+        wait_for(field_w, timeout=600)
+        measure_w = MeasureCellWidget(viewer)
+        viewer.window.add_dock_widget(measure_w, name="Measure cell", area="right")
+        measure_w.labels_combo.value = f"{FIELD.stem} cells"
+        measure_w.table.native.selectRow(0)
+        measure_w.go_to_row(0)  # what clicking the first row does
+        viewer.scene.camera.zoom = 2.0
+        shot(viewer, "widget_measure_field.png")
+        viewer.close()
+
+    # an input that is no cell: the verdict is refused, with the reason
+    viewer = napari.Viewer(title="napari-cervseg")
+    viewer.add_image(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8), name="noise", rgb=True)
+    seg_w = SegmentCellWidget(viewer)
+    viewer.window.add_dock_widget(seg_w, name="Segment cell", area="right")
+    seg_w.image_combo.value = "noise"
+    seg_w.run()
+    wait_for(seg_w)
+    shot(viewer, "widget_refused_noncell.png")
     viewer.close()
 
 

@@ -142,6 +142,7 @@ def test_docstring_examples_run():
 
     for module in ("napari_cervseg.stages", "napari_cervseg.segment.pipeline", "napari_cervseg.measure.scores",
                    "napari_cervseg.measure.descriptors", "napari_cervseg.workflows.fields",
-                   "napari_cervseg.classify.models", "napari_cervseg.classify.classifier"):
+                   "napari_cervseg.classify.models", "napari_cervseg.classify.classifier",
+                   "napari_cervseg.classify.applicability"):
         result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module

@@ -72,8 +72,11 @@ def test_models_lists_the_bundled_default_with_its_figures(capsys):
     assert "bundled: default (compact" in out and "screening point" in out and "trained" in out
 
 
-def test_segment_at_the_screening_point_reports_that_class(tmp_path, synthetic_cells):
-    image = _write(tmp_path / "cell.png", synthetic_cells[0][0])
+def test_segment_at_the_screening_point_reports_that_class(tmp_path):
+    from napari_cervseg.plugin.samples import load_sample
+
+    # a real Herlev cell: the bundled model gives no verdict on what is unlike its training cells
+    image = _write(tmp_path / "cell.png", load_sample("abnormal"))
     assert main(["segment", str(image), "--out", str(tmp_path / "a"), "--quiet"]) == 0
     assert main(["segment", str(image), "--out", str(tmp_path / "b"), "--operating-point", "0", "--quiet"]) == 0
     with open(tmp_path / "b" / "descriptors.csv") as f:

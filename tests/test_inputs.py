@@ -12,16 +12,19 @@ def test_empty_image_is_refused(trained_synthetic_model):
         segment_cell(np.zeros((0, 10, 3), np.uint8), model=trained_synthetic_model)
 
 
-def test_one_pixel_image_is_classified_but_no_cell_is_invented(trained_synthetic_model):
+def test_one_pixel_image_gets_no_verdict_and_no_cell_is_invented(trained_synthetic_model):
+    # issue 16: the raw probabilities stay, but no class is called on what is not a cell
     result = segment_cell(np.full((1, 1, 3), 120, np.uint8), model=trained_synthetic_model)
-    assert result.predicted_class in ("normal", "abnormal")
+    assert result.predicted_class is None and set(result.probabilities) == {"normal", "abnormal"}
+    assert {"too_small", "no_contrast", "no_cell_found"} <= set(result.not_judgeable)
     assert result.labels.shape == (1, 1) and not result.cell_found
     assert any("no cell found" in w for w in result.warnings)
 
 
-def test_constant_image_gives_no_cell(trained_synthetic_model):
+def test_constant_image_gives_no_cell_and_no_verdict(trained_synthetic_model):
     result = segment_cell(np.full((64, 64), 200, np.uint8), model=trained_synthetic_model)
-    assert not result.cell_found and result.predicted_class is not None
+    assert not result.cell_found and result.predicted_class is None
+    assert "no_contrast" in result.not_judgeable and result.probabilities
 
 
 def test_rgba_drops_alpha_and_matches_rgb(trained_synthetic_model, one_cell):

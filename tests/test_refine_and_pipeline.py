@@ -108,13 +108,21 @@ def test_result_carries_what_users_rely_on(trained_synthetic_model, one_cell):
     assert result.heatmap.min() >= 0.0 and result.heatmap.max() <= 1.0
     assert result.predicted_class in ("normal", "abnormal")
     assert 0.5 <= result.probability <= 1.0
-    assert result.method == "gradcam++" and result.algorithm == "cam"
-    for stage in ("preprocess", "forward_backward", "grouping", "grabcut_nucleus", "grabcut_cytoplasm", "total"):
+    # the default is the self-trained student (chosen on the validation split), shown with its
+    # Grad-CAM++ explanation: the heatmap above is the classifier's, not the student's
+    assert result.method == "self-trained" and result.algorithm == "self-trained"
+    assert result.settings["explain_method"] == "gradcam++" and result.heatmap.max() > 0
+    for stage in ("preprocess", "forward_backward", "segmenter", "total"):
         assert result.timings[stage] >= 0
     assert stages[-1] == ("done", 1.0)
     summary = result.summary()
     assert summary["cell_found"] and summary["nucleus_pixels"] > 0
     assert result.overlay(rgb).shape == rgb.shape
+    # Algorithm 1 stays selectable by name, with its own stages
+    alg1 = segment_cell(rgb, model=trained_synthetic_model, method="gradcam++")
+    assert alg1.method == "gradcam++" and alg1.algorithm == "cam"
+    for stage in ("grouping", "grabcut_nucleus", "grabcut_cytoplasm"):
+        assert alg1.timings[stage] >= 0
 
 
 def test_explained_class_is_selectable(trained_synthetic_model, one_cell):
@@ -131,7 +139,7 @@ def test_unknown_method_or_grouping_is_named(trained_synthetic_model, one_cell):
     with pytest.raises(ValueError, match=r"unknown method 'gradcam\+'.*choose one of"):
         segment_cell(one_cell[0], model=trained_synthetic_model, method="gradcam+")
     with pytest.raises(ValueError, match="unknown grouping"):
-        segment_cell(one_cell[0], model=trained_synthetic_model, grouping="otsu")
+        segment_cell(one_cell[0], model=trained_synthetic_model, method="gradcam++", grouping="otsu")
 
 
 def test_options_of_another_algorithm_are_ignored_with_a_warning_and_typos_refused(trained_synthetic_model,

@@ -47,7 +47,9 @@ def test_classify_and_explain_adds_a_heatmap(viewer_with_cell, qtbot):
     from napari_cervseg.plugin.widgets import ClassifyExplainWidget
 
     w = _run(ClassifyExplainWidget, viewer_with_cell, qtbot)
-    layer = viewer_with_cell.layers["cell heatmap [gradcam++]"]
+    heatmaps = [ly.name for ly in viewer_with_cell.layers if ly.name.startswith("cell heatmap")]
+    assert heatmaps == [f"cell heatmap [gradcam++, {w.last_explanation.target_class}]"]
+    layer = viewer_with_cell.layers[heatmaps[0]]
     assert layer.data.dtype == np.float32 and layer.data.shape == viewer_with_cell.layers["cell"].data.shape[:2]
     assert "p = " in w.result_label.value
 
@@ -59,7 +61,10 @@ def test_segment_adds_labels_and_rerun_never_overwrites_painting(viewer_with_cel
     labels = viewer_with_cell.layers["cell regions"]
     assert labels.data.dtype == np.uint8 and labels.data.shape == viewer_with_cell.layers["cell"].data.shape[:2]
     assert set(np.unique(labels.data)) <= {0, 1, 2} and (labels.data == 2).any()
-    assert "cell heatmap [gradcam++]" in viewer_with_cell.layers
+    # the default method (self-trained) still shows the cell's explanation, named after it (Grad-CAM++)
+    assert w.method_combo.value == "self-trained"
+    heatmap = next(ly for ly in viewer_with_cell.layers if ly.name.startswith("cell heatmap [gradcam++, "))
+    assert heatmap.data.max() > 0
     # an unpainted layer is reused by a re-run
     w.run()
     _wait(qtbot, w)
@@ -318,7 +323,7 @@ def test_cancel_during_the_last_step_adds_nothing(viewer_with_cell, qtbot, monke
     release.set()
     _wait(qtbot, w)
     assert w.panel.stage.value == "cancelled" and w.cancelled
-    assert "cell heatmap [gradcam++]" not in viewer_with_cell.layers
+    assert not any(ly.name.startswith("cell heatmap") for ly in viewer_with_cell.layers)
 
 
 def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monkeypatch):
@@ -326,6 +331,7 @@ def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monk
 
     messages = []
     monkeypatch.setattr(_widgets, "_notify_error", messages.append)
+    monkeypatch.setattr("napari_cervseg.plugin.work._notify_error", messages.append)
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((5, 40, 40), np.uint8), name="stack")
     w = _widgets.SegmentCellWidget(viewer)
@@ -334,11 +340,15 @@ def test_bad_layers_give_a_notification_not_a_traceback(make_napari_viewer, monk
     assert messages and "stack" in messages[-1] and "(5, 40, 40)" in messages[-1]
     viewer.add_labels(np.zeros((40, 40), np.uint8), name="lab")
     viewer.layers.selection.active = viewer.layers["lab"]
+    from napari.utils._proxies import PublicOnlyProxy
+
     from napari_cervseg.plugin.menus import segment_active_layer
 
     monkeypatch.setattr("napari_cervseg.plugin.menus._notify_error", messages.append)
-    segment_active_layer(viewer)
-    assert "select an image layer" in messages[-1]
+    segment_active_layer(PublicOnlyProxy(viewer))  # what napari hands a menu command
+    # the layer type the user selected, not the proxy napari hands to menu commands
+    assert "select an image layer" in messages[-1] and "the Labels layer 'lab'" in messages[-1]
+    assert "Proxy" not in messages[-1]
 
 
 def test_a_failed_run_is_a_notification(viewer_with_cell, qtbot, monkeypatch, tmp_path):
@@ -518,6 +528,10 @@ def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal
     assert next(r["nucleus_area"] for r in m.rows if r["cell_id"] == first) == 0 < before
     m.go_to_row(0)
     assert cells.selected_label == m.rows[0]["cell_id"]
+    # choosing the nuclei layer measures the same cells (not an error about instance values)
+    m.labels_combo.value = "field nuclei"
+    assert len(m.rows) == len(pages) and "predicted_class" in m.columns()
+    m.labels_combo.value = "field cells"
     # a rerun never overwrites the corrected nuclei layer
     w.run()
     _wait(qtbot, w, timeout=120000)

@@ -2,7 +2,7 @@
 taken before the test run), against its teacher and the colour baseline; extra segmenter files
 given as arguments are compared too (e.g. a second self-training round).
 
-    .venv/bin/python benchmarks/dev/val_selftrain.py [runs/seg_round2.safetensors ...]
+    .venv/bin/python benchmarks/dev/val_selftrain.py [runs/seg_round2.safetensors[:cell_threshold=0.2] ...]
 
 Writes benchmarks/results/selftrain_val.md.
 """
@@ -14,14 +14,17 @@ import numpy as np
 
 from napari_cervseg import load_model, segment_cell, segmentation_scores
 from napari_cervseg.io.datasets import default_data_root, read_dataset
+from napari_cervseg.workflows.evaluate import parse_method_spec
 
 model = load_model("default")
 val = set(model.card["training"]["split"]["val"])
 samples = [s for s in read_dataset(default_data_root()) if s.name in val and s.mask_path]
 configs = {"gradcam++ (teacher)": {"method": "gradcam++"}, "colour-baseline": {"method": "colour-baseline"},
-           "self-trained (bundled)": {"method": "self-trained"}}
-for path in sys.argv[1:]:
-    configs[f"self-trained ({path})"] = {"method": "self-trained", "segmenter": path}
+           "self-trained (bundled, its card's threshold)": {"method": "self-trained"}}
+for arg in sys.argv[1:]:  # PATH or PATH:cell_threshold=0.2,tta=none (options as in method specs)
+    path, _, rest = arg.partition(":")
+    configs[f"self-trained ({arg})"] = {"method": "self-trained", "segmenter": path,
+                                        **parse_method_spec("self-trained:" + rest)[1]}
 scores = {name: [] for name in configs}
 for s in samples:
     image, truth = s.load_image(), s.load_mask()

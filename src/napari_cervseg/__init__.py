@@ -3,7 +3,7 @@
 Scriptable from napari's console and plain Python::
 
     from napari_cervseg import segment_cell, measure, load_model
-    result = segment_cell(image)                 # bundled default model, Grad-CAM++ (Algorithm 1)
+    result = segment_cell(image)                 # bundled model; self-trained U-Net + Grad-CAM++ heatmap
     result.labels, result.heatmap, result.predicted_class, result.probability
     measure(result.labels, image, pixel_size=0.2)
 

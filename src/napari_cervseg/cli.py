@@ -78,6 +78,7 @@ def cmd_segment(args) -> int:
     try:  # a bad option value fails here, once, before any image is read
         grouping = {"grouping": args.grouping} if args.grouping is not None else {}
         settings_for(args.method, **grouping, **options)
+        check_values_of_every_method({**grouping, **options})
     except SegmentationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -156,6 +157,10 @@ def cmd_segment(args) -> int:
         print(f"{summary['done']} of {summary['inputs']} images segmented{kept} in {t['wall_seconds']:.1f} s"
               f" ({summary['execution']['mode']}) -> {out}/ (descriptors.csv, summary.json, *_labels.png,"
               " *_heatmap.png, *_overlay.png)")
+        if summary.get("no_verdict"):
+            print(f"{summary['no_verdict']} without a verdict: not a cell the classifier can judge (too small, no"
+                  " contrast, no cell found, unlike the training cells or their colours); no class called, see"
+                  " the judgeable / not_judgeable_reason columns of descriptors.csv")
     return 1 if summary["failed"] else 0
 
 
@@ -395,6 +400,33 @@ def cmd_self_train(args) -> int:
     return 0
 
 
+def cmd_verdict_stats(args) -> int:
+    import time
+
+    from .classify import ModelError, load_model
+    from .classify.applicability import statistics_from_split, store_statistics
+    from .classify.models import _resolve_weights
+    from .io.datasets import DatasetError
+
+    try:
+        weights = _resolve_weights(str(args.model))
+        if weights.suffix.lower() != ".safetensors":
+            raise ModelError(f"{weights}: statistics are stored beside a .safetensors model with its JSON card")
+        model = load_model(weights, device="cpu")
+        block, tensors = statistics_from_split(model, args.data, log=None if args.quiet else print)
+    except (ModelError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    extra = {"command": f"cervseg verdict-stats {args.model} --data {args.data}",
+             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    side = store_statistics(weights, block, tensors, extra)
+    if not args.quiet:
+        print(f"wrote {side.name} and the card's 'applicability' block: feature distance limit"
+              f" {block['features']['threshold']:.2f}, colour distance limit {block['colours']['threshold']:.2f}"
+              f" ({block['rule']})")
+    return 0
+
+
 def cmd_models(args) -> int:
     from .classify import ARCHITECTURES, bundled_models, load_model
 
@@ -433,6 +465,10 @@ SETTING_HELP = {
     "lama_model": "local big-lama.pt (TorchScript)",
     "segmenter": "self-trained: 'default' or a segmenter file from `cervseg self-train`",
     "explain_method": "self-trained: the explanation shown beside its labels",
+    "tta": "self-trained: test-time augmentation (none, the 3 flips, or all 8 flips/rotations)",
+    "refine": "self-trained: argmax of the student's probabilities, or GrabCut seeded by them",
+    "cell_threshold": ("self-trained: p(cytoplasm) + p(nucleus) from which a pixel is cell (unset: the segmenter"
+                       " card's; the bundled one's is 0.2)"),
 }
 
 
@@ -449,7 +485,8 @@ def add_settings_arguments(parser) -> None:
                 continue  # its own option: --grouping
             entry = seen.setdefault(f.name, {"type": f.type, "defaults": {}})
             entry["defaults"].setdefault(repr(f.default), []).append(algorithm)
-    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS"}
+    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS",
+               "tta": "STUDENT_TTA", "refine": "STUDENT_REFINE"}
     from .segment import settings as settings_module
 
     for name, entry in seen.items():
@@ -463,8 +500,20 @@ def add_settings_arguments(parser) -> None:
             values = getattr(settings_module, choices[name])
             parser.add_argument(flag, default=None, choices=values, help=help_text)
         else:
-            parser.add_argument(flag, type=int if kind == "int" else float if kind == "float" else str,
+            parser.add_argument(flag, type=int if kind == "int" else float if kind.startswith("float") else str,
                                 default=None, help=help_text)
+
+
+def check_values_of_every_method(options: dict) -> None:
+    """Refuse (SegmentationError) a bad value even of an option the chosen method ignores: a typo in
+    ``--dilation`` should not pass silently because the default method has no dilation."""
+    import dataclasses
+
+    from .segment.settings import SETTINGS_CLASSES
+
+    for cls in SETTINGS_CLASSES.values():
+        names = {f.name for f in dataclasses.fields(cls)}
+        cls(**{k: v for k, v in options.items() if k in names})
 
 
 def settings_options(args) -> dict:
@@ -478,7 +527,7 @@ def settings_options(args) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     from .io.images import MAX_PIXELS
     from .segment.grouping import GROUPINGS
-    from .segment.settings import SEGMENT_METHODS
+    from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
 
     parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -489,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("inputs", nargs="+",
                      help="image files, folders, globs (quote them) or multi-page TIFF stacks (one cell per page)")
     seg.add_argument("--out", required=True, help="output folder")
-    seg.add_argument("--method", default="gradcam++", choices=SEGMENT_METHODS)
+    seg.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
     seg.add_argument("--grouping", default=None, choices=GROUPINGS)
     seg.add_argument("--model", default="default",
                      help="bundled model name, a .safetensors path or a Keras .keras / .h5 path ('none' for the colour"
@@ -594,6 +643,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave pixels within N px (at 128 px) of a pseudo-label boundary out of the loss")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(func=cmd_self_train)
+
+    vs = sub.add_parser("verdict-stats", help="store the statistics of a model's training cells (its card's split)"
+                                              " that decide when an input is not a cell it can judge")
+    vs.add_argument("model", help="a bundled model name or a .safetensors file (its .json card gains an"
+                                  " 'applicability' block; the statistics go to <name>.applicability.safetensors)")
+    vs.add_argument("--data", required=True, help="the data the model was trained on (Herlev layout)")
+    vs.add_argument("--quiet", action="store_true")
+    vs.set_defaults(func=cmd_verdict_stats)
 
     mo = sub.add_parser("models", help="list architectures and bundled models")
     mo.set_defaults(func=cmd_models)

@@ -95,7 +95,8 @@ def _json_default(obj):
 
 def bundled_models() -> dict[str, Path]:
     """Names of the models shipped in the package -> weights path."""
-    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors"))}
+    # a model's statistics sidecar (<name>.applicability.safetensors) is not a model
+    return {p.stem: p for p in sorted(WEIGHTS_DIR.glob("*.safetensors")) if "." not in p.stem}
 
 
 def _read_card(weights: Path) -> dict:

@@ -52,6 +52,36 @@ def segmentation_scores(labels: np.ndarray, truth: np.ndarray) -> dict:
     return out
 
 
+def roc_auc(y_true, score) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random
+    negative (ties count one half); NaN when one class is absent.
+
+    Parameters
+    ----------
+    y_true : array-like of int
+        1 for the positive (abnormal) class, 0 for the other.
+    score : array-like of float
+        Each item's score for the positive class (e.g. p(abnormal)).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    """
+    from scipy.stats import rankdata
+
+    y, s = np.asarray(y_true, int), np.asarray(score, float)
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(s)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
 def classification_metrics(y_true, y_pred, positive: int = 1) -> dict:
     """Accuracy, weighted precision/recall/F1 (as the paper's Table 6), abnormal recall, confusion.
 

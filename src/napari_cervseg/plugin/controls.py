@@ -11,18 +11,19 @@ import dataclasses
 from magicgui.widgets import ComboBox, LineEdit, create_widget
 
 from ..cli import SETTING_HELP
-from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..segment.grouping import GROUPINGS
 from ..segment.inpaint import INPAINTERS
 from ..segment.settings import (
     BASELINE,
+    DEFAULT_SEGMENT_METHOD,
     NUCLEUS_SEEDS,
     SEGMENT_METHODS,
     SETTINGS_CLASSES,
     Settings,
     settings_for,
 )
+from ..segment.student import STUDENT_REFINE, STUDENT_TTA
 
 MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its .json card) or of a Keras"
              " .keras / .h5 model (needs the keras extra)")
@@ -37,11 +38,11 @@ def model_edit() -> LineEdit:
 CALL_CHOICES = {"most probable class": None, "screening point": "screening"}
 #: the named values a setting may take (the settings classes refuse others)
 SETTING_CHOICES = {"grouping": GROUPINGS, "nucleus_seed": NUCLEUS_SEEDS, "inpainter": INPAINTERS,
-                   "explain_method": EXPLAIN_METHODS}
+                   "explain_method": EXPLAIN_METHODS, "tta": STUDENT_TTA, "refine": STUDENT_REFINE}
 #: the bounds of the number controls (the settings classes refuse values outside theirs)
 SETTING_LIMITS = {"nucleus_iterations": (0, 100), "cytoplasm_iterations": (0, 100), "work_size": (16, 4096),
                   "dilation": (0, 128), "smooth": (0, 64), "log_scale_factor": (0.01, 1e12)}
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "str | None": str}
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "str | None": str, "float | None": str}
 
 
 def setting_fields() -> dict[str, dataclasses.Field]:
@@ -97,7 +98,7 @@ class MethodControls:
         The controls, in order, to put in a widget's Container (so they line up with its labels).
     """
 
-    def __init__(self, method: str = DEFAULT_METHOD):
+    def __init__(self, method: str = DEFAULT_SEGMENT_METHOD):
         self.model_edit = model_edit()
         self.method_combo = ComboBox(label="method", choices=list(SEGMENT_METHODS), value=method)
         self.setting_controls = {name: _setting_control(f) for name, f in setting_fields().items()}

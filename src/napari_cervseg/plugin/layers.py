@@ -20,6 +20,11 @@ from ..segment.result import LABEL_COLOURS
 _gl_safety.keep_triton_out()
 
 WRITTEN_KEY = "cervseg_written_digest"
+#: the metadata key that says which of the plugin's own products a layer is (``"heatmap"``): such
+#: layers are never offered or taken as images to segment
+KIND_KEY = "cervseg_kind"
+#: what a regions layer's label values are (napari shows a labels layer's ``features`` on hover)
+REGION_NAMES = ("background", "cytoplasm", "nucleus")
 
 
 class LayerError(ValueError):
@@ -42,7 +47,25 @@ def digest(data) -> str:
     return hashlib.sha1(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 
-def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
+def is_plugin_heatmap(layer) -> bool:
+    """Whether a layer is a heatmap this plugin added (marked in its metadata)."""
+    return getattr(layer, "metadata", {}).get(KIND_KEY) == "heatmap"
+
+
+def layer_type_name(layer) -> str:
+    """``"Labels"``, ``"Shapes"``...: the layer's type as the user knows it (napari hands menu
+    commands a proxy of the layer, whose own type name means nothing to a user)."""
+    if layer is None:
+        return "no layer"
+    return layer.__class__.__name__  # the proxy passes __class__ through to the layer
+
+
+def region_features() -> dict:
+    """napari ``features`` for a regions layer: hovering a pixel shows ``nucleus``, not ``2``."""
+    return {"index": list(range(len(REGION_NAMES))), "region": list(REGION_NAMES)}
+
+
+def image_from_layer(name: str, data, rgb: bool, warnings: list | None = None) -> np.ndarray:
     """An image layer's data as one 2D cell image.
 
     Parameters
@@ -53,6 +76,8 @@ def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
         The layer's data: (H, W) grey or (H, W, 3/4) colour.
     rgb : bool
         Whether the last axis holds the colour channels.
+    warnings : list, optional
+        Gets what the conversion did that the user should know (e.g. a uint16 image stretched).
 
     Returns
     -------
@@ -73,14 +98,39 @@ def image_from_layer(name: str, data, rgb: bool) -> np.ndarray:
             " (Plugins > CervSeg, or Layers > Segment)"
         )
     try:
-        return to_rgb_uint8(arr, name=f"layer {name!r}")[0]
+        image, notes = to_rgb_uint8(arr, name=f"layer {name!r}")
     except ImageError as exc:
         raise LayerError(str(exc)) from exc
+    if warnings is not None:
+        warnings.extend(notes)
+    return image
 
 
-def heatmap_layer_name(image_name: str, method: str) -> str:
-    """``<image> heatmap [<method>]``: the heatmap layer's name."""
-    return f"{image_name} heatmap [{method}]"
+def heatmap_layer_name(image_name: str, method: str, explained_class: str | None = None) -> str:
+    """``<image> heatmap [<method>, <class>]``: the heatmap layer's name.
+
+    Parameters
+    ----------
+    image_name : str
+        The explained image layer's name.
+    method : str
+        The explanation method that made the heatmap (``gradcam++`` also for ``self-trained``,
+        whose heatmap is its teacher's explanation).
+    explained_class : str, optional
+        The class the heatmap explains, so that explaining "normal" never silently replaces
+        the "abnormal" heatmap.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> heatmap_layer_name("cell", "gradcam++", "abnormal")
+    'cell heatmap [gradcam++, abnormal]'
+    """
+    return f"{image_name} heatmap [{method}, {explained_class}]" if explained_class else \
+        f"{image_name} heatmap [{method}]"
 
 
 def regions_layer_name(image_name: str, existing: list[str], layer_metadata: dict | None,
@@ -149,7 +199,7 @@ def rectangles_to_boxes(shapes_data, shape_types, image_shape) -> list[tuple[int
     return boxes
 
 
-def layer_frames(name: str, data, rgb: bool):
+def layer_frames(name: str, data, rgb: bool, warnings: dict | None = None):
     """The 2D images of an image layer, read lazily.
 
     Parameters
@@ -160,6 +210,9 @@ def layer_frames(name: str, data, rgb: bool):
         The layer's data: 2D (or 2D RGB), or a stack with frames on the first axis.
     rgb : bool
         Whether the last axis holds the colour channels.
+    warnings : dict, optional
+        Gets, for each frame read, what its conversion did that the user should know
+        (frame name -> list of messages).
 
     Returns
     -------
@@ -173,12 +226,14 @@ def layer_frames(name: str, data, rgb: bool):
         For data of more than three (non-channel) dimensions.
     """
     ndim = np.ndim(data) - (1 if rgb else 0)
+    notes = {} if warnings is None else warnings
     if ndim == 2:
-        return [(name, lambda: image_from_layer(name, data, rgb))]
+        return [(name, lambda: image_from_layer(name, data, rgb, notes.setdefault(name, [])))]
     if ndim == 3:
         n = int(np.shape(data)[0])
         return [(f"{name} [frame {i}]",
-                 lambda i=i: image_from_layer(f"{name} [frame {i}]", np.asarray(data[i]), rgb))
+                 lambda i=i: image_from_layer(f"{name} [frame {i}]", np.asarray(data[i]), rgb,
+                                              notes.setdefault(f"{name} [frame {i}]", [])))
                 for i in range(n)]
     raise LayerError(f"layer {name!r} has shape {np.shape(data)}: the batch action segments 2D images and"
                      " the frames of 3D stacks (frames on the first axis); take a 3D part of it first")
@@ -256,6 +311,8 @@ def descriptor_rows(labels, image=None, pixel_size=None, boxes=None) -> list[dic
 
 #: the metadata key that marks a cells layer made by "Segment all cells" (value: the nuclei layer's name)
 FIELD_KEY = "cervseg_nuclei_layer"
+#: the metadata key that marks a nuclei layer of "Segment all cells" (value: the cells layer's name)
+NUCLEI_KEY = "cervseg_cells_layer"
 #: the columns a cells layer's features carry (napari shows them when the cursor is on a cell)
 FEATURE_COLUMNS = ("predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
                    "cell_circularity")
@@ -295,3 +352,55 @@ def free_layer_name(base: str, existing: list[str], layer_metadata: dict | None,
     while f"{base} [{n}]" in existing:
         n += 1
     return f"{base} [{n}]", False
+
+
+def heatmap_name_for(image_name: str, results) -> str:
+    """The heatmap layer's name for the results of one run (see :func:`heatmap_layer_name`): the
+    explanation method that made the heatmaps, and the class they explain (``"predicted"`` when
+    the cells of one run explain different classes)."""
+    done = [r for r in results if r is not None and r.heatmap is not None]
+    methods = {r.settings.get("explain_method") or r.method for r in done}
+    classes = {r.explained_class for r in done} - {None}
+    method = methods.pop() if len(methods) == 1 else "mixed"
+    explained = classes.pop() if len(classes) == 1 else ("predicted" if classes else None)
+    return heatmap_layer_name(image_name, method, explained)
+
+
+#: the Measure table's headers: the descriptor in words, with its unit
+_HEADER_WORDS = {"cell": "cell", "cell_id": "cell", "frame": "frame", "predicted_class": "class",
+                 "p_abnormal": "p(abnormal)", "nc_ratio": "N/C ratio", "nucleus_cell_ratio": "nucleus / cell"}
+_UNITS = {"_area_um2": "µm²", "_um": "µm", "_area": "px²", "_perimeter": "px", "_diameter": "px",
+          "_axis": "px", "_intensity": "0-255"}
+
+
+def column_header(column: str) -> str:
+    """A descriptor column's header for a table: words and unit, on two lines.
+
+    Parameters
+    ----------
+    column : str
+        The descriptor's name (a CSV column).
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> column_header("nucleus_area")
+    'nucleus area\\n(px²)'
+    >>> column_header("nucleus_mean_intensity")
+    'nucleus mean\\nintensity\\n(0-255)'
+    >>> column_header("nucleus_area_um2")
+    'nucleus area\\n(µm²)'
+    >>> column_header("nc_ratio")
+    'N/C ratio'
+    """
+    import textwrap
+
+    if column in _HEADER_WORDS:
+        return _HEADER_WORDS[column]
+    words = column.removesuffix("_um2").removesuffix("_um").replace("_", " ")
+    unit = next((unit for suffix, unit in _UNITS.items() if column.endswith(suffix)), None)
+    # narrow columns: more rows and columns fit in a dock without scrolling sideways
+    return textwrap.fill(words, 14) + (f"\n({unit})" if unit else "")

@@ -2,6 +2,7 @@
 
 import napari
 
+from .layers import is_plugin_heatmap, layer_type_name
 from .widgets import (
     BatchSegmentWidget,
     MeasureCellWidget,
@@ -14,8 +15,9 @@ from .widgets import (
 def _run_on_selected_image(viewer, widget_cls, dock_name: str, what: str) -> None:
     """Dock ``widget_cls`` on the selected image layer and run it; another selection is a notification."""
     layer = viewer.layers.selection.active
-    if not isinstance(layer, napari.layers.Image):
-        kind = type(layer).__name__ if layer is not None else "no layer"
+    if not isinstance(layer, napari.layers.Image) or is_plugin_heatmap(layer):
+        kind = "a heatmap" if layer is not None and is_plugin_heatmap(layer) else (
+            f"the {layer_type_name(layer)} layer {layer.name!r}" if layer is not None else "no layer")
         _notify_error(f"CervSeg: select an image layer to {what} (the selection is {kind})")
         return
     widget = widget_cls(viewer)
@@ -33,7 +35,8 @@ def measure_active_layer(viewer: napari.viewer.Viewer) -> None:
     """Open the descriptors table for the selected labels layer."""
     layer = viewer.layers.selection.active
     if not isinstance(layer, napari.layers.Labels):
-        _notify_error("CervSeg: select a labels layer to measure")
+        kind = f"the {layer_type_name(layer)} layer {layer.name!r}" if layer is not None else "no layer"
+        _notify_error(f"CervSeg: select a labels layer to measure (the selection is {kind})")
         return
     widget = MeasureCellWidget(viewer)
     viewer.window.add_dock_widget(widget, name="Measure cell (CervSeg)", area="right")
@@ -42,7 +45,7 @@ def measure_active_layer(viewer: napari.viewer.Viewer) -> None:
 
 def segment_all_layers(viewer: napari.viewer.Viewer) -> None:
     """Segment every image layer (every frame of a stack) with the default model and method."""
-    if not any(isinstance(layer, napari.layers.Image) for layer in viewer.layers):
+    if not any(isinstance(layer, napari.layers.Image) and not is_plugin_heatmap(layer) for layer in viewer.layers):
         _notify_error("CervSeg: no image layer to segment: open images (File > Open) first")
         return
     widget = BatchSegmentWidget(viewer)

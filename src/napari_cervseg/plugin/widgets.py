@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Table
 
+from ..classify.applicability import verdict_text
 from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..measure.descriptors import format_value, write_rows_csv
@@ -25,22 +26,28 @@ from ..segment.settings import SegmentationError, Settings
 from .controls import MethodControls, model_edit
 from .layers import (
     FIELD_KEY,
+    KIND_KEY,
+    NUCLEI_KEY,
     WRITTEN_KEY,
     LayerError,
     abnormal_cell_boxes,
+    column_header,
     descriptor_rows,
     digest,
     field_features,
     free_layer_name,
     heatmap_layer_name,
+    heatmap_name_for,
     image_from_layer,
+    is_plugin_heatmap,
     label_colormap,
     layer_frames,
     read_frames,
     rectangles_to_boxes,
+    region_features,
     regions_layer_name,
 )
-from .work import Progress, WorkerWidget, _follow_layers, _notify_error
+from .work import Progress, WorkerWidget, _follow_layers, _notify_error, _notify_warnings, load_models_stage
 
 if TYPE_CHECKING:
     import napari
@@ -51,8 +58,18 @@ TABLE_COLUMNS = ("cell", "nucleus_area", "cytoplasm_area", "nc_ratio", "nucleus_
 
 
 #: the Measure table's columns for a field's cells layer (one row per cell, most suspicious first)
+#: the Measure table's least height (px)
+TABLE_MIN_HEIGHT = 320
 FIELD_TABLE_COLUMNS = ("cell_id", "predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
                        "nucleus_circularity", "cell_area", "cell_circularity", "nucleus_mean_intensity")
+
+
+def table_text(value) -> str:
+    """A table cell's text: 4 significant digits without exponents for the usual ranges (a ratio
+    0.0595, an area 23543); the CSV keeps full precision."""
+    if isinstance(value, float) and np.isfinite(value) and value != int(value):
+        return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+    return format_value(value)
 
 
 def field_rows(cells_layer, nuclei_layer, image=None, pixel_size=None) -> list[dict]:
@@ -66,14 +83,16 @@ def field_rows(cells_layer, nuclei_layer, image=None, pixel_size=None) -> list[d
 
 
 def _layer_names(viewer, kind: str, first: tuple[str, ...] = ()):
-    """Choices callable for a ComboBox: ``first`` then the names of the viewer's layers of a kind."""
+    """Choices callable for a ComboBox: ``first`` then the names of the viewer's layers of a kind
+    (the plugin's own heatmaps are not images to segment or explain)."""
 
     def choices(_widget=None):
         import napari
 
         cls = {"image": napari.layers.Image, "labels": napari.layers.Labels,
                "shapes": napari.layers.Shapes}[kind]
-        return [*first, *(layer.name for layer in viewer.layers if isinstance(layer, cls))]
+        return [*first, *(layer.name for layer in viewer.layers
+                          if isinstance(layer, cls) and not is_plugin_heatmap(layer))]
 
     return choices
 
@@ -99,28 +118,37 @@ class ClassifyExplainWidget(WorkerWidget):
                                      value="predicted")
         super().__init__(viewer, "Classify && explain",
                          [self.image_combo, self.model_edit, self.method_combo, self.target_combo])
+        self.last_explanation = None
 
     def run(self):
         """Explain the chosen image in a thread worker; the heatmap layer comes when it is done."""
+        from ..classify.applicability import assess
         from ..explain import explain
 
         try:
             layer, image = self._image_layer(self.image_combo)
         except LayerError as exc:
-            _notify_error(f"CervSeg: {exc}")
+            self.refuse(f"CervSeg: {exc}")
             return
         model, method = self.model_edit.value.strip() or "default", self.method_combo.value
         target = None if self.target_combo.value == "predicted" else self.target_combo.value
 
         def steps(progress):
+            yield from load_models_stage(model, method)
             yield Progress("explain", 0.1)
-            return explain(model, image, method=method, target=target)
+            e = explain(model, image, method=method, target=target)
+            e.extras["applicability"] = assess(model, image)  # no verdict on what is not a cell
+            return e
 
         def done(e):
+            self.last_explanation = e
             self.panel.report(Progress("done", 1.0))
-            _show_heatmap(self.viewer, heatmap_layer_name(layer.name, method), e.heatmap, layer, visible=True)
-            self.panel.tell(f"{e.predicted_class} (p = {e.probability:.2f}); explained: {e.target_class}; "
-                            f"{e.seconds * 1000:.0f} ms")
+            _notify_warnings(self.input_warnings)
+            _show_heatmap(self.viewer, heatmap_layer_name(layer.name, method, e.target_class), e.heatmap, layer,
+                          visible=True)
+            self.panel.tell(f"{verdict_text(e.predicted_class, e.probability, e.extras['applicability'])};"
+                            f" explained: {e.target_class}; "
+                            f"{e.seconds * 1000:.0f} ms" + "".join("\n" + w for w in self.input_warnings))
 
         self.start(steps, returned=done)
 
@@ -186,38 +214,43 @@ class SegmentCellWidget(WorkerWidget):
                                      " draw rectangles around cells, or choose 'whole image'")
             config = self.method_controls.config()
         except (LayerError, SegmentationError) as exc:
-            _notify_error(f"CervSeg: {exc}")
+            self.refuse(f"CervSeg: {exc}")
             return
         cells = boxes or [(0, 0, image.shape[0], image.shape[1])]
+        done: list = []  # (box, name, result, status) of each finished cell, kept if the run is cancelled
 
         def steps(progress):
-            done = []
-            for _box, name, result, row in segment_boxes(image, cells, config, progress):
-                done.append((name, result, row["status"]))
-                yield Progress(f"{name} done" if len(done) < len(cells) else "done", len(done) / len(cells))
-            return done
+            yield from load_models_stage(config.model, config.method, config.options)
+            for i, (box, name, result, row) in enumerate(segment_boxes(image, cells, config, progress), start=1):
+                yield box, name, result, row["status"]
+                yield Progress(f"{name} done" if i < len(cells) else "done", i / len(cells))
 
-        def finished_cells(done):
-            results = [result for _, result, _ in done]
-            failed = [(name, status.removeprefix("failed: ")) for name, result, status in done if result is None]
+        def finished_cells():
+            if not done:
+                return  # cancelled before the first cell, or failed: the stage says so
+            results = [result for _, _, result, _ in done]
+            failed = [(name, status.removeprefix("failed: ")) for _, name, result, status in done if result is None]
             if len(failed) == len(done):
-                self.panel.stage.value = "failed"
+                self.panel.stopped("failed")
                 _notify_error(f"CervSeg: {failed[0][1]}")
                 return
-            failed = [f"{name} failed: {reason}" for name, reason in failed]
-            labels, heatmap = paste_boxes(image.shape, cells, results)
+            notes = [f"{name} failed: {reason}" for name, reason in failed]
+            if self.cancelled:
+                notes.append(f"cancelled: {len(done)} of {len(cells)} cell(s) done and shown")
+            finished_boxes = [box for box, _, _, _ in done]
+            labels, heatmap = paste_boxes(image.shape, finished_boxes, results)
             self.last_results = results
-            self._show(layer, labels, heatmap, results, boxes, config.method, failed)
+            self._show(layer, labels, heatmap, results, finished_boxes if boxes else None, config.method, notes)
             if boxes:  # rectangles are cells too: instance ids, per-cell classes, clean measurements
                 from ..workflows.fields import field_from_boxes
 
-                self.last_field = field_from_boxes(image, boxes, results)
+                self.last_field = field_from_boxes(image, finished_boxes, results)
                 names = add_field_layers(self.viewer, layer, self.last_field)
-                calls = ", ".join(f"{r['cell_id']}: {r['predicted_class']} ({r['p_abnormal']:.2f})"
+                calls = ", ".join(f"{r['cell_id']}: {r['predicted_class'] or 'no verdict'} ({r['p_abnormal']:.2f})"
                                   for r in self.last_field.table if r.get("p_abnormal") is not None)
                 self.panel.tell(self.panel.result.value + f"\nper cell: {calls}\ninstances in '{names['cells']}'")
 
-        self.start(steps, returned=finished_cells)
+        self.start(steps, yielded=done.append, finished=finished_cells)
 
     def _show(self, image_layer, labels, heatmap, results, boxes, method, failed):
         name = _add_regions(self.viewer, image_layer, labels, heatmap, results, boxes, method)
@@ -225,9 +258,11 @@ class SegmentCellWidget(WorkerWidget):
         first = done[0]
         found = sum(r.cell_found for r in done)
         text = (f"{len(results)} cell(s), {found} found; " if len(results) > 1 else "") + (
-            f"{first.predicted_class} (p = {first.probability:.2f}); " if first.predicted_class else "")
-        notes = sorted({w for r in done for w in r.warnings}) + failed
-        self.panel.tell(text + f"labels in '{name}'" + ("\n" + "\n".join(notes) if notes else ""))
+            f"{verdict_text(first.predicted_class, first.probability, first.applicability)}; "
+            if first.predicted_class or not first.judgeable else "")
+        notes = list(self.input_warnings) + sorted({w for r in done for w in r.warnings} - set(self.input_warnings))
+        self.panel.tell(text + f"labels in '{name}'" + "".join("\n" + n for n in notes + failed))
+        _notify_warnings(self.input_warnings)
 
 
 def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -> str:
@@ -251,13 +286,9 @@ def _add_regions(viewer, image_layer, labels, heatmap, results, boxes, method) -
     else:
         target = viewer.add_labels(labels, name=name, opacity=0.5, metadata=metadata, **geometry)
     target.colormap = label_colormap()
+    target.features = region_features()  # hovering shows "nucleus", not "2"
     if heatmap is not None and any(r is not None and r.heatmap is not None for r in results):
-        hname = heatmap_layer_name(image_layer.name, method)
-        if hname in viewer.layers:
-            viewer.layers[hname].data = heatmap
-        else:
-            viewer.add_image(heatmap, name=hname, colormap="turbo", opacity=0.5, blending="translucent",
-                             visible=False, contrast_limits=(0, 1), **geometry)
+        _show_heatmap(viewer, heatmap_name_for(image_layer.name, results), heatmap, image_layer, visible=False)
         # keep the labels on top so the user can paint on them
         viewer.layers.move(viewer.layers.index(target), len(viewer.layers))
     viewer.layers.selection.active = target
@@ -298,7 +329,7 @@ class SegmentFieldWidget(WorkerWidget):
             layer, image = self._image_layer(self.image_combo)
             options = self.method_controls.options()
         except (LayerError, SegmentationError) as exc:
-            _notify_error(f"CervSeg: {exc}")
+            self.refuse(f"CervSeg: {exc}")
             return
         stop = threading.Event()
 
@@ -309,6 +340,7 @@ class SegmentFieldWidget(WorkerWidget):
                 except Cancelled:  # keep the cells already done: stop before the next one
                     stop.set()
 
+            yield from load_models_stage(options.get("model"), options.get("method"), options)
             yield Progress("finding cells", 0.0)
             return segment_field(image, progress=report, should_stop=stop.is_set, **options)
 
@@ -321,7 +353,9 @@ class SegmentFieldWidget(WorkerWidget):
         text = (f"{result.n_cells} cell(s), {len(abnormal)} called abnormal"
                 + (f" (most suspicious: cell {abnormal[0]})" if abnormal else "")
                 + f"; labels in '{names['cells']}' and '{names['nuclei']}'")
-        self.panel.tell(text + ("\n" + "\n".join(result.warnings) if result.warnings else ""))
+        notes = list(self.input_warnings) + [w for w in result.warnings if w not in self.input_warnings]
+        self.panel.tell(text + "".join("\n" + n for n in notes))
+        _notify_warnings(self.input_warnings)
         if self.cancelled or any(w.startswith("stopped after") for w in result.warnings):
             self.panel.stage.value = "cancelled: the cells done are shown"
 
@@ -354,13 +388,12 @@ def add_field_layers(viewer, image_layer, result) -> dict:
                                        metadata=metadata, **geometry)
         target.features = features
         names[kind] = name
+    viewer.layers[names["nuclei"]].metadata[NUCLEI_KEY] = names["cells"]  # measured with its cells
     if result.heatmap is not None and result.heatmap.any():
-        hname = heatmap_layer_name(image_layer.name, result.method)
-        if hname in viewer.layers:
-            viewer.layers[hname].data = result.heatmap
-        else:
-            viewer.add_image(result.heatmap, name=hname, colormap="turbo", opacity=0.5, blending="translucent",
-                             visible=False, contrast_limits=(0, 1), **geometry)
+        explained = {r.get("explained_class") for r in result.table} - {None}
+        hname = heatmap_layer_name(image_layer.name, result.settings.get("explain_method") or result.method,
+                                   explained.pop() if len(explained) == 1 else "predicted")
+        _show_heatmap(viewer, hname, result.heatmap, image_layer, visible=False)
     boxes, texts = abnormal_cell_boxes(result.table)
     bname = f"{image_layer.name} abnormal cells"
     if bname in viewer.layers:
@@ -397,6 +430,7 @@ class BatchSegmentWidget(WorkerWidget):
         self.method_controls = MethodControls()
         super().__init__(viewer, "Segment all", [self.scope_combo, *self.method_controls.widgets])
         self.rows: list[dict] = []
+        self.frame_warnings: dict[str, list[str]] = {}
 
     @property
     def method_combo(self) -> ComboBox:
@@ -407,12 +441,14 @@ class BatchSegmentWidget(WorkerWidget):
         import napari
 
         if self.scope_combo.value in (None, self.ALL):
-            layers = [ly for ly in self.viewer.layers if isinstance(ly, napari.layers.Image)]
+            layers = [ly for ly in self.viewer.layers
+                      if isinstance(ly, napari.layers.Image) and not is_plugin_heatmap(ly)]
         else:
             layers = [self.viewer.layers[self.scope_combo.value]]
         if not layers:
             raise LayerError("no image layer to segment: open images (File > Open) first")
-        return [(layer, layer_frames(layer.name, layer.data, layer.rgb)) for layer in layers]
+        self.frame_warnings: dict[str, list[str]] = {}
+        return [(layer, layer_frames(layer.name, layer.data, layer.rgb, self.frame_warnings)) for layer in layers]
 
     def run(self):
         """Segment every frame in a thread worker; each finished frame is kept as it comes."""
@@ -422,12 +458,13 @@ class BatchSegmentWidget(WorkerWidget):
             targets = self.targets()
             config = self.method_controls.config()
         except (LayerError, SegmentationError) as exc:
-            _notify_error(f"CervSeg: {exc}")
+            self.refuse(f"CervSeg: {exc}")
             return
         frames = [frame for _, layer_frames_ in targets for frame in layer_frames_]
         done: list = []
 
         def steps(progress):
+            yield from load_models_stage(config.model, config.method, config.options)
             yield from segment_frames(read_frames(frames), config, progress=progress, total=len(frames))
 
         self.start(steps, yielded=done.append,
@@ -463,17 +500,25 @@ class BatchSegmentWidget(WorkerWidget):
             reasons = [by_name[n][1].get("status", "") for n in failed]
             text += "".join(f"\n{n} failed: {r.removeprefix('failed: ')}"
                             for n, r in zip(failed, reasons, strict=False))
+        notes = [f"{name}: {w}" for name, result, _ in done
+                 for w in dict.fromkeys(self.frame_warnings.get(name, []) + (result.warnings if result else []))]
+        if notes:  # the first few in the text, every one as a notification
+            text += "".join("\n" + n for n in notes[:5]) + (f"\n... {len(notes) - 5} more" if len(notes) > 5 else "")
+            _notify_warnings(notes)
         self.panel.tell(text)
 
 
 def _show_heatmap(viewer, name, heatmap, image_layer, visible: bool):
-    """Update the heatmap layer of that name, or add it over the image (turbo, 50 % opacity)."""
+    """Update the heatmap layer of that name, or add it over the image (turbo, 50 % opacity),
+    marked as the plugin's heatmap (metadata) so that no dropdown or batch takes it for an image."""
+    spatial = np.ndim(heatmap)
     if name in viewer.layers:
         viewer.layers[name].data = heatmap
     else:
         viewer.add_image(heatmap, name=name, colormap="turbo", opacity=0.5, blending="translucent",
-                         visible=visible, contrast_limits=(0, 1), scale=image_layer.scale[-2:],
-                         translate=image_layer.translate[-2:])
+                         visible=visible, contrast_limits=(0, 1), scale=image_layer.scale[-spatial:],
+                         translate=image_layer.translate[-spatial:],
+                         metadata={KIND_KEY: "heatmap", "cervseg_image": image_layer.name})
 
 
 class MeasureCellWidget(Container):
@@ -498,14 +543,26 @@ class MeasureCellWidget(Container):
                                        tooltip="0: from the labels layer's scale, or none (pixel units)")
         self.table = Table(value={"data": [], "index": [], "columns": list(TABLE_COLUMNS)})
         self.table.read_only = True
+        self.table.native.setMinimumHeight(TABLE_MIN_HEIGHT)  # a dozen cells in view, not three
+        from qtpy.QtWidgets import QStyledItemDelegate
+
+        # the cells' own text (table_text), not magicgui's reformatting (0.0595 shown as 5.951e-02)
+        self.table.native.setItemDelegate(QStyledItemDelegate(self.table.native))
+        self.table.native.setSelectionBehavior(self.table.native.SelectionBehavior.SelectRows)
+        self.recompute_button = PushButton(text="Recompute",
+                                           tooltip="measure the labels again (edits are followed as they happen)")
         self.export_button = PushButton(text="Export CSV")
+        buttons = Container(widgets=[self.recompute_button, self.export_button], layout="horizontal", labels=False)
+        buttons.margins = (0, 0, 0, 0)
         self.status = Label(value="")
         super().__init__(widgets=[self.labels_combo, self.image_combo, self.pixel_size, self.table,
-                                  self.export_button, self.status])
+                                  buttons, self.status])
         self.rows: list[dict] = []
         self._watched = None
         self._nuclei = None
+        self._measured = None  # digest of the data last measured: a refresh without an edit measures nothing
         self.table.native.cellClicked.connect(lambda row, _col: self.go_to_row(row))
+        self.recompute_button.clicked.connect(lambda *_: self.recompute())
         self.labels_combo.changed.connect(self._watch)
         self.image_combo.changed.connect(self.recompute)
         self.pixel_size.changed.connect(self.recompute)
@@ -517,26 +574,44 @@ class MeasureCellWidget(Container):
         """The events by which the watched cells/labels and nuclei layers report an edit."""
         for watched in (self._watched, self._nuclei):
             if watched is not None:
-                for ev in ("paint", "data", "labels_update"):
+                # set_data: what layer.refresh() emits after an edit from the console
+                for ev in ("paint", "data", "labels_update", "set_data"):
                     emitter = getattr(watched.events, ev, None)
                     if emitter is not None:
                         yield emitter
 
     def _watch(self, *_):
         for emitter in self._edit_events():
-            emitter.disconnect(self.recompute)
+            emitter.disconnect(self._edited)
         name = self.labels_combo.value
         self._watched = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        cells_name = self._watched.metadata.get(NUCLEI_KEY) if self._watched is not None else None
+        if cells_name in self.viewer.layers:  # a field's nuclei layer: measured with its cells layer
+            self._watched = self.viewer.layers[cells_name]
+        elif cells_name:  # its cells layer is gone: nuclei alone have no cytoplasm to measure
+            self._watched = self._nuclei = None
+            self._fill_table(rows=[])
+            self.status.value = (f"'{name}' holds the nuclei of a field whose cells layer '{cells_name}' was"
+                                 " removed: choose a cells or regions layer")
+            return
         # a cells layer of "Segment all cells": measured cell by cell with its nuclei layer
         nuclei_name = self._watched.metadata.get(FIELD_KEY) if self._watched is not None else None
         self._nuclei = self.viewer.layers[nuclei_name] if nuclei_name in self.viewer.layers else None  # noqa: SIM401
         for emitter in self._edit_events():
-            emitter.connect(self.recompute)
+            emitter.connect(self._edited)
         if self._watched is not None:
             source = self._watched.metadata.get("cervseg_image")
             if source and source in self.image_combo.choices:
                 self.image_combo.value = source
         self.recompute()
+
+    def _data_digest(self):
+        return tuple(digest(layer.data) for layer in (self._watched, self._nuclei) if layer is not None)
+
+    def _edited(self, *_):
+        """An edit event: measure again if the data changed (a refresh also fires on a mere redraw)."""
+        if self._data_digest() != self._measured:
+            self.recompute()
 
     def effective_pixel_size(self):
         """The pixel size in µm: the control's, else the labels layer's (isotropic) scale, else None."""
@@ -551,6 +626,7 @@ class MeasureCellWidget(Container):
     def recompute(self, *_):
         """Measure the watched labels layer again and refill the table."""
         layer = self._watched
+        self._measured = self._data_digest()
         if layer is None:
             self.rows = []
             self._fill_table()
@@ -577,15 +653,27 @@ class MeasureCellWidget(Container):
         self._fill_table()
 
     def go_to_row(self, index: int) -> None:
-        """Select the row's cell in the cells layer and centre the view on it (field layers)."""
-        if self._nuclei is None or not 0 <= index < len(self.rows):
+        """Show the row's cell: a field's cell is selected in the cells layer and centred; a
+        rectangle's cell is centred; a stack's row goes to its frame."""
+        if not 0 <= index < len(self.rows) or self._watched is None:
             return
-        row = self.rows[index]
-        layer = self._watched
-        layer.selected_label = int(row["cell_id"])
+        row, layer = self.rows[index], self._watched
         scale, translate = np.asarray(layer.scale[-2:]), np.asarray(layer.translate[-2:])
-        camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari >= 0.9
-        camera.center = tuple(np.asarray(row["centroid"]) * scale + translate)
+        if "centroid" in row:
+            centre = np.asarray(row["centroid"], float)
+            if "cell_id" in row:
+                layer.selected_label = int(row["cell_id"])
+        elif "box" in row:
+            r0, c0, r1, c1 = (int(v) for v in str(row["box"]).split(","))
+            centre = np.array([(r0 + r1) / 2, (c0 + c1) / 2])
+        elif "frame" in row:
+            self.viewer.dims.set_current_step(0, int(row["frame"]))
+            centre = None
+        else:
+            return
+        if centre is not None:
+            camera = self.viewer.scene.camera if hasattr(self.viewer, "scene") else self.viewer.camera  # napari 0.9
+            camera.center = tuple(centre * scale + translate)
         self.viewer.layers.selection.active = layer
 
     def columns(self) -> list[str]:
@@ -599,10 +687,14 @@ class MeasureCellWidget(Container):
             cols[1:1] = ["nucleus_area_um2", "cytoplasm_area_um2"]
         return [c for c in cols if not self.rows or c in self.rows[0]]
 
-    def _fill_table(self):
+    def _fill_table(self, rows: list | None = None):
+        if rows is not None:
+            self.rows = rows
         cols = self.columns()
-        self.table.value = {"data": [[format_value(row.get(c)) for c in cols] for row in self.rows],
-                            "index": list(range(1, len(self.rows) + 1)), "columns": cols}
+        self.table.value = {"data": [[table_text(row.get(c)) for c in cols] for row in self.rows],
+                            "index": list(range(1, len(self.rows) + 1)), "columns": [column_header(c) for c in cols]}
+        for i, col in enumerate(cols):  # the descriptor's CSV name, for the curious
+            self.table.native.horizontalHeaderItem(i).setToolTip(col)
         self.table.native.resizeColumnsToContents()
 
     def export_csv(self, path) -> Path:

@@ -48,10 +48,75 @@ def _notify_info(message: str) -> None:
     show_info(message)
 
 
+def _combo_boxes(widget):
+    """Every ComboBox inside a magicgui container, however deep."""
+    if isinstance(widget, ComboBox):
+        yield widget
+    if isinstance(widget, Container):
+        for child in widget:
+            yield from _combo_boxes(child)
+
+
+def _notify_warnings(warnings) -> None:
+    """Show what the library warned of (an image converted, an option ignored) as napari warnings."""
+    if not warnings:
+        return
+    from napari.utils.notifications import show_warning
+
+    for message in dict.fromkeys(warnings):
+        show_warning(f"CervSeg: {message}")
+
+
+def load_models_stage(model: str | None, method: str, options: dict | None = None):
+    """Work steps that load the classifier (and the self-trained segmenter) under a "loading model"
+    stage: the first run of a session spends seconds here (imports, weights), later runs find the
+    models warm in the loaders' caches."""
+    yield Progress("loading model", 0.0)
+    if model is not None:
+        from ..classify import load_model
+
+        load_model(model)
+    if method == "self-trained":
+        from ..segment.student import load_segmenter
+
+        options = options or {}
+        load_segmenter(getattr(options.get("settings"), "segmenter", None) or options.get("segmenter", "default"))
+
+
 def _follow_layers(widget: Container, viewer) -> None:
-    """Refresh the widget's layer choices when layers come and go (also when not docked)."""
-    viewer.layers.events.inserted.connect(widget.reset_choices)
-    viewer.layers.events.removed.connect(widget.reset_choices)
+    """Keep the widget's layer choices current (also when not docked): layers that come and go,
+    and renamed layers, which stay chosen under their new name."""
+    names: dict[int, str] = {}  # id(layer) -> its name when last seen
+
+    def remember():
+        names.clear()
+        names.update({id(layer): layer.name for layer in viewer.layers})
+
+    def renamed(event):
+        layer = event.source
+        old = names.get(id(layer))
+        chosen = [combo for combo in _combo_boxes(widget) if old is not None and combo.value == old]
+        widget.reset_choices()
+        for combo in chosen:
+            if layer.name in combo.choices:
+                combo.value = layer.name
+        remember()
+
+    def inserted(event):
+        event.value.events.name.connect(renamed)
+        remember()
+        widget.reset_choices()
+
+    def removed(event):
+        event.value.events.name.disconnect(renamed)
+        remember()
+        widget.reset_choices()
+
+    for layer in viewer.layers:
+        layer.events.name.connect(renamed)
+    remember()
+    viewer.layers.events.inserted.connect(inserted)
+    viewer.layers.events.removed.connect(removed)
 
 
 class RunPanel(Container):
@@ -75,11 +140,19 @@ class RunPanel(Container):
         self.margins = (0, 0, 0, 0)
 
     def busy(self, on: bool) -> None:
-        """Enable Cancel (and disable Run) while work runs; a new run starts the bar at 0."""
+        """Enable Cancel (and disable Run) while work runs; a new run starts the bar at 0 and
+        clears the previous run's result, so nothing stale is on show."""
         self.run_button.enabled = not on
         self.cancel_button.enabled = on
         if on:
             self.bar.value = 0
+            self.stage.value = "starting"
+            self.result.value = ""
+
+    def stopped(self, stage: str) -> None:
+        """A run that did not finish (refused, cancelled, failed): say so and clear its bar."""
+        self.bar.value = 0
+        self.stage.value = stage
 
     def tell(self, text: str) -> None:
         """Show the result text, each line wrapped at :data:`TEXT_WIDTH` characters."""
@@ -109,6 +182,11 @@ class WorkerWidget(Container):
     """
 
     def __init__(self, viewer, run_label: str, controls):
+        from .. import _gl_safety
+
+        # Qt is surely up now, though it may not have been when this module was imported (a script
+        # that imports the widgets before making its viewer): the work's imports must not load Triton
+        _gl_safety.keep_triton_out()
         self.viewer = viewer
         self.panel = RunPanel(run_label)
         self.result_label = self.panel.result
@@ -117,6 +195,7 @@ class WorkerWidget(Container):
         super().__init__(widgets=[self.controls, self.panel], labels=False)
         self.worker = None
         self.cancelled = False
+        self.input_warnings: list[str] = []
         self.panel.run_button.clicked.connect(lambda *_: self.run())
         self.panel.cancel_button.clicked.connect(lambda *_: self.cancel())
         _follow_layers(self, viewer)
@@ -189,23 +268,33 @@ class WorkerWidget(Container):
 
     def cancel(self) -> None:
         """Ask the running work to stop at the next cell, frame or stage."""
-        if self.worker is not None:
+        if self.worker is not None and self.panel.cancel_button.enabled:
             self.worker.quit()
             self.panel.stage.value = "cancelling..."
 
+    def refuse(self, message: str) -> None:
+        """An input the run cannot take: no stale result stays on show, and the user is told why."""
+        self.panel.tell("")
+        self.panel.stopped("not run: " + message.removeprefix("CervSeg: "))
+        _notify_error(message if message.startswith("CervSeg") else f"CervSeg: {message}")
+
     def _on_cancelled(self):
+        if self.cancelled:
+            return
         self.cancelled = True
-        self.panel.stage.value = "cancelled"
+        self.panel.stopped("cancelled")
         _notify_info("CervSeg: run cancelled")
 
     def _on_error(self, exc):
         if isinstance(exc, Cancelled):
             self._on_cancelled()
             return
-        self.panel.stage.value = "failed"
+        self.panel.stopped("failed")
         _notify_error(f"CervSeg: {exc}")
 
     def _image_layer(self, combo: ComboBox):
+        """The chosen image layer and its data as one RGB uint8 image; what the conversion did
+        (a uint16 image stretched...) is kept in ``self.input_warnings`` for the result text."""
         import napari
 
         name = combo.value
@@ -214,4 +303,5 @@ class WorkerWidget(Container):
         layer = self.viewer.layers[name]
         if not isinstance(layer, napari.layers.Image):
             raise LayerError(f"layer {name!r} is a {type(layer).__name__} layer; choose an image layer")
-        return layer, image_from_layer(name, layer.data, layer.rgb)
+        self.input_warnings = []
+        return layer, image_from_layer(name, layer.data, layer.rgb, self.input_warnings)

@@ -179,10 +179,11 @@ def self_trained(model, rgb: np.ndarray, settings: SelfTrainedSettings | None = 
             seg = load_segmenter(settings.segmenter)
         except SegmenterError as exc:
             raise SegmentationError(str(exc)) from exc
-        labels = seg.predict(rgb)
+        threshold = seg.cell_threshold if settings.cell_threshold is None else settings.cell_threshold
+        labels = seg.predict(rgb, tta=settings.tta, refine=settings.refine, cell_threshold=threshold)
     return _from_explanation(expl, labels=labels, rough=labels.copy(), method=SELF_TRAINED,
                              algorithm="self-trained", timings=stages.timings,
-                             settings={**settings.as_dict(), "segmenter": seg.source,
+                             settings={**settings.as_dict(), "segmenter": seg.source, "cell_threshold": threshold,
                                        "teacher": seg.card.get("teacher")})
 
 

@@ -13,14 +13,16 @@ import cv2
 import numpy as np
 
 from ..classify import load_model
+from ..classify.applicability import MIN_CONTRAST, assess
 from ..classify.predict import abnormal_threshold, classify, decide
-from ..explain import DEFAULT_METHOD, Explanation
+from ..explain import Explanation
 from ..io.images import MAX_PIXELS, check_size, to_rgb_uint8
 from ..stages import ProgressCallback, Stages
 from .algorithms import ALGORITHMS
 from .result import SegmentationResult
 from .settings import (
     BASELINE,
+    DEFAULT_SEGMENT_METHOD,
     SEGMENT_METHODS,
     SELF_TRAINED,
     SegmentationError,
@@ -30,8 +32,7 @@ from .settings import (
     settings_for,
 )
 
-#: below this grey-level standard deviation an image is treated as holding no cell
-MIN_CONTRAST = 2.0
+# MIN_CONTRAST (classify.applicability): below this grey-level std an image is treated as holding no cell
 #: an image of at least this many pixels is checked for several cells (smaller ones are single
 #: cells: the check costs time, and a 2-cell field is larger than this)
 FIELD_CHECK_PIXELS = 250_000
@@ -87,21 +88,34 @@ def _scale_back(result: SegmentationResult, shape) -> None:
 
 
 def _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warnings, t_start):
-    # nothing to segment: the classifier still answers, no cell is invented
+    # nothing to segment: no cell is invented, and no class is called (the raw answer is kept)
     cls = prob = None
     probs: dict = {}
     if model_obj is not None:
         cls, prob, probs = classify(model_obj, rgb, operating_point=operating_point)
     zeros = np.zeros(full_shape, np.uint8)
-    return SegmentationResult(
+    result = SegmentationResult(
         labels=zeros, rough=zeros.copy(), heatmap=np.zeros(full_shape, np.float32), method=method,
         algorithm="none", predicted_class=cls, probability=prob, probabilities=probs,
         model=getattr(model_obj, "source", None), timings={"total": time.perf_counter() - t_start},
         warnings=[*warnings, (f"no cell found: the image has no contrast (grey-level std < {MIN_CONTRAST});"
                               " labels are all background")])
+    _give_verdict(result, model_obj, rgb, np.zeros(rgb.shape[:2], np.uint8))
+    return result
 
 
-def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settings: Settings | None = None,
+def _give_verdict(result: SegmentationResult, model_obj, rgb: np.ndarray, labels: np.ndarray) -> None:
+    """Check that the input is a cell the classifier can judge; if not, withhold the class and say why."""
+    verdict = assess(model_obj, rgb, labels)
+    result.judgeable = verdict.judgeable
+    result.not_judgeable = list(verdict.reasons)
+    result.applicability = verdict.summary()
+    if not verdict.judgeable:
+        result.predicted_class = result.probability = None
+        result.warnings.append(verdict.warning())
+
+
+def segment_cell(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *, settings: Settings | None = None,
                  target=None, device=None, progress: ProgressCallback | None = None,
                  max_pixels: int | None = MAX_PIXELS, operating_point=None,
                  explanation: Explanation | None = None, warn_if_field: bool = True,
@@ -116,10 +130,12 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
         ``"default"`` (bundled), a ``.safetensors`` / ``.keras`` file, or a loaded classifier;
         None only for ``"colour-baseline"``.
     method : str
-        A CAM method (``"gradcam++"`` default, ``"gradcam++-paper"``, ``"gradcam"``, ...) ->
-        Algorithm 1; ``"lrp-ruleset1"`` / ``"lrp-ruleset2"`` -> Algorithm 2;
-        ``"colour-baseline"`` -> the non-XAI baseline; ``"self-trained"`` -> the second stage.
-        See :data:`~napari_cervseg.segment.settings.SEGMENT_METHODS`.
+        ``"self-trained"`` (default: the best method on the validation split, see
+        :data:`~napari_cervseg.segment.settings.DEFAULT_SEGMENT_METHOD`) -> the U-Net trained on
+        Algorithm 1's pseudo-masks, shown with its Grad-CAM++ heatmap; a CAM method
+        (``"gradcam++"``, ``"gradcam++-paper"``, ``"gradcam"``, ...) -> Algorithm 1;
+        ``"lrp-ruleset1"`` / ``"lrp-ruleset2"`` -> Algorithm 2; ``"colour-baseline"`` -> the
+        non-XAI baseline. See :data:`~napari_cervseg.segment.settings.SEGMENT_METHODS`.
     settings : CamSettings, LrpSettings, BaselineSettings or SelfTrainedSettings, optional
         The method's settings (its defaults when None); ``options`` apply on top.
     target : str or int, optional
@@ -150,7 +166,11 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
         ``labels`` (H, W) uint8 (0 background, 1 cytoplasm, 2 nucleus), ``heatmap`` (H, W)
         float32 in [0, 1], ``predicted_class``, ``probability``, ``method``, ``settings``,
         ``timings`` (seconds per stage) and ``warnings``. An image without contrast yields
-        all-background labels and a warning instead of an invented cell.
+        all-background labels and a warning instead of an invented cell. ``judgeable`` says
+        whether the input is a cell the classifier can judge; when it is not (too small, no
+        contrast, no cell found, unlike the training cells, far outside their colours: the
+        reasons in ``not_judgeable``) ``predicted_class`` and ``probability`` are None, a
+        warning says why, and the labels are kept.
 
     Raises
     ------
@@ -211,6 +231,7 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
                        + result.warnings)
     if not result.cell_found:
         result.warnings.append("no cell found: the refinement left no nucleus or cytoplasm")
+    _give_verdict(result, model_obj, rgb, result.labels)
     if rgb.shape[:2] != full_shape:
         _scale_back(result, full_shape)
     result.timings["total"] = time.perf_counter() - t_start
@@ -219,4 +240,4 @@ def segment_cell(image, model="default", method: str = DEFAULT_METHOD, *, settin
 
 
 __all__ = ["segment_cell", "has_no_cell", "SegmentationResult", "SegmentationError", "SEGMENT_METHODS",
-           "MIN_CONTRAST", "PROCESS_SIZE"]
+           "DEFAULT_SEGMENT_METHOD", "MIN_CONTRAST", "PROCESS_SIZE"]

@@ -28,10 +28,12 @@ class SegmentationResult:
         The method asked for; ``"cam"`` (Algorithm 1), ``"lrp"`` (Algorithm 2), ``"baseline"``,
         ``"self-trained"`` or ``"none"`` (no cell).
     predicted_class : str or None
-        The class called (at the operating point asked for).
+        The class called (at the operating point asked for); None when no verdict is given
+        (``judgeable`` False).
     probability : float or None
         The probability of ``predicted_class``.
     probabilities : dict of str to float
+        Every class's probability, as the network answered (kept when the verdict is withheld).
     explained_class : str or None
         The class the heatmap explains.
     relevance : ndarray or None
@@ -45,7 +47,15 @@ class SegmentationResult:
     settings : dict
         The method's settings (``dataclasses.asdict`` of its settings class) as run.
     warnings : list of str
-        What the user should know (input conversions, options ignored, no cell found).
+        What the user should know (input conversions, options ignored, no cell found, no verdict).
+    judgeable : bool
+        Whether the input is a cell the classifier can judge
+        (:func:`napari_cervseg.classify.applicability.assess`); when False the class is withheld.
+    not_judgeable : list of str
+        Why not: the failed checks (``too_small``, ``no_contrast``, ``no_cell_found``,
+        ``unlike_training_cells``, ``unusual_colours``); empty when judgeable.
+    applicability : dict
+        The checks that ran and were skipped, what they measured and their limits.
     """
 
     labels: np.ndarray  # uint8: 0 background, 1 cytoplasm, 2 nucleus
@@ -63,6 +73,9 @@ class SegmentationResult:
     timings: dict = field(default_factory=dict)  # seconds per stage
     settings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    judgeable: bool = True
+    not_judgeable: list = field(default_factory=list)
+    applicability: dict = field(default_factory=dict)
 
     @property
     def cell_found(self) -> bool:
@@ -93,6 +106,9 @@ class SegmentationResult:
             "timings": {k: round(v, 5) for k, v in self.timings.items()},
             "settings": self.settings,
             "warnings": list(self.warnings),
+            "judgeable": self.judgeable,
+            "not_judgeable": list(self.not_judgeable),
+            "applicability": self.applicability,
         }
 
     def overlay(self, image, alpha: float = 0.45) -> np.ndarray:

@@ -17,12 +17,19 @@ from ..explain import CAM_METHODS, DEFAULT_METHOD, LRP_METHODS, METHODS
 from .grouping import GROUPINGS
 from .inpaint import INPAINTERS
 from .refine import DEFAULT_WORK_SIZE
+from .student import STUDENT_REFINE, STUDENT_TTA
 
 #: the non-XAI baseline: colour k-means rough map + the same GrabCut refinement
 BASELINE = "colour-baseline"
 #: the weakly supervised second stage: a U-Net trained on Algorithm 1's pseudo-masks
 SELF_TRAINED = "self-trained"
 SEGMENT_METHODS = CAM_METHODS + LRP_METHODS + (BASELINE, SELF_TRAINED)
+#: the segmentation method a user gets by default (``segment_cell``, ``segment_field``, ``cervseg
+#: segment``, the widgets), chosen on the validation split by the rule: the highest mean of nucleus
+#: and cytoplasm Dice among the methods that take at most 0.25 s per cell on a CPU
+#: (benchmarks/val_default.py -> benchmarks/results/default_method_val.md). Not the explanation
+#: default (``explain.DEFAULT_METHOD``), which the self-trained method still shows beside its labels.
+DEFAULT_SEGMENT_METHOD = SELF_TRAINED
 #: where the nucleus GrabCut is seeded: darkest colour blob the heatmap touches, the heatmap's
 #: darker half, or the heatmap's top group as is (the paper)
 NUCLEUS_SEEDS = ("colour", "dark", "rough")
@@ -183,14 +190,40 @@ class SelfTrainedSettings:
         ``"default"`` (bundled) or the path of a segmenter trained by ``cervseg self-train``.
     explain_method : str
         The explanation shown beside its labels (the class and heatmap come from the classifier).
+    tta : {"none", "flips", "dihedral"}
+        Test-time augmentation: the student's logits averaged over one pass, the three flips, or
+        the 8 flips / rotations (see :data:`~.student.STUDENT_TTA`).
+    refine : {"none", "grabcut-cell", "grabcut"}
+        How its probabilities become labels: argmax, or GrabCut seeded by them (the cell only, or
+        cell and nucleus; see :func:`~.student.labels_from_probabilities`).
+    cell_threshold : float or None
+        p(cytoplasm) + p(nucleus) from which a pixel is (probably) cell. None: the segmenter
+        card's ``cell_threshold``, or, where the card has none, the argmax of the three classes. The bundled segmenter's card says 0.2, chosen on the validation split among
+        0.1-0.6 (that student, like its teacher, draws the cell too small:
+        benchmarks/results/student_variants_val.md); a threshold is a property of one network's
+        calibration, so another segmenter keeps its own.
     """
 
     segmenter: str = "default"
     explain_method: str = DEFAULT_METHOD
+    tta: str = "flips"
+    refine: str = "none"
+    cell_threshold: float | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "segmenter", str(self.segmenter))
         _check_choice("explain_method", self.explain_method, METHODS)
+        _check_choice("tta", self.tta, STUDENT_TTA)
+        _check_choice("refine", self.refine, STUDENT_REFINE)
+        if isinstance(self.cell_threshold, str):  # a text control or CLI value; "" is unset
+            text = self.cell_threshold.strip()
+            try:
+                object.__setattr__(self, "cell_threshold", float(text) if text else None)
+            except ValueError:
+                raise SegmentationError(f"cell_threshold must be a number from 0.01 to 0.99 or unset;"
+                                        f" got {text!r}") from None
+        if self.cell_threshold is not None:
+            _check_number("cell_threshold", self.cell_threshold, 0.01, 0.99)
 
     def as_dict(self) -> dict:
         """The settings as a JSON-friendly dict (what results and cards store)."""

@@ -76,26 +76,133 @@ class CellSegmenter:
         self.card = card
         self.source = source
         self.input_size = int(card.get("input_size", 128))
+        #: p(cell) from which a pixel is cell unless a run says otherwise (chosen on a validation
+        #: split for the bundled segmenter); None where the card says nothing: the argmax
+        threshold = card.get("cell_threshold")
+        self.cell_threshold = None if threshold is None else float(threshold)
         self.lock = __import__("threading").RLock()
 
     @torch.no_grad()
-    def probabilities(self, image) -> np.ndarray:
-        """Class probabilities (H, W, 3) at the image's size; flips averaged (test-time augmentation)."""
+    def probabilities(self, image, tta: str = "flips") -> np.ndarray:
+        """Class probabilities (H, W, 3) at the image's size.
+
+        ``tta``: the test-time augmentation whose logits are averaged: ``"none"`` (one pass),
+        ``"flips"`` (identity, left-right, up-down) or ``"dihedral"`` (all 8 flips / rotations).
+        """
+        if tta not in STUDENT_TTA:
+            raise SegmenterError(f"unknown tta {tta!r}; choose one of {', '.join(STUDENT_TTA)}")
         rgb, _ = to_rgb_uint8(image)
         x = _to_input(rgb, self.input_size)[None]
         device = next(self.net.parameters()).device
         x = x.to(device)
+        views = _TTA_VIEWS[tta]
         with self.lock:
-            logits = self.net(x) + self.net(x.flip(-1)).flip(-1) + self.net(x.flip(-2)).flip(-2)
-        probs = torch.softmax(logits / 3, 1)[0].permute(1, 2, 0).cpu().numpy()
+            logits = sum(undo(self.net(do(x))) for do, undo in views)
+        probs = torch.softmax(logits / len(views), 1)[0].permute(1, 2, 0).cpu().numpy()
         return cv2.resize(probs, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
 
-    def predict(self, image) -> np.ndarray:
-        """Labels (uint8, 0 background, 1 cytoplasm, 2 nucleus), cleaned like the pipeline's."""
-        from .refine import combine
+    def predict(self, image, tta: str = "flips", refine: str = "none",
+                cell_threshold: float | None = None) -> np.ndarray:
+        """Labels (uint8, 0 background, 1 cytoplasm, 2 nucleus), cleaned like the pipeline's.
 
-        labels = self.probabilities(image).argmax(-1).astype(np.uint8)
-        return combine(labels == 2, labels >= 1)
+        ``tta`` as for :meth:`probabilities`; ``refine`` and ``cell_threshold`` as for
+        :func:`labels_from_probabilities`.
+        """
+        rgb, _ = to_rgb_uint8(image)
+        return labels_from_probabilities(rgb, self.probabilities(rgb, tta), refine, cell_threshold)
+
+
+def _flip(dims):
+    return lambda t: t.flip(dims)
+
+
+def _rot(k):
+    return lambda t: torch.rot90(t, k, (-2, -1))
+
+
+def _rot_flip(k):
+    # (flip after rotating) is undone by flipping, then rotating back
+    return (lambda t: torch.rot90(t, k, (-2, -1)).flip(-1)), (lambda t: torch.rot90(t.flip(-1), -k, (-2, -1)))
+
+
+def _identity(t):
+    return t
+
+
+_FLIPS = [(_identity, _identity), (_flip(-1), _flip(-1)), (_flip(-2), _flip(-2))]
+#: the views each test-time augmentation averages, as (transform, inverse) pairs
+_TTA_VIEWS = {
+    "none": [(_identity, _identity)],
+    "flips": _FLIPS,
+    "dihedral": [(_identity, _identity), (_rot(1), _rot(-1)), (_rot(2), _rot(-2)), (_rot(3), _rot(-3)),
+                 *(_rot_flip(k) for k in range(4))],
+}
+#: the student's test-time augmentations: one pass, three flips, or the 8 flips / rotations
+STUDENT_TTA = tuple(_TTA_VIEWS)
+#: how the student's probabilities become labels: argmax, or a GrabCut of the cell (and nucleus)
+#: seeded by the probabilities (sure where the student is confident, probable where it leans)
+STUDENT_REFINE = ("none", "grabcut-cell", "grabcut")
+#: a probability above 1 - SURE (below SURE) seeds GrabCut's sure foreground (sure background)
+SURE = 0.1
+
+
+def _probability_cut(rgb: np.ndarray, p: np.ndarray, probable: np.ndarray, allowed: np.ndarray | None = None,
+                     threshold: float = 0.5) -> np.ndarray:
+    from .refine import grabcut, seed_map
+
+    sure_bg = p < min(SURE, threshold / 2)
+    if allowed is not None:
+        sure_bg |= ~allowed
+    seeds = seed_map(p.shape, probable, sure_fg=p > 1 - SURE, sure_bg=sure_bg)
+    return grabcut(rgb, seeds, iterations=5)
+
+
+def labels_from_probabilities(rgb: np.ndarray, probs: np.ndarray, refine: str = "none",
+                              cell_threshold: float | None = None) -> np.ndarray:
+    """Labels from the student's probabilities (H, W, 3: background, cytoplasm, nucleus).
+
+    Parameters
+    ----------
+    rgb : ndarray
+        The (H, W, 3) uint8 cell image the probabilities belong to.
+    probs : ndarray
+        (H, W, 3) class probabilities.
+    refine : {"none", "grabcut-cell", "grabcut"}
+        ``"none"``: the cell is where p(cell) = p(cytoplasm) + p(nucleus) >= ``cell_threshold``
+        (None: where background is not the most probable class) and the nucleus where nucleus is
+        the most probable class; ``"grabcut-cell"``: the cell is cut by GrabCut seeded from
+        p(cell) (sure above 0.9, probable where the plain rule says cell, sure background below
+        min(0.1, cell_threshold / 2)); ``"grabcut"``: the nucleus is also cut that way from
+        p(nucleus) (probable where it is the most probable class), inside the cell.
+    cell_threshold : float or None
+        p(cell) from which a pixel is (probably) cell; None: the argmax of the three classes.
+
+    Returns
+    -------
+    ndarray
+        (H, W) uint8: 0 background, 1 cytoplasm, 2 nucleus, cleaned by :func:`.refine.combine`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> probs = np.zeros((8, 8, 3), np.float32); probs[..., 0] = 1; probs[2:6, 2:6] = (0, 0.2, 0.8)
+    >>> labels_from_probabilities(np.zeros((8, 8, 3), np.uint8), probs)[4]
+    array([0, 0, 2, 2, 2, 2, 0, 0], dtype=uint8)
+    """
+    from .refine import combine
+
+    if refine not in STUDENT_REFINE:
+        raise SegmenterError(f"unknown refine {refine!r}; choose one of {', '.join(STUDENT_REFINE)}")
+    p_cell = probs[..., 1] + probs[..., 2]
+    winner = probs.argmax(-1)
+    nucleus = winner == 2
+    cell = winner >= 1 if cell_threshold is None else p_cell >= cell_threshold
+    if refine != "none":
+        cell = _probability_cut(rgb, p_cell, cell, threshold=0.5 if cell_threshold is None else cell_threshold)
+        cell |= nucleus
+    if refine == "grabcut":
+        nucleus = _probability_cut(rgb, probs[..., 2], nucleus, allowed=cell)
+    return combine(nucleus, cell)
 
 
 def save_segmenter(seg: CellSegmenter, path) -> Path:

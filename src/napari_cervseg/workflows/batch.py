@@ -38,6 +38,7 @@ from ..io.images import (
     parse_roi,
     write_text_atomic,
 )
+from ..segment.settings import DEFAULT_SEGMENT_METHOD
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg") + TIFF_SUFFIXES
 #: what one input writes; the labels come last so that their presence means "complete"
@@ -82,7 +83,7 @@ class BatchConfig:
     """How every input is segmented and measured (the CLI's options)."""
 
     model: str | None = "default"
-    method: str = "gradcam++"
+    method: str = DEFAULT_SEGMENT_METHOD
     grouping: str | None = None
     target: str | None = None
     device: str | None = None
@@ -233,7 +234,8 @@ def segment_item(image, config: BatchConfig, name: str = "image", progress=None)
     row = {"image": name, "status": "segmented", "method": result.method,
            "predicted_class": result.predicted_class,
            "probability": result.probability if result.probability is not None else float("nan"),
-           "cell_found": result.cell_found,
+           "cell_found": result.cell_found, "judgeable": result.judgeable,
+           "not_judgeable_reason": ", ".join(result.not_judgeable),
            **measure(result.labels, rgb, pixel_size=config.pixel_size),
            "seconds": result.timings.get("total", float("nan")),
            "warnings": " | ".join(result.warnings)}
@@ -361,11 +363,13 @@ def _field_rows(stem: str, item: BatchInput, table: list[dict], status: str) -> 
     """descriptors.csv rows of a field: one per cell, with the image's name first."""
     rows = []
     for row in table:
-        cell = {k: v for k, v in row.items() if k not in ("bbox", "centroid", "warnings")}
+        cell = {k: v for k, v in row.items() if k not in ("bbox", "centroid", "warnings", "judgeable", "not_judgeable")}
         r0, c0, r1, c1 = row["bbox"]
         rows.append({"image": stem, "source": item.label, "status": status, "cell_id": row["cell_id"],
                      "predicted_class": row.get("predicted_class"), "p_abnormal": row.get("p_abnormal"),
                      **{k: v for k, v in cell.items() if k not in ("cell_id", "predicted_class", "p_abnormal")},
+                     **({"judgeable": row["judgeable"], "not_judgeable_reason": row.get("not_judgeable", "")}
+                        if "judgeable" in row else {}),
                      "bbox": f"{r0},{c0},{r1},{c1}", "warnings": " | ".join(row.get("warnings", []))})
     return rows
 
@@ -392,6 +396,7 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
     classes = {r["cell_id"]: [r.get("predicted_class"), r.get("p_abnormal")] for r in result.table}
     row = {"image": stem, "source": item.label, "status": "segmented", "field": True, "method": result.method,
            "n_cells": result.n_cells, "abnormal_cells": len(result.abnormal_ids),
+           "cells_without_verdict": sum(r.get("judgeable") is False for r in result.table),
            "cell_classes": json.dumps(classes), "seconds": result.timings.get("total", float("nan")),
            "warnings": " | ".join(result.warnings)}
     return {"status": "segmented", "row": row, "cell_rows": _field_rows(stem, item, result.table, "segmented")}
@@ -472,7 +477,7 @@ def versions() -> dict:
 
 
 #: the fields of a row that come from segmenting (not from measuring labels)
-CLASS_KEYS = ("method", "predicted_class", "probability", "cell_found")
+CLASS_KEYS = ("method", "predicted_class", "probability", "cell_found", "judgeable", "not_judgeable_reason")
 
 
 def _missing(value) -> bool:
@@ -842,11 +847,14 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
     elapsed = time.perf_counter() - t0
     seg_seconds = [r["seconds"] for r in records.values() if r["status"] == "segmented"]
     n_done = sum(r["status"] == "segmented" for r in records.values())
+    # inputs (or cells of a field) that are not a cell the classifier can judge: no class was called
+    no_verdict = sum(row.get("judgeable") is False for row in rows)
     summary = {
         "inputs": n_inputs,
         "done": n_done,
         "skipped": sum(r["status"] == "kept" for r in records.values()),
         "failed": failures,
+        "no_verdict": no_verdict,
         "skipped_inputs": list(skipped_inputs or []),
         "removed_temporary_files": cleaned,
         "cancelled": cancelled,

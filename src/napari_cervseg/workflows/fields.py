@@ -24,13 +24,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..classify import load_model
-from ..explain import DEFAULT_METHOD
 from ..io.images import to_rgb_uint8
 from ..measure.descriptors import measure
 from ..segment.cells import MIN_CELL_AREA, find_nuclei, foreground_mask, lab_image, partition_cells
 from ..segment.pipeline import segment_cell
 from ..segment.result import SegmentationResult, overlay
-from ..segment.settings import settings_for
+from ..segment.settings import DEFAULT_SEGMENT_METHOD, settings_for
 from ..stages import ProgressCallback, Stages
 
 #: images with a side above this are searched for cells tile by tile
@@ -61,8 +60,9 @@ class FieldResult:
         Each cell's explanation in its place (0 outside cells).
     table : list of dict
         One row per cell: ``cell_id``, ``bbox`` (row0, col0, row1, col1), ``centroid``,
-        ``predicted_class``, ``probability``, ``p_abnormal``, ``explained_class``, ``warnings``
-        and the :func:`~napari_cervseg.measure` descriptors of that cell alone.
+        ``predicted_class``, ``probability``, ``p_abnormal``, ``explained_class``, ``judgeable``,
+        ``not_judgeable`` (the failed checks; a crop that is not a cell the classifier can judge
+        gets no class and is not counted among the abnormal cells), ``warnings`` and the :func:`~napari_cervseg.measure` descriptors of that cell alone.
     method : str
     model : str or None
     settings : dict
@@ -76,7 +76,7 @@ class FieldResult:
     labels: np.ndarray
     heatmap: np.ndarray
     table: list = field(default_factory=list)
-    method: str = DEFAULT_METHOD
+    method: str = DEFAULT_SEGMENT_METHOD
     model: str | None = None
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
@@ -265,7 +265,7 @@ def cell_rows(cells: np.ndarray, nuclei: np.ndarray, image=None, pixel_size: flo
     return rows
 
 
-def segment_field(image, model="default", method: str = DEFAULT_METHOD, *, settings=None, target=None,
+def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *, settings=None, target=None,
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
                   pixel_size: float | None = None, should_stop=None, **options) -> FieldResult:
     """Find, segment, classify and measure every cell of a field of view.
@@ -347,6 +347,7 @@ def segment_field(image, model="default", method: str = DEFAULT_METHOD, *, setti
             "predicted_class": result.predicted_class, "probability": result.probability,
             "p_abnormal": None if p_abnormal is None else float(p_abnormal),
             "explained_class": result.explained_class,
+            "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable),
             "warnings": [w for w in result.warnings if not w.startswith("option ")],
         })
     labels = np.zeros((h, w), np.uint8)
@@ -431,7 +432,8 @@ def field_from_boxes(image, boxes, results, pixel_size: float | None = None) -> 
             heatmap[r0:r1, c0:c1][take] = result.heatmap[take]
         p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
         classes[i] = {"predicted_class": result.predicted_class, "probability": result.probability,
-                      "p_abnormal": None if p_abnormal is None else float(p_abnormal)}
+                      "p_abnormal": None if p_abnormal is None else float(p_abnormal),
+                      "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable)}
     nuclei[cells == 0] = 0
     table = cell_rows(cells, nuclei, rgb, pixel_size, classes)
     labels = np.zeros((h, w), np.uint8)
@@ -439,5 +441,5 @@ def field_from_boxes(image, boxes, results, pixel_size: float | None = None) -> 
     labels[nuclei > 0] = 2
     done = [r for r in results if r is not None]
     return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, table=table,
-                       method=done[0].method if done else DEFAULT_METHOD,
+                       method=done[0].method if done else DEFAULT_SEGMENT_METHOD,
                        model=done[0].model if done else None, settings=done[0].settings if done else {})

@@ -131,7 +131,7 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
 
     x, y = tensors(images, labels)
     xv, yv = tensors(val_images, val_labels) if val_images else (None, None)
-    counts = torch.bincount(y.flatten(), minlength=3).float()
+    counts = torch.bincount(y[y >= 0].flatten(), minlength=3).float()  # pseudo-labels may hold IGNORE
     if config.ignore_band > 0:
         y = ignore_boundaries(y, config.ignore_band)
     class_weights = (counts.sum() / (3 * counts.clamp_min(1))).sqrt()  # soften the background's majority
@@ -180,7 +180,7 @@ def train_segmenter(images: list[np.ndarray], labels: list[np.ndarray], config: 
         if xv is not None:
             net.eval()
             with torch.no_grad():
-                entry["val_loss"] = float(F.cross_entropy(net(xv), yv, weight=class_weights))
+                entry["val_loss"] = float(F.cross_entropy(net(xv), yv, weight=class_weights, ignore_index=IGNORE))
             if entry["val_loss"] < best:
                 best, best_state = entry["val_loss"], {k: v.clone() for k, v in net.state_dict().items()}
         history.append(entry)

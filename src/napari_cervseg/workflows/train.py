@@ -321,7 +321,16 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     }
     model = CellClassifier(net=net.cpu(), card=card, preprocess=pconf, cam_layer=info["cam_layer"],
                            lrp_applicable=info["lrp"])
-    save_model(model, out_path, card)
+    weights = save_model(model, out_path, card)
+    if len(parts["val"][0]):
+        # the statistics that tell a cell the model can judge from anything else (one forward pass
+        # over the training and validation cells; thresholds on the validation cells)
+        from ..classify.applicability import CARD_KEY, fit_statistics, store_statistics
+
+        block, tensors = fit_statistics(model, list(parts["train"][0]), parts["train"][1], list(parts["val"][0]))
+        store_statistics(weights, block, tensors, {"command": "cervseg train (at the end of training)"})
+        model.card[CARD_KEY] = {**block, "sidecar": weights.stem + ".applicability.safetensors"}
+        model.source = str(weights)
     checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
     return model
 

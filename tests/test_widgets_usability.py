@@ -1,0 +1,252 @@
+"""What a new user hit in the viewer (issue 16): each test fails without its fix."""
+
+import re
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari_cervseg.plugin.samples import load_sample  # noqa: E402
+
+pytestmark = pytest.mark.viewer
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _wait(qtbot, widget, timeout=60000):
+    qtbot.waitUntil(lambda: widget.worker is not None and not widget.panel.cancel_button.enabled,
+                    timeout=timeout)
+
+
+@pytest.fixture()
+def viewer_with_cell(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(load_sample("abnormal"), name="cell", rgb=True)
+    return viewer
+
+
+def test_conversion_warnings_reach_the_result_text_and_a_notification(make_napari_viewer, qtbot, monkeypatch):
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
+    viewer = make_napari_viewer()
+    grey = load_sample("abnormal").mean(axis=2)
+    viewer.add_image((10600 + grey / 255 * 30600).astype(np.uint16), name="grey16")
+    w = SegmentCellWidget(viewer)
+    w.image_combo.value = "grey16"
+    w.run()
+    _wait(qtbot, w)
+    assert "uint16" in w.result_label.value and "stretched" in w.result_label.value
+    assert any("uint16" in m for m in shown)
+
+
+def test_a_renamed_layer_stays_chosen_under_its_new_name(viewer_with_cell, qtbot):
+    from napari_cervseg.plugin.widgets import MeasureCellWidget, SegmentCellWidget
+
+    w = SegmentCellWidget(viewer_with_cell)
+    assert w.image_combo.value == "cell"
+    viewer_with_cell.layers["cell"].name = "patient 7"
+    assert "patient 7" in w.image_combo.choices and "cell" not in w.image_combo.choices
+    assert w.image_combo.value == "patient 7"
+    w.run()
+    _wait(qtbot, w)
+    assert "patient 7 regions" in viewer_with_cell.layers
+    m = MeasureCellWidget(viewer_with_cell)
+    m.labels_combo.value = "patient 7 regions"
+    viewer_with_cell.layers["patient 7 regions"].name = "checked"
+    assert m.labels_combo.value == "checked" and m.rows
+
+
+def test_the_plugins_heatmaps_are_marked_and_never_taken_for_images(viewer_with_cell, qtbot):
+    from napari_cervseg.plugin.layers import KIND_KEY
+    from napari_cervseg.plugin.widgets import BatchSegmentWidget, SegmentCellWidget
+
+    w = SegmentCellWidget(viewer_with_cell)
+    w.run()
+    _wait(qtbot, w)
+    heatmaps = [ly for ly in viewer_with_cell.layers if ly.metadata.get(KIND_KEY) == "heatmap"]
+    assert len(heatmaps) == 1 and heatmaps[0].name.startswith("cell heatmap")
+    assert w.image_combo.choices == ("cell",)
+    batch = BatchSegmentWidget(viewer_with_cell)
+    assert [layer.name for layer, _ in batch.targets()] == ["cell"]
+    assert heatmaps[0].name not in batch.scope_combo.choices
+
+
+def test_heatmap_names_say_which_class_and_which_explanation(viewer_with_cell, qtbot):
+    from napari_cervseg.plugin.widgets import ClassifyExplainWidget, SegmentCellWidget
+
+    w = ClassifyExplainWidget(viewer_with_cell)
+    for target in ("normal", "abnormal"):
+        w.target_combo.value = target
+        w.run()
+        _wait(qtbot, w)
+    names = {ly.name for ly in viewer_with_cell.layers}
+    assert {"cell heatmap [gradcam++, normal]", "cell heatmap [gradcam++, abnormal]"} <= names
+    s = SegmentCellWidget(viewer_with_cell)
+    s.method_combo.value = "self-trained"
+    s.run()
+    _wait(qtbot, s)
+    assert not any("[self-trained" in ly.name for ly in viewer_with_cell.layers)  # its heatmap is Grad-CAM++'s
+
+
+def test_a_refused_input_clears_the_previous_result(viewer_with_cell, qtbot, monkeypatch):
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    monkeypatch.setattr("napari_cervseg.plugin.work._notify_error", lambda message: None)
+    w = SegmentCellWidget(viewer_with_cell)
+    w.run()
+    _wait(qtbot, w)
+    assert "labels in 'cell regions'" in w.result_label.value
+    viewer_with_cell.add_image(np.zeros((5, 40, 40), np.uint8), name="stack")
+    w.image_combo.value = "stack"
+    w.run()
+    assert w.result_label.value == "" and w.panel.stage.value.startswith("not run: ")
+    assert "(5, 40, 40)" in w.panel.stage.value
+
+
+def _hold_second_cell(monkeypatch):
+    """Explanations run at once except the second, which waits until released."""
+    from napari_cervseg.segment import algorithms
+
+    second_started, release, calls = threading.Event(), threading.Event(), []
+    real_explain = algorithms.explain
+
+    def explain_then_hold(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            second_started.set()
+            release.wait(30)
+        return real_explain(*args, **kwargs)
+
+    monkeypatch.setattr(algorithms, "explain", explain_then_hold)
+    return second_started, release
+
+
+def test_cancelling_rectangles_keeps_the_cells_already_done(make_napari_viewer, qtbot, monkeypatch):
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    viewer = make_napari_viewer()
+    a = load_sample("abnormal")
+    canvas = np.full((a.shape[0], 2 * a.shape[1] + 10, 3), 230, np.uint8)
+    canvas[:, : a.shape[1]] = a
+    canvas[:, a.shape[1] + 10:] = a[:, ::-1]
+    viewer.add_image(canvas, name="field", rgb=True)
+    viewer.add_shapes([np.array([[0, 0], [a.shape[0], a.shape[1]]]),
+                       np.array([[0, a.shape[1] + 10], [a.shape[0], canvas.shape[1]]])],
+                      shape_type="rectangle", name="cells")
+    second_started, release = _hold_second_cell(monkeypatch)
+    w = SegmentCellWidget(viewer)
+    w.image_combo.value, w.rect_combo.value = "field", "cells"
+    w.run()
+    qtbot.waitUntil(second_started.is_set, timeout=60000)
+    w.panel.cancel_button.native.click()
+    release.set()
+    _wait(qtbot, w)
+    labels = viewer.layers["field regions"].data
+    assert (labels[:, : a.shape[1]] == 2).any() and not labels[:, a.shape[1]:].any()
+    assert "cancelled: 1 of 2 cell(s) done" in w.result_label.value
+    assert w.panel.stage.value == "cancelled" and w.panel.bar.value == 0
+    assert sorted(np.unique(viewer.layers["field cells"].data)) == [0, 1]
+
+
+def test_batch_cancel_leaves_no_stale_stage(make_napari_viewer, qtbot, monkeypatch):
+    import cv2
+
+    from napari_cervseg.plugin.widgets import BatchSegmentWidget
+
+    viewer = make_napari_viewer()
+    small = cv2.resize(load_sample("abnormal"), (96, 96), interpolation=cv2.INTER_AREA)
+    viewer.add_image(np.stack([small, small[::-1], small[:, ::-1]]), name="stack", rgb=True)
+    second_started, release = _hold_second_cell(monkeypatch)
+    w = BatchSegmentWidget(viewer)
+    w.run()
+    qtbot.waitUntil(second_started.is_set, timeout=60000)
+    w.panel.cancel_button.native.click()
+    assert w.panel.stage.value == "cancelling..."
+    release.set()
+    _wait(qtbot, w)
+    assert w.panel.stage.value == "cancelled" and w.panel.bar.value == 0
+
+
+def test_measure_follows_console_edits_has_recompute_units_and_goes_to_a_row(make_napari_viewer):
+    from napari_cervseg.plugin.widgets import TABLE_MIN_HEIGHT, MeasureCellWidget
+
+    viewer = make_napari_viewer()
+    labels = np.zeros((200, 300), np.uint8)
+    labels[20:80, 20:90] = 1
+    labels[40:60, 40:60] = 2
+    layer = viewer.add_labels(labels, name="regions",
+                              metadata={"cervseg_boxes": [(0, 0, 100, 100), (100, 150, 200, 300)]})
+    m = MeasureCellWidget(viewer)
+    m.labels_combo.value = "regions"
+    col = m.columns().index("nucleus_area")
+    assert m.table.data[0, col] == "400"
+    layer.data[40:60, 60:70] = 2  # from the console: no paint event, only the refresh
+    layer.refresh()
+    assert m.table.data[0, col] == "600"
+    layer.data[45:50, 45:50] = 1
+    m.recompute_button.native.click()
+    assert m.table.data[0, col] == "575"
+    headers = [m.table.native.horizontalHeaderItem(i).text() for i in range(m.table.native.columnCount())]
+    assert "nucleus area\n(px²)" in headers and "N/C ratio" in headers
+    assert m.table.native.minimumHeight() >= TABLE_MIN_HEIGHT
+    m.go_to_row(1)
+    assert np.allclose(viewer.scene.camera.center[-2:], (150, 225))
+
+
+def test_hovering_the_regions_shows_region_names(viewer_with_cell, qtbot):
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    w = SegmentCellWidget(viewer_with_cell)
+    w.run()
+    _wait(qtbot, w)
+    layer = viewer_with_cell.layers["cell regions"]
+    r, c = np.argwhere(layer.data == 2)[0]
+    assert "nucleus" in str(layer.get_status((r, c), world=True))
+
+
+def test_the_readme_console_snippet_runs_on_the_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-cervseg", "abnormal_cell")
+    text = README.read_text()
+    start = text.index("In napari's console")
+    code = re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+    namespace = {"viewer": viewer}
+    exec(compile(code, "README console snippet", "exec"), namespace)  # noqa: S102
+    result, image_layer = namespace["result"], namespace["image_layer"]
+    regions = viewer.layers[f"{image_layer.name} regions"]
+    assert result.predicted_class in ("normal", "abnormal") and (regions.data == 2).any()
+    from napari_cervseg.segment.result import LABEL_COLOURS
+
+    assert np.allclose(regions.colormap.map(2)[..., :3], np.asarray(LABEL_COLOURS[2]) / 255, atol=0.01)
+
+
+def test_the_first_stage_is_loading_the_model(viewer_with_cell, qtbot):
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    w = SegmentCellWidget(viewer_with_cell)
+    stages, report = [], w.panel.report
+    w.panel.report = lambda progress: (stages.append(progress.stage), report(progress))
+    w.run()
+    _wait(qtbot, w)
+    assert stages[0] == "loading model" and stages[-1] == "done"
+
+
+def test_menu_refuses_a_heatmap_and_names_it(viewer_with_cell, qtbot, monkeypatch):
+    from napari.utils._proxies import PublicOnlyProxy
+
+    from napari_cervseg.plugin.menus import segment_active_layer
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    w = SegmentCellWidget(viewer_with_cell)
+    w.run()
+    _wait(qtbot, w)
+    messages = []
+    monkeypatch.setattr("napari_cervseg.plugin.menus._notify_error", messages.append)
+    heatmap = next(ly for ly in viewer_with_cell.layers if ly.name.startswith("cell heatmap"))
+    viewer_with_cell.layers.selection.active = heatmap
+    segment_active_layer(PublicOnlyProxy(viewer_with_cell))
+    assert messages and "heatmap" in messages[-1]
