@@ -31,6 +31,8 @@ import cv2
 import numpy as np
 import tifffile
 
+from napari_cervseg.segment.settings import DEFAULT_SEGMENT_METHOD
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
@@ -150,7 +152,7 @@ print(res.n_cells, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=["fields-herlev-dev", "fields-isbi-dev"])
-    parser.add_argument("--method", default="gradcam++")
+    parser.add_argument("--method", default=DEFAULT_SEGMENT_METHOD)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--operating-point", default=None, help="e.g. screening (the model card's threshold)")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
