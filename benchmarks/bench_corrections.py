@@ -90,7 +90,8 @@ def main():
     base = load_segmenter("default")
     base_file = bundled_segmenters()["default"]
     print(f"{len(crops)} cells in {len({c.field for c in crops})} fields (development fields left out)", flush=True)
-    base_preds = {c.name: base.predict(c.image) for c in crops}
+    # as segment_cell runs them: each segmenter with its own card's cell threshold
+    base_preds = {c.name: base.predict(c.image, cell_threshold=base.cell_threshold) for c in crops}
     t0 = time.perf_counter()
     gc_preds = {}
     for c in crops:
@@ -110,7 +111,7 @@ def main():
                                                                                           "seed": seed}))
                 seconds = time.perf_counter() - t0
                 tuned = load_segmenter(path)
-                after = {c.name: tuned.predict(c.image) for c in scored}
+                after = {c.name: tuned.predict(c.image, cell_threshold=tuned.cell_threshold) for c in scored}
             run = {"n_corrected": n, "seed": seed, "corrected_cells": [c.name for c in corrected],
                    "corrected_fields": sorted({c.field for c in corrected}),
                    "scored_fields": sorted({c.field for c in scored}), "fine_tune_seconds": seconds,
@@ -156,7 +157,9 @@ def main():
              + ", ".join(map(str, args.seeds)) + "). Before: the bundled self-trained segmenter"
              f" ({base_file.name}, sha256 {report['base_segmenter']['sha256'][:12]}); after: it fine-tuned by"
              f" `learn_from_corrections` with its default recipe ({asdict(config)}). Student labels are"
-             " `CellSegmenter.predict` (flip test-time augmentation). N/C = nucleus area / whole-cell area.", "",
+             " `CellSegmenter.predict` (flip test-time augmentation) with each segmenter's own card threshold, as"
+             f" `segment_cell` runs it (bundled: p(cell) >= {base.cell_threshold}; fine-tuned: none, the argmax)."
+             " N/C = nucleus area / whole-cell area.", "",
              ("| corrected cells | scored cells | segmenter | nucleus Dice | cytoplasm Dice | N/C r |"
              " N/C median rel. error | fine-tuning s |"),
              "|---|---|---|---|---|---|---|---|"]
