@@ -12,7 +12,7 @@ from napari_cervseg import explain, measure, segment_cell
 from napari_cervseg.plugin.samples import load_sample
 
 image = load_sample("abnormal")
-result = segment_cell(image)  # bundled default model, Grad-CAM++, Algorithm 1
+result = segment_cell(image)  # bundled model, the self-trained default (its Grad-CAM++ heatmap in result.heatmap)
 print(f"class {result.predicted_class} (p = {result.probability:.2f}), method {result.method}")
 print("stage times (ms):", {k: round(v * 1000, 1) for k, v in result.timings.items()})
 
