@@ -423,24 +423,12 @@ def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_an
 
 
 def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stack, qtbot, monkeypatch):
-    import threading
+    from test_widgets_usability import _hold_second_cell
 
     from napari_cervseg.plugin.widgets import BatchSegmentWidget
-    from napari_cervseg.segment import algorithms as pipeline
 
     viewer = viewer_with_layers_and_stack
-    second_started, release = threading.Event(), threading.Event()
-    calls = []
-    real_explain = pipeline.explain
-
-    def explain_then_hold(*args, **kwargs):  # the second frame waits until the test pressed Cancel
-        calls.append(1)
-        if len(calls) == 2:
-            second_started.set()
-            release.wait(30)
-        return real_explain(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "explain", explain_then_hold)
+    second_started, release = _hold_second_cell(monkeypatch)  # the second frame waits for Cancel
     w = BatchSegmentWidget(viewer)
     w.scope_combo.value = "stack"
     w.run()
