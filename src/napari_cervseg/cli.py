@@ -178,7 +178,7 @@ def cmd_train(args) -> int:
               file=sys.stderr)
         return 2
     kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
-    cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, seed=args.seed)
+    cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, seed=args.seed, split_seed=args.split_seed, keep=args.keep)
     if args.recipe == "paper":
         cfg = paper_recipe(cfg)
     given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "patience", "augmentation", "optimizer",
@@ -427,6 +427,26 @@ def cmd_verdict_stats(args) -> int:
     return 0
 
 
+def cmd_ensemble(args) -> int:
+    from .classify import ModelError
+    from .io.datasets import DatasetError
+    from .workflows.ensemble import build_ensemble
+
+    out = Path(args.out)
+    if out.with_suffix(".safetensors").exists() and not args.overwrite:
+        print(f"error: {out.with_suffix('.safetensors')} exists; choose another --out or pass --overwrite",
+              file=sys.stderr)
+        return 2
+    command = f"cervseg ensemble {' '.join(map(str, args.members))} --data {args.data} --out {args.out}"
+    try:
+        build_ensemble(args.members, out, args.data, screening_recall=args.screening_recall,
+                       log=None if args.quiet else print, command=command)
+    except (ModelError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_models(args) -> int:
     from .classify import ARCHITECTURES, bundled_models, load_model
 
@@ -443,8 +463,11 @@ def cmd_models(args) -> int:
             sm = screening["test_metrics"]
             print(f"  screening point (--operating-point screening): p(abnormal) >= {screening['abnormal_threshold']:.3f},"
                   f" test accuracy {sm['accuracy']:.3f} abnormal recall {sm['abnormal_recall']:.3f}")
+        if model.card.get("members"):
+            print(f"  ensemble of {len(model.card['members'])} compact networks (mean of their probabilities):"
+                  f" {', '.join(str(m.get('source')) for m in model.card['members'])}")
         training = model.card.get("training", {})
-        if training:
+        if training and "seconds" in training:
             print(f"  trained {training.get('seconds', float('nan')):.0f} s, {training.get('epochs_run', '?')} epochs on"
                   f" {training.get('where') or training.get('device', '?')}; card: {path.with_suffix('.json')}")
     return 0
@@ -599,7 +622,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stop training after this long and keep the best epoch so far (as early stopping)")
     tr.add_argument("--resume", action="store_true",
                     help="continue an interrupted run from <out>.checkpoint.pt (same settings)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="initialisation, augmentation and (unless --split-seed)"
+                    " the train/val/test split")
+    tr.add_argument("--split-seed", type=int, default=None,
+                    help="seed of the split alone (default: --seed); members of an ensemble share one, e.g."
+                         " --split-seed 0 to train on the bundled model's split")
+    tr.add_argument("--keep", default="best", choices=("best", "last"),
+                    help="save the best epoch on validation (default) or the last one (the validation split"
+                         " then stays free to compare models on)")
     tr.add_argument("--device", default=None)
     tr.set_defaults(func=cmd_train)
 
@@ -651,6 +681,18 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--data", required=True, help="the data the model was trained on (Herlev layout)")
     vs.add_argument("--quiet", action="store_true")
     vs.set_defaults(func=cmd_verdict_stats)
+
+    en = sub.add_parser("ensemble", help="combine trained compact classifiers (same split) into one model that"
+                                         " averages their probabilities; measured on their validation and test splits")
+    en.add_argument("members", nargs="+", help="2 or more .safetensors classifiers (or bundled names) trained with"
+                                               " the same --split-seed")
+    en.add_argument("--data", required=True, help="the data the members were trained on (Herlev layout)")
+    en.add_argument("--out", required=True, help="output .safetensors (card .json and verdict statistics beside)")
+    en.add_argument("--screening-recall", type=float, default=0.98,
+                    help="abnormal recall the screening operating point must reach on validation (default 0.98)")
+    en.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    en.add_argument("--quiet", action="store_true")
+    en.set_defaults(func=cmd_ensemble)
 
     mo = sub.add_parser("models", help="list architectures and bundled models")
     mo.set_defaults(func=cmd_models)

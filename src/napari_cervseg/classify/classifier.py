@@ -249,6 +249,7 @@ def read_card_json(card_path: Path) -> dict:
 #: the keyword arguments each architecture takes from the card's ``arch_kwargs``
 ARCH_KWARGS = {
     "compact": ("widths", "convs_per_block", "dropout", "n_classes"),
+    "compact-ensemble": ("members", "n_classes"),
     "vgg16-adapted128": ("dropout", "n_classes"),
     "vgg16-adapted128-simplified": ("dropout", "n_classes"),
     "xception-256": ("dropout", "n_classes"),
@@ -306,7 +307,18 @@ def validate_card(card: dict, where, keras: bool = False) -> dict:
             name = f"arch_kwargs.{key}"
             if key not in ARCH_KWARGS[arch]:
                 _fail(where, name, f"is not an argument of {arch!r}", f"use {', '.join(ARCH_KWARGS[arch])}")
-            if key == "widths":
+            if key == "members":
+                if not isinstance(value, list) or not 2 <= len(value) <= 16:
+                    _fail(where, name, f"is {str(value)[:60]!r}", "give a list of 2 to 16 members' arch_kwargs")
+                for i, member in enumerate(value):
+                    if not isinstance(member, dict):
+                        _fail(where, f"{name}[{i}]", f"is a {type(member).__name__}",
+                              "give a compact network's arch_kwargs object")
+                    validate_card({"architecture": "compact", "arch_kwargs": {
+                        k: v for k, v in member.items()}}, f"{where}: {name}[{i}]")
+                    if "n_classes" in member:
+                        _fail(where, f"{name}[{i}].n_classes", "is set per member", "give n_classes once, beside members")
+            elif key == "widths":
                 if not isinstance(value, list) or not 1 <= len(value) <= 8:
                     _fail(where, name, f"is {str(value)[:60]!r}", "give a list of 1 to 8 channel counts")
                 for i, w in enumerate(value):

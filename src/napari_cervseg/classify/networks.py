@@ -3,8 +3,10 @@ XceptionNet heads, all trained from scratch (no downloaded weights)."""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -106,6 +108,58 @@ def _build_compact(**kw):
     return CompactCNN(**kw)
 
 
+class ConcatFeatures(nn.Module):
+    """The members' last feature maps side by side (channels concatenated): one layer that the CAM
+    family hooks, so that a heatmap explains the ensemble's own score, not one member's."""
+
+    def __init__(self, parts):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+
+    def forward(self, x):
+        return torch.cat([part(x) for part in self.parts], 1)
+
+
+class CompactEnsemble(nn.Module):
+    """Compact networks averaged: the output is the log of the members' mean class probability,
+    so softmax (what classify() applies) gives exactly that mean.
+
+    ``features`` (a :class:`ConcatFeatures`) is the CAM layer; ``heads[i]`` is member i's pooling
+    and linear layer, applied to its own channels. Members need the same number of blocks (the
+    same feature-map size); their widths may differ.
+    """
+
+    def __init__(self, members, n_classes: int = 2):
+        super().__init__()
+        if not isinstance(members, (list, tuple)) or len(members) < 2:
+            raise ModelError("an ensemble needs a list of at least 2 members' arch_kwargs")
+        nets = [CompactCNN(**{"n_classes": n_classes, **kw}) for kw in members]
+        depths = {len(net.features) for net in nets}
+        if len(depths) != 1:
+            raise ModelError(f"ensemble members have {sorted(depths)} blocks; members need the same number"
+                             " (their feature maps are concatenated)")
+        self.features = ConcatFeatures([net.features for net in nets])
+        self.heads = nn.ModuleList(
+            nn.Sequential(OrderedDict(pool=net.pool, flatten=net.flatten, dropout=net.dropout,
+                                      classifier=net.classifier)) for net in nets)
+        self.channels = [net.classifier.in_features for net in nets]
+
+    def forward(self, x):
+        chunks = torch.split(self.features(x), self.channels, 1)
+        log_p = torch.stack([F.log_softmax(head(c), 1) for head, c in zip(self.heads, chunks, strict=True)])
+        return torch.logsumexp(log_p, 0) - math.log(len(self.heads))
+
+    @classmethod
+    def from_members(cls, members: list[CompactCNN], kwargs: list[dict]) -> CompactEnsemble:
+        """An ensemble holding copies of trained compact networks' weights."""
+        n_classes = members[0].classifier.out_features
+        ens = cls(kwargs, n_classes=n_classes)
+        for i, net in enumerate(members):
+            ens.features.parts[i].load_state_dict(net.features.state_dict())
+            ens.heads[i].classifier.load_state_dict(net.classifier.state_dict())
+        return ens.eval()
+
+
 class XceptionHead(nn.Module):
     """The paper's XceptionNet classifier: timm's ``legacy_xception`` base (the Keras Xception's
     layout), global average pooling, BatchNorm, Dense(``units``, ReLU), Dropout 0.45, 2-way output.
@@ -137,6 +191,9 @@ class XceptionHead(nn.Module):
 ARCHITECTURES = {
     "compact": {"build": _build_compact, "input_size": 128, "cam_layer": "features.block4",
                 "lrp": True},
+    # the mean of the members' probabilities is not a layer our LRP rule sets map
+    "compact-ensemble": {"build": lambda **kw: CompactEnsemble(**kw), "input_size": 128, "cam_layer": "features",
+                         "lrp": False},
     "vgg16-adapted128": {"build": lambda **kw: VGG16Adapted128(simplified=False, **kw),
                          "input_size": 128, "cam_layer": "features.block5", "lrp": True},
     "vgg16-adapted128-simplified": {"build": lambda **kw: VGG16Adapted128(simplified=True, **kw),

@@ -41,6 +41,9 @@ class TrainConfig:
     normal_repeat: int = 3  # the paper's x24 / x8 class balancing, as a ratio
     patience: int = 15
     seed: int = 0
+    #: the seed of the train / val / test split; None: ``seed`` (so that the members of an ensemble,
+    #: which differ in ``seed``, can share one split and none is scored on another's training cells)
+    split_seed: int | None = None
     split_fractions: tuple = (0.7, 0.1, 0.2)
     tta: bool = True
     input_size: int | None = None  # None: the architecture's own
@@ -59,6 +62,9 @@ class TrainConfig:
     #: the "screening" operating point: the threshold on p(abnormal) that keeps at least this
     #: abnormal recall on the validation split (recorded in the card with its test figures)
     screening_recall: float = 0.98
+    #: which epoch's weights are saved: "best" on validation balanced accuracy (early stopping), or
+    #: "last" (the end of the schedule: the validation split is then left free to compare models on)
+    keep: str = "best"
 
 
 #: the paper's recipe per architecture (Sec. III-C, Table 6), applied by ``cervseg train --recipe paper``
@@ -150,7 +156,8 @@ def _training_data(data_root, config: TrainConfig, pconf: PreprocessConfig, log)
     """Samples, the stratified split, the resized images of each part, and the training set's
     images, labels and epoch index (class-balanced by the augmentation recipe)."""
     samples = read_dataset(data_root)
-    split = stratified_split(samples, config.split_fractions, config.seed)
+    split_seed = config.seed if config.split_seed is None else config.split_seed
+    split = stratified_split(samples, config.split_fractions, split_seed)
     by_name = {s.name: s for s in samples}
     parts = {}
     for part in ("train", "val", "test"):
@@ -237,6 +244,8 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         The best epoch's model, saved.
     """
     config = config or TrainConfig()
+    if config.keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got {config.keep!r}")
     device = pick_device(device)
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick its fastest kernels
@@ -293,7 +302,8 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         if progress:
             progress(epoch + 1, config.epochs, row)
     train_seconds = time.perf_counter() - t0
-    net.load_state_dict(best_state)
+    if config.keep == "best":
+        net.load_state_dict(best_state)
     net.eval()
     x_test, y_test, _ = parts["test"]
     proba = predict_proba(net, x_test, pconf, device, tta=config.tta)
@@ -313,7 +323,8 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         "training": {
             "data": str(data_root), "n_images": len(samples), "config": asdict(config), "split": split,
             "device": str(device), "seconds": round(train_seconds, 1), "epochs_run": len(history),
-            "stopped_by": stopped_by, "best_val_balanced_accuracy": best, "history": history,
+            "stopped_by": stopped_by, "best_val_balanced_accuracy": best, "kept_epoch":
+                config.keep if config.keep == "last" else "best on validation", "history": history,
             "labels_used": "image-level normal/abnormal only; no masks",
         },
         "test_metrics": {**test_metrics, "tta": config.tta, "n": int(len(y_test))},
