@@ -314,8 +314,7 @@ def validate_card(card: dict, where, keras: bool = False) -> dict:
                     if not isinstance(member, dict):
                         _fail(where, f"{name}[{i}]", f"is a {type(member).__name__}",
                               "give a compact network's arch_kwargs object")
-                    validate_card({"architecture": "compact", "arch_kwargs": {
-                        k: v for k, v in member.items()}}, f"{where}: {name}[{i}]")
+                    validate_card({"architecture": "compact", "arch_kwargs": member}, f"{where}: {name}[{i}]")
                     if "n_classes" in member:
                         _fail(where, f"{name}[{i}].n_classes", "is set per member", "give n_classes once, beside members")
             elif key == "widths":
