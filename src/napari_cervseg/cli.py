@@ -198,7 +198,7 @@ def cmd_train(args) -> int:
 
     try:
         model = train(args.data, args.out, cfg, device=args.device, progress=progress, log=bar.write,
-                      resume=args.resume)
+                      resume=args.resume, command="cervseg " + " ".join(args.argv))
     except (DatasetError, ValueError) as exc:
         bar.close()
         print(f"error: {exc}", file=sys.stderr)
@@ -258,7 +258,7 @@ def cmd_evaluate(args) -> int:
                        "card_test_metrics": model.card.get("test_metrics")}
     report["settings"] = {"data": str(args.data), "split": args.split, "n_images": len(samples),
                           "methods": methods, "device": str(model.device), "n_xai": args.n_xai,
-                          "command": ("cervseg " + " ".join(sys.argv[1:])
+                          "command": ("cervseg " + " ".join(args.argv)
                                       if Path(sys.argv[0]).name in ("cervseg", "cli.py") else None),
                           "seconds": round(time.perf_counter() - t0, 1), "torch_threads": torch.get_num_threads(),
                           "workers": workers,
@@ -392,7 +392,7 @@ def cmd_self_train(args) -> int:
                                       "classifier": args.model,
                                       "data": str(args.data), "train_images": pairs["train"][2],
                                       "val_images": pairs["val"][2], "pseudo_label_seconds": round(label_seconds, 1),
-                                      "command": "cervseg " + " ".join(sys.argv[1:])})
+                                      "command": "cervseg " + " ".join(args.argv)})
     path = save_segmenter(seg, args.out)
     best = min((h.get("val_loss", np.inf) for h in seg.card["history"]), default=np.inf)
     print(f"wrote {path} (+ card); {seg.card['train_seconds']} s training, best validation loss {best:.4f}"
@@ -700,7 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line as given, recorded in the cards it writes
     return int(args.func(args) or 0)
 
 

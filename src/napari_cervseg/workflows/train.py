@@ -216,7 +216,7 @@ def _stop_reason(config: TrainConfig, history: list, since_best: int) -> str | N
 
 
 def train(data_root, out_path, config: TrainConfig | None = None, device=None, progress=None,
-          log=print, resume: bool = False) -> CellClassifier:
+          log=print, resume: bool = False, command: str | None = None) -> CellClassifier:
     """Train ``config.arch`` on a data folder's image-level labels and save weights + card.
 
     Stratified train/val/test split (saved in the card); the best epoch on validation balanced
@@ -237,6 +237,8 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         ``progress(epoch, epochs, row)`` after every epoch.
     log : callable or None
     resume : bool
+    command : str, optional
+        The command line that started the run, kept in the card (how to make the model again).
 
     Returns
     -------
@@ -325,7 +327,7 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
             "device": str(device), "seconds": round(train_seconds, 1), "epochs_run": len(history),
             "stopped_by": stopped_by, "best_val_balanced_accuracy": best, "kept_epoch":
                 config.keep if config.keep == "last" else "best on validation", "history": history,
-            "labels_used": "image-level normal/abnormal only; no masks",
+            "labels_used": "image-level normal/abnormal only; no masks", "command": command,
         },
         "test_metrics": {**test_metrics, "tta": config.tta, "n": int(len(y_test))},
         "operating_points": operating_points,
