@@ -58,13 +58,22 @@ def test_the_ensemble_outputs_the_mean_of_its_members_probabilities(members, one
     assert got == pytest.approx(want, abs=1e-5)
 
 
-def test_the_ensemble_is_explained_on_its_own_score_and_refuses_lrp(members, one_cell):
+def test_the_ensemble_is_explained_on_its_own_score(members, one_cell):
     ens = combine(members)
     e = explain(ens, one_cell[0], method="gradcam++")
     assert e.heatmap.shape == one_cell[0].shape[:2] and np.isfinite(e.heatmap).all()
     assert e.predicted_class == classify(ens, one_cell[0]).predicted_class
-    with pytest.raises(ValueError, match="LRP is not available"):
-        explain(ens, one_cell[0], method="lrp-ruleset1")
+
+
+@pytest.mark.parametrize("ruleset", ["lrp-ruleset1", "lrp-ruleset2"])
+def test_lrp_of_an_ensemble_is_its_members_mean_relevance(members, one_cell, ruleset):
+    a = members[0]
+    twice = combine([a, a])  # the same member twice: its own relevance, exactly
+    torch.testing.assert_close(explain(twice, one_cell[0], method=ruleset, target="abnormal").heatmap,
+                               explain(a, one_cell[0], method=ruleset, target="abnormal").heatmap,
+                               rtol=1e-4, atol=1e-6)
+    both = explain(combine(members), one_cell[0], method=ruleset, target="abnormal")
+    assert both.heatmap.shape == one_cell[0].shape[:2] and np.isfinite(both.heatmap).all()
 
 
 def test_members_that_do_not_fit_together_are_refused(members):

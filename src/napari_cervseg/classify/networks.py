@@ -120,6 +120,16 @@ class ConcatFeatures(nn.Module):
         return torch.cat([part(x) for part in self.parts], 1)
 
 
+class _MemberView(nn.Module):
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
 class CompactEnsemble(nn.Module):
     """Compact networks averaged: the output is the log of the members' mean class probability,
     so softmax (what classify() applies) gives exactly that mean.
@@ -148,6 +158,10 @@ class CompactEnsemble(nn.Module):
         chunks = torch.split(self.features(x), self.channels, 1)
         log_p = torch.stack([F.log_softmax(head(c), 1) for head, c in zip(self.heads, chunks, strict=True)])
         return torch.logsumexp(log_p, 0) - math.log(len(self.heads))
+
+    def member(self, i: int) -> nn.Module:
+        """Member ``i`` as a plain network (its own modules, shared, not copied): what LRP explains."""
+        return _MemberView(self.features.parts[i], self.heads[i])
 
     @classmethod
     def from_members(cls, members: list[CompactCNN], kwargs: list[dict]) -> CompactEnsemble:
@@ -191,9 +205,9 @@ class XceptionHead(nn.Module):
 ARCHITECTURES = {
     "compact": {"build": _build_compact, "input_size": 128, "cam_layer": "features.block4",
                 "lrp": True},
-    # the mean of the members' probabilities is not a layer our LRP rule sets map
+    # LRP explains each member and averages the relevance (explain/lrp.py)
     "compact-ensemble": {"build": lambda **kw: CompactEnsemble(**kw), "input_size": 128, "cam_layer": "features",
-                         "lrp": False},
+                         "lrp": True},
     "vgg16-adapted128": {"build": lambda **kw: VGG16Adapted128(simplified=False, **kw),
                          "input_size": 128, "cam_layer": "features.block5", "lrp": True},
     "vgg16-adapted128-simplified": {"build": lambda **kw: VGG16Adapted128(simplified=True, **kw),

@@ -89,7 +89,6 @@ def lrp_composite(model: CellClassifier, ruleset: str, input_shape, gamma: float
 
 def lrp_relevance(model: CellClassifier, x: torch.Tensor, ruleset: str, target: int | None = None):
     """Per-pixel relevance (N, S, S) summed over colour channels, and class probabilities."""
-    from zennit.attribution import Gradient
 
     if not model.lrp_applicable:
         raise ExplainError(
@@ -100,10 +99,26 @@ def lrp_relevance(model: CellClassifier, x: torch.Tensor, ruleset: str, target: 
     with torch.no_grad():
         probs = torch.softmax(net(x), 1)
     idx = probs.argmax(1) if target is None else torch.full((x.shape[0],), target, device=x.device)
+    from ..classify.networks import CompactEnsemble
+
+    if isinstance(net, CompactEnsemble):
+        # the rule sets map each member's plain stack; the ensemble's relevance is their mean for the
+        # ensemble's class (the relevance of the members' mean target logit)
+        from dataclasses import replace
+
+        maps = [_relevance(replace(model, net=net.member(i)), x, ruleset, idx, probs.shape[1])
+                for i in range(len(net.heads))]
+        return torch.stack(maps).mean(0), probs, idx
+    return _relevance(model, x, ruleset, idx, probs.shape[1]), probs, idx
+
+
+def _relevance(model: CellClassifier, x: torch.Tensor, ruleset: str, idx: torch.Tensor, n_classes: int):
+    from zennit.attribution import Gradient
+
+    net = model.net
     composite = lrp_composite(model, ruleset, tuple(x.shape))
-    n_classes = probs.shape[1]
     onehot = torch.eye(n_classes, device=x.device)[idx]
     # start from the target logit itself (not 1) so that conserving rules sum to the logit
     with Gradient(model=net, composite=composite) as attributor:
         _, attribution = attributor(x.detach(), lambda out: out * onehot)
-    return attribution.sum(1).detach(), probs, idx
+    return attribution.sum(1).detach()

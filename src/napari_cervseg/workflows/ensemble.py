@@ -1,7 +1,8 @@
 """An ensemble of trained compact classifiers as one model (``cervseg ensemble``).
 
 The members' probabilities are averaged (:class:`~napari_cervseg.classify.networks.CompactEnsemble`);
-the ensemble's heatmap is the CAM of its own score over all members' feature maps. Members must
+the ensemble's CAM heatmap is the CAM of its own score over all members' feature maps; its LRP
+relevance is the mean of the members' relevance for the ensemble's class. Members must
 share the preprocessing, the classes and the train / validation / test split: a member trained
 on another split has seen some of the others' test cells, and every figure of the ensemble would
 be optimistic (``cervseg train --split-seed`` keeps one split across seeds).
@@ -74,7 +75,7 @@ def combine(members: list[CellClassifier]) -> CellClassifier:
                      "how": "mean of the members' class probabilities (no further training)"},
     }
     return CellClassifier(net=net, card=card, preprocess=first.preprocess, class_names=first.class_names,
-                          cam_layer="features", lrp_applicable=False)
+                          cam_layer="features", lrp_applicable=True)
 
 
 def _member_summary(m: CellClassifier) -> dict:
