@@ -193,10 +193,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="one seed, 30 real cells per set")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=str(RESULTS / "noncell"))
+    p.add_argument("--model", default="default", help="a bundled model name or a classifier file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model = load_model("default", device="cpu")
+    model = load_model(args.model, device="cpu")
     block = model.card.get("applicability")
     if not block:
         sys.exit("the bundled model has no training-cell statistics: run cervseg verdict-stats default --data ...")
@@ -222,12 +223,14 @@ def main(argv=None) -> int:
     other = [k for k in rows if k not in real_kinds]
     all_non = [r for k in other for r in rows[k]]
     report = {
-        "command": "python benchmarks/bench_noncell.py" + (" --quick" if args.quick else "")
-                   + (f" --seeds {args.seeds}" if args.seeds != 3 and not args.quick else ""),
+        "command": ("python benchmarks/bench_noncell.py" + (" --quick" if args.quick else "")
+                    + (f" --seeds {args.seeds}" if args.seeds != 3 and not args.quick else "")
+                    + (f" --model {args.model} --out {args.out}" if args.model != "default" else "")),
+        "model": "default (bundled)" if args.model == "default" else args.model,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, Python {platform.python_version()}",
         "seconds": round(time.perf_counter() - t0, 1),
-        "model": "default (bundled)", "method": inspect.signature(segment_cell).parameters["method"].default,
+        "method": inspect.signature(segment_cell).parameters["method"].default,
         "seeds": seeds,
         "thresholds": {"feature_distance": block["features"]["threshold"], "colour_distance": block["colours"]["threshold"],
                        "rule": block["rule"], "set_by": block.get("command")},
@@ -253,8 +256,8 @@ def markdown(r: dict) -> str:
     lines = [
         "# A verdict only on a cell: real cells and non-cells flagged (issue 16, item 1)", "",
         (f"`{r['command']}` on {r['machine']}, {r['date']} ({r['seconds']} s; timings are not the point and"
-         " were taken on a shared machine). Model: the bundled default; method: "
-         f"`{r['method']}`; non-cell seeds {r['seeds']}."), "",
+         " were taken on a shared machine). Model: "
+         f"`{r.get('model', 'default')}`; method: `{r['method']}`; non-cell seeds {r['seeds']}."), "",
         ("Flagged = `segment_cell(...).judgeable` is False (no class called). Thresholds from the model card,"
          f" set by `{th['set_by']}`: feature distance > {th['feature_distance']:.2f}, colour distance >"
          f" {th['colour_distance']:.2f}; rule: {th['rule']}. Nothing here tuned them. Stat-free = what a model"

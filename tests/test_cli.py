@@ -70,6 +70,7 @@ def test_models_lists_the_bundled_default_with_its_figures(capsys):
     out = capsys.readouterr().out
     assert "vgg16-adapted128" in out and "xception-256" in out
     assert "bundled: default (compact" in out and "screening point" in out and "trained" in out
+    assert "bundled: ensemble3 (compact-ensemble" in out and "ensemble of 3 compact networks" in out
 
 
 def test_segment_at_the_screening_point_reports_that_class(tmp_path):

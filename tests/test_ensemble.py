@@ -121,3 +121,31 @@ def test_a_card_with_a_bad_members_field_is_refused(members, tmp_path):
     out.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match="blocks"):
         load_model(out)
+
+
+def test_the_bundled_ensemble_holds_the_default_and_averages_its_members(one_cell):
+    """`ensemble3` (issue 15, item 3): the bundled default + two networks trained on its split."""
+    ens, default = load_model("ensemble3"), load_model("default")
+    assert ens.card["architecture"] == "compact-ensemble" and len(ens.card["members"]) == 3
+    assert ens.card["training"]["split"] == default.card["training"]["split"]
+    # member 0 is the bundled default, weight for weight
+    for (name, a), b in zip(default.net.features.state_dict().items(),
+                            ens.net.features.parts[0].state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, msg=name)
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        mean = sum(torch.softmax(ens.net.member(i)(x), 1) for i in range(3)) / 3
+        torch.testing.assert_close(torch.softmax(ens.net(x), 1), mean)
+        torch.testing.assert_close(torch.softmax(ens.net.member(0)(x), 1), torch.softmax(default.net(x), 1))
+    assert 0.0 < ens.card["operating_points"]["screening"]["abnormal_threshold"] < 1.0
+    assert ens.card["applicability"]["sidecar"] == "ensemble3.applicability.safetensors"
+
+
+@pytest.mark.parametrize("method", ["self-trained", "lrp-ruleset1"])
+def test_the_bundled_ensemble_segments_and_judges_a_real_cell(method):
+    from napari_cervseg import segment_cell
+    from napari_cervseg.plugin.samples import load_sample
+
+    result = segment_cell(load_sample("abnormal"), model="ensemble3", method=method)
+    assert result.judgeable and result.predicted_class == "abnormal"
+    assert (result.labels == 2).any() and (result.labels == 1).any()

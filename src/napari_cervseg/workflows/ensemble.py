@@ -148,6 +148,7 @@ def build_ensemble(member_paths, out_path, data_root, screening_recall: float = 
         figures[part].pop("p_abnormal")
     model.card["val_metrics"] = {**figures["val"], "tta": False}
     model.card["test_metrics"] = {**figures["test"], "tta": False}
+    model.card["name"] = Path(out_path).stem
     model.card["training"]["command"] = command
     model.card["training"]["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     weights = save_model(model, out_path, model.card)
