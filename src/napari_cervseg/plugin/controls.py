@@ -25,8 +25,9 @@ from ..segment.settings import (
 )
 from ..segment.student import STUDENT_REFINE, STUDENT_TTA
 
-MODEL_TIP = ("'default' (bundled), or the path of a .safetensors model (with its .json card) or of a Keras"
-             " .keras / .h5 model (needs the keras extra)")
+MODEL_TIP = ("'default' or 'ensemble3' (bundled: the compact network, or three averaged; see the README's"
+             " Models), or the path of a .safetensors model (with its .json card) or of a Keras .keras / .h5 model"
+             " (needs the keras extra)")
 
 
 def model_edit() -> LineEdit:
