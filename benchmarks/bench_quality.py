@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from napari_cervseg import load_model, segment_cell, segmentation_scores
+from napari_cervseg.classify import bundled_models
 from napari_cervseg.io.datasets import default_data_root, read_dataset, read_isbi_cell_crops
 from napari_cervseg.measure.scores import classification_metrics, roc_auc
 from napari_cervseg.segment.settings import DEFAULT_SEGMENT_METHOD, settings_for
@@ -136,6 +137,10 @@ def main(argv=None):
     isbi_rows, _ = segment_all([(c.name, "isbi", c.image, c.mask) for c in crops], model, methods)
     load.append(os.getloadavg()[0])
     classifier = {"test": classifier_figures(model, test), "val": classifier_figures(model, val)}
+    # the other bundled classifiers (the same split): reported beside the default, not in the targets
+    others = {name: {"test": classifier_figures(load_model(name, device="cpu"), test),
+                     "val": classifier_figures(load_model(name, device="cpu"), val)}
+              for name in bundled_models() if name != "default"}
     load.append(os.getloadavg()[0])
 
     groups = sorted({s.group for s in test if s.mask_path}, key=lambda g: (g in ABNORMAL, g))
@@ -172,7 +177,8 @@ def main(argv=None):
            "default": {"method": DEFAULT_SEGMENT_METHOD, "settings": default_settings},
            "n_herlev_test_with_mask": len(herlev_items), "n_herlev_test": len(test), "n_isbi_crops": len(crops),
            "targets": TARGETS, "measured": measured, "met": met, "worst_abnormal_class": worst,
-           "herlev_test": herlev, "isbi_dev_crops": isbi, "classifier": classifier}
+           "herlev_test": herlev, "isbi_dev_crops": isbi, "classifier": classifier,
+           "other_bundled_classifiers": others}
     Path(args.out).with_suffix(".json").write_text(json.dumps(out, indent=1, default=float))
 
     def f(x, pct=False):
@@ -225,6 +231,16 @@ def main(argv=None):
                      f" {f(c['screening_accuracy'])} / {f(c['screening_abnormal_recall'])} |")
     L.append(f"\nScreening point: p(abnormal) >= {classifier['test']['single']['screening_threshold']:.3f}"
              " (the card's, chosen on the validation split with single-pass probabilities).")
+    for name, figs in others.items():
+        L += [f"\n## Classifier `{name}` (bundled beside the default; `--model {name}`)\n",
+              ("| split | pass | n | accuracy | abnormal recall | normal recall | ROC AUC | screening point: accuracy"
+               " / abnormal recall |"), "|---|---|---|---|---|---|---|---|"]
+        for part in ("val", "test"):
+            for kind, c in figs[part].items():
+                L.append(f"| {part} | {'8-fold flip/rot TTA' if kind == 'tta8' else 'single'} | {c['n']} |"
+                         f" {f(c['accuracy'])} | {f(c['abnormal_recall'])} | {f(c['normal_recall'])} | {f(c['auc'])} |"
+                         f" {f(c['screening_accuracy'])} / {f(c['screening_abnormal_recall'])} |")
+        L.append(f"\nScreening point: p(abnormal) >= {figs['test']['single']['screening_threshold']:.3f} (its card's).")
     Path(args.out).with_suffix(".md").write_text("\n".join(L) + "\n")
     print("\n".join(L))
 
