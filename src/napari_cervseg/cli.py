@@ -457,6 +457,7 @@ def cmd_models(args) -> int:
         print(f"bundled: {name} ({model.card.get('architecture')}, {path.stat().st_size / 1e6:.1f} MB)"
               f" test accuracy {tm.get('accuracy', float('nan')):.3f}"
               f" abnormal recall {tm.get('abnormal_recall', float('nan')):.3f}"
+              + (" (8-fold flip/rotation averaging)" if tm.get("tta") else " (single pass)" if "tta" in tm else "")
               + ("  [interim]" if model.card.get("interim") else ""))
         screening = model.card.get("operating_points", {}).get("screening")
         if screening:
