@@ -60,7 +60,7 @@ def match_nuclei(pred_nuclei: np.ndarray, true_pages: np.ndarray) -> list[tuple[
     return pairs
 
 
-def evaluate_set(name: str, method: str, limit: int | None, operating_point=None) -> dict:
+def evaluate_set(name: str, method: str, limit: int | None, operating_point=None, model="default") -> dict:
     from napari_cervseg import segment_field
 
     root = DATA / name
@@ -79,7 +79,7 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
         pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
         pages = pages[None] if pages.ndim == 2 else pages
         t0 = time.perf_counter()
-        result = segment_field(rgb, method=method, operating_point=operating_point)
+        result = segment_field(rgb, model=model, method=method, operating_point=operating_point)
         seconds.append(time.perf_counter() - t0)
         n_cells_pred += result.n_cells
         pairs = match_nuclei(result.nuclei, pages)
@@ -153,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=["fields-herlev-dev", "fields-isbi-dev"])
     parser.add_argument("--method", default=DEFAULT_SEGMENT_METHOD)
+    parser.add_argument("--model", default="default", help="the classifier: a bundled name or a file")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--operating-point", default=None, help="e.g. screening (the model card's threshold)")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
@@ -164,7 +165,7 @@ def main() -> None:
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
               "method": args.method, "operating_point": args.operating_point, "sets": {}}
     for name in args.sets:
-        report["sets"][name] = evaluate_set(name, args.method, args.limit, args.operating_point)
+        report["sets"][name] = evaluate_set(name, args.method, args.limit, args.operating_point, model=args.model)
         print(name, json.dumps(report["sets"][name], indent=1))
     if args.big:
         report["big_slide"] = big_slide_memory(args.big)
