@@ -1,6 +1,9 @@
 """Issue 15, item 3: is an ensemble of compact networks a better classifier than the bundled one?
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_ensemble.py --incumbent PATH MEMBER.safetensors [MEMBER ...]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_ensemble.py [--incumbent default] [MEMBER.safetensors ...]
+
+Without member files, the members are taken out of the bundled ``ensemble3`` (its networks after the
+first, which is the default), so the figures reproduce from a fresh clone.
 
 Every member is trained from scratch with ``cervseg train ... --seed N --split-seed 0 --keep last``
 (the incumbent's split; the last epoch of a full one-cycle schedule, so the validation split chose
@@ -35,7 +38,7 @@ import torch
 from napari_cervseg import classify, explain, load_model, segment_cell
 from napari_cervseg.io.datasets import default_data_root, read_dataset
 from napari_cervseg.measure.scores import classification_metrics, roc_auc
-from napari_cervseg.workflows.ensemble import combine
+from napari_cervseg.workflows.ensemble import combine, members_of
 from napari_cervseg.workflows.train import screening_threshold
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,7 +68,7 @@ def cpu_seconds(fn, images) -> float:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("members", nargs="+")
+    ap.add_argument("members", nargs="*", help="member .safetensors files (default: ensemble3's networks 2 and 3)")
     ap.add_argument("--incumbent", default="default")
     ap.add_argument("--data", default=str(default_data_root()))
     ap.add_argument("--timing-cells", type=int, default=30)
@@ -73,7 +76,12 @@ def main(argv=None):
     torch.set_num_threads(1)
     t_start = time.perf_counter()
     incumbent = load_model(args.incumbent, device="cpu")
-    members = [load_model(p, device="cpu") for p in args.members]
+    given = list(args.members)
+    if args.members:
+        members = [load_model(p, device="cpu") for p in args.members]
+    else:  # the bundled ensemble3 = the default + these
+        members = members_of(load_model("ensemble3", device="cpu"))[1:]
+        args.members = [m.card["name"] or f"member{i}" for i, m in enumerate(members, 1)]
     candidates = {"incumbent": incumbent}
     for p, m in zip(args.members, members, strict=True):
         candidates[f"member {Path(p).stem}"] = m
@@ -107,7 +115,7 @@ def main(argv=None):
                 and r["val"]["log_loss"] < inc["log_loss"] and r["cpu_s_segment_cell"] <= 0.25}
     chosen = min(eligible, key=lambda n: eligible[n]["val"]["log_loss"]) if eligible else "incumbent"
     meta = {"command": "PYTHONPATH=src .venv/bin/python benchmarks/bench_ensemble.py --incumbent "
-                       f"{args.incumbent} {' '.join(args.members)}",
+                       f"{args.incumbent} {' '.join(given)}".rstrip(),
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread",
             "seconds": round(time.perf_counter() - t_start),

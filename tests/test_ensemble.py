@@ -76,6 +76,19 @@ def test_lrp_of_an_ensemble_is_its_members_mean_relevance(members, one_cell, rul
     assert both.heatmap.shape == one_cell[0].shape[:2] and np.isfinite(both.heatmap).all()
 
 
+def test_an_ensemble_gives_back_its_members(members, one_cell):
+    from napari_cervseg.workflows.ensemble import members_of
+
+    back = members_of(combine(members))
+    assert len(back) == 2
+    for original, copy in zip(members, back, strict=True):
+        assert classify(copy, one_cell[0]).probabilities == pytest.approx(
+            classify(original, one_cell[0]).probabilities, abs=1e-6)
+    assert combine(back).card["training"]["split"] == members[0].card["training"]["split"]
+    with pytest.raises(ModelError, match="not an ensemble"):
+        members_of(members[0])
+
+
 def test_members_that_do_not_fit_together_are_refused(members):
     with pytest.raises(ModelError, match="at least 2"):
         combine(members[:1])

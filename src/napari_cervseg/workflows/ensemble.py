@@ -78,6 +78,31 @@ def combine(members: list[CellClassifier]) -> CellClassifier:
                           cam_layer="features", lrp_applicable=True)
 
 
+def members_of(ensemble: CellClassifier) -> list[CellClassifier]:
+    """The compact networks inside an ensemble, each as a classifier of its own (weights copied;
+    card: the ensemble's summary of that member, its split, preprocessing and classes): how the
+    bundled ``ensemble3`` gives back the networks it averages."""
+    if not isinstance(ensemble.net, CompactEnsemble):
+        raise ModelError(f"{ensemble.source}: not an ensemble (architecture {ensemble.card.get('architecture')!r})")
+    kwargs = ensemble.card["arch_kwargs"]["members"]
+    summaries = ensemble.card.get("members", [{} for _ in kwargs])
+    split = ensemble.card.get("training", {}).get("split")
+    out = []
+    for i, (kw, summary) in enumerate(zip(kwargs, summaries, strict=True)):
+        net = CompactCNN(**{"n_classes": len(ensemble.class_names), **kw})
+        net.features.load_state_dict(ensemble.net.features.parts[i].state_dict())
+        net.classifier.load_state_dict(ensemble.net.heads[i].classifier.state_dict())
+        card = {"name": summary.get("name") or f"member{i}", "architecture": "compact", "arch_kwargs": kw,
+                "preprocess": ensemble.preprocess.to_dict(), "class_names": list(ensemble.class_names),
+                "cam_layer": "features.block4",
+                "training": {"split": split, "config": {"seed": summary.get("seed")},
+                             **{k: summary.get(k) for k in ("epochs_run", "kept_epoch", "device", "seconds", "command")}}}
+        out.append(CellClassifier(net=net.eval(), card=card, preprocess=ensemble.preprocess,
+                                  class_names=ensemble.class_names, cam_layer="features.block4", lrp_applicable=True,
+                                  source=f"{ensemble.source}#member{i}:{summary.get('source', '')}"))
+    return out
+
+
 def _member_summary(m: CellClassifier) -> dict:
     t = m.card.get("training", {})
     return {"name": m.card.get("name"), "source": Path(m.source).name, "arch_kwargs": m.card.get("arch_kwargs", {}),
