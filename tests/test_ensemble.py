@@ -162,3 +162,14 @@ def test_the_bundled_ensemble_segments_and_judges_a_real_cell(method):
     result = segment_cell(load_sample("abnormal"), model="ensemble3", method=method)
     assert result.judgeable and result.predicted_class == "abnormal"
     assert (result.labels == 2).any() and (result.labels == 1).any()
+
+
+def test_cli_train_takes_the_split_seed_and_records_its_command(members, tiny_data, tmp_path):
+    out = tmp_path / "m.safetensors"
+    argv = ["train", "--data", str(tiny_data), "--out", str(out), "--arch-kwargs", '{"widths": [8, 8, 16, 16]}',
+            "--input-size", "48", "--epochs", "1", "--equalise", "none", "--seed", "3", "--split-seed", "0",
+            "--keep", "last"]
+    assert cli(argv) == 0
+    training = json.loads(out.with_suffix(".json").read_text())["training"]
+    assert training["split"] == members[0].card["training"]["split"]  # seed 3, the members' split
+    assert training["kept_epoch"] == "last" and training["command"] == "cervseg " + " ".join(argv)
