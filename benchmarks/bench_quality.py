@@ -221,18 +221,12 @@ def main(argv=None):
         o = isbi[m]["overall"]
         L.append(f"| {m} | {f(o['nucleus_dice'])} | {f(o['cytoplasm_dice'])} | {f(o['nc']['pearson_r'])} |"
                  f" {f(o['nc']['median_relative_error'], True)} |")
-    L += ["\n## Classifier (bundled model)\n",
-          ("| split | pass | n | accuracy | abnormal recall | normal recall | ROC AUC | screening point: accuracy"
-          " / abnormal recall |"), "|---|---|---|---|---|---|---|---|"]
-    for part in ("val", "test"):
-        for kind, c in classifier[part].items():
-            L.append(f"| {part} | {'8-fold flip/rot TTA' if kind == 'tta8' else 'single'} | {c['n']} |"
-                     f" {f(c['accuracy'])} | {f(c['abnormal_recall'])} | {f(c['normal_recall'])} | {f(c['auc'])} |"
-                     f" {f(c['screening_accuracy'])} / {f(c['screening_abnormal_recall'])} |")
-    L.append(f"\nScreening point: p(abnormal) >= {classifier['test']['single']['screening_threshold']:.3f}"
-             " (the card's, chosen on the validation split with single-pass probabilities).")
-    for name, figs in others.items():
-        L += [f"\n## Classifier `{name}` (bundled beside the default; `--model {name}`)\n",
+    tables = [("Classifier (bundled model)", classifier, ("the card's, chosen on the validation split with"
+               " single-pass probabilities"))]
+    tables += [(f"Classifier `{name}` (bundled beside the default; `--model {name}`)", figs, "its card's")
+               for name, figs in others.items()]
+    for title, figs, where in tables:
+        L += [f"\n## {title}\n",
               ("| split | pass | n | accuracy | abnormal recall | normal recall | ROC AUC | screening point: accuracy"
                " / abnormal recall |"), "|---|---|---|---|---|---|---|---|"]
         for part in ("val", "test"):
@@ -240,7 +234,7 @@ def main(argv=None):
                 L.append(f"| {part} | {'8-fold flip/rot TTA' if kind == 'tta8' else 'single'} | {c['n']} |"
                          f" {f(c['accuracy'])} | {f(c['abnormal_recall'])} | {f(c['normal_recall'])} | {f(c['auc'])} |"
                          f" {f(c['screening_accuracy'])} / {f(c['screening_abnormal_recall'])} |")
-        L.append(f"\nScreening point: p(abnormal) >= {figs['test']['single']['screening_threshold']:.3f} (its card's).")
+        L.append(f"\nScreening point: p(abnormal) >= {figs['test']['single']['screening_threshold']:.3f} ({where}).")
     Path(args.out).with_suffix(".md").write_text("\n".join(L) + "\n")
     print("\n".join(L))
 
