@@ -524,3 +524,19 @@ def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal
     w.run()
     _wait(qtbot, w, timeout=120000)
     assert "field nuclei [2]" in viewer.layers and (viewer.layers["field nuclei"].data == data).all()
+
+
+def test_segment_cell_runs_the_bundled_ensemble_by_name(viewer_with_cell, qtbot):
+    """`ensemble3` typed in the model box: its verdict and heatmap, the labels of the default method."""
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    w = SegmentCellWidget(viewer_with_cell)
+    w.image_combo.value = "cell"
+    w.method_controls.model_edit.value = "ensemble3"
+    w.run()
+    _wait(qtbot, w)
+    assert len(w.last_results) == 1
+    result = w.last_results[0]
+    assert str(result.model).endswith("ensemble3.safetensors")
+    assert result.predicted_class == "abnormal" and "cell regions" in viewer_with_cell.layers
+    assert any(ly.name.startswith("cell heatmap [gradcam++") for ly in viewer_with_cell.layers)
