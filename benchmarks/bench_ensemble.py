@@ -35,25 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_cervseg import classify, explain, load_model, segment_cell
+from napari_cervseg import explain, load_model, segment_cell
 from napari_cervseg.io.datasets import default_data_root, read_dataset
-from napari_cervseg.measure.scores import classification_metrics, roc_auc
-from napari_cervseg.workflows.ensemble import combine, members_of
-from napari_cervseg.workflows.train import screening_threshold
+from napari_cervseg.workflows.ensemble import combine, members_of, split_figures
+from napari_cervseg.workflows.train import screening_point
 
 RESULTS = Path(__file__).parent / "results"
-
-
-def p_abnormal(model, images) -> np.ndarray:
-    return np.array([classify(model, im).probabilities["abnormal"] for im in images])
-
-
-def figures(y: np.ndarray, p: np.ndarray) -> dict:
-    m = classification_metrics(y, (p >= 0.5).astype(int))
-    eps = 1e-6
-    return {"accuracy": m["accuracy"], "abnormal_recall": float((p[y == 1] >= 0.5).mean()),
-            "normal_recall": float((p[y == 0] < 0.5).mean()), "auc": roc_auc(y, p),
-            "log_loss": float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))}
 
 
 def cpu_seconds(fn, images) -> float:
@@ -96,14 +83,13 @@ def main(argv=None):
     results = {}
     for name, model in candidates.items():
         row = {}
-        probs = {part: p_abnormal(model, data[part][0]) for part in data}
         for part in data:
-            row[part] = figures(data[part][1], probs[part])
-        thr = screening_threshold(probs["val"], data["val"][1], 0.98)
-        called = probs["test"] >= thr
-        y_test = data["test"][1]
-        row["screening"] = {"threshold": thr, "test_accuracy": float((called == y_test).mean()),
-                            "test_abnormal_recall": float(called[y_test == 1].mean())}
+            row[part] = split_figures(model, *data[part])
+        probs = {part: row[part].pop("p_abnormal") for part in data}
+        point = screening_point(probs["val"], data["val"][1], probs["test"], data["test"][1])["screening"]
+        row["screening"] = {"threshold": point["abnormal_threshold"],
+                            "test_accuracy": point["test_metrics"]["accuracy"],
+                            "test_abnormal_recall": point["test_metrics"]["abnormal_recall"]}
         row["size_mb"] = sum(v.numel() * v.element_size() for v in model.net.state_dict().values()) / 1e6
         timing = data["test"][0][: args.timing_cells]
         row["cpu_s_classify_explain"] = cpu_seconds(lambda im, m=model: explain(m, im, method="gradcam++"), timing)

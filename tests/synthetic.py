@@ -164,3 +164,16 @@ def synthetic_field(shape=(400, 520), centres=((100, 110), (110, 380), (300, 140
         classes.append(cls)
     field += rng.normal(0, noise, field.shape)
     return np.clip(field, 0, 255).astype(np.uint8), pages, classes
+
+
+def write_class_folders(root, cells):
+    """Write synthetic ``(rgb, mask, class)`` cells as ``root/<class>/c<i>.png`` (the normal/ + abnormal/
+    layout that training and ensembles read); returns ``root``."""
+    from pathlib import Path
+
+    root = Path(root)
+    for i, (rgb, _, cls) in enumerate(cells):
+        folder = root / cls
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"c{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return root

@@ -3,10 +3,10 @@ heatmap of the ensemble's own score, and the refusals that keep its figures hone
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from synthetic import write_class_folders
 
 from napari_cervseg import classify, explain, load_model
 from napari_cervseg.classify import ModelError
@@ -17,12 +17,7 @@ from napari_cervseg.workflows.train import TrainConfig, train
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory, synthetic_cells):
-    root = tmp_path_factory.mktemp("ens") / "data"
-    for i, (rgb, _, cls) in enumerate(synthetic_cells):
-        folder = root / cls
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"c{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return root
+    return write_class_folders(tmp_path_factory.mktemp("ens") / "data", synthetic_cells)
 
 
 def _member(tmp, data, seed, split_seed=0, widths=(8, 8, 16, 16)):

@@ -4,6 +4,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from synthetic import write_class_folders
 
 from napari_cervseg.classify import load_model
 from napari_cervseg.classify.augment import AUGMENTATION_SETS, paper_augment
@@ -38,11 +39,7 @@ def test_paper_recipe_is_the_papers_per_architecture():
 
 @pytest.fixture()
 def tiny_folder(tmp_path, synthetic_cells):
-    for i, (rgb, _, cls) in enumerate(synthetic_cells):
-        folder = tmp_path / "data" / cls
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"c{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    return tmp_path / "data"
+    return write_class_folders(tmp_path / "data", synthetic_cells)
 
 
 def _config(**kw):

@@ -423,7 +423,7 @@ def test_batch_action_segments_every_layer_and_every_frame(viewer_with_layers_an
 
 
 def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stack, qtbot, monkeypatch):
-    from test_widgets_usability import _hold_second_cell
+    from test_widgets_usability import _cancel_during_second_cell, _hold_second_cell
 
     from napari_cervseg.plugin.widgets import BatchSegmentWidget
 
@@ -431,11 +431,7 @@ def test_batch_cancel_keeps_the_frames_that_finished(viewer_with_layers_and_stac
     second_started, release = _hold_second_cell(monkeypatch)  # the second frame waits for Cancel
     w = BatchSegmentWidget(viewer)
     w.scope_combo.value = "stack"
-    w.run()
-    qtbot.waitUntil(second_started.is_set, timeout=60000)
-    w.panel.cancel_button.native.click()
-    release.set()
-    _wait(qtbot, w)
+    _cancel_during_second_cell(qtbot, w, second_started, release)
     stack = viewer.layers["stack regions"].data
     assert (stack[0] == 2).any() and not stack[1:].any()
     assert "1 of 3" in w.result_label.value and "cancelled" in w.result_label.value

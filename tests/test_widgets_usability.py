@@ -125,6 +125,16 @@ def _hold_second_cell(monkeypatch):
     return second_started, release
 
 
+def _cancel_during_second_cell(qtbot, w, second_started, release):
+    """Run ``w``; press Cancel once the second cell's explanation has started, let that one finish,
+    and wait for the worker to end."""
+    w.run()
+    qtbot.waitUntil(second_started.is_set, timeout=60000)
+    w.panel.cancel_button.native.click()
+    release.set()
+    _wait(qtbot, w)
+
+
 def test_cancelling_rectangles_keeps_the_cells_already_done(make_napari_viewer, qtbot, monkeypatch):
     from napari_cervseg.plugin.widgets import SegmentCellWidget
 
@@ -140,11 +150,7 @@ def test_cancelling_rectangles_keeps_the_cells_already_done(make_napari_viewer, 
     second_started, release = _hold_second_cell(monkeypatch)
     w = SegmentCellWidget(viewer)
     w.image_combo.value, w.rect_combo.value = "field", "cells"
-    w.run()
-    qtbot.waitUntil(second_started.is_set, timeout=60000)
-    w.panel.cancel_button.native.click()
-    release.set()
-    _wait(qtbot, w)
+    _cancel_during_second_cell(qtbot, w, second_started, release)
     labels = viewer.layers["field regions"].data
     assert (labels[:, : a.shape[1]] == 2).any() and not labels[:, a.shape[1]:].any()
     assert "cancelled: 1 of 2 cell(s) done" in w.result_label.value

@@ -55,10 +55,7 @@ def combine(members: list[CellClassifier]) -> CellClassifier:
                 f"{m.source} was trained on another train/val/test split than {first.source}: it has seen some of"
                 " the other members' test cells and the ensemble's figures would be optimistic; train every"
                 " member with the same --split-seed (cervseg train --seed N --split-seed 0)")
-    kwargs = []
-    for m in members:
-        kw = {k: v for k, v in m.card.get("arch_kwargs", {}).items() if k != "n_classes"}
-        kwargs.append(kw)
+    kwargs = [{k: v for k, v in m.card.get("arch_kwargs", {}).items() if k != "n_classes"} for m in members]
     net = CompactEnsemble.from_members([m.net.cpu() for m in members], kwargs)
     card = {
         "name": "ensemble",
@@ -136,7 +133,7 @@ def build_ensemble(member_paths, out_path, data_root, screening_recall: float = 
     verdict (fitted on the training split, thresholds on validation). Nothing is trained.
     """
     from ..classify.applicability import CARD_KEY, fit_statistics, store_statistics
-    from ..workflows.train import screening_threshold
+    from ..workflows.train import screening_point
 
     members = [load_model(p, device="cpu") for p in member_paths]
     model = combine(members)
@@ -159,16 +156,8 @@ def build_ensemble(member_paths, out_path, data_root, screening_recall: float = 
             f = figures[part]
             log(f"{part}: accuracy {f['accuracy']:.3f}, abnormal recall {f['abnormal_recall']:.3f},"
                 f" AUC {f['auc']:.3f}, log loss {f['log_loss']:.3f} ({f['n']} cells)")
-    threshold = screening_threshold(figures["val"]["p_abnormal"], labels["val"], screening_recall)
-    test_called = (figures["test"]["p_abnormal"] >= threshold).astype(int)
-    model.card["operating_points"] = {"screening": {
-        "abnormal_threshold": threshold, "target_abnormal_recall": screening_recall,
-        "chosen_on": "validation split (the largest threshold on p(abnormal) reaching the target recall there)",
-        "probabilities": "single pass, as at inference",
-        "val_abnormal_recall": float((figures["val"]["p_abnormal"] >= threshold)[labels["val"] == 1].mean()),
-        "test_metrics": {**classification_metrics(labels["test"], test_called), "tta": False,
-                         "n": int(len(labels["test"]))},
-    }}
+    model.card["operating_points"] = screening_point(figures["val"]["p_abnormal"], labels["val"],
+                                                     figures["test"]["p_abnormal"], labels["test"], screening_recall)
     for part in ("val", "test"):
         figures[part].pop("p_abnormal")
     model.card["val_metrics"] = {**figures["val"], "tta": False}

@@ -365,17 +365,24 @@ def screening_operating_point(net, pconf, device, val, test, target_recall=0.98,
     x_val, y_val = val
     x_test, y_test = test
     val_proba = predict_proba(net, x_val, pconf, device, tta=tta)
-    threshold = screening_threshold(val_proba[:, 1], y_val, target_recall)
     if test_proba is None:
         test_proba = predict_proba(net, x_test, pconf, device, tta=tta)
-    val_called = val_proba[:, 1] >= threshold
+    return screening_point(val_proba[:, 1], y_val, test_proba[:, 1], y_test, target_recall, tta)
+
+
+def screening_point(val_p_abnormal, y_val, test_p_abnormal, y_test, target_recall=0.98, tta=False) -> dict:
+    """The card's ``operating_points`` from p(abnormal) on the validation and test splits: the
+    threshold is chosen on validation only, the test figures are taken at it."""
+    y_val, y_test = np.asarray(y_val), np.asarray(y_test)
+    threshold = screening_threshold(val_p_abnormal, y_val, target_recall)
+    val_called = np.asarray(val_p_abnormal) >= threshold
     return {"screening": {
         "abnormal_threshold": threshold,
         "target_abnormal_recall": target_recall,
         "chosen_on": "validation split (the largest threshold on p(abnormal) reaching the target recall there)",
         "probabilities": "single pass, as at inference" if not tta else "8-fold flip/rotation averaging",
         "val_abnormal_recall": float(val_called[y_val == 1].mean()),
-        "test_metrics": {**classification_metrics(y_test, (test_proba[:, 1] >= threshold).astype(int)),
+        "test_metrics": {**classification_metrics(y_test, (np.asarray(test_p_abnormal) >= threshold).astype(int)),
                          "tta": tta, "n": int(len(y_test))},
     }}
 
