@@ -400,6 +400,81 @@ def cmd_self_train(args) -> int:
     return 0
 
 
+def cmd_train_finder(args) -> int:
+    """Compose training fields from the model card's training-split cells, pseudo-labelled by the
+    self-trained segmenter (no mask is read), and train the learned cell finder on them."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from .classify import ModelError, load_model
+    from .io.datasets import DatasetError, read_dataset
+    from .segment.finder import FinderError, save_finder
+    from .segment.student import SegmenterError
+    from .workflows.finder_training import FinderTrainConfig, compose_fields, train_finder, training_cells
+
+    out = Path(args.out)
+    if out.suffix != ".safetensors" or out.is_dir():
+        print(f"error: --out {args.out!r} must name a .safetensors file (its .json card is written beside it)",
+              file=sys.stderr)
+        return 2
+    if out.exists() and not args.overwrite:
+        print(f"error: {out} exists; give another --out or --overwrite", file=sys.stderr)
+        return 2
+    if args.minutes <= 0 or args.fields < 10:
+        print("error: --minutes must be > 0 and --fields at least 10", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(args.split_from)
+        samples = read_dataset(args.data)
+    except (ModelError, DatasetError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    train_names = set(model.card.get("training", {}).get("split", {}).get("train", []))
+    if not train_names:
+        print(f"error: model {args.split_from!r} has no training split in its card; give --split-from a model"
+              " trained by `cervseg train`", file=sys.stderr)
+        return 2
+    samples = [s for s in samples if s.name in train_names]
+    if args.limit:
+        samples = samples[:args.limit]
+    if not samples:
+        print(f"error: none of {args.data}'s images is in {args.split_from!r}'s training split", file=sys.stderr)
+        return 2
+    config = FinderTrainConfig(n_fields=args.fields, minutes=args.minutes, steps=args.steps or 0, seed=args.seed)
+    t0 = time.perf_counter()
+    try:
+        bar = tqdm(total=len(samples), desc="pseudo-labels", unit="cell", disable=args.quiet)
+        cells = training_cells([s.load_image() for s in samples], args.segmenter,
+                               progress=lambda done, total: bar.update(1))
+        bar.close()
+        label_seconds = time.perf_counter() - t0
+        bar = tqdm(total=config.n_fields, desc="composing fields", unit="field", disable=args.quiet)
+        images, targets, rays, sizes = compose_fields(cells, config, progress=lambda done, total: bar.update(1))
+        bar.close()
+        compose_seconds = time.perf_counter() - t0 - label_seconds
+        print(f"{len(cells)} of {len(samples)} training-split cells pseudo-labelled; {len(images)} fields composed"
+              f" (median nucleus {sizes['nucleus_diameter']:.1f}, cell {sizes['cell_diameter']:.1f} working px)")
+        finder = train_finder(images, targets, rays, sizes, config, log=(lambda *a: None) if args.quiet else print,
+                              card_extra={"data": str(args.data), "split_from": args.split_from,
+                                          "segmenter": str(args.segmenter),
+                                          "train_images": sorted(s.name for s in samples),
+                                          "cells_used": len(cells), "pseudo_label_seconds": round(label_seconds, 1),
+                                          "compose_seconds": round(compose_seconds, 1),
+                                          "command": "cervseg " + " ".join(args.argv)})
+    except (SegmenterError, FinderError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    finder.card["total_seconds"] = round(time.perf_counter() - t0, 1)
+    path = save_finder(finder, out)
+    best = finder.card.get("best_val_loss")
+    print(f"wrote {path} (+ card); {finder.card['train_seconds']} s training, {finder.card['steps']} steps,"
+          f" best loss on held-aside composed fields {np.nan if best is None else best:.4f}")
+    return 0
+
+
 def cmd_verdict_stats(args) -> int:
     import time
 
@@ -674,6 +749,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="leave pixels within N px (at 128 px) of a pseudo-label boundary out of the loss")
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(func=cmd_self_train)
+
+    tf = sub.add_parser("train-finder", help="train the learned cell finder for fields of view on fields composed"
+                                             " from pseudo-labelled training cells (no ground-truth mask is read)")
+    tf.add_argument("--data", required=True, help="Herlev-layout folder of single cells")
+    tf.add_argument("--out", required=True, help="output .safetensors (a .json card is written beside)")
+    tf.add_argument("--split-from", default="default",
+                    help="the classifier whose card's training split gives the cells (default: the bundled one)")
+    tf.add_argument("--segmenter", default="default", help="the self-trained segmenter that pseudo-labels the cells")
+    tf.add_argument("--fields", type=int, default=1200, help="training fields to compose (default 1200)")
+    tf.add_argument("--minutes", type=float, default=40.0, help="training time budget (default 40)")
+    tf.add_argument("--steps", type=int, default=None, help="stop after this many steps (if sooner)")
+    tf.add_argument("--limit", type=int, default=None, help="use only the first N training cells (quick tries)")
+    tf.add_argument("--seed", type=int, default=0)
+    tf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    tf.add_argument("--quiet", action="store_true")
+    tf.set_defaults(func=cmd_train_finder)
 
     vs = sub.add_parser("verdict-stats", help="store the statistics of a model's training cells (its card's split)"
                                               " that decide when an input is not a cell it can judge")

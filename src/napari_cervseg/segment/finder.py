@@ -1,0 +1,436 @@
+"""A learned cell and nucleus finder for fields of view, trained without any ground-truth mask.
+
+One small U-Net looks at the field at a working scale and predicts, per pixel:
+
+- p(nucleus), p(nucleus boundary) and p(cell) (any cell covers this pixel);
+- for pixels inside a nucleus, the distances along ``n_rays`` directions from that pixel to the
+  outline of *its own* cell (StarDist's star-convex polygons, Schmidt et al. 2018, anchored on
+  the nucleus rather than the cell's centre).
+
+Nuclei are the watershed of p(nucleus) from seeds inside the boundary map; each nucleus's cell is
+the polygon its rays draw, cut to where p(cell) says there is cytoplasm. Polygons may overlap, so
+a cell under another cell's cytoplasm keeps its full extent (what one labels layer cannot show).
+
+The working scale is found per image: the finder is run once, the median nucleus diameter
+compared with the one it was trained on (its card), and run again at the matching scale when they
+differ (a finder that knows what size it expects nuclei to be, as Cellpose's size model does).
+
+Training data come from `workflows/finder_training.py`: fields composed from the training split's
+single cells, each cell's extent and nucleus from the self-trained segmenter (pseudo-labels).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+from torch import nn
+
+FINDER_DIR = Path(__file__).resolve().parent.parent / "weights" / "finders"
+ARCHITECTURE = "finder-unet"
+#: ray distances are predicted in units of this many working-scale pixels
+RAY_UNIT = 32.0
+#: the image is scaled by this much before the first look (Herlev's resolution halved)
+FIRST_SCALE = 0.5
+#: the working scale stays within these bounds (a 4x smaller or 1.6x larger view)
+SCALE_BOUNDS = (0.15, 1.6)
+#: run again at the matching scale when the median nucleus differs from the trained one by more
+#: than this factor
+RESCALE_FACTOR = 1.25
+#: the network sees tiles of at most this many working pixels, with this overlap
+NET_TILE = 768
+NET_OVERLAP = 96
+#: a nucleus smaller than this many working pixels (about 3 px across) is a speck
+MIN_NUCLEUS_PIXELS = 8
+#: a cell (polygon, or a nucleus-less blob of cell probability) smaller than this many working
+#: pixels is debris
+MIN_CELL_PIXELS = 150
+
+
+class FinderError(ValueError):
+    pass
+
+
+def _block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class FinderNet(nn.Module):
+    """U-Net with three probability maps (nucleus, nucleus boundary, cell) and ``n_rays`` distances."""
+
+    def __init__(self, widths=(12, 24, 48, 96, 128), n_rays: int = 32):
+        super().__init__()
+        self.widths, self.n_rays = tuple(int(w) for w in widths), int(n_rays)
+        self.down = nn.ModuleList()
+        cin = 3
+        for w in self.widths:
+            self.down.append(_block(cin, w))
+            cin = w
+        self.up = nn.ModuleList(_block(self.widths[i + 1] + self.widths[i], self.widths[i])
+                                for i in reversed(range(len(self.widths) - 1)))
+        self.maps = nn.Conv2d(self.widths[0], 3, 1)
+        # the rays come from the half-resolution decoder level (a wider head at a quarter of the cost)
+        self.rays = nn.Sequential(nn.Conv2d(self.widths[1], 64, 3, padding=1), nn.ReLU(inplace=True),
+                                  nn.Conv2d(64, self.n_rays, 1))
+
+    @property
+    def multiple(self) -> int:
+        """Input sides must be a multiple of this."""
+        return 2 ** (len(self.widths) - 1)
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        half = None
+        for block, skip in zip(self.up, reversed(skips[:-1]), strict=False):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([x, skip], 1))
+            if x.shape[1] == self.widths[1]:
+                half = x
+        rays = F.interpolate(self.rays(half), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.maps(x), F.softplus(rays)
+
+
+def ray_directions(n_rays: int) -> np.ndarray:
+    """(n_rays, 2) unit vectors (dy, dx), counter-clockwise from +x."""
+    angles = 2 * np.pi * np.arange(n_rays) / n_rays
+    return np.stack([np.sin(angles), np.cos(angles)], 1)
+
+
+def star_distances(mask: np.ndarray, points: np.ndarray, n_rays: int, step: float = 0.5) -> np.ndarray:
+    """Distances (len(points), n_rays) from each (row, col) point along each ray to where it first
+    leaves ``mask`` (the image's border counts as leaving)."""
+    points = np.asarray(points, np.float32).reshape(-1, 2)
+    out = np.zeros((len(points), n_rays), np.float32)
+    if not len(points):
+        return out
+    h, w = mask.shape
+    dirs = ray_directions(n_rays).astype(np.float32)
+    alive = np.ones((len(points), n_rays), bool)
+    limit = int(math.hypot(h, w) / step) + 2
+    for i in range(1, limit):
+        t = i * step
+        rr = np.rint(points[:, None, 0] + t * dirs[None, :, 0]).astype(np.int64)
+        cc = np.rint(points[:, None, 1] + t * dirs[None, :, 1]).astype(np.int64)
+        inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        inside[inside] = mask[rr[inside], cc[inside]]
+        leaving = alive & ~inside
+        out[leaving] = t
+        alive &= inside
+        if not alive.any():
+            break
+    out[alive] = limit * step
+    return out
+
+
+def field_input(rgb: np.ndarray) -> np.ndarray:
+    """Float32 (H, W, 3) network input: the image over the slide's brightness (a transmittance, so
+    slide colour and lamp brightness matter less), scaled to about [-1, 1]."""
+    rgb = rgb.astype(np.float32)
+    bright = np.percentile(rgb.reshape(-1, 3), 99, axis=0)
+    return np.clip(rgb / np.maximum(bright, 1.0), 0, 1.25) * 2 - 1
+
+
+@dataclass
+class FoundCell:
+    """One cell the finder found, at the image's full resolution.
+
+    ``box`` is (row0, col0, row1, col1); ``extent`` a bool mask of that box (the whole cell, also
+    where another cell covers it); ``nucleus`` a bool mask of the same box (empty when the cell
+    was found without a nucleus); ``score`` the mean p(nucleus) over the nucleus (p(cell) over the
+    extent when there is none)."""
+
+    box: tuple[int, int, int, int]
+    extent: np.ndarray
+    nucleus: np.ndarray
+    score: float
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        mask = self.nucleus if self.nucleus.any() else self.extent
+        rr, cc = np.nonzero(mask)
+        return self.box[0] + float(rr.mean()), self.box[1] + float(cc.mean())
+
+
+class CellFinder:
+    """A trained finder with its card; ``find(rgb)`` -> list of :class:`FoundCell`."""
+
+    def __init__(self, net: FinderNet, card: dict, source: str = "<in memory>"):
+        self.net = net.eval()
+        self.card = card
+        self.source = source
+        #: the median nucleus diameter (working px) of the fields it was trained on
+        self.nucleus_diameter = float(card.get("nucleus_diameter", 16.0))
+        self.lock = threading.RLock()
+
+    @torch.no_grad()
+    def maps(self, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities (3, h, w): nucleus, boundary, cell; rays (n_rays, h, w) in working px) of
+        ``rgb`` resized by ``scale``, tile by tile."""
+        h, w = rgb.shape[:2]
+        sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+        small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        x = field_input(small)
+        probs = np.zeros((3, sh, sw), np.float32)
+        rays = np.zeros((self.net.n_rays, sh, sw), np.float32)
+        m = self.net.multiple
+        device = next(self.net.parameters()).device
+        step = NET_TILE - NET_OVERLAP
+        for r0 in range(0, max(sh - NET_OVERLAP, 1), step):
+            for c0 in range(0, max(sw - NET_OVERLAP, 1), step):
+                r1, c1 = min(sh, r0 + NET_TILE), min(sw, c0 + NET_TILE)
+                tile = x[r0:r1, c0:c1]
+                th, tw = tile.shape[:2]
+                ph, pw = (-th) % m, (-tw) % m
+                tile = np.pad(tile, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(th, tw) > max(ph, pw)
+                              else "edge")
+                t = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].to(device)
+                with self.lock:
+                    logits, dist = self.net(t)
+                p = torch.sigmoid(logits)[0, :, :th, :tw].cpu().numpy()
+                d = dist[0, :, :th, :tw].cpu().numpy() * RAY_UNIT
+                # each tile owns its core; the overlap's outer half belongs to the neighbour
+                a0 = 0 if r0 == 0 else NET_OVERLAP // 2
+                b0 = 0 if c0 == 0 else NET_OVERLAP // 2
+                probs[:, r0 + a0:r1, c0 + b0:c1] = p[:, a0:, b0:]
+                rays[:, r0 + a0:r1, c0 + b0:c1] = d[:, a0:, b0:]
+        return probs, rays
+
+    def choose_scale(self, rgb: np.ndarray, scale: float | None = None) -> float:
+        """The working scale for this image: ``scale`` if given, else the one at which its nuclei
+        have the diameter the finder was trained on."""
+        if scale is not None:
+            return float(scale)
+        probs, _ = self.maps(rgb, FIRST_SCALE)
+        nuclei = nucleus_instances(probs[0], probs[1])
+        areas = np.bincount(nuclei.ravel())[1:]
+        areas = areas[areas >= MIN_NUCLEUS_PIXELS]
+        if len(areas) == 0:
+            return FIRST_SCALE
+        diameter = 2 * math.sqrt(float(np.median(areas)) / math.pi)
+        wanted = FIRST_SCALE * self.nucleus_diameter / max(diameter, 1.0)
+        if max(wanted, FIRST_SCALE) / min(wanted, FIRST_SCALE) < RESCALE_FACTOR:
+            return FIRST_SCALE
+        return float(np.clip(wanted, *SCALE_BOUNDS))
+
+    def find(self, rgb: np.ndarray, scale: float | None = None) -> list[FoundCell]:
+        """Every cell of an RGB uint8 image (any size the memory holds), at full resolution."""
+        scale = self.choose_scale(rgb, scale)
+        probs, rays = self.maps(rgb, scale)
+        return cells_from_maps(probs, rays, scale, rgb.shape[:2])
+
+
+def nucleus_instances(p_nucleus: np.ndarray, p_boundary: np.ndarray) -> np.ndarray:
+    """Instance labels (int32) of the nuclei: the watershed of p(nucleus) within p >= 0.5, from
+    seeds where a pixel is nucleus and not boundary."""
+    from skimage.segmentation import watershed
+
+    nucleus = p_nucleus >= 0.5
+    seeds, n = ndi.label(nucleus & (p_boundary < 0.5))
+    if n == 0:
+        return np.zeros(p_nucleus.shape, np.int32)
+    sizes = np.bincount(seeds.ravel())
+    small = sizes < max(2, MIN_NUCLEUS_PIXELS // 4)
+    small[0] = False
+    seeds[small[seeds]] = 0
+    labels = watershed(-p_nucleus, seeds, mask=nucleus).astype(np.int32)
+    # nucleus pixels no seed reached (a boundary-only sliver) stay out
+    return labels
+
+
+def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
+    """Full-resolution (x, y) vertices of the star-convex polygon around ``centre`` (working px)."""
+    dirs = ray_directions(len(distances))
+    ys = (centre[0] + distances * dirs[:, 0] + 0.5) / scale - 0.5
+    xs = (centre[1] + distances * dirs[:, 1] + 0.5) / scale - 0.5
+    return np.stack([xs, ys], 1)
+
+
+def cells_from_maps(probs: np.ndarray, rays: np.ndarray, scale: float, shape) -> list[FoundCell]:
+    """The cells (full resolution ``shape``) of the finder's working-scale maps."""
+    h, w = shape[:2]
+    p_nucleus, p_boundary, p_cell = probs
+    nuclei = nucleus_instances(p_nucleus, p_boundary)
+    found: list[FoundCell] = []
+    cell_any = p_cell >= 0.5
+    covered = np.zeros(p_cell.shape, bool)
+    full_p_cell = None
+    for k, box in enumerate(ndi.find_objects(nuclei), start=1):
+        if box is None:
+            continue
+        own = nuclei[box] == k
+        if own.sum() < MIN_NUCLEUS_PIXELS:
+            continue
+        rr, cc = np.nonzero(own)
+        centre = (box[0].start + rr.mean(), box[1].start + cc.mean())
+        # the rays of the pixels near the centre (within the nucleus), averaged
+        near = (rr - (centre[0] - box[0].start)) ** 2 + (cc - (centre[1] - box[1].start)) ** 2 <= 4.0
+        if not near.any():
+            near = np.ones_like(rr, bool)
+        d = rays[:, box[0].start + rr[near], box[1].start + cc[near]].mean(1)
+        poly = _polygon(centre, d, scale)
+        x0, y0 = np.floor(poly.min(0)).astype(int)
+        x1, y1 = np.ceil(poly.max(0)).astype(int) + 1
+        # the nucleus's full-resolution box must fit too
+        nr0, nr1 = int(box[0].start / scale), int(math.ceil(box[0].stop / scale))
+        nc0, nc1 = int(box[1].start / scale), int(math.ceil(box[1].stop / scale))
+        r0, c0 = max(0, min(y0, nr0)), max(0, min(x0, nc0))
+        r1, c1 = min(h, max(y1, nr1)), min(w, max(x1, nc1))
+        if r1 <= r0 or c1 <= c0:
+            continue
+        polygon_mask = np.zeros((r1 - r0, c1 - c0), np.uint8)
+        cv2.fillPoly(polygon_mask, [np.round(poly - (c0, r0)).astype(np.int32)], 1)
+        if full_p_cell is None:
+            full_p_cell = _Upsampled(p_cell, scale, (h, w))
+        cell_here = full_p_cell.box(r0, c0, r1, c1) >= 0.5
+        nucleus_full = _Upsampled(p_nucleus, scale, (h, w)).box(r0, c0, r1, c1) >= 0.5
+        nucleus_full &= _upsample_labels(nuclei, scale, (r0, c0, r1, c1)) == k
+        extent = (polygon_mask.astype(bool) & cell_here) | nucleus_full
+        if not nucleus_full.any():
+            continue
+        # one piece: the part connected to the nucleus
+        parts, n = ndi.label(extent)
+        if n > 1:
+            touched = np.unique(parts[nucleus_full])
+            extent = np.isin(parts, touched[touched > 0])
+        if extent.sum() * scale * scale < MIN_CELL_PIXELS:
+            continue
+        found.append(FoundCell((r0, c0, r1, c1), extent, nucleus_full, float(p_nucleus[box][own].mean())))
+        small_poly = np.zeros(p_cell.shape, np.uint8)
+        cv2.fillPoly(small_poly, [np.round(np.stack([centre[1] + d * ray_directions(len(d))[:, 1],
+                                                     centre[0] + d * ray_directions(len(d))[:, 0]], 1)
+                                           ).astype(np.int32)], 1)
+        covered |= small_poly.astype(bool)
+    # cells the finder sees (p(cell)) but whose nucleus it does not: kept as nucleus-less cells
+    rest, n = ndi.label(cell_any & ~ndi.binary_dilation(covered, iterations=3))
+    for k, box in enumerate(ndi.find_objects(rest), start=1):
+        if box is None:
+            continue
+        own = rest[box] == k
+        if own.sum() < MIN_CELL_PIXELS or _solidity(own) < 0.7:
+            continue
+        r0, c0 = int(box[0].start / scale), int(box[1].start / scale)
+        r1, c1 = min(h, int(math.ceil(box[0].stop / scale))), min(w, int(math.ceil(box[1].stop / scale)))
+        extent = _upsample_labels(rest, scale, (r0, c0, r1, c1)) == k
+        if full_p_cell is None:
+            full_p_cell = _Upsampled(p_cell, scale, (h, w))
+        extent &= full_p_cell.box(r0, c0, r1, c1) >= 0.5
+        if extent.any():
+            found.append(FoundCell((r0, c0, r1, c1), extent, np.zeros_like(extent), float(p_cell[box][own].mean())))
+    return found
+
+
+def _solidity(mask: np.ndarray) -> float:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return 0.0
+    hull = cv2.convexHull(np.concatenate(contours))
+    return float(mask.sum() / max(1.0, cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True)))
+
+
+class _Upsampled:
+    """A working-scale map read at full resolution, one box at a time (never the whole image)."""
+
+    def __init__(self, small: np.ndarray, scale: float, shape):
+        self.small, self.scale, self.shape = small, scale, shape
+
+    def box(self, r0, c0, r1, c1) -> np.ndarray:
+        rows = (np.arange(r0, r1) + 0.5) * self.scale - 0.5
+        cols = (np.arange(c0, c1) + 0.5) * self.scale - 0.5
+        rows = np.clip(rows, 0, self.small.shape[0] - 1)
+        cols = np.clip(cols, 0, self.small.shape[1] - 1)
+        return ndi.map_coordinates(self.small, np.meshgrid(rows, cols, indexing="ij"), order=1, mode="nearest")
+
+
+def _upsample_labels(labels: np.ndarray, scale: float, box) -> np.ndarray:
+    r0, c0, r1, c1 = box
+    rows = np.clip(((np.arange(r0, r1) + 0.5) * scale).astype(int), 0, labels.shape[0] - 1)
+    cols = np.clip(((np.arange(c0, c1) + 0.5) * scale).astype(int), 0, labels.shape[1] - 1)
+    return labels[np.ix_(rows, cols)]
+
+
+def save_finder(finder: CellFinder, path) -> Path:
+    """Weights as ``.safetensors`` and the card beside them (written atomically)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_name(path.name + ".safetensors")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in finder.net.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata={"architecture": ARCHITECTURE})
+    tmp.replace(path)
+    card = path.with_suffix(".json")
+    tmp_card = card.with_name(card.name + ".tmp")
+    tmp_card.write_text(json.dumps(finder.card, indent=2, default=float))
+    tmp_card.replace(card)
+    return path
+
+
+def bundled_finders() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(FINDER_DIR.glob("*.safetensors"))}
+
+
+def _checked_card(path: Path) -> dict:
+    card_path = path.with_suffix(".json")
+    if not card_path.exists():
+        raise FinderError(f"{path}: its card {card_path.name} is missing (it gives the architecture and widths)")
+    try:
+        card = json.loads(card_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FinderError(f"{card_path}: not a JSON card ({exc})") from exc
+    if not isinstance(card, dict):
+        raise FinderError(f"{card_path}: a card is a JSON object, not a {type(card).__name__}")
+    if card.get("architecture") != ARCHITECTURE:
+        raise FinderError(f"{card_path}: architecture {card.get('architecture')!r} is not {ARCHITECTURE!r}")
+    widths, rays = card.get("widths", [16, 32, 64, 96, 128]), card.get("n_rays", 32)
+    if (not isinstance(widths, list) or not 2 <= len(widths) <= 6
+            or not all(isinstance(v, int) and 1 <= v <= 512 for v in widths)):
+        raise FinderError(f"{card_path}: widths must be 2-6 integers in 1..512, got {widths!r}")
+    if not isinstance(rays, int) or not 4 <= rays <= 128:
+        raise FinderError(f"{card_path}: n_rays must be an integer in 4..128, got {rays!r}")
+    return card
+
+
+@lru_cache(maxsize=4)
+def _load_cached(path: str, mtime: float) -> CellFinder:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    p = Path(path)
+    card = _checked_card(p)
+    try:
+        state = load_file(str(p))
+    except (SafetensorError, OSError) as exc:
+        raise FinderError(f"{p}: not a readable safetensors file ({exc})") from exc
+    net = FinderNet(card.get("widths", (12, 24, 48, 96, 128)), card.get("n_rays", 32))
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise FinderError(f"{p}: weights do not fit the card's network ({str(exc)[:200]})") from exc
+    return CellFinder(net, card, str(p))
+
+
+def load_finder(name_or_path="default") -> CellFinder:
+    """The bundled finder by name (``"default"``), or one made by ``cervseg train-finder``."""
+    if isinstance(name_or_path, CellFinder):
+        return name_or_path
+    bundled = bundled_finders()
+    path = bundled.get(str(name_or_path)) or Path(name_or_path)
+    if not path.exists():
+        raise FinderError(f"finder {name_or_path!r} not found; bundled: {sorted(bundled) or 'none'},"
+                          " or give a .safetensors path made by `cervseg train-finder`")
+    return _load_cached(str(path.resolve()), path.stat().st_mtime)

@@ -1,0 +1,384 @@
+"""Training the learned cell finder (:mod:`napari_cervseg.segment.finder`) without any mask.
+
+1. Pseudo-labels: each training-split cell image is segmented by the self-trained segmenter (the
+   project's own weak segmentation); its cell (0/1/2 labels) is cut out of its crop.
+2. Fields: the cells are composed into fields of view at the finder's working scale as a
+   bright-field slide forms them (Beer-Lambert: the field is the slide's colour times the product
+   of the transmittances of every cell over a pixel), with what real slides vary: overlap and
+   clumps of 2-6 cells, debris, specks, fibres and small dark inflammatory-like blobs (labelled
+   background), slide colour, stain strength, grey images, blur, noise, scale, cells cut by the
+   field's border. Each cell's full extent and its nucleus are known by construction.
+3. The network learns p(nucleus), p(nucleus boundary), p(cell) and, at nucleus pixels, the
+   distances to that nucleus's own cell's outline along each ray.
+
+No ground-truth mask is read anywhere here.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from ..segment.finder import (ARCHITECTURE, RAY_UNIT, CellFinder, FinderNet, field_input, star_distances)
+
+
+@dataclass
+class FinderTrainConfig:
+    #: side (working px) of each composed training field
+    field_size: int = 256
+    n_fields: int = 1200
+    widths: tuple = (12, 24, 48, 96, 128)
+    n_rays: int = 32
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    #: stop after this many minutes (the issue's budget: one hour on a 2-core CPU) ...
+    minutes: float = 40.0
+    #: ... or this many optimiser steps, whichever comes first (0: the time alone)
+    steps: int = 0
+    seed: int = 0
+    #: a cell's native pixels become this many working pixels (log-uniform in the range)
+    scale_range: tuple = (0.25, 0.9)
+    #: share of fields made grey (another laboratory's scanner, the ISBI / EDF images)
+    grey_share: float = 0.4
+    #: share of the composed fields kept aside to watch the loss against pseudo-labels
+    val_share: float = 0.05
+
+
+@dataclass
+class TrainingCell:
+    """One cell for composing: its RGB crop, 0/1/2 labels (one cell, one nucleus) and the crop's
+    slide colour."""
+
+    rgb: np.ndarray
+    labels: np.ndarray
+    background: np.ndarray
+
+
+def background_colour(rgb: np.ndarray, cell: np.ndarray) -> np.ndarray:
+    """The slide's colour in a cell's crop: the median of the brightest 40 % of its non-cell pixels."""
+    out = rgb[~cell].reshape(-1, 3).astype(np.float32)
+    if len(out) < 50:
+        out = rgb.reshape(-1, 3).astype(np.float32)
+    lum = out.mean(1)
+    return np.median(out[lum >= np.percentile(lum, 60)], 0)
+
+
+#: a cell whose pseudo-mask covers more of its crop's border than this share runs out of the crop
+#: (Herlev crops are tight, so touching the border is common; covering it is not)
+MAX_BORDER_SHARE = 0.9
+
+
+def one_cell(labels: np.ndarray) -> np.ndarray | None:
+    """Labels cut to one cell with one nucleus: the largest nucleus component and the cell piece
+    that holds it; None when there is no nucleus or no cytoplasm."""
+    nucleus_parts, n = ndi.label(labels == 2)
+    if n == 0:
+        return None
+    sizes = np.bincount(nucleus_parts.ravel())
+    sizes[0] = 0
+    nucleus = nucleus_parts == int(np.argmax(sizes))
+    cell_parts, _ = ndi.label(labels > 0)
+    cell = np.isin(cell_parts, np.unique(cell_parts[nucleus]))
+    cell = ndi.binary_fill_holes(cell)
+    if (cell & ~nucleus).sum() < nucleus.sum() * 0.2:
+        return None
+    border = np.concatenate([cell[0], cell[-1], cell[:, 0], cell[:, -1]])
+    if border.mean() > MAX_BORDER_SHARE:
+        return None  # the cell runs out of its crop: its extent is not known
+    out = np.zeros(labels.shape, np.uint8)
+    out[cell] = 1
+    out[nucleus] = 2
+    return out
+
+
+def training_cells(images, segmenter="default", progress=None) -> list[TrainingCell]:
+    """Pseudo-labelled cells: the self-trained segmenter's labels of each image, cut to one cell."""
+    from ..io.images import to_rgb_uint8
+    from ..segment.student import load_segmenter
+
+    seg = load_segmenter(segmenter)
+    cells = []
+    for i, image in enumerate(images):
+        rgb = to_rgb_uint8(image)[0]
+        labels = one_cell(seg.predict(rgb, cell_threshold=seg.cell_threshold))
+        if labels is not None:
+            rows, cols = np.nonzero(labels)
+            box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
+            cells.append(TrainingCell(rgb[box], labels[box], background_colour(rgb, labels > 0)))
+        if progress:
+            progress(i + 1, len(images))
+    return cells
+
+
+def _blob(rng, radius: float) -> np.ndarray:
+    """A float32 alpha mask of a few overlapping ellipses (debris, an inflammatory cell)."""
+    side = int(2 * radius * 2.2) + 3
+    mask = np.zeros((side, side), np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        c = side / 2 + rng.normal(0, radius * 0.35, 2)
+        axes = np.maximum(1, radius * rng.uniform(0.5, 1.0, 2))
+        cv2.ellipse(mask, (int(c[1]), int(c[0])), (int(axes[0]), int(axes[1])), float(rng.uniform(0, 180)),
+                    0, 360, 1.0, -1)
+    return cv2.GaussianBlur(mask, (0, 0), 0.7)
+
+
+def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: FinderTrainConfig):
+    """One training field: (rgb uint8 (S, S, 3), targets uint8 (3, S, S): nucleus, nucleus
+    boundary, cell; rays uint8 (n_rays, S, S) in working px at nucleus pixels; nucleus diameters)."""
+    from skimage.segmentation import find_boundaries
+
+    size = config.field_size
+    lo, hi = np.log(config.scale_range[0]), np.log(config.scale_range[1])
+    field_scale = float(np.exp(rng.uniform(lo, hi)))
+    slide = cells[int(rng.integers(len(cells)))].background * rng.uniform(0.9, 1.05, 3)
+    slide = np.clip(slide, 120, 255)
+    trans = np.ones((size, size, 3), np.float32)
+    strength = rng.uniform(0.6, 1.5)  # stain strength: transmittance ** strength
+    top = np.zeros((size, size), np.int32)  # the topmost nucleus at each pixel
+    masks = []  # (cell mask, nucleus mask) of each placed cell, full field
+    n_cells = int(rng.integers(1, 10))
+    clump_centre = rng.uniform(0.2, 0.8, 2) * size if rng.random() < 0.5 else None
+    clump_left = int(rng.integers(2, 7)) if clump_centre is not None else 0
+    for _ in range(n_cells + clump_left):
+        cell = cells[int(rng.integers(len(cells)))]
+        s = field_scale * rng.uniform(0.85, 1.15)
+        h, w = cell.labels.shape
+        nh, nw = max(4, int(round(h * s))), max(4, int(round(w * s)))
+        if nh >= size * 1.5 or nw >= size * 1.5:
+            continue
+        rgb = cv2.resize(cell.rgb, (nw, nh), interpolation=cv2.INTER_AREA)
+        lab = cv2.resize(cell.labels, (nw, nh), interpolation=cv2.INTER_NEAREST)
+        if not (lab == 2).any():
+            continue
+        k = int(rng.integers(4))
+        rgb, lab = np.rot90(rgb, k), np.rot90(lab, k)
+        if rng.random() < 0.5:
+            rgb, lab = rgb[:, ::-1], lab[:, ::-1]
+        nh, nw = lab.shape
+        if clump_left > 0:
+            centre = clump_centre + rng.normal(0, 0.35, 2) * max(nh, nw)
+            clump_left -= 1
+        else:
+            centre = rng.uniform(-0.1, 1.1, 2) * size
+        y, x = int(centre[0] - nh / 2), int(centre[1] - nw / 2)
+        # the part of the cell inside the field
+        fy0, fx0, fy1, fx1 = max(0, y), max(0, x), min(size, y + nh), min(size, x + nw)
+        if fy1 - fy0 < 4 or fx1 - fx0 < 4:
+            continue
+        cy0, cx0 = fy0 - y, fx0 - x
+        cy1, cx1 = cy0 + fy1 - fy0, cx0 + fx1 - fx0
+        part = lab[cy0:cy1, cx0:cx1]
+        if not (part == 2).any() or (part == 2).sum() < 0.5 * (lab == 2).sum():
+            continue  # the nucleus is (mostly) outside the field: not this field's cell
+        t = np.clip(rgb[cy0:cy1, cx0:cx1].astype(np.float32) / np.maximum(cell.background, 1), 0.02, 1.0)
+        t = t ** (strength * rng.uniform(0.85, 1.15))
+        alpha = cv2.GaussianBlur((part > 0).astype(np.float32), (0, 0), 0.8)[..., None]
+        trans[fy0:fy1, fx0:fx1] *= 1 - alpha * (1 - t)
+        cell_mask = np.zeros((size, size), bool)
+        cell_mask[fy0:fy1, fx0:fx1] = part > 0
+        nucleus = np.zeros((size, size), bool)
+        nucleus[fy0:fy1, fx0:fx1] = part == 2
+        masks.append((cell_mask, nucleus))
+        top[nucleus] = len(masks)
+    # debris, specks, fibres and small dark blobs with no cytoplasm (inflammatory-like): background
+    diameters = [2 * math.sqrt(n.sum() / math.pi) for _, n in masks]
+    cell_diameters = [2 * math.sqrt(m.sum() / math.pi) for m, _ in masks]
+    nucleus_d = float(np.median(diameters)) if diameters else 15 * field_scale
+    for _ in range(int(rng.integers(0, 9))):
+        kind = rng.random()
+        if kind < 0.45:
+            radius = nucleus_d * rng.uniform(0.2, 0.45)  # inflammatory / bare small dark blob
+            dark = rng.uniform(0.25, 0.6)
+        elif kind < 0.8:
+            radius = rng.uniform(0.7, 3.0)  # speck
+            dark = rng.uniform(0.2, 0.7)
+        else:
+            radius = nucleus_d * rng.uniform(0.4, 1.5)  # pale debris
+            dark = rng.uniform(0.7, 0.92)
+        blob = _blob(rng, radius)
+        bh, bw = blob.shape
+        y, x = int(rng.integers(-bh // 2, size - bh // 2)), int(rng.integers(-bw // 2, size - bw // 2))
+        fy0, fx0, fy1, fx1 = max(0, y), max(0, x), min(size, y + bh), min(size, x + bw)
+        if fy1 <= fy0 or fx1 <= fx0:
+            continue
+        a = blob[fy0 - y:fy1 - y, fx0 - x:fx1 - x, None]
+        tint = np.clip(dark * rng.uniform(0.85, 1.15, 3), 0.05, 1)
+        trans[fy0:fy1, fx0:fx1] *= 1 - a * (1 - tint)
+    for _ in range(int(rng.integers(0, 3)) if rng.random() < 0.3 else 0):
+        p0, p1 = rng.uniform(0, size, 2), rng.uniform(0, size, 2)
+        line = np.zeros((size, size), np.float32)
+        cv2.line(line, (int(p0[1]), int(p0[0])), (int(p1[1]), int(p1[0])), 1.0, int(rng.integers(1, 3)))
+        trans *= 1 - cv2.GaussianBlur(line, (0, 0), 0.8)[..., None] * rng.uniform(0.05, 0.3)
+    # lamp: a gentle gradient across the field
+    gy, gx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    lamp = 1 + rng.uniform(-0.06, 0.06) * (gy - 0.5) + rng.uniform(-0.06, 0.06) * (gx - 0.5)
+    field = slide[None, None] * trans * lamp[..., None]
+    if rng.random() < config.grey_share:
+        field = np.repeat(field @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(field.shape)
+    if rng.random() < 0.5:
+        field = cv2.GaussianBlur(field, (0, 0), rng.uniform(0.3, 1.3))
+    field = field + rng.normal(0, rng.uniform(0.5, 4.0), field.shape)
+    rgb = np.clip(field, 0, 255).astype(np.uint8)
+    targets = np.zeros((3, size, size), np.uint8)
+    targets[0] = top > 0
+    targets[1] = find_boundaries(top, mode="inner") & (top > 0)
+    targets[2] = np.any([m for m, _ in masks], 0) if masks else 0
+    rays = np.zeros((config.n_rays, size, size), np.uint8)
+    for k, (cell_mask, _) in enumerate(masks, start=1):
+        rr, cc = np.nonzero(top == k)
+        if len(rr):
+            d = star_distances(cell_mask, np.stack([rr, cc], 1), config.n_rays)
+            rays[:, rr, cc] = np.clip(np.rint(d), 0, 255).astype(np.uint8).T
+    return rgb, targets, rays, {"nucleus": diameters, "cell": cell_diameters}
+
+
+def compose_fields(cells: list[TrainingCell], config: FinderTrainConfig, progress=None):
+    """``config.n_fields`` fields: images (N, S, S, 3), targets (N, 3, S, S), rays (N, R, S, S),
+    and the median nucleus and cell diameters (working px) over all of them (the sizes the finder
+    will expect: ``{"nucleus_diameter": .., "cell_diameter": ..}``)."""
+    if not cells:
+        raise ValueError("no pseudo-labelled cell to compose fields from (the segmenter found no nucleus in any)")
+    rng = np.random.default_rng(config.seed)
+    s, n = config.field_size, config.n_fields
+    images = np.zeros((n, s, s, 3), np.uint8)
+    targets = np.zeros((n, 3, s, s), np.uint8)
+    rays = np.zeros((n, config.n_rays, s, s), np.uint8)
+    diameters = {"nucleus": [], "cell": []}
+    for i in range(n):
+        images[i], targets[i], rays[i], d = compose_field(cells, rng, config)
+        for key in diameters:
+            diameters[key] += d[key]
+        if progress:
+            progress(i + 1, n)
+    return images, targets, rays, {f"{key}_diameter": float(np.median(v)) if v else None for key, v in diameters.items()}
+
+
+def _ray_permutation(n_rays: int, op: str) -> np.ndarray:
+    """Index map so that rays[perm] are the rays of the flipped / transposed image (each op is
+    its own inverse): left-right x -> -x, up-down y -> -y, transpose y <-> x."""
+    i = np.arange(n_rays)
+    return {"lr": (n_rays // 2 - i) % n_rays, "ud": (-i) % n_rays, "t": (n_rays // 4 - i) % n_rays}[op]
+
+
+def _augment_batch(x, y, r, gen: torch.Generator):
+    """The same random flips / transpose for images, targets and rays (ray indices follow), and a
+    gain / offset jitter of the input."""
+    n_rays = r.shape[1]
+    if torch.rand(1, generator=gen) < 0.5:
+        x, y, r = x.flip(-1), y.flip(-1), r.flip(-1)[:, _ray_permutation(n_rays, "lr")]
+    if torch.rand(1, generator=gen) < 0.5:
+        x, y, r = x.flip(-2), y.flip(-2), r.flip(-2)[:, _ray_permutation(n_rays, "ud")]
+    if torch.rand(1, generator=gen) < 0.5:
+        x, y, r = x.transpose(-1, -2), y.transpose(-1, -2), r.transpose(-1, -2)[:, _ray_permutation(n_rays, "t")]
+    gain = 1 + (torch.rand(x.shape[0], 1, 1, 1, generator=gen) - 0.5) * 0.2
+    bias = (torch.rand(x.shape[0], 1, 1, 1, generator=gen) - 0.5) * 0.15
+    return x * gain + bias, y, r
+
+
+def finder_loss(logits, dist, y, r):
+    """BCE on the three maps (+ soft Dice on the nucleus), L1 on the rays at nucleus pixels."""
+    y = y.float()
+    weights = torch.tensor([1.0, 3.0, 1.0], device=logits.device)
+    bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=weights[None, :, None, None])
+    p = torch.sigmoid(logits[:, 0])
+    dice = 1 - (2 * (p * y[:, 0]).sum() + 1) / (p.sum() + y[:, 0].sum() + 1)
+    at = y[:, 0] > 0
+    if at.any():
+        target = r.float() / RAY_UNIT
+        ray = (dist - target).abs().mean(1)[at].mean()
+    else:
+        ray = dist.sum() * 0
+    return bce + dice + ray, {"bce": bce.item(), "dice": dice.item(), "ray": ray.item()}
+
+
+def _to_tensors(images, targets, rays):
+    x = torch.from_numpy(np.stack([field_input(im) for im in images])).permute(0, 3, 1, 2).contiguous()
+    return x, torch.from_numpy(targets), torch.from_numpy(rays)
+
+
+def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig | None = None,
+                 init: CellFinder | None = None, log=print, card_extra: dict | None = None,
+                 should_stop=None) -> CellFinder:
+    """Fit a FinderNet to composed fields (or to corrected fields, ``init`` given: fine-tuning).
+
+    Trains until ``config.minutes`` or ``config.steps``; the weights with the lowest loss on the
+    held-aside fields (against their pseudo-labels) are kept."""
+    config = config or FinderTrainConfig()
+    torch.manual_seed(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
+    n = len(images)
+    n_val = max(1, int(round(config.val_share * n))) if n >= 10 else 0
+    order = np.random.default_rng(config.seed).permutation(n)
+    val, train = order[:n_val], order[n_val:]
+    if init is not None:
+        net = FinderNet(init.net.widths, init.net.n_rays)
+        net.load_state_dict(init.net.state_dict())
+    else:
+        net = FinderNet(config.widths, config.n_rays)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    t0 = time.perf_counter()
+    budget = config.minutes * 60
+    step, history = 0, []
+    best, best_state = math.inf, None
+    val_x = _to_tensors(images[val], targets[val], rays[val]) if n_val else None
+
+    def lr_at(fraction: float) -> float:
+        warm = min(1.0, step / 100)
+        return config.lr * warm * 0.5 * (1 + math.cos(math.pi * min(1.0, fraction)))
+
+    running = []
+    while True:
+        elapsed = time.perf_counter() - t0
+        fraction = max(elapsed / budget if budget > 0 else 0, step / config.steps if config.steps else 0)
+        if fraction >= 1 or (should_stop is not None and should_stop()):
+            break
+        for g in opt.param_groups:
+            g["lr"] = lr_at(fraction)
+        pick = train[torch.randint(len(train), (config.batch_size,), generator=gen).numpy()]
+        x, y, r = _to_tensors(images[pick], targets[pick], rays[pick])
+        x, y, r = _augment_batch(x, y, r, gen)
+        net.train()
+        logits, dist = net(x)
+        loss, parts = finder_loss(logits, dist, y, r)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        step += 1
+        running.append(loss.item())
+        if step % 100 == 0 or fraction >= 0.999:
+            entry = {"step": step, "seconds": round(time.perf_counter() - t0, 1), "train_loss": float(np.mean(running))}
+            running = []
+            if val_x is not None:
+                net.eval()
+                with torch.no_grad():
+                    vl = []
+                    for i in range(0, len(val), 8):
+                        lg, ds = net(val_x[0][i:i + 8])
+                        vl.append(finder_loss(lg, ds, val_x[1][i:i + 8], val_x[2][i:i + 8])[0].item())
+                entry["val_loss"] = float(np.mean(vl))
+                if entry["val_loss"] < best:
+                    best = entry["val_loss"]
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            history.append(entry)
+            log(f"step {step}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                             for k, v in entry.items() if k != "step"))
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    card = {"architecture": ARCHITECTURE, "widths": list(net.widths), "n_rays": net.n_rays,
+            **sizes,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
+            "steps": step, "train_seconds": round(time.perf_counter() - t0, 1), "history": history,
+            "best_val_loss": None if best == math.inf else best,
+            "supervision": ("pseudo-labels: fields composed from single cells segmented by the self-trained"
+                            " segmenter; no ground-truth mask was read"),
+            **(card_extra or {})}
+    return CellFinder(net, card)
