@@ -18,6 +18,7 @@ import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -69,6 +70,11 @@ class FieldResult:
     timings : dict
         Seconds: ``detect``, ``cells`` (all per-cell pipelines) and ``total``.
     warnings : list of str
+    extents : dict of int to (box, mask)
+        Each cell's full extent, overlaps allowed: ``(row0, col0, row1, col1)`` and a bool mask of
+        that box (see :meth:`extent`). The descriptors are measured on it.
+    finder : str
+        Which finder found the cells (``"learned"``, ``"classic"``, or ``"boxes"``).
     """
 
     cells: np.ndarray
@@ -81,6 +87,25 @@ class FieldResult:
     settings: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    extents: dict = field(default_factory=dict)
+    finder: str = "classic"
+
+    def extent(self, cell_id: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
+        """Cell ``cell_id``'s full extent, also where another cell lies over it:
+        ``((row0, col0, row1, col1), mask)`` with ``mask`` a bool array of that box.
+
+        Where the finder gave no separate extent (cells painted by hand, say), it is the cell's
+        pixels in the ``cells`` labels."""
+        cell_id = int(cell_id)
+        if cell_id in self.extents:
+            return self.extents[cell_id]
+        objects = ndi.find_objects((self.cells == cell_id).astype(np.int32))
+        if not objects or objects[0] is None:
+            known = sorted(int(k) for k in np.unique(self.cells) if k)
+            raise KeyError(f"no cell {cell_id} in this field; its cell ids are {known[:20]}"
+                           f"{' ...' if len(known) > 20 else ''}")
+        box = objects[0]
+        return ((box[0].start, box[1].start, box[0].stop, box[1].stop), self.cells[box] == cell_id)
 
     @property
     def n_cells(self) -> int:
@@ -102,11 +127,40 @@ class FieldResult:
         red with their id and p(abnormal) (so none hides among the normal ones)."""
         return field_overlay(image, self, alpha)
 
+    @property
+    def no_verdict_ids(self) -> list[int]:
+        """Ids of the cells given no class (not a cell the classifier can judge, or several cells)."""
+        return [r["cell_id"] for r in self.table if r.get("predicted_class") is None]
+
+    def verdict(self) -> str:
+        """The field's flag for a screener: what to review first."""
+        return field_verdict(len(self.table), len(self.abnormal_ids), len(self.no_verdict_ids))
+
     def summary(self) -> dict:
         """JSON-friendly description without the arrays."""
-        return {"n_cells": self.n_cells, "abnormal_cells": self.abnormal_ids, "method": self.method,
+        return {"n_cells": self.n_cells, "n_abnormal": len(self.abnormal_ids),
+                "n_no_verdict": len(self.no_verdict_ids), "verdict": self.verdict(),
+                "abnormal_cells": self.abnormal_ids, "cells_without_verdict": self.no_verdict_ids,
+                "finder": self.finder, "method": self.method,
                 "model": self.model, "settings": self.settings,
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}, "warnings": list(self.warnings)}
+
+
+def field_verdict(n_cells: int, n_abnormal: int, n_no_verdict: int) -> str:
+    """"review: 2 abnormal cells, 1 cell without a verdict", or "no abnormal cell among 7 cells"."""
+    def count(n, what):
+        return f"{n} {what}{'' if n == 1 else 's'}"
+
+    if n_cells == 0:
+        return "no cells found"
+    parts = []
+    if n_abnormal:
+        parts.append(count(n_abnormal, "abnormal cell"))
+    if n_no_verdict:
+        parts.append(count(n_no_verdict, "cell") + " without a verdict")
+    if parts:
+        return "review: " + ", ".join(parts)
+    return f"no abnormal cell among {count(n_cells, 'cell')}"
 
 
 def _tiles(shape, tile: int, overlap: int) -> Iterator[tuple[slice, slice, slice, slice]]:
@@ -173,6 +227,73 @@ def detect_cells(rgb: np.ndarray, progress: Stages | None = None) -> tuple[np.nd
             seeds[rows, cols][seed & free] = next_id
             next_id += 1
     return cells, seeds
+
+
+#: the cell finders of :func:`segment_field`: the U-Net trained on composed fields from
+#: pseudo-labels (:mod:`napari_cervseg.segment.finder`), or the hand-set contrast rules of
+#: :mod:`napari_cervseg.segment.cells`
+FINDERS = ("learned", "classic")
+#: the finder a field gets unless told otherwise. The rule, written before scoring
+#: (benchmarks/results/finder_rule.md): "learned" when, on both development field sets, its
+#: nucleus F1 is higher than "classic"'s and, on the Herlev fields, it catches at least as many
+#: abnormal cells
+DEFAULT_FINDER = "classic"
+
+
+def _found_from_labels(regions: np.ndarray, seeds: np.ndarray) -> list:
+    """The classic finder's regions and seeds as one FoundCell each (the extent is the region)."""
+    from ..segment.finder import FoundCell
+
+    found = []
+    for k, box in enumerate(ndi.find_objects(regions), start=1):
+        if box is None:
+            continue
+        found.append(FoundCell((box[0].start, box[1].start, box[0].stop, box[1].stop), regions[box] == k,
+                               seeds[box] == k, 1.0))
+    return found
+
+
+def resolve_finder(finder):
+    """``"classic"`` or a loaded :class:`~napari_cervseg.segment.finder.CellFinder` for ``finder``
+    (``"learned"``: the bundled one; a path: one made by ``cervseg train-finder``)."""
+    from ..segment.finder import CellFinder, load_finder
+
+    if finder == "classic" or isinstance(finder, CellFinder):
+        return finder
+    if finder in (None, "learned"):
+        return load_finder("default")
+    if isinstance(finder, (str, Path)) and Path(finder).suffix == ".safetensors":
+        return load_finder(finder)
+    raise ValueError(f"unknown finder {finder!r}; choose {' or '.join(map(repr, FINDERS))}, or give a"
+                     " .safetensors finder made by `cervseg train-finder`")
+
+
+def find_cells(rgb: np.ndarray, finder="classic", progress: Stages | None = None, scale: float | None = None) -> list:
+    """Every cell of a field as :class:`~napari_cervseg.segment.finder.FoundCell` (box, full
+    extent, nucleus), tile by tile for images larger than TILE px (a cell belongs to the tile
+    whose core holds its nucleus)."""
+    finder = resolve_finder(finder)
+    if finder == "classic":
+        return _found_from_labels(*detect_cells(rgb, progress))
+    h, w = rgb.shape[:2]
+    if max(h, w) <= TILE:
+        return finder.find(rgb, scale)
+    tiles = list(_tiles(rgb.shape, TILE, TILE_OVERLAP))
+    if scale is None:  # one scale for the whole image, from its middle tile
+        rows, cols, _, _ = tiles[len(tiles) // 2]
+        scale = finder.choose_scale(rgb[rows, cols])
+    found = []
+    for i, (rows, cols, core_rows, core_cols) in enumerate(tiles):
+        if progress is not None:
+            progress.report(f"finding cells (tile {i + 1} of {len(tiles)})", 0.05 + 0.15 * i / len(tiles))
+        for cell in finder.find(rgb[rows, cols], scale):
+            centre = (rows.start + cell.centre[0], cols.start + cell.centre[1])
+            if not (core_rows.start <= centre[0] < core_rows.stop and core_cols.start <= centre[1] < core_cols.stop):
+                continue  # the neighbouring tile owns this cell
+            r0, c0, r1, c1 = cell.box
+            cell.box = (r0 + rows.start, c0 + cols.start, r1 + rows.start, c1 + cols.start)
+            found.append(cell)
+    return found
 
 
 def _crop_box(box: tuple[slice, slice], shape) -> tuple[int, int, int, int]:
@@ -267,7 +388,7 @@ def cell_rows(cells: np.ndarray, nuclei: np.ndarray, image=None, pixel_size: flo
 
 def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *, settings=None, target=None,
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
-                  pixel_size: float | None = None, should_stop=None, **options) -> FieldResult:
+                  pixel_size: float | None = None, should_stop=None, finder=None, **options) -> FieldResult:
     """Find, segment, classify and measure every cell of a field of view.
 
     Parameters
@@ -284,13 +405,17 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     should_stop : callable, optional
         Checked between cells; when it returns True the cells finished so far are returned
         (with a warning saying so).
+    finder : {"learned", "classic"}, path or CellFinder, optional
+        What finds the cells (default: DEFAULT_FINDER): the learned finder (bundled, or a
+        ``.safetensors`` file from ``cervseg train-finder``) or the hand-set contrast rules.
 
     Returns
     -------
     FieldResult
-        ``cells`` and ``nuclei`` instance labels sharing ids, semantic ``labels``, ``heatmap``
-        and ``table`` (one row per cell). Where cells overlap, each pixel belongs to the cell
-        whose nucleus reaches it first through the foreground.
+        ``cells`` and ``nuclei`` instance labels sharing ids, semantic ``labels``, ``heatmap``,
+        ``table`` (one row per cell, measured on the cell's full extent) and each cell's full
+        extent (:meth:`FieldResult.extent`). Where cells overlap, each pixel of the labels belongs
+        to the cell whose nucleus is nearest; the extents keep the overlap.
 
     See Also
     --------
@@ -306,6 +431,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     t_start = time.perf_counter()
     stages = Stages(progress)
     field_settings, ignored = settings_for(method, settings, **options)
+    finder = resolve_finder(DEFAULT_FINDER if finder is None else finder)
     model_obj = load_model(model, device=device) if model is not None else None
     rgb, warnings = to_rgb_uint8(image)
     if rgb.shape[0] * rgb.shape[1] > MAX_FIELD_PIXELS:
@@ -315,56 +441,122 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                          f" ({MAX_FIELD_PIXELS} px); cut it into regions first")
     h, w = rgb.shape[:2]
     with stages("detect", report="finding cells", at=0.02):
-        regions, seeds = detect_cells(rgb, stages)
-    ids = [int(k) for k in np.unique(regions) if k]
+        found = find_cells(rgb, finder, stages)
+    # every found nucleus, so that a nucleus of an overlapping neighbour is not taken for a second
+    # nucleus of this cell
+    found_nuclei = np.zeros((h, w), np.int32)
+    for i, cell in enumerate(found, start=1):
+        r0, c0, r1, c1 = cell.box
+        found_nuclei[r0:r1, c0:c1][cell.nucleus] = i
     cells = np.zeros((h, w), np.int32)
     nuclei = np.zeros((h, w), np.int32)
+    nearest = np.full((h, w), np.inf, np.float32)
     heatmap = np.zeros((h, w), np.float32)
     table: list[dict] = []
+    extents: dict = {}
     stopped = False
     t_cells = time.perf_counter()
-    objects = ndi.find_objects(regions)
-    for n, k in enumerate(ids, start=1):
+    for n, cell in enumerate(found, start=1):
         if should_stop is not None and should_stop():
             stopped = True
             break
-        stages.report(f"cell {n} of {len(ids)}", 0.2 + 0.8 * (n - 1) / max(1, len(ids)))
-        r0, c0, r1, c1 = _crop_box(objects[k - 1], (h, w))
-        region = regions[r0:r1, c0:c1] == k
+        stages.report(f"cell {n} of {len(found)}", 0.2 + 0.8 * (n - 1) / max(1, len(found)))
+        b0, b1, b2, b3 = cell.box
+        r0, c0, r1, c1 = _crop_box((slice(b0, b2), slice(b1, b3)), (h, w))
+        region = np.zeros((r1 - r0, c1 - c0), bool)
+        region[b0 - r0:b2 - r0, b1 - c0:b3 - c0] = cell.extent
+        seed = np.zeros_like(region)
+        seed[b0 - r0:b2 - r0, b1 - c0:b3 - c0] = cell.nucleus
         crop = rgb[r0:r1, c0:c1]
         result = segment_cell(crop, model=model_obj, method=method, settings=field_settings, target=target,
                               device=device, operating_point=operating_point, max_pixels=None,
                               warn_if_field=False)
-        nucleus = _own_nucleus(result, region, seeds[r0:r1, c0:c1] == k)
+        nucleus = _own_nucleus(result, region, seed)
+        region |= nucleus
         cell_id = len(table) + 1
-        cells[r0:r1, c0:c1][region] = cell_id
-        nuclei[r0:r1, c0:c1][nucleus] = cell_id
+        # the labels layer: each pixel to the cell whose nucleus is nearest (the nucleus its own)
+        distance = ndi.distance_transform_edt(~nucleus) if nucleus.any() else _distance_to_centre(region)
+        take = region & (distance < nearest[r0:r1, c0:c1])
+        nearest[r0:r1, c0:c1][take] = distance[take]
+        cells[r0:r1, c0:c1][take] = cell_id
+        nuclei_box = nuclei[r0:r1, c0:c1]
+        nuclei_box[take & ~nucleus & (nuclei_box > 0)] = 0
+        nuclei_box[take & nucleus] = cell_id
         if result.heatmap is not None:
-            heatmap[r0:r1, c0:c1][region] = result.heatmap[region]
+            heatmap[r0:r1, c0:c1][take] = result.heatmap[take]
         p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
-        table.append({
+        row = {
             **_cell_row(cell_id, region, nucleus, crop, (r0, c0), pixel_size),
             "predicted_class": result.predicted_class, "probability": result.probability,
             "p_abnormal": None if p_abnormal is None else float(p_abnormal),
             "explained_class": result.explained_class,
             "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable),
             "warnings": [w for w in result.warnings if not w.startswith("option ")],
-        })
+        }
+        extra = _other_nuclei(result, region, nucleus, found_nuclei[r0:r1, c0:c1], n)
+        if extra:
+            # a region with two nuclei may be two cells merged: no confident class, listed for review
+            row.update(predicted_class=None, probability=None, judgeable=False,
+                       not_judgeable=", ".join(filter(None, [row["not_judgeable"],
+                                                             f"several cells: {extra + 1} nuclei in one region"])))
+            row["warnings"].append(f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
+        table.append(row)
+        rows_, cols_ = np.nonzero(region)
+        e0, e1 = rows_.min(), cols_.min()
+        extents[cell_id] = ((r0 + int(e0), c0 + int(e1), r0 + int(rows_.max()) + 1, c0 + int(cols_.max()) + 1),
+                            region[e0:rows_.max() + 1, e1:cols_.max() + 1].copy())
+    nuclei[cells == 0] = 0
     labels = np.zeros((h, w), np.uint8)
     labels[cells > 0] = 1
     labels[nuclei > 0] = 2
     stages.timings["cells"] = time.perf_counter() - t_cells
-    if not ids:
-        warnings.append("no cells found: the image looks like an empty slide (no stained object of cell"
-                        f" size, {MIN_CELL_AREA} px or more)")
+    if not found:
+        warnings.append("no cells found: nothing in the image looks like a cell (a stained object with a"
+                        " nucleus, or a solid stained object of cell size)")
     if stopped:
-        warnings.append(f"stopped after {len(table)} of {len(ids)} cells; the rest were not segmented")
+        warnings.append(f"stopped after {len(table)} of {len(found)} cells; the rest were not segmented")
     warnings += [f"option {k!r} does not apply to method {method!r}; ignored" for k in ignored]
     stages.timings["total"] = time.perf_counter() - t_start
     stages.report("done", 1.0)
     return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, table=table, method=method,
                        model=getattr(model_obj, "source", None), settings=field_settings.as_dict(),
-                       timings=stages.timings, warnings=warnings)
+                       timings=stages.timings, warnings=warnings, extents=extents,
+                       finder=finder if finder == "classic" else "learned")
+
+
+def _distance_to_centre(region: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(region)
+    rr, cc = np.indices(region.shape)
+    return np.hypot(rr - rows.mean(), cc - cols.mean()).astype(np.float32)
+
+
+#: a second nucleus in a cell's region counts when it is at least this fraction of the cell's own
+#: nucleus and at least MIN_SECOND_NUCLEUS px (smaller: a chromatin clump, a speck)
+SECOND_NUCLEUS_FRACTION = 0.3
+MIN_SECOND_NUCLEUS = 60
+
+
+def _other_nuclei(result: SegmentationResult, region: np.ndarray, nucleus: np.ndarray, found_nuclei: np.ndarray,
+                  own_index: int) -> int:
+    """How many nuclei the crop's segmentation shows inside this cell's region besides its own,
+    leaving out the nuclei of other found cells (those lie over or under it: overlap, not a merge)."""
+    if not nucleus.any():
+        return 0
+    parts, n = ndi.label((result.labels == 2) & region & ~ndi.binary_dilation(nucleus, iterations=2))
+    if n == 0:
+        return 0
+    own_area = int(nucleus.sum())
+    count = 0
+    for k, box in enumerate(ndi.find_objects(parts), start=1):
+        part = parts[box] == k
+        area = int(part.sum())
+        if area < max(MIN_SECOND_NUCLEUS, SECOND_NUCLEUS_FRACTION * own_area):
+            continue
+        under = found_nuclei[box][part]
+        if ((under > 0) & (under != own_index)).mean() > 0.3:
+            continue  # another found cell's nucleus
+        count += 1
+    return count
 
 
 #: abnormal cells are boxed in this colour (RGB) in overlays

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from ..segment.finder import (ARCHITECTURE, RAY_UNIT, CellFinder, FinderNet, field_input, star_distances)
+from ..segment.finder import ARCHITECTURE, RAY_UNIT, CellFinder, FinderNet, field_input, star_distances
 
 
 @dataclass
