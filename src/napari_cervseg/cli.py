@@ -128,7 +128,8 @@ def cmd_segment(args) -> int:
         options["operating_point"] = args.operating_point
     config = BatchConfig(model=model, method=args.method, grouping=args.grouping, target=args.target,
                          device=args.device, options=options, pixel_size=args.pixel_size,
-                         overwrite=args.overwrite, max_pixels=args.max_pixels or None, field_mode=args.field)
+                         overwrite=args.overwrite, max_pixels=args.max_pixels or None, field_mode=args.field,
+                         finder=args.finder)
     bar = tqdm(total=len(inputs), desc="segment", unit="cell", disable=args.quiet)
 
     def progress(done, total, record):
@@ -665,6 +666,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="treat each input as a field of view: find, segment, classify and measure every cell"
                           " (writes _cells.png / _nuclei.png instance labels, one descriptors row per cell, abnormal"
                           " cells boxed in the overlay); 'auto' decides per image (several nuclei of cell size)")
+    seg.add_argument("--finder", default=None, metavar="learned|classic|FILE",
+                     help="--field: what finds the cells: the learned finder (bundled, or a .safetensors from"
+                          " `cervseg train-finder`) or the classic contrast rules (default: the package's default)")
     seg.add_argument("--overwrite", action="store_true",
                      help="redo images whose outputs exist (default: keep them, e.g. corrected labels)")
     seg.add_argument("--quiet", action="store_true")

@@ -313,9 +313,15 @@ class SegmentFieldWidget(WorkerWidget):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
+        from ..workflows.fields import DEFAULT_FINDER, FINDERS
+
         self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
+        self.finder_combo = ComboBox(label="cell finder", choices=list(FINDERS), value=DEFAULT_FINDER,
+                                     tooltip="learned: the U-Net trained on composed fields (finds overlapping cells"
+                                             " whole); classic: hand-set contrast rules")
         self.method_controls = MethodControls()
-        super().__init__(viewer, "Segment all cells", [self.image_combo, *self.method_controls.widgets])
+        super().__init__(viewer, "Segment all cells", [self.image_combo, self.finder_combo,
+                                                       *self.method_controls.widgets])
         self.last_result = None
 
     def run(self):
@@ -331,6 +337,7 @@ class SegmentFieldWidget(WorkerWidget):
         except (LayerError, SegmentationError) as exc:
             self.refuse(f"CervSeg: {exc}")
             return
+        finder = self.finder_combo.value
         stop = threading.Event()
 
         def steps(progress):
@@ -342,7 +349,7 @@ class SegmentFieldWidget(WorkerWidget):
 
             yield from load_models_stage(options.get("model"), options.get("method"), options)
             yield Progress("finding cells", 0.0)
-            return segment_field(image, progress=report, should_stop=stop.is_set, **options)
+            return segment_field(image, progress=report, should_stop=stop.is_set, finder=finder, **options)
 
         self.start(steps, returned=lambda result: self._show(layer, result))
 
@@ -350,7 +357,7 @@ class SegmentFieldWidget(WorkerWidget):
         self.last_result = result
         names = add_field_layers(self.viewer, image_layer, result)
         abnormal = result.abnormal_ids
-        text = (f"{result.n_cells} cell(s), {len(abnormal)} called abnormal"
+        text = (f"{result.verdict()}: {result.n_cells} cell(s), {len(abnormal)} called abnormal"
                 + (f" (most suspicious: cell {abnormal[0]})" if abnormal else "")
                 + f"; labels in '{names['cells']}' and '{names['nuclei']}'")
         notes = list(self.input_warnings) + [w for w in result.warnings if w not in self.input_warnings]
@@ -394,6 +401,7 @@ def add_field_layers(viewer, image_layer, result) -> dict:
         hname = heatmap_layer_name(image_layer.name, result.settings.get("explain_method") or result.method,
                                    explained.pop() if len(explained) == 1 else "predicted")
         _show_heatmap(viewer, hname, result.heatmap, image_layer, visible=False)
+    _show_outlines(viewer, image_layer, result, geometry)
     boxes, texts = abnormal_cell_boxes(result.table)
     bname = f"{image_layer.name} abnormal cells"
     if bname in viewer.layers:
@@ -406,6 +414,28 @@ def add_field_layers(viewer, image_layer, result) -> dict:
         names["abnormal"] = bname
     viewer.layers.selection.active = viewer.layers[names["cells"]]
     return names
+
+
+#: outline colours by verdict
+OUTLINE_COLOURS = {"abnormal": "red", "normal": "cyan", None: "yellow"}
+
+
+def _show_outlines(viewer, image_layer, result, geometry) -> None:
+    """``<image> cell outlines``: each cell's full extent as a polygon (overlaps shown), coloured by
+    verdict (red abnormal, cyan normal, yellow no verdict). The plugin's own layer: redrawn."""
+    name = f"{image_layer.name} cell outlines"
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    outlines = result.outlines()
+    rows = [r for r in result.table if len(outlines.get(r["cell_id"], ())) >= 3]
+    if not rows:
+        return
+    viewer.add_shapes([outlines[r["cell_id"]] for r in rows], shape_type="polygon", name=name,
+                      edge_color=[OUTLINE_COLOURS.get(r.get("predicted_class"), "yellow") for r in rows],
+                      face_color="transparent", edge_width=2, opacity=0.8,
+                      features={"cell_id": [r["cell_id"] for r in rows],
+                                "class": [r.get("predicted_class") or "no verdict" for r in rows]},
+                      **geometry)
 
 
 class BatchSegmentWidget(WorkerWidget):

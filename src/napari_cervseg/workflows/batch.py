@@ -95,6 +95,8 @@ class BatchConfig:
     torch_threads: int | None = None
     #: one of FIELD_MODES
     field_mode: str = "no"
+    #: the field route's cell finder (None: the package's DEFAULT_FINDER)
+    finder: str | None = None
 
 
 def _glob_regex(pattern: str):
@@ -382,7 +384,7 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
     from .fields import segment_field
 
     result = segment_field(image, model=config.model, method=config.method, target=config.target,
-                           device=config.device, pixel_size=config.pixel_size,
+                           device=config.device, pixel_size=config.pixel_size, finder=config.finder,
                            **({"grouping": config.grouping} if config.grouping else {}), **config.options)
     if result.n_cells > np.iinfo(np.uint16).max:
         raise ValueError(f"{result.n_cells} cells do not fit a uint16 PNG; segment the image in regions (--roi)")
@@ -396,7 +398,7 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
     classes = {r["cell_id"]: [r.get("predicted_class"), r.get("p_abnormal")] for r in result.table}
     row = {"image": stem, "source": item.label, "status": "segmented", "field": True, "method": result.method,
            "n_cells": result.n_cells, "abnormal_cells": len(result.abnormal_ids),
-           "cells_without_verdict": sum(r.get("judgeable") is False for r in result.table),
+           "cells_without_verdict": len(result.no_verdict_ids), "verdict": result.verdict(),
            "cell_classes": json.dumps(classes), "seconds": result.timings.get("total", float("nan")),
            "warnings": " | ".join(result.warnings)}
     return {"status": "segmented", "row": row, "cell_rows": _field_rows(stem, item, result.table, "segmented")}
@@ -861,6 +863,10 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         "method": config.method,
         "grouping": config.grouping,
         "field_mode": config.field_mode,
+        "finder": config.finder,
+        # per field of view: what a screener should look at ("review: 2 abnormal cells")
+        "field_verdicts": {s: records[s]["row"]["verdict"] for s in seen
+                           if s in records and records[s]["row"] and records[s]["row"].get("verdict")},
         "cam_backend": _cam_backend(config),
         "model": _model_source(config.model),
         "options": config.options,

@@ -107,6 +107,11 @@ class FieldResult:
         box = objects[0]
         return ((box[0].start, box[1].start, box[0].stop, box[1].stop), self.cells[box] == cell_id)
 
+    def outlines(self) -> dict[int, np.ndarray]:
+        """Each cell's outline as a polygon, (N, 2) float (row, col) in the field's pixels, from
+        its full extent (overlapping outlines cross where cells overlap)."""
+        return {int(r["cell_id"]): extent_outline(*self.extent(r["cell_id"])) for r in self.table}
+
     @property
     def n_cells(self) -> int:
         """How many cells were found."""
@@ -144,6 +149,15 @@ class FieldResult:
                 "finder": self.finder, "method": self.method,
                 "model": self.model, "settings": self.settings,
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}, "warnings": list(self.warnings)}
+
+
+def extent_outline(box, mask: np.ndarray) -> np.ndarray:
+    """The outline (N, 2) (row, col) of the largest piece of ``mask`` placed at ``box``'s corner."""
+    contours, _ = cv2.findContours(np.pad(mask, 1).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return np.zeros((0, 2), np.float32)
+    contour = max(contours, key=cv2.contourArea)[:, 0, :].astype(np.float32) - 1  # (x, y), pad undone
+    return np.stack([contour[:, 1] + box[0], contour[:, 0] + box[1]], 1)
 
 
 def field_verdict(n_cells: int, n_abnormal: int, n_no_verdict: int) -> str:
@@ -258,8 +272,9 @@ def resolve_finder(finder):
     (``"learned"``: the bundled one; a path: one made by ``cervseg train-finder``)."""
     from ..segment.finder import CellFinder, load_finder
 
-    if finder == "classic" or isinstance(finder, CellFinder):
-        return finder
+    if finder == "classic" or isinstance(finder, CellFinder) or (
+            not isinstance(finder, (str, Path)) and callable(getattr(finder, "find", None))):
+        return finder  # (anything with find(rgb, scale) -> FoundCells serves)
     if finder in (None, "learned"):
         return load_finder("default")
     if isinstance(finder, (str, Path)) and Path(finder).suffix == ".safetensors":
@@ -493,7 +508,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
             "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable),
             "warnings": [w for w in result.warnings if not w.startswith("option ")],
         }
-        extra = _other_nuclei(result, region, nucleus, found_nuclei[r0:r1, c0:c1], n)
+        extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei[r0:r1, c0:c1], n))
         if extra:
             # a region with two nuclei may be two cells merged: no confident class, listed for review
             row.update(predicted_class=None, probability=None, judgeable=False,
@@ -534,6 +549,17 @@ def _distance_to_centre(region: np.ndarray) -> np.ndarray:
 #: nucleus and at least MIN_SECOND_NUCLEUS px (smaller: a chromatin clump, a speck)
 SECOND_NUCLEUS_FRACTION = 0.3
 MIN_SECOND_NUCLEUS = 60
+
+
+def _pieces(nucleus: np.ndarray) -> int:
+    """How many separate nuclei a found nucleus mask holds (pieces of nucleus size: at least
+    MIN_SECOND_NUCLEUS px and SECOND_NUCLEUS_FRACTION of the largest): a finder that merged two
+    cells gives one cell two nuclei."""
+    parts, n = ndi.label(nucleus)
+    if n < 2:
+        return n
+    sizes = np.bincount(parts.ravel())[1:]
+    return int((sizes >= max(MIN_SECOND_NUCLEUS, SECOND_NUCLEUS_FRACTION * sizes.max())).sum())
 
 
 def _other_nuclei(result: SegmentationResult, region: np.ndarray, nucleus: np.ndarray, found_nuclei: np.ndarray,

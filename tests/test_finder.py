@@ -1,0 +1,215 @@
+"""The learned cell finder: its geometry (rays), post-processing, training data, files and cards."""
+
+import json
+
+import numpy as np
+import pytest
+from synthetic import synthetic_cell, synthetic_field
+
+from napari_cervseg import measure, segment_field
+from napari_cervseg.segment.finder import (
+    FinderError,
+    FoundCell,
+    cells_from_maps,
+    load_finder,
+    save_finder,
+    star_distances,
+)
+from napari_cervseg.workflows.finder_training import (
+    FinderTrainConfig,
+    TrainingCell,
+    _ray_permutation,
+    compose_field,
+    compose_fields,
+    one_cell,
+    train_finder,
+)
+
+
+def _disk(shape, centre, radius):
+    rr, cc = np.indices(shape)
+    return (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= radius ** 2
+
+
+def test_star_distances_of_a_disk_are_its_radius():
+    mask = _disk((101, 101), (50, 50), 30)
+    d = star_distances(mask, np.array([[50, 50]]), 16)
+    assert d.shape == (1, 16)
+    assert np.abs(d - 30).max() <= 1.0
+
+
+@pytest.mark.parametrize("op", ["lr", "ud", "t"])
+def test_ray_indices_follow_a_flip_or_transpose(op):
+    # an off-centre ellipse: every direction has its own distance
+    rr, cc = np.indices((80, 90))
+    mask = ((rr - 35) / 25.0) ** 2 + ((cc - 50) / 15.0) ** 2 <= 1
+    point = np.array([[30, 47]])
+    before = star_distances(mask, point, 32)[0]
+    flip = {"lr": lambda a: a[:, ::-1], "ud": lambda a: a[::-1], "t": lambda a: a.T}[op]
+    moved = {"lr": [[30, 89 - 47]], "ud": [[79 - 30, 47]], "t": [[47, 30]]}[op]
+    after = star_distances(np.ascontiguousarray(flip(mask)), np.array(moved), 32)[0]
+    assert np.abs(after - before[_ray_permutation(32, op)]).max() <= 1.0
+
+
+def _two_overlapping_cells_maps(scale=1.0):
+    """Working-scale maps a perfect finder would give for two overlapping disk cells."""
+    shape = (120, 160)
+    cells = [_disk(shape, (60, 55), 40), _disk(shape, (60, 105), 40)]
+    nuclei = [_disk(shape, (60, 45), 8), _disk(shape, (60, 115), 8)]
+    probs = np.zeros((3,) + shape, np.float32)
+    probs[0] = np.any(nuclei, 0)
+    probs[2] = np.any(cells, 0)
+    rays = np.zeros((32,) + shape, np.float32)
+    for cell, nucleus in zip(cells, nuclei, strict=True):
+        rr, cc = np.nonzero(nucleus)
+        rays[:, rr, cc] = star_distances(cell, np.stack([rr, cc], 1), 32).T
+    return probs, rays, cells, nuclei
+
+
+def test_overlapping_cells_keep_their_full_extents():
+    probs, rays, cells, nuclei = _two_overlapping_cells_maps()
+    found = cells_from_maps(probs, rays, 1.0, probs.shape[1:])
+    assert len(found) == 2
+    extents = []
+    for cell in sorted(found, key=lambda c: c.centre[1]):
+        full = np.zeros(probs.shape[1:], bool)
+        r0, c0, r1, c1 = cell.box
+        full[r0:r1, c0:c1] = cell.extent
+        extents.append(full)
+    for full, truth in zip(extents, cells, strict=True):
+        dice = 2 * (full & truth).sum() / (full.sum() + truth.sum())
+        assert dice > 0.95
+    # the overlap belongs to both: more than one labels layer could show
+    assert (extents[0] & extents[1]).sum() > 0.8 * (cells[0] & cells[1]).sum()
+
+
+def test_extents_are_drawn_at_full_resolution_from_a_smaller_working_scale():
+    probs, rays, cells, _ = _two_overlapping_cells_maps()
+    found = cells_from_maps(probs, rays, 0.5, (240, 320))
+    assert len(found) == 2
+    areas = sorted(int(c.extent.sum()) for c in found)
+    # each disk of radius 40 working px is one of radius 80 px at full resolution
+    assert all(abs(a - np.pi * 80 ** 2) < 0.08 * np.pi * 80 ** 2 for a in areas)
+
+
+def _training_cells():
+    out = []
+    for seed in range(6):
+        rgb, labels, _ = synthetic_cell((90, 100), abnormal=bool(seed % 2), seed=seed)
+        labels = one_cell(labels)
+        assert labels is not None
+        out.append(TrainingCell(rgb, labels, np.array([222, 218, 228], np.float32)))
+    return out
+
+
+def test_composed_fields_know_every_nucleus_and_its_own_cell():
+    config = FinderTrainConfig(n_fields=1, field_size=128, scale_range=(0.5, 0.7))
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        rgb, targets, rays, sizes = compose_field(_training_cells(), rng, config)
+        assert rgb.shape == (128, 128, 3) and rgb.dtype == np.uint8
+        nucleus, boundary, cell = targets.astype(bool)
+        assert not (nucleus & ~cell).any()  # a nucleus lies in a cell
+        assert not (boundary & ~nucleus).any()
+        if nucleus.any():
+            assert (rays[:, nucleus] > 0).mean() > 0.9  # rays reach out of the nucleus
+            assert not rays[:, ~nucleus].any()
+        assert len(sizes["nucleus"]) == len(sizes["cell"])
+
+
+@pytest.fixture(scope="module")
+def tiny_finder():
+    config = FinderTrainConfig(n_fields=12, field_size=96, steps=3, minutes=5, batch_size=2,
+                               widths=(8, 16, 16, 16, 16), scale_range=(0.4, 0.6))
+    images, targets, rays, sizes = compose_fields(_training_cells(), config)
+    return train_finder(images, targets, rays, sizes, config, log=lambda *a: None)
+
+
+def test_a_finder_trained_for_a_few_steps_saves_loads_and_runs(tmp_path, tiny_finder):
+    path = save_finder(tiny_finder, tmp_path / "finder.safetensors")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["steps"] == 3 and card["nucleus_diameter"] > 0 and "no ground-truth mask" in card["supervision"]
+    loaded = load_finder(path)
+    field, _, _ = synthetic_field(shape=(200, 260), centres=((100, 80), (100, 180)), size=(90, 100))
+    found = loaded.find(field, scale=0.5)
+    assert isinstance(found, list) and all(isinstance(c, FoundCell) for c in found)
+    # the same weights give the same maps
+    a, _ = tiny_finder.maps(field, 0.5)
+    b, _ = loaded.maps(field, 0.5)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    result = segment_field(field, model=None, method="colour-baseline", finder=path)
+    assert result.finder == "learned"
+
+
+@pytest.mark.parametrize("card, words", [
+    ("{not json", "not a JSON card"),
+    ("[1, 2]", "JSON object"),
+    (json.dumps({"architecture": "finder-unet", "widths": ["a", "b"]}), "widths"),
+    (json.dumps({"architecture": "finder-unet", "widths": [16, 32, 64, 1000000]}), "widths"),
+    (json.dumps({"architecture": "small-unet"}), "architecture"),
+])
+def test_a_bad_card_is_refused_naming_the_file(tmp_path, tiny_finder, card, words):
+    path = save_finder(tiny_finder, tmp_path / "f.safetensors")
+    path.with_suffix(".json").write_text(card)
+    with pytest.raises(FinderError, match=words) as info:
+        load_finder(path)
+    assert "f.json" in str(info.value)
+
+
+def test_a_missing_finder_names_what_would_work(tmp_path):
+    with pytest.raises(FinderError, match="train-finder"):
+        load_finder(tmp_path / "nothing.safetensors")
+    with pytest.raises(ValueError, match="learned"):
+        segment_field(np.zeros((64, 64, 3), np.uint8), model=None, method="colour-baseline", finder="magic")
+
+
+class _OneRegionFinder:
+    """A finder that merges two cells into one region (what the fields issue saw)."""
+
+    def __init__(self, box, extent, nucleus):
+        self.cell = FoundCell(box, extent, nucleus, 1.0)
+
+    def find(self, rgb, scale=None):
+        return [self.cell]
+
+
+def test_a_region_with_two_nuclei_gets_no_confident_class(trained_synthetic_model):
+    # cells 0 and 2 are abnormal (large nuclei), cell 1 lies apart
+    rgb, pages, _ = synthetic_field(shape=(220, 480), centres=((110, 105), (110, 400), (110, 225)), size=(120, 130))
+    merged = (pages[0] > 0) | (pages[2] > 0)
+    both_nuclei = (pages[0] == 2) | (pages[2] == 2)
+    rows, cols = np.nonzero(merged)
+    box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    cut = (slice(box[0], box[2]), slice(box[1], box[3]))
+    result = segment_field(rgb, model=trained_synthetic_model,
+                           finder=_OneRegionFinder(box, merged[cut], both_nuclei[cut]))
+    assert result.n_cells == 1
+    row = result.table[0]
+    assert row["predicted_class"] is None and row["judgeable"] is False
+    assert "several cells" in row["not_judgeable"]
+    assert result.no_verdict_ids == [1]
+    assert result.verdict() == "review: 1 cell without a verdict"
+    assert result.summary()["n_no_verdict"] == 1
+
+
+def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthetic_model):
+    rgb, pages, _ = synthetic_field(shape=(260, 300), centres=((130, 110), (130, 190)), size=(130, 140))
+    big = pages[0]
+    rows, cols = np.nonzero(big)
+    box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    cut = (slice(box[0], box[2]), slice(box[1], box[3]))
+    finder = _OneRegionFinder(box, big[cut] > 0, big[cut] == 2)
+    result = segment_field(rgb, model=trained_synthetic_model, finder=finder)
+    (r0, c0, r1, c1), extent = result.extent(1)
+    assert extent.sum() >= (big > 0).sum()  # the full extent, also under the neighbour
+    own = np.zeros(extent.shape, np.uint8)
+    own[extent] = 1
+    own[(result.nuclei[r0:r1, c0:c1] == 1) & extent] = 2
+    alone = measure(own, rgb[r0:r1, c0:c1])
+    row = result.table[0]
+    for key in ("cell_area", "nucleus_area", "nc_ratio", "cell_circularity"):
+        assert row[key] == pytest.approx(alone[key], nan_ok=True), key
+    outline = result.outlines()[1]
+    assert outline.shape[1] == 2 and len(outline) >= 4
+    with pytest.raises(KeyError, match="no cell 7"):
+        result.extent(7)
