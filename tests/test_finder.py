@@ -213,3 +213,53 @@ def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthe
     assert outline.shape[1] == 2 and len(outline) >= 4
     with pytest.raises(KeyError, match="no cell 7"):
         result.extent(7)
+
+
+def test_corrected_fields_fine_tune_the_finder_and_leave_the_base_as_it_was(tiny_finder):
+    from napari_cervseg.workflows.finder_training import FinderCorrectionConfig, finetune_finder
+
+    rgb, pages, _ = synthetic_field(shape=(200, 260), centres=((100, 80), (100, 180)), size=(90, 100))
+    cells = np.zeros(rgb.shape[:2], np.int32)
+    nuclei = np.zeros(rgb.shape[:2], np.int32)
+    for k, page in enumerate(pages, start=1):
+        cells[page > 0] = k
+        nuclei[page == 2] = k
+    before = {k: v.clone() for k, v in tiny_finder.net.state_dict().items()}
+    tuned = finetune_finder(tiny_finder, [rgb], [cells], [nuclei],
+                            FinderCorrectionConfig(steps=2, batch_size=2, patch=96, patches_per_field=4))
+    assert "corrected by hand" in tuned.card["supervision"] and tuned.card["steps"] == 2
+    after = tuned.net.state_dict()
+    assert any(not np.allclose(before[k].numpy(), after[k].numpy()) for k in before if before[k].is_floating_point())
+    for k, v in tiny_finder.net.state_dict().items():
+        assert np.array_equal(v.numpy(), before[k].numpy())  # the base finder is untouched
+
+
+def test_cli_learns_from_a_corrected_field_folder(tmp_path, tiny_finder):
+    import cv2
+
+    from napari_cervseg.cli import main
+
+    base = save_finder(tiny_finder, tmp_path / "base.safetensors")
+    rgb, _, _ = synthetic_field(shape=(200, 260), centres=((100, 80), (100, 180)), size=(90, 100))
+    cv2.imwrite(str(tmp_path / "field.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "field.png"), "--out", str(out), "--field", "yes", "--finder", "classic",
+                 "--method", "colour-baseline", "--quiet"]) == 0
+    new = tmp_path / "tuned.safetensors"
+    # nothing corrected yet: refused, naming how to correct
+    assert main(["train-finder", "--corrections", str(out), "--finder", str(base), "--out", str(new)]) == 2
+    cells = cv2.imread(str(out / "field_cells.png"), cv2.IMREAD_UNCHANGED)
+    nuclei = cv2.imread(str(out / "field_nuclei.png"), cv2.IMREAD_UNCHANGED)
+    assert cells.max() >= 1
+    cells[cells == 1] = 0  # the user erases a cell and saves with another program
+    nuclei[nuclei == 1] = 0
+    cv2.imwrite(str(out / "field_cells.png"), cells)
+    cv2.imwrite(str(out / "field_nuclei.png"), nuclei)
+    assert main(["train-finder", "--corrections", str(out), "--finder", str(base), "--out", str(new),
+                 "--steps", "2", "--quiet"]) == 0
+    card = json.loads(new.with_suffix(".json").read_text())
+    assert card["corrections"] and "field_cells.png" in card["corrections"][0]
+    assert load_finder(new).card["steps"] == 2
+    # an existing file is never replaced
+    assert main(["train-finder", "--corrections", str(out), "--finder", str(base), "--out", str(new),
+                 "--steps", "2"]) == 2

@@ -409,7 +409,7 @@ def cmd_train_finder(args) -> int:
 
     from .classify import ModelError, load_model
     from .io.datasets import DatasetError, read_dataset
-    from .segment.finder import FinderError, save_finder
+    from .segment.finder import FINDER_DIR, FinderError, save_finder
     from .segment.student import SegmenterError
     from .workflows.finder_training import FinderTrainConfig, compose_fields, train_finder, training_cells
 
@@ -418,8 +418,19 @@ def cmd_train_finder(args) -> int:
         print(f"error: --out {args.out!r} must name a .safetensors file (its .json card is written beside it)",
               file=sys.stderr)
         return 2
-    if out.exists() and not args.overwrite:
-        print(f"error: {out} exists; give another --out or --overwrite", file=sys.stderr)
+    if out.resolve().parent == FINDER_DIR.resolve():
+        print(f"error: {out.parent} holds the bundled finders, which are never replaced; write elsewhere",
+              file=sys.stderr)
+        return 2
+    if (out.exists() or out.with_suffix(".json").exists()) and (args.corrections or not args.overwrite):
+        print(f"error: {out} (or its card) exists; give another --out"
+              f"{'' if args.corrections else ' or --overwrite'}", file=sys.stderr)
+        return 2
+    if args.corrections:
+        return _finetune_finder_on_corrections(args, out)
+    if not args.data:
+        print("error: give --data (single cells to compose training fields from) or --corrections (a `cervseg"
+              " segment --field` folder whose _cells.png / _nuclei.png you corrected)", file=sys.stderr)
         return 2
     if args.minutes <= 0 or args.fields < 10:
         print("error: --minutes must be > 0 and --fields at least 10", file=sys.stderr)
@@ -473,6 +484,35 @@ def cmd_train_finder(args) -> int:
     best = finder.card.get("best_val_loss")
     print(f"wrote {path} (+ card); {finder.card['train_seconds']} s training, {finder.card['steps']} steps,"
           f" best loss on held-aside composed fields {np.nan if best is None else best:.4f}")
+    return 0
+
+
+def _finetune_finder_on_corrections(args, out: Path) -> int:
+    """Fine-tune a finder on the fields a user corrected in a `cervseg segment --field` folder."""
+    from .segment.finder import FinderError, load_finder, save_finder
+    from .workflows.corrections import CorrectionError, read_field_corrections
+    from .workflows.finder_training import FinderCorrectionConfig, finetune_finder
+
+    skipped: list = []
+    try:
+        base = load_finder(args.finder)
+        fields = read_field_corrections(args.corrections, skipped)
+    except (FinderError, CorrectionError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for stem, why in skipped:
+        print(f"left out {stem}: {why}")
+    config = FinderCorrectionConfig(steps=args.steps or FinderCorrectionConfig.steps, seed=args.seed)
+    try:
+        tuned = finetune_finder(base, [f[0] for f in fields], [f[1] for f in fields], [f[2] for f in fields], config,
+                                sources=[f[3] for f in fields], log=(lambda *a: None) if args.quiet else print)
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
+    tuned.card["command"] = "cervseg " + " ".join(args.argv)
+    path = save_finder(tuned, out)
+    print(f"wrote {path} (+ card): {base.source} fine-tuned on {len(fields)} corrected field(s);"
+          f" use it with segment_field(..., finder={str(path)!r}) or `cervseg segment --field --finder {path}`")
     return 0
 
 
@@ -756,7 +796,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     tf = sub.add_parser("train-finder", help="train the learned cell finder for fields of view on fields composed"
                                              " from pseudo-labelled training cells (no ground-truth mask is read)")
-    tf.add_argument("--data", required=True, help="Herlev-layout folder of single cells")
+    tf.add_argument("--data", default=None, help="Herlev-layout folder of single cells (training from scratch)")
+    tf.add_argument("--corrections", default=None, metavar="DIR",
+                    help="learn from your corrections instead: a `cervseg segment --field` folder in which you"
+                         " corrected some _cells.png / _nuclei.png files; fine-tunes --finder")
+    tf.add_argument("--finder", default="default", help="--corrections: the finder to start from ('default' or"
+                                                       " a .safetensors file)")
     tf.add_argument("--out", required=True, help="output .safetensors (a .json card is written beside)")
     tf.add_argument("--split-from", default="default",
                     help="the classifier whose card's training split gives the cells (default: the bundled one)")

@@ -401,7 +401,12 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
            "cells_without_verdict": len(result.no_verdict_ids), "verdict": result.verdict(),
            "cell_classes": json.dumps(classes), "seconds": result.timings.get("total", float("nan")),
            "warnings": " | ".join(result.warnings)}
-    return {"status": "segmented", "row": row, "cell_rows": _field_rows(stem, item, result.table, "segmented")}
+    from .corrections import instances_digest
+
+    # digests of the instance labels as written: a later change is the user's correction
+    return {"status": "segmented", "row": row, "cell_rows": _field_rows(stem, item, result.table, "segmented"),
+            "cells_sha256": instances_digest(result.cells), "nuclei_sha256": instances_digest(result.nuclei),
+            "source_path": os.path.abspath(item.source)}
 
 
 def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, previous: dict | None) -> dict:

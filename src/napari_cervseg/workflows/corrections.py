@@ -206,6 +206,12 @@ def labels_digest(labels) -> str:
     return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
 
 
+def instances_digest(labels) -> str:
+    """SHA-256 of instance labels (any integer type, read back as written: uint16 PNG) and shape."""
+    arr = np.ascontiguousarray(np.asarray(labels).astype(np.int64))
+    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
+
+
 _ROI = re.compile(r"_x(\d+)_y(\d+)_w(\d+)_h(\d+)$")
 
 
@@ -330,6 +336,63 @@ def read_corrections_folder(out_dir, skipped: list | None = None) -> list[Correc
         raise CorrectionError(f"{out}: no corrected labels found ({reasons}). Correct a cell first: open its"
                               " _labels.png in napari (drag it onto the viewer with its image), paint, and save it"
                               " over the same file")
+    return found
+
+
+def read_field_corrections(out_dir, skipped: list | None = None) -> list[tuple]:
+    """The fields whose ``_cells.png`` / ``_nuclei.png`` a user corrected in a ``cervseg segment
+    --field`` output folder, as ``(rgb, cells, nuclei, description)``.
+
+    A field counts as corrected when either file is not as the run wrote it (its digest in the
+    folder's journal differs, or a program other than napari-cervseg saved it). Untouched fields
+    are left out (with their reason in ``skipped``)."""
+    from ..io.images import is_own_output, read_image
+    from .batch import FIELD_SUFFIXES, JOURNAL
+
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise CorrectionError(f"{out}: not a folder; give the --out folder of a `cervseg segment --field` run")
+    records = _journal_records(out)
+    if not records:
+        raise CorrectionError(f"{out}: no {JOURNAL} journal, so not a `cervseg segment --out` folder")
+    skipped = skipped if skipped is not None else []
+    found = []
+    for cells_path in sorted(out.glob(f"*{FIELD_SUFFIXES[0]}")):
+        stem = cells_path.name[: -len(FIELD_SUFFIXES[0])]
+        nuclei_path = out / f"{stem}{FIELD_SUFFIXES[1]}"
+        record = records.get(stem)
+        if record is None or not nuclei_path.exists():
+            skipped.append((stem, "not in the journal, or its _nuclei.png is missing"))
+            continue
+        seg = record.get("segmented") or {}
+        try:
+            cells = np.asarray(read_image(cells_path)).astype(np.int32)
+            nuclei = np.asarray(read_image(nuclei_path)).astype(np.int32)
+        except ImageError as exc:
+            skipped.append((stem, str(exc)))
+            continue
+        foreign = not is_own_output(cells_path) or not is_own_output(nuclei_path)
+        changed = (seg.get("cells_sha256") not in (None, instances_digest(cells))
+                   or seg.get("nuclei_sha256") not in (None, instances_digest(nuclei)))
+        if not (foreign or changed):
+            skipped.append((stem, "untouched"))
+            continue
+        source = seg.get("source_path") or record.get("source")
+        try:
+            image = read_image(source, frame=record.get("frame"))
+        except (ImageError, OSError, TypeError) as exc:
+            skipped.append((stem, f"its image {source} cannot be read ({exc})"))
+            continue
+        rgb = to_rgb_uint8(image)[0]
+        if cells.shape != rgb.shape[:2] or nuclei.shape != cells.shape:
+            skipped.append((stem, f"labels {cells.shape} / {nuclei.shape} are not the image's size {rgb.shape[:2]}"))
+            continue
+        found.append((rgb, cells, nuclei, f"{cells_path.name} <- {source}"))
+    if not found:
+        reasons = "; ".join(f"{s}: {r}" for s, r in skipped[:5]) or "no _cells.png files"
+        raise CorrectionError(f"{out}: no corrected field found ({reasons}). Correct a field first: open its"
+                              " _cells.png and _nuclei.png in napari with its image, paint, and save them over"
+                              " the same files")
     return found
 
 

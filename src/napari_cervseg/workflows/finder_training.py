@@ -306,7 +306,7 @@ def _to_tensors(images, targets, rays):
 
 def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig | None = None,
                  init: CellFinder | None = None, log=print, card_extra: dict | None = None,
-                 should_stop=None) -> CellFinder:
+                 should_stop=None, freeze_bn: bool = False) -> CellFinder:
     """Fit a FinderNet to composed fields (or to corrected fields, ``init`` given: fine-tuning).
 
     Trains until ``config.minutes`` or ``config.steps``; the weights with the lowest loss on the
@@ -346,6 +346,10 @@ def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig |
         x, y, r = _to_tensors(images[pick], targets[pick], rays[pick])
         x, y, r = _augment_batch(x, y, r, gen)
         net.train()
+        if freeze_bn:  # a few corrected fields: keep the statistics of the many composed ones
+            for module in net.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.eval()
         logits, dist = net(x)
         loss, parts = finder_loss(logits, dist, y, r)
         opt.zero_grad()
@@ -382,3 +386,100 @@ def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig |
                             " segmenter; no ground-truth mask was read"),
             **(card_extra or {})}
     return CellFinder(net, card)
+
+
+# ----------------------------------------------------------------------------------------------
+# learning from corrections: a user's corrected fields fine-tune the finder
+
+
+@dataclass
+class FinderCorrectionConfig:
+    """How the finder is fine-tuned on corrected fields."""
+
+    #: optimiser steps; patches of ``patch`` working px, ``batch_size`` a step
+    steps: int = 120
+    batch_size: int = 4
+    patch: int = 256
+    lr: float = 5e-4
+    seed: int = 0
+    #: patches cut from each corrected field (at random places, where cells are)
+    patches_per_field: int = 16
+
+
+def instance_targets(cells: np.ndarray, nuclei: np.ndarray, n_rays: int):
+    """Training targets of instance labels (cell k's nucleus has id k in ``nuclei``): (3, H, W)
+    nucleus / boundary / cell and (n_rays, H, W) rays at nucleus pixels to the cell's outline."""
+    from skimage.segmentation import find_boundaries
+
+    cells, nuclei = np.asarray(cells, np.int32), np.asarray(nuclei, np.int32)
+    nuclei = np.where(cells > 0, nuclei, 0)
+    targets = np.zeros((3,) + cells.shape, np.uint8)
+    targets[0] = nuclei > 0
+    targets[1] = find_boundaries(nuclei, mode="inner") & (nuclei > 0)
+    targets[2] = cells > 0
+    rays = np.zeros((n_rays,) + cells.shape, np.uint8)
+    for k, box in enumerate(ndi.find_objects(nuclei), start=1):
+        if box is None:
+            continue
+        rr, cc = np.nonzero(nuclei == k)
+        # the cell's box, with the rays' whole reach
+        d = star_distances(cells == k, np.stack([rr, cc], 1), n_rays)
+        rays[:, rr, cc] = np.clip(np.rint(d), 0, 255).astype(np.uint8).T
+    return targets, rays
+
+
+def correction_patches(finder: CellFinder, images, cells_list, nuclei_list, config: FinderCorrectionConfig):
+    """Working-scale patches (images, targets, rays) of corrected fields, each field at the scale
+    the finder chooses for it."""
+    rng = np.random.default_rng(config.seed)
+    out_images, out_targets, out_rays = [], [], []
+    p = config.patch
+    for image, cells, nuclei in zip(images, cells_list, nuclei_list, strict=True):
+        scale = finder.choose_scale(image)
+        h, w = image.shape[:2]
+        sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        small_cells = cv2.resize(np.asarray(cells, np.int32).astype(np.float32), (sw, sh),
+                                 interpolation=cv2.INTER_NEAREST).astype(np.int32)
+        small_nuclei = cv2.resize(np.asarray(nuclei, np.int32).astype(np.float32), (sw, sh),
+                                  interpolation=cv2.INTER_NEAREST).astype(np.int32)
+        targets, rays = instance_targets(small_cells, small_nuclei, finder.net.n_rays)
+        pad = ((0, max(0, p - sh)), (0, max(0, p - sw)))
+        small = np.pad(small, pad + ((0, 0),), mode="edge")
+        targets = np.pad(targets, ((0, 0),) + pad)
+        rays = np.pad(rays, ((0, 0),) + pad)
+        H, W = small.shape[:2]
+        where = np.argwhere(targets[2] > 0)
+        for _ in range(config.patches_per_field):
+            if len(where) and rng.random() < 0.8:
+                cy, cx = where[rng.integers(len(where))]
+                r0 = int(np.clip(cy - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, H - p))
+                c0 = int(np.clip(cx - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, W - p))
+            else:
+                r0, c0 = int(rng.integers(0, H - p + 1)), int(rng.integers(0, W - p + 1))
+            out_images.append(small[r0:r0 + p, c0:c0 + p])
+            out_targets.append(targets[:, r0:r0 + p, c0:c0 + p])
+            out_rays.append(rays[:, r0:r0 + p, c0:c0 + p])
+    return np.stack(out_images), np.stack(out_targets), np.stack(out_rays)
+
+
+def finetune_finder(finder: CellFinder, images, cells_list, nuclei_list, config: FinderCorrectionConfig | None = None,
+                    sources=None, log=None, should_stop=None) -> CellFinder:
+    """The finder fine-tuned on fields a user corrected (``cells`` / ``nuclei`` instance labels
+    sharing ids, as the field route writes them). The base finder is left as it was."""
+    config = config or FinderCorrectionConfig()
+    if not len(images):
+        raise ValueError("no corrected field to learn from")
+    patches = correction_patches(finder, images, cells_list, nuclei_list, config)
+    train_config = FinderTrainConfig(steps=config.steps, minutes=1e6, batch_size=config.batch_size, lr=config.lr,
+                                     seed=config.seed, val_share=0.0, widths=finder.net.widths,
+                                     n_rays=finder.net.n_rays)
+    sizes = {k: finder.card.get(k) for k in ("nucleus_diameter", "cell_diameter")}
+    tuned = train_finder(*patches, sizes, train_config, init=finder, log=log or (lambda *a: None),
+                         should_stop=should_stop, freeze_bn=True)
+    tuned.card.update({
+        "base_finder": finder.source, "base_card": {k: finder.card.get(k) for k in ("command", "steps", "supervision")},
+        "supervision": "fine-tuned on fields whose cells and nuclei a user corrected by hand",
+        "corrections": list(sources or [f"field {i + 1}" for i in range(len(images))]),
+        "correction_config": asdict(config)})
+    return tuned
