@@ -288,8 +288,15 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     cells_path = out / f"{stem}{FIELD_SUFFIXES[0]}"
     try:
         damaged = labels_path.exists() and not config.overwrite and _damaged_output(labels_path)
-        if labels_path.exists() and cells_path.exists() and not config.overwrite and not damaged:
+        nuclei_path = out / f"{stem}{FIELD_SUFFIXES[1]}"
+        if cells_path.exists() and not config.overwrite and not _damaged_output(cells_path):
+            # a field's cells are the user's once written (whoever's writer saved them later):
+            # measured again, never segmented over, whatever became of its _labels.png
             record.update(_kept_field(item, stem, out, config, previous))
+        elif nuclei_path.exists() and not cells_path.exists() and not config.overwrite:
+            raise ImageError(f"{stem}: the field's {nuclei_path.name} is there but its {cells_path.name} is missing,"
+                             " so its cells cannot be measured one by one; restore it, or move the field's"
+                             " outputs away (or give --overwrite) to segment the field again")
         elif labels_path.exists() and not config.overwrite and not damaged:
             labels, notes = _labels_as_saved(read_image(labels_path), labels_path)
             image = None
@@ -395,7 +402,9 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
                (out / f"{stem}_nuclei.png", result.nuclei.astype(np.uint16)),
                (out / f"{stem}_labels.png", result.labels)]
     _write_outputs(outputs, replace_labels=config.overwrite)
-    classes = {r["cell_id"]: [r.get("predicted_class"), r.get("p_abnormal")] for r in result.table}
+    # each cell's class with its centroid: on a re-run the class follows the cell, not its id
+    classes = {r["cell_id"]: [r.get("predicted_class"), r.get("p_abnormal"), *(round(v, 1) for v in r["centroid"])]
+               for r in result.table}
     row = {"image": stem, "source": item.label, "status": "segmented", "field": True, "method": result.method,
            "n_cells": result.n_cells, "abnormal_cells": len(result.abnormal_ids),
            "cells_without_verdict": len(result.no_verdict_ids), "verdict": result.verdict(),
@@ -411,30 +420,65 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
 
 def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, previous: dict | None) -> dict:
     """A field whose outputs exist (perhaps hand-corrected): its cells measured again, one row each,
-    with the classes of the run that segmented it (from the journal) where known."""
+    with the classes of the run that segmented it (from the journal) where the cell is still
+    there. Whatever does not add up between ``_cells``, ``_nuclei`` and ``_labels`` is named in a
+    note, never measured silently wrong."""
     from ..io.images import read_image
-    from .fields import cell_rows
+    from .fields import cell_rows, stored_classes
 
-    cells = np.asarray(read_image(out / f"{stem}_cells.png")).astype(np.int32)
-    nuclei_path = out / f"{stem}_nuclei.png"
-    nuclei = np.asarray(read_image(nuclei_path)).astype(np.int32) if nuclei_path.exists() else np.zeros_like(cells)
+    cells_path, nuclei_path = (out / f"{stem}{s}" for s in FIELD_SUFFIXES)
+    cells = np.asarray(read_image(cells_path)).astype(np.int32)
+    notes: list[str] = []
+    if nuclei_path.exists():
+        nuclei = np.asarray(read_image(nuclei_path)).astype(np.int32)
+    else:
+        nuclei = np.zeros_like(cells)
+        notes.append(f"{nuclei_path.name} is missing: no nucleus measured (nucleus area and N/C ratio are blank)")
     if cells.ndim != 2 or nuclei.shape != cells.shape:
-        raise ImageError(f"{stem}_cells.png and {stem}_nuclei.png must be 2D instance labels of one size")
+        raise ImageError(f"{cells_path.name} and {nuclei_path.name} must be 2D instance labels of one size;"
+                         f" they are {cells.shape} and {nuclei.shape}")
     try:
         image = _read_input(item, config)
     except ImageError:
         image = None  # the source may be gone; the labels alone still measure
-    known = {}
-    if previous and isinstance(previous.get("cell_classes"), str):
-        with contextlib.suppress(ValueError):
-            known = {int(k): {"predicted_class": v[0], "p_abnormal": v[1]}
-                     for k, v in json.loads(previous["cell_classes"]).items()}
+    if image is not None and np.shape(image)[:2] != cells.shape:
+        notes.append(f"{cells_path.name} is {cells.shape[0]} x {cells.shape[1]} px but the image is"
+                     f" {np.shape(image)[0]} x {np.shape(image)[1]}: measured in the labels' own pixels, no"
+                     " intensities (resized labels? areas scale with the square)")
+        image = None
+    labels_path = out / f"{stem}{LABELS_SUFFIX}"
+    if labels_path.exists() and not _damaged_output(labels_path):
+        with contextlib.suppress(ImageError, ValueError):
+            labels = np.asarray(_labels_as_saved(read_image(labels_path), labels_path)[0])
+            implied = np.where(nuclei > 0, 2, np.where(cells > 0, 1, 0))
+            if labels.shape == cells.shape and not np.array_equal(labels, implied):
+                notes.append(f"{labels_path.name} differs from {cells_path.name} / {nuclei_path.name}: the cells are"
+                             f" measured from the instance labels; correct cells there ({labels_path.name} is"
+                             " their 0/1/2 summary)")
+    else:
+        notes.append(f"{labels_path.name} is missing or empty; the cells are measured from {cells_path.name}")
+    stray = sorted(set(np.unique(nuclei[(nuclei > 0) & (cells != nuclei)]).tolist()))
+    if stray:
+        notes.append(f"nucleus id(s) {stray[:10]} in {nuclei_path.name} lie outside the cell of the same id in"
+                     f" {cells_path.name}: those pixels are not counted (give a nucleus its cell's id)")
+    known = stored_classes(previous.get("cell_classes") if previous else None, cells)
     table = cell_rows(cells, nuclei, image, config.pixel_size, known)
     for row in table:
         row.setdefault("predicted_class", None)
         row.setdefault("p_abnormal", None)
+        row_notes = []
+        if nuclei_path.exists() and not row.get("nucleus_area"):
+            row_notes.append(f"no nucleus with id {row['cell_id']} inside this cell in {nuclei_path.name}")
+        if row["cell_id"] not in known:
+            row_notes.append("no class: this cell is not one the run classified (changed or new); segment the field"
+                             " again with --overwrite to classify it")
+        # the field's own notes go on every row too: descriptors.csv is what a user reads
+        row_notes += [f"field: {n}" for n in notes]
+        if row_notes:
+            row["warnings"] = [*row.get("warnings", []), *row_notes]
     row = {"image": stem, "source": item.label, "status": "kept existing labels", "field": True,
-           "n_cells": len(table), "cell_classes": previous.get("cell_classes") if previous else None}
+           "n_cells": len(table), "cell_classes": previous.get("cell_classes") if previous else None,
+           "warnings": " | ".join(notes)}
     return {"status": "kept", "row": row, "cell_rows": _field_rows(stem, item, table, "kept existing labels")}
 
 

@@ -401,6 +401,37 @@ def cell_rows(cells: np.ndarray, nuclei: np.ndarray, image=None, pixel_size: flo
     return rows
 
 
+def stored_classes(cell_classes, cells: np.ndarray) -> dict[int, dict]:
+    """The classes a run stored (``{id: [class, p(abnormal), row, col]}``, JSON or dict) matched to
+    the cells of ``cells`` by where each stored cell's centroid lies, not by id: ids swapped or
+    renumbered by hand keep each cell's own class. A cell holding no stored centroid, or more
+    than one, gets none. Entries without a centroid (older runs) match by id."""
+    import json
+
+    if isinstance(cell_classes, str):
+        try:
+            cell_classes = json.loads(cell_classes)
+        except ValueError:
+            return {}
+    if not isinstance(cell_classes, dict):
+        return {}
+    hits: dict[int, list] = {}
+    for key, value in cell_classes.items():
+        if not isinstance(value, (list, tuple)) or len(value) < 2:
+            continue
+        entry = {"predicted_class": value[0], "p_abnormal": value[1]}
+        if len(value) >= 4:
+            r, c = int(round(float(value[2]))), int(round(float(value[3])))
+            if 0 <= r < cells.shape[0] and 0 <= c < cells.shape[1] and cells[r, c] > 0:
+                hits.setdefault(int(cells[r, c]), []).append(entry)
+        else:
+            try:
+                hits.setdefault(int(key), []).append(entry)
+            except ValueError:
+                continue
+    return {k: v[0] for k, v in hits.items() if len(v) == 1}
+
+
 def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *, settings=None, target=None,
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
                   pixel_size: float | None = None, should_stop=None, finder=None, **options) -> FieldResult:

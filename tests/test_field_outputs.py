@@ -1,0 +1,120 @@
+"""Field outputs and their hand corrections (issue 26): nothing the user made is lost or
+overwritten, and whatever does not add up is named in a note rather than measured silently wrong."""
+
+import csv
+
+import cv2
+import numpy as np
+import pytest
+from synthetic import synthetic_field
+
+from napari_cervseg.cli import main
+from napari_cervseg.io.images import write_png_atomic
+
+
+def _rows(out):
+    return [r for r in csv.DictReader((out / "descriptors.csv").open()) if r["image"] == "field"]
+
+
+@pytest.fixture()
+def segmented(tmp_path, model_file):
+    rgb, pages, _ = synthetic_field()
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    cv2.imwrite(str(inputs / "field.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    out = tmp_path / "out"
+    args = ["segment", str(inputs), "--out", str(out), "--model", model_file, "--field", "yes", "--finder", "classic",
+            "--workers", "1", "--quiet"]
+    assert main(args) == 0
+    return out, args, _rows(out)
+
+
+def _read(path):
+    return cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+
+
+def test_a_corrected_cells_file_saved_with_our_mark_survives_a_deleted_labels_file(segmented):
+    out, args, first = segmented
+    cells = _read(out / "field_cells.png")
+    cells[cells == 1] = 0
+    write_png_atomic(out / "field_cells.png", cells)  # the plugin's writer marks it as ours
+    (out / "field_labels.png").unlink()
+    assert main(args) == 0
+    assert np.array_equal(_read(out / "field_cells.png"), cells)  # not segmented over
+    rows = _rows(out)
+    assert len(rows) == len(first) - 1 and all(r["status"] == "kept existing labels" for r in rows)
+
+
+def test_an_empty_labels_file_loses_nothing(segmented):
+    out, args, _ = segmented
+    cells = _read(out / "field_cells.png")
+    cells[cells == 2] = 0
+    write_png_atomic(out / "field_cells.png", cells)
+    (out / "field_labels.png").write_bytes(b"")
+    for _ in range(2):  # and every later re-run too
+        assert main(args) == 0
+        assert np.array_equal(_read(out / "field_cells.png"), cells)
+        assert (out / "field_nuclei.png").exists() and (out / "field_heatmap.png").exists()
+
+
+def test_swapped_ids_keep_each_cells_own_class(segmented):
+    out, args, first = segmented
+    cells, nuclei = _read(out / "field_cells.png"), _read(out / "field_nuclei.png")
+    by_id = {int(r["cell_id"]): r for r in first}
+    a, b = 1, 2
+    for arr in (cells, nuclei):
+        one, two = arr == a, arr == b
+        arr[one], arr[two] = b, a
+    cv2.imwrite(str(out / "field_cells.png"), cells)
+    cv2.imwrite(str(out / "field_nuclei.png"), nuclei)
+    assert main(args) == 0
+    again = {int(r["cell_id"]): r for r in _rows(out)}
+    assert again[b]["p_abnormal"] == by_id[a]["p_abnormal"] and again[a]["p_abnormal"] == by_id[b]["p_abnormal"]
+    assert again[b]["cell_area"] == by_id[a]["cell_area"]
+
+
+def test_a_nucleus_that_lost_its_cell_is_named(segmented):
+    out, args, _ = segmented
+    cells, nuclei = _read(out / "field_cells.png"), _read(out / "field_nuclei.png")
+    cells_only = cells.copy()
+    one, two = cells == 1, cells == 2
+    cells_only[one], cells_only[two] = 2, 1  # ids swapped in _cells.png only
+    cv2.imwrite(str(out / "field_cells.png"), cells_only)
+    assert main(args) == 0
+    rows = {int(r["cell_id"]): r for r in _rows(out)}
+    assert "no nucleus with id 1" in rows[1]["warnings"]
+    summary = (out / "summary.json").read_text()
+    assert "outside the cell of the same id" in summary or "outside the cell of the same id" in str(rows)
+
+
+def test_deleted_nuclei_and_resized_labels_are_named(segmented):
+    out, args, _ = segmented
+    (out / "field_nuclei.png").unlink()
+    assert main(args) == 0
+    assert all("no nucleus" in r["warnings"] for r in _rows(out))
+    cells = _read(out / "field_cells.png")
+    half = cv2.resize(cells, (cells.shape[1] // 2, cells.shape[0] // 2), interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(str(out / "field_cells.png"), half)
+    cv2.imwrite(str(out / "field_nuclei.png"), np.zeros_like(half))
+    assert main(args) == 0
+    run = csv.DictReader((out / "descriptors.csv").open())
+    assert any("resized labels" in (r.get("warnings") or "") for r in run) or "resized" in (
+        out / "summary.json").read_text()
+
+
+def test_a_deleted_cells_file_is_refused_by_name_not_measured_as_one_cell(segmented):
+    out, args, _ = segmented
+    (out / "field_cells.png").unlink()
+    assert main(args) != 0
+    assert "field_cells.png is missing" in (out / "summary.json").read_text()
+    assert not (out / "field_cells.png").exists()
+
+
+def test_an_edited_labels_file_is_named(segmented):
+    out, args, _ = segmented
+    labels = _read(out / "field_labels.png")
+    labels[labels == 2] = 1  # every nucleus erased in the 0/1/2 summary
+    cv2.imwrite(str(out / "field_labels.png"), labels)
+    assert main(args) == 0
+    assert "differs from field_cells.png" in (out / "summary.json").read_text() + open(
+        out / "descriptors.csv").read()
