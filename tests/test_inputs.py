@@ -82,3 +82,15 @@ def test_unreadable_files_are_named(tmp_path):
         read_image(junk)
     with pytest.raises(ImageError, match="no such file"):
         read_image(tmp_path / "missing.png")
+
+
+def test_sixteen_bit_or_float_copies_of_an_eight_bit_image_are_not_stretched(one_cell):
+    """A uint16 or float copy of an 8-bit image keeps its colours (issue 26: a stretch changed 5 of
+    15 verdicts); other ranges are still stretched, with a note."""
+    rgb = one_cell[0]
+    for copy in (rgb.astype(np.uint16), rgb.astype(np.float32), rgb.astype(np.float64) / 255.0):
+        converted, notes = to_rgb_uint8(copy)
+        np.testing.assert_array_equal(converted, rgb)
+        assert notes and "stretched" not in notes[0]
+    converted, notes = to_rgb_uint8(rgb.astype(np.uint16) * 200)
+    assert converted.max() == 255 and "stretched" in notes[0]

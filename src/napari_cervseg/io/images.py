@@ -30,8 +30,10 @@ def to_rgb_uint8(image, name: str = "image") -> tuple[np.ndarray, list[str]]:
     - 2D (H, W) grey is replicated to three channels; (H, W, 1) likewise, and (H, W, 2) grey +
       alpha (the alpha channel is dropped).
     - (H, W, 3) is RGB; (H, W, 4) is RGBA and the alpha channel is dropped.
-    - uint8 is used as is; other integer and float dtypes are stretched from their finite
-      minimum to maximum onto 0-255 (a constant image maps to 0).
+    - uint8 is used as is; so are other integer and float pixels within 0-255 (a 16-bit or float
+      copy of an 8-bit image gives the same colours), and float pixels within [0, 1] are read as
+      0-255; any other range is stretched from its finite minimum to maximum onto 0-255 (a
+      constant image maps to 0).
     - NaN / inf pixels are replaced by the finite minimum and reported in ``warnings``;
       an image with no finite pixel is refused.
     - Empty images, 3D stacks and other shapes are refused with :class:`ImageError`.
@@ -90,10 +92,18 @@ def to_rgb_uint8(image, name: str = "image") -> tuple[np.ndarray, list[str]]:
         work = np.where(finite, work, fill)
         warnings.append(f"{name}: {n_bad} NaN/inf pixel values replaced by the image minimum {fill:g}")
     lo, hi = float(work.min()), float(work.max())
-    work = (work - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(work)
-    if arr.dtype != np.uint8:
+    # values an 8-bit original would have are kept as they are (a 16-bit or float copy of an 8-bit
+    # image must give the same colours, so the same verdicts); only other ranges are stretched
+    if lo >= 0 and hi <= 1.0 and arr.dtype.kind == "f":
+        work = work * 255.0
+        warnings.append(f"{name}: {arr.dtype} pixels in [0, 1] read as 0-255 (x 255)")
+    elif lo >= 0 and hi <= 255:
+        warnings.append(f"{name}: {arr.dtype} pixels within 0-255 used as 8-bit values")
+    else:
+        work = (work - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(work)
         warnings.append(
-            f"{name}: {arr.dtype} pixels stretched from [{lo:g}, {hi:g}] to uint8 [0, 255]"
+            f"{name}: {arr.dtype} pixels stretched from [{lo:g}, {hi:g}] to uint8 [0, 255] (the stretch changes"
+            " the colours the classifier sees: give 8-bit pixels where you have them)"
         )
     return np.ascontiguousarray(np.clip(np.rint(work), 0, 255).astype(np.uint8)), warnings
 
