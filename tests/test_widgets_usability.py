@@ -256,3 +256,24 @@ def test_menu_refuses_a_heatmap_and_names_it(viewer_with_cell, qtbot, monkeypatc
     viewer_with_cell.layers.selection.active = heatmap
     segment_active_layer(PublicOnlyProxy(viewer_with_cell))
     assert messages and "heatmap" in messages[-1]
+
+
+def test_cancelling_a_field_keeps_the_cells_already_done(make_napari_viewer, qtbot, monkeypatch, model_file):
+    """Issue 23 item 1: Cancel during "cell 2 of N" shows the finished cells, not nothing."""
+    from synthetic import synthetic_field
+
+    from napari_cervseg.plugin.widgets import SegmentFieldWidget
+
+    viewer = make_napari_viewer()
+    rgb, pages, _ = synthetic_field()
+    viewer.add_image(rgb, name="field", rgb=True)
+    w = SegmentFieldWidget(viewer)
+    w.method_controls.model_edit.value = model_file
+    w.finder_combo.value = "classic"
+    w.image_combo.value = "field"
+    second_started, release = _hold_second_cell(monkeypatch)
+    _cancel_during_second_cell(qtbot, w, second_started, release)
+    result = w.last_result
+    assert result is not None and 1 <= result.n_cells < len(pages)
+    assert "field cells" in viewer.layers and viewer.layers["field cells"].data.max() == result.n_cells
+    assert "cancelled" in w.panel.stage.value and "cell(s)" in w.panel.result.value

@@ -227,6 +227,9 @@ class WorkerWidget(Container):
         from napari.qt.threading import thread_worker
 
         worker = None
+        # what the work returned: napari emits ``returned`` only when no quit was asked for, but
+        # work that stops early on Cancel (a field's finished cells) returns what it has done
+        outcome: dict = {}
 
         def progress(stage: str, fraction: float) -> None:  # in the worker thread, between stages
             if worker.abort_requested:
@@ -236,7 +239,8 @@ class WorkerWidget(Container):
         @thread_worker(start_thread=False, ignore_errors=True)  # errors are ours to report
         def work():
             try:
-                return (yield from steps(progress))
+                outcome["value"] = yield from steps(progress)
+                return outcome["value"]
             except RuntimeError as exc:
                 raise WorkFailed(str(exc)) from exc
 
@@ -247,8 +251,11 @@ class WorkerWidget(Container):
                 yielded(value)
 
         def on_finished():
-            if worker.abort_requested and not self.cancelled:  # quit after the last step: nothing returned
+            if worker.abort_requested and not self.cancelled:  # quit after the last step
                 self._on_cancelled()
+                if "value" in outcome and not outcome.get("delivered") and returned is not None:
+                    outcome["delivered"] = True
+                    returned(outcome["value"])  # the work stopped early and kept what it had done
             self.panel.busy(False)
             if finished is not None:
                 finished()
@@ -256,7 +263,7 @@ class WorkerWidget(Container):
         worker = work()
         worker.yielded.connect(on_yielded)
         if returned is not None:
-            worker.returned.connect(returned)
+            worker.returned.connect(lambda value: (outcome.__setitem__("delivered", True), returned(value)))
         worker.errored.connect(self._on_error)
         worker.aborted.connect(self._on_cancelled)
         worker.finished.connect(on_finished)
