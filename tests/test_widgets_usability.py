@@ -277,3 +277,31 @@ def test_cancelling_a_field_keeps_the_cells_already_done(make_napari_viewer, qtb
     assert result is not None and 1 <= result.n_cells < len(pages)
     assert "field cells" in viewer.layers and viewer.layers["field cells"].data.max() == result.n_cells
     assert "cancelled" in w.panel.stage.value and "cell(s)" in w.panel.result.value
+
+
+def test_the_image_choice_follows_a_newly_opened_or_selected_image(make_napari_viewer):
+    """Issue 23 item 5: Segment cell works on the image just opened (or selected), not the old one."""
+    from napari_cervseg.plugin.widgets import SegmentCellWidget, SegmentFieldWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(load_sample("abnormal"), name="first", rgb=True)
+    cell, field = SegmentCellWidget(viewer), SegmentFieldWidget(viewer)
+    viewer.add_image(load_sample("normal"), name="second", rgb=True)
+    assert cell.image_combo.value == "second" and field.image_combo.value == "second"
+    viewer.layers.selection.active = viewer.layers["first"]
+    assert cell.image_combo.value == "first"
+    viewer.add_labels(np.zeros((10, 10), np.int32), name="some labels")  # not an image: no change
+    assert cell.image_combo.value == "first"
+
+
+def test_a_menu_command_twice_reuses_its_dock(make_napari_viewer, qtbot):
+    """Issue 23 item 4: Layers > Segment > Measure (and the others) reuse an open dock."""
+    from napari_cervseg.plugin.menus import measure_active_layer
+    from napari_cervseg.plugin.widgets import MeasureCellWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_labels(np.zeros((20, 20), np.uint8), name="labels")
+    measure_active_layer(viewer)
+    measure_active_layer(viewer)
+    docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, MeasureCellWidget)]
+    assert len(docked) == 1

@@ -12,6 +12,18 @@ from .widgets import (
 )
 
 
+def _docked(viewer, widget_cls, dock_name: str):
+    """The open dock widget of this kind (reused: a second menu click must not stack a copy), or a
+    new one docked under ``dock_name``."""
+    docked = getattr(viewer.window, "dock_widgets", {}) or {}
+    for widget in docked.values():
+        if type(widget) is widget_cls:
+            return widget
+    widget = widget_cls(viewer)
+    viewer.window.add_dock_widget(widget, name=dock_name, area="right")
+    return widget
+
+
 def _run_on_selected_image(viewer, widget_cls, dock_name: str, what: str) -> None:
     """Dock ``widget_cls`` on the selected image layer and run it; another selection is a notification."""
     layer = viewer.layers.selection.active
@@ -20,9 +32,12 @@ def _run_on_selected_image(viewer, widget_cls, dock_name: str, what: str) -> Non
             f"the {layer_type_name(layer)} layer {layer.name!r}" if layer is not None else "no layer")
         _notify_error(f"CervSeg: select an image layer to {what} (the selection is {kind})")
         return
-    widget = widget_cls(viewer)
-    viewer.window.add_dock_widget(widget, name=dock_name, area="right")
+    widget = _docked(viewer, widget_cls, dock_name)
+    widget.reset_choices()
     widget.image_combo.value = layer.name
+    if widget.worker is not None and widget.panel.cancel_button.enabled:
+        _notify_error(f"CervSeg: {dock_name} is still running; wait for it or press Cancel")
+        return
     widget.run()
 
 
@@ -38,8 +53,8 @@ def measure_active_layer(viewer: napari.viewer.Viewer) -> None:
         kind = f"the {layer_type_name(layer)} layer {layer.name!r}" if layer is not None else "no layer"
         _notify_error(f"CervSeg: select a labels layer to measure (the selection is {kind})")
         return
-    widget = MeasureCellWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Measure cell (CervSeg)", area="right")
+    widget = _docked(viewer, MeasureCellWidget, "Measure cell (CervSeg)")
+    widget.reset_choices()
     widget.labels_combo.value = layer.name
 
 
@@ -48,8 +63,10 @@ def segment_all_layers(viewer: napari.viewer.Viewer) -> None:
     if not any(isinstance(layer, napari.layers.Image) and not is_plugin_heatmap(layer) for layer in viewer.layers):
         _notify_error("CervSeg: no image layer to segment: open images (File > Open) first")
         return
-    widget = BatchSegmentWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Segment all (CervSeg)", area="right")
+    widget = _docked(viewer, BatchSegmentWidget, "Segment all (CervSeg)")
+    if widget.worker is not None and widget.panel.cancel_button.enabled:
+        _notify_error("CervSeg: Segment all is still running; wait for it or press Cancel")
+        return
     widget.run()
 
 

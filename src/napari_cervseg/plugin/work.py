@@ -102,10 +102,27 @@ def _follow_layers(widget: Container, viewer) -> None:
                 combo.value = layer.name
         remember()
 
+    def follow_image(layer):
+        """A newly opened or selected image layer becomes the image the widget works on (not the
+        plugin's own heatmaps), as napari users expect."""
+        import napari
+
+        from .layers import is_plugin_heatmap
+
+        combo = getattr(widget, "image_combo", None)
+        if (combo is None or not isinstance(layer, napari.layers.Image) or is_plugin_heatmap(layer)
+                or layer.name not in combo.choices):
+            return
+        combo.value = layer.name
+
     def inserted(event):
         event.value.events.name.connect(renamed)
         remember()
         widget.reset_choices()
+        follow_image(event.value)
+
+    def selected(event):
+        follow_image(viewer.layers.selection.active)
 
     def removed(event):
         event.value.events.name.disconnect(renamed)
@@ -117,6 +134,7 @@ def _follow_layers(widget: Container, viewer) -> None:
     remember()
     viewer.layers.events.inserted.connect(inserted)
     viewer.layers.events.removed.connect(removed)
+    viewer.layers.selection.events.active.connect(selected)
 
 
 class RunPanel(Container):
