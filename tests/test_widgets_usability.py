@@ -305,3 +305,31 @@ def test_a_menu_command_twice_reuses_its_dock(make_napari_viewer, qtbot):
     measure_active_layer(viewer)
     docked = [w for w in viewer.window.dock_widgets.values() if isinstance(w, MeasureCellWidget)]
     assert len(docked) == 1
+
+
+def test_segment_cell_on_a_field_withholds_its_verdict_and_offers_segment_all_cells(make_napari_viewer, qtbot,
+                                                                                     monkeypatch, model_file):
+    """Issue 23 item 6: no "normal (p = 0.89)" headline for an image of several cells; a napari
+    warning and one click to Segment all cells instead."""
+    from synthetic import synthetic_field
+
+    from napari_cervseg.plugin.widgets import SegmentCellWidget, SegmentFieldWidget
+
+    shown = []
+    monkeypatch.setattr("napari.utils.notifications.show_warning", shown.append)
+    viewer = make_napari_viewer()
+    rgb, pages, _ = synthetic_field(shape=(520, 560))
+    viewer.add_image(rgb, name="field", rgb=True)
+    w = SegmentCellWidget(viewer)
+    w.method_controls.model_edit.value = model_file
+    w.image_combo.value = "field"
+    w.run()
+    _wait(qtbot, w)
+    text = w.result_label.value
+    assert "no single verdict" in text and "normal (p" not in text and "abnormal (p" not in text
+    assert any("Segment all cells" in m for m in shown)
+    assert not w.field_button.native.isHidden()
+    field_widget = w.segment_all_cells()
+    assert isinstance(field_widget, SegmentFieldWidget) and field_widget.image_combo.value == "field"
+    _wait(qtbot, field_widget, timeout=120000)
+    assert "field cells" in viewer.layers

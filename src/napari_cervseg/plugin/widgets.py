@@ -178,6 +178,23 @@ class SegmentCellWidget(WorkerWidget):
         super().__init__(viewer, "Segment cell", [self.image_combo, self.rect_combo, *self.method_controls.widgets])
         self.last_results = []
         self.last_field = None
+        # shown when the image holds several cells: one click runs Segment all cells on it
+        self.field_button = PushButton(text="Segment all cells on this image", visible=False)
+        self.field_button.clicked.connect(lambda *_: self.segment_all_cells())
+        self.append(self.field_button)
+        self._field_layer = None
+
+    def segment_all_cells(self):
+        """Run Segment all cells (its dock reused or opened) on the image this widget found to be a field."""
+        from .menus import _docked
+
+        if self._field_layer is None or self._field_layer not in self.viewer.layers:
+            return None
+        widget = _docked(self.viewer, SegmentFieldWidget, "Segment all cells (CervSeg)")
+        widget.reset_choices()
+        widget.image_combo.value = self._field_layer.name
+        widget.run()
+        return widget
 
     @property
     def method_combo(self) -> ComboBox:
@@ -261,6 +278,13 @@ class SegmentCellWidget(WorkerWidget):
             f"{verdict_text(first.predicted_class, first.probability, first.applicability)}; "
             if first.predicted_class or not first.judgeable else "")
         notes = list(self.input_warnings) + sorted({w for r in done for w in r.warnings} - set(self.input_warnings))
+        several = [w for w in first.warnings if "segment_field" in w] if boxes is None and len(done) == 1 else []
+        self._field_layer = image_layer if several else None
+        self.field_button.visible = bool(several)
+        if several:
+            # one verdict for a field of cells would hide the abnormal ones among them: withheld
+            text = "no single verdict: this image holds several cells; "
+            _notify_warnings([f"{several[0]} (or click 'Segment all cells on this image')"])
         self.panel.tell(text + f"labels in '{name}'" + "".join("\n" + n for n in notes + failed))
         _notify_warnings(self.input_warnings)
 
