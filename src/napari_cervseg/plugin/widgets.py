@@ -375,7 +375,7 @@ class SegmentFieldWidget(WorkerWidget):
             yield Progress("finding cells", 0.0)
             return segment_field(image, progress=report, should_stop=stop.is_set, finder=finder, **options)
 
-        self.start(steps, returned=lambda result: self._show(layer, result))
+        self.start(steps, returned=lambda result: self._show(layer, result), keep_on_cancel=True)
 
     def _show(self, image_layer, result):
         self.last_result = result

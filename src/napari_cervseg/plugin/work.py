@@ -221,7 +221,7 @@ class WorkerWidget(Container):
     def run(self) -> None:  # pragma: no cover - every subclass has its own
         raise NotImplementedError
 
-    def start(self, steps, *, returned=None, yielded=None, finished=None):
+    def start(self, steps, *, returned=None, yielded=None, finished=None, keep_on_cancel: bool = False):
         """Run ``steps(progress)`` in a napari thread worker, with progress and cancel.
 
         The one way every widget and menu command runs work.
@@ -236,6 +236,9 @@ class WorkerWidget(Container):
         returned, yielded, finished : callable, optional
             Called in the GUI thread with the return value, with each finished item, and (with
             no argument) when the work ended in any way (done, failed or cancelled).
+        keep_on_cancel : bool
+            Work that stops early on Cancel and returns what it finished (a field's cells): its
+            return value still goes to ``returned``. Otherwise a cancelled run adds nothing.
 
         Returns
         -------
@@ -271,7 +274,7 @@ class WorkerWidget(Container):
         def on_finished():
             if worker.abort_requested and not self.cancelled:  # quit after the last step
                 self._on_cancelled()
-                if "value" in outcome and not outcome.get("delivered") and returned is not None:
+                if keep_on_cancel and "value" in outcome and not outcome.get("delivered") and returned is not None:
                     outcome["delivered"] = True
                     returned(outcome["value"])  # the work stopped early and kept what it had done
             self.panel.busy(False)
