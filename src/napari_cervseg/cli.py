@@ -328,6 +328,9 @@ def cmd_learn_corrections(args) -> int:
     except TrainingCancelled as exc:  # pragma: no cover - only a callback cancels
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing written", file=sys.stderr)
+        return 130
     print(f"wrote {path} (+ card) from {len(cells)} corrected cell(s) in {time.perf_counter() - t0:.1f} s;"
           f" use it: cervseg segment ... --method self-trained --segmenter {path}")
     return 0

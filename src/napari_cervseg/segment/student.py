@@ -234,9 +234,23 @@ def _load_cached(path: str, mtime: float) -> CellSegmenter:
     card_path = p.with_suffix(".json")
     if not card_path.exists():
         raise SegmenterError(f"{p}: its card {card_path.name} is missing (it says the architecture and input size)")
-    card = json.loads(card_path.read_text())
+    try:
+        card = json.loads(card_path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise SegmenterError(f"{card_path}: not a readable JSON card ({exc})") from exc
+    if not isinstance(card, dict):
+        raise SegmenterError(f"{card_path}: a segmenter card is a JSON object, not a {type(card).__name__}")
     if card.get("architecture") != ARCHITECTURE:
-        raise SegmenterError(f"{p}: card architecture {card.get('architecture')!r} is not a {ARCHITECTURE!r} segmenter")
+        raise SegmenterError(f"{card_path}: architecture {card.get('architecture')!r} is not a {ARCHITECTURE!r}"
+                             " segmenter")
+    widths = card.get("widths", [16, 32, 64, 128])
+    if (not isinstance(widths, list) or not 2 <= len(widths) <= 6
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 512 for v in widths)):
+        raise SegmenterError(f"{card_path}: widths must be 2-6 integers in 1..512 (the U-Net's channels), got"
+                             f" {str(widths)[:80]}")
+    size = card.get("input_size", 128)
+    if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 1024:
+        raise SegmenterError(f"{card_path}: input_size must be an integer in 16..1024, got {str(size)[:40]}")
     try:
         state = load_file(str(p))
     except (SafetensorError, OSError) as exc:

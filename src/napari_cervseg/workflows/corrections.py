@@ -400,7 +400,11 @@ def check_output_path(out, base_path: Path | None = None) -> Path:
     """Where the new segmenter goes; refuses to replace anything (the bundled segmenter, or any file)."""
     from ..segment.student import SEGMENTER_DIR
 
-    path = Path(out).expanduser()
+    given = Path(out).expanduser()
+    if given.is_dir() or (given.exists() and not given.is_file()):
+        raise CorrectionError(f"{given}: is a folder or not a regular file; give a new file name for the segmenter,"
+                              f" e.g. {given / 'my-lab.safetensors' if given.is_dir() else 'my-lab.safetensors'}")
+    path = given
     if path.suffix != ".safetensors":
         path = path.with_name(path.name + ".safetensors")
     path = path.resolve()
