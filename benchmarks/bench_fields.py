@@ -68,6 +68,21 @@ def extent_mask(result, k: int, shape) -> np.ndarray:
     return full
 
 
+class FixedScale:
+    """The learned finder at one working scale (a development check of its own scale choice)."""
+
+    def __init__(self, finder, scale: float):
+        from napari_cervseg.segment.finder import load_finder
+
+        self.finder, self.scale = load_finder(finder), scale
+
+    def find(self, rgb, scale=None):
+        return self.finder.find(rgb, self.scale)
+
+    def choose_scale(self, rgb, scale=None):
+        return self.scale
+
+
 def evaluate_set(name: str, method: str, limit: int | None, operating_point=None, model="default",
                  finder=None) -> dict:
     from napari_cervseg import segment_field
@@ -175,6 +190,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--finder", default=None, help="learned, classic or a .safetensors finder (default: the"
                                                        " package's DEFAULT_FINDER)")
+    parser.add_argument("--finder-scale", type=float, default=None,
+                        help="run the learned finder at this working scale instead of its own choice")
     parser.add_argument("--operating-point", default=None, help="e.g. screening (the model card's threshold)")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fields"))
@@ -184,9 +201,13 @@ def main() -> None:
     torch.set_num_threads(2)
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
               "method": args.method, "operating_point": args.operating_point, "finder": args.finder, "sets": {}}
+    finder = args.finder
+    if args.finder_scale is not None:
+        finder = FixedScale("default" if finder in (None, "learned") else finder, args.finder_scale)
+        report["finder_scale"] = args.finder_scale
     for name in args.sets:
         report["sets"][name] = evaluate_set(name, args.method, args.limit, args.operating_point, model=args.model,
-                                            finder=args.finder)
+                                            finder=finder)
         print(name, json.dumps(report["sets"][name], indent=1))
     if args.big:
         report["big_slide"] = big_slide_memory(args.big)

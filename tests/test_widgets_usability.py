@@ -333,3 +333,29 @@ def test_segment_cell_on_a_field_withholds_its_verdict_and_offers_segment_all_ce
     assert isinstance(field_widget, SegmentFieldWidget) and field_widget.image_combo.value == "field"
     _wait(qtbot, field_widget, timeout=120000)
     assert "field cells" in viewer.layers
+
+
+def test_measure_docked_before_a_field_run_shows_no_errors(make_napari_viewer, qtbot, monkeypatch, model_file):
+    """Issue 23 item 2: Measure open while Segment all cells adds its layers: no "labels must use
+    0, 1, 2" errors, and the cells are measured once both layers are there."""
+    from synthetic import synthetic_field
+
+    from napari_cervseg.plugin.widgets import MeasureCellWidget, SegmentFieldWidget
+
+    errors = []
+    monkeypatch.setattr("napari.utils.notifications.show_error", errors.append)
+    viewer = make_napari_viewer()
+    rgb, pages, _ = synthetic_field()
+    viewer.add_image(rgb, name="field", rgb=True)
+    m = MeasureCellWidget(viewer)
+    w = SegmentFieldWidget(viewer)
+    w.method_controls.model_edit.value = model_file
+    w.finder_combo.value = "classic"
+    w.image_combo.value = "field"
+    w.run()
+    _wait(qtbot, w, timeout=120000)
+    assert not errors, errors
+    m.labels_combo.value = "field nuclei"
+    assert len(m.rows) == w.last_result.n_cells
+    m.labels_combo.value = "field cells"
+    assert len(m.rows) == w.last_result.n_cells

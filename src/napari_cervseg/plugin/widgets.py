@@ -12,6 +12,7 @@ settings controls (:class:`~.controls.MethodControls`) are built from the settin
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -400,26 +401,27 @@ def add_field_layers(viewer, image_layer, result) -> dict:
     features = field_features(result.table)
     classes = {r["cell_id"]: {"predicted_class": r["predicted_class"], "p_abnormal": r["p_abnormal"]}
                for r in result.table}
-    names = {}
-    for kind, data in (("nuclei", result.nuclei), ("cells", result.cells)):
+    # both names first: each layer names its partner from the moment it is added, so a Measure
+    # widget that takes the first one never reads instance ids as 0/1/2 labels
+    names, replace = {}, {}
+    for kind in ("nuclei", "cells"):
         base = f"{image_layer.name} {kind}"
         old = viewer.layers[base] if base in existing else None
-        name, replace = free_layer_name(base, existing, None if old is None else old.metadata,
-                                        None if old is None else old.data)
+        names[kind], replace[kind] = free_layer_name(base, existing, None if old is None else old.metadata,
+                                                     None if old is None else old.data)
+    for kind, data in (("nuclei", result.nuclei), ("cells", result.cells)):
+        name = names[kind]
         metadata = {WRITTEN_KEY: digest(data), "cervseg_image": image_layer.name, "cervseg_classes": classes,
                     "cervseg_summary": result.summary()}
-        if kind == "cells":
-            metadata[FIELD_KEY] = names["nuclei"]
-        if replace:
+        metadata[FIELD_KEY if kind == "cells" else NUCLEI_KEY] = names["nuclei" if kind == "cells" else "cells"]
+        if replace[kind]:
             target = viewer.layers[name]
-            target.data = data
             target.metadata.update(metadata)
+            target.data = data
         else:
             target = viewer.add_labels(data, name=name, opacity=0.35 if kind == "cells" else 0.6,
                                        metadata=metadata, **geometry)
         target.features = features
-        names[kind] = name
-    viewer.layers[names["nuclei"]].metadata[NUCLEI_KEY] = names["cells"]  # measured with its cells
     if result.heatmap is not None and result.heatmap.any():
         explained = {r.get("explained_class") for r in result.table} - {None}
         hname = heatmap_layer_name(image_layer.name, result.settings.get("explain_method") or result.method,
@@ -622,7 +624,17 @@ class MeasureCellWidget(Container):
         self.pixel_size.changed.connect(self.recompute)
         self.export_button.clicked.connect(self._export_dialog)
         _follow_layers(self, viewer)
+        # a field's partner layer arriving (or the chosen layer re-added) is measured at once
+        viewer.layers.events.inserted.connect(self._partner_added)
         self._watch()
+
+    def _partner_added(self, event):
+        chosen = self.labels_combo.value
+        if chosen in self.viewer.layers:
+            meta = self.viewer.layers[chosen].metadata
+            if event.value.name in (meta.get(FIELD_KEY), meta.get(NUCLEI_KEY)) or self._watched is None:
+                with contextlib.suppress(RuntimeError):  # the widget was closed
+                    self._watch()
 
     def _edit_events(self):
         """The events by which the watched cells/labels and nuclei layers report an edit."""
@@ -642,15 +654,21 @@ class MeasureCellWidget(Container):
         cells_name = self._watched.metadata.get(NUCLEI_KEY) if self._watched is not None else None
         if cells_name in self.viewer.layers:  # a field's nuclei layer: measured with its cells layer
             self._watched = self.viewer.layers[cells_name]
-        elif cells_name:  # its cells layer is gone: nuclei alone have no cytoplasm to measure
+        elif cells_name:  # its cells layer is not open (not yet, or removed): nothing to measure alone
             self._watched = self._nuclei = None
             self._fill_table(rows=[])
-            self.status.value = (f"'{name}' holds the nuclei of a field whose cells layer '{cells_name}' was"
-                                 " removed: choose a cells or regions layer")
+            self.status.value = (f"'{name}' holds the nuclei of a field; its cells layer '{cells_name}' is not"
+                                 " open: measured once it is (or choose a cells or regions layer)")
             return
         # a cells layer of "Segment all cells": measured cell by cell with its nuclei layer
         nuclei_name = self._watched.metadata.get(FIELD_KEY) if self._watched is not None else None
         self._nuclei = self.viewer.layers[nuclei_name] if nuclei_name in self.viewer.layers else None  # noqa: SIM401
+        if nuclei_name and self._nuclei is None:  # instance ids, not 0/1/2: wait for the nuclei layer
+            self._watched = None
+            self._fill_table(rows=[])
+            self.status.value = (f"'{name}' holds a field's cells; its nuclei layer '{nuclei_name}' is not open:"
+                                 " measured once it is")
+            return
         for emitter in self._edit_events():
             emitter.connect(self._edited)
         if self._watched is not None:
