@@ -263,3 +263,29 @@ def test_cli_learns_from_a_corrected_field_folder(tmp_path, tiny_finder):
     # an existing file is never replaced
     assert main(["train-finder", "--corrections", str(out), "--finder", str(base), "--out", str(new),
                  "--steps", "2"]) == 2
+
+
+def test_the_bundled_finder_finds_every_synthetic_cell_once_overlap_border_and_debris_included():
+    """Six cells (two overlapping, one cut by the top border) and dark debris, over six seeds.
+    Over these seeds 33 of 36 cells had exactly one found nucleus inside their own (one run, 2
+    threads); the bound leaves room for other CPUs. No cell is ever found twice or on debris."""
+    import cv2
+
+    finder = load_finder("default")
+    centres = ((40, 110), (150, 380), (300, 140), (290, 320), (300, 400), (150, 200))
+    once = total = 0
+    for seed in range(6):
+        rgb, pages, _ = synthetic_field(shape=(400, 520), centres=centres, seed=seed)
+        rng = np.random.default_rng(seed)
+        for _ in range(6):  # debris right of the cells
+            y, x = int(rng.integers(10, 390)), int(rng.integers(450, 510))
+            cv2.circle(rgb, (x, y), int(rng.integers(2, 5)), (60, 50, 70), -1)
+        found = finder.find(rgb)
+        centres_found = [(int(c.centre[0]), int(c.centre[1])) for c in found if c.nucleus.any()]
+        for page in pages:
+            hits = sum(page[r, c] == 2 for r, c in centres_found)
+            assert hits <= 1  # never two cells for one
+            once += hits == 1
+            total += 1
+        assert not [c for c in found if c.centre[1] > 450]  # nothing on the debris
+    assert once / total >= 0.8

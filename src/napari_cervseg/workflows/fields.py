@@ -434,7 +434,8 @@ def stored_classes(cell_classes, cells: np.ndarray) -> dict[int, dict]:
 
 def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *, settings=None, target=None,
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
-                  pixel_size: float | None = None, should_stop=None, finder=None, **options) -> FieldResult:
+                  pixel_size: float | None = None, should_stop=None, finder=None,
+                  finder_scale: float | None = None, **options) -> FieldResult:
     """Find, segment, classify and measure every cell of a field of view.
 
     Parameters
@@ -454,6 +455,9 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     finder : {"learned", "classic"}, path or CellFinder, optional
         What finds the cells (default: DEFAULT_FINDER): the learned finder (bundled, or a
         ``.safetensors`` file from ``cervseg train-finder``) or the hand-set contrast rules.
+    finder_scale : float, optional
+        The learned finder looks at the image resized by this factor (default 0.7, for Herlev or
+        ISBI magnification; about half that for an image magnified twice as much).
 
     Returns
     -------
@@ -487,7 +491,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                          f" ({MAX_FIELD_PIXELS} px); cut it into regions first")
     h, w = rgb.shape[:2]
     with stages("detect", report="finding cells", at=0.02):
-        found = find_cells(rgb, finder, stages)
+        found = find_cells(rgb, finder, stages, scale=finder_scale)
     # every found nucleus, so that a nucleus of an overlapping neighbour is not taken for a second
     # nucleus of this cell
     found_nuclei = np.zeros((h, w), np.int32)
