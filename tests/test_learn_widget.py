@@ -112,3 +112,42 @@ def test_nothing_chosen_is_explained(make_napari_viewer, monkeypatch):
     w = learn.LearnCorrectionsWidget(viewer)
     w.run()
     assert w.worker is None and "no corrected cells chosen" in errors[0]
+
+
+def test_corrected_field_layers_teach_the_cell_finder(make_napari_viewer, qtbot, tmp_path, monkeypatch):
+    """Issue 22: the Learn widget offers a field's cells / nuclei layers; painted ones are chosen
+    and fine-tune the cell finder into a new file."""
+    from synthetic import synthetic_field
+
+    from napari_cervseg import segment_field
+    from napari_cervseg.plugin.learn import LearnCorrectionsWidget
+    from napari_cervseg.plugin.widgets import add_field_layers
+    from napari_cervseg.segment.finder import load_finder
+    from napari_cervseg.workflows import finder_training
+
+    real = finder_training.finetune_finder
+
+    def quick(*args, **kwargs):  # a few steps: the recipe's 120 take minutes on a test machine
+        return real(*args, config=finder_training.FinderCorrectionConfig(steps=2, batch_size=2, patches_per_field=4),
+                    **kwargs)
+
+    monkeypatch.setattr(finder_training, "finetune_finder", quick)
+    viewer = make_napari_viewer()
+    rgb, _, _ = synthetic_field()
+    image_layer = viewer.add_image(rgb, name="field", rgb=True)
+    result = segment_field(rgb, model=None, method="colour-baseline", finder="classic")
+    add_field_layers(viewer, image_layer, result)
+    w = LearnCorrectionsWidget(viewer)
+    assert w.fields.choices and not w.fields.value  # offered, not chosen while untouched
+    cells = viewer.layers["field cells"]
+    data = cells.data.copy()
+    data[data == 1] = 0  # the user erases a false cell
+    cells.data = data
+    w._refresh()
+    assert w.fields.value == list(w.fields.choices)
+    out = tmp_path / "lab-finder.safetensors"
+    w.finder_out_edit.value = out
+    w.run_fields()
+    _wait(qtbot, w)
+    assert out.exists() and load_finder(out).card["steps"] == 2
+    assert "corrected field" in w.panel.result.value

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from magicgui.widgets import ComboBox, FileEdit, LineEdit, PushButton, Select, SpinBox
 
-from .layers import FIELD_KEY, WRITTEN_KEY, LayerError, digest, layer_frames
+from .layers import FIELD_KEY, WRITTEN_KEY, LayerError, digest, image_from_layer, layer_frames
 from .work import Progress, WorkerWidget, _notify_error, _notify_info
 
 if TYPE_CHECKING:
@@ -52,6 +52,33 @@ def layer_pairs(viewer) -> list[tuple[str, str, bool]]:
             written = layer.metadata.get(WRITTEN_KEY)
             pairs.append((layer.name, image, written is None or written != digest(layer.data)))
     return pairs
+
+
+def _default_finder_output() -> Path:
+    """A new finder file under ~/cervseg/finders (named by the time)."""
+    return Path.home() / "cervseg" / "finders" / time.strftime("corrected-%Y%m%d-%H%M%S.safetensors")
+
+
+#: how a field is shown: "<cells layer> + <nuclei layer>  <-  <image layer>"
+FIELD_JOIN = " + "
+
+
+def field_pairs(viewer) -> list[tuple[str, str, str, bool]]:
+    """``(cells layer, nuclei layer, image layer, painted on)`` for each field Segment all cells
+    made whose layers are all still open; painted on: either labels layer differs from what the
+    plugin wrote."""
+    import napari
+
+    out = []
+    for layer in viewer.layers:
+        nuclei = layer.metadata.get(FIELD_KEY) if isinstance(layer, napari.layers.Labels) else None
+        image = layer.metadata.get(IMAGE_KEY) if nuclei else None
+        if not nuclei or nuclei not in viewer.layers or image not in viewer.layers:
+            continue
+        painted = any(other.metadata.get(WRITTEN_KEY) not in (None, digest(other.data))
+                      for other in (layer, viewer.layers[nuclei]))
+        out.append((layer.name, nuclei, image, painted))
+    return out
 
 
 class LearnCorrectionsWidget(WorkerWidget):
@@ -88,9 +115,21 @@ class LearnCorrectionsWidget(WorkerWidget):
         self.steps_spin = SpinBox(label="steps", value=CorrectionConfig().steps, min=1, max=5000,
                                   tooltip="optimiser steps (the default was chosen on development fields)")
         self.use_button = PushButton(text="Use in Segment cell", enabled=False)
+        # fields: corrected cells / nuclei layers of Segment all cells teach the cell finder
+        self.fields = Select(label="corrected fields", choices=self._field_choices, allow_multiple=True,
+                             tooltip="cells + nuclei layers <- their image (Segment all cells); painted ones chosen")
+        self.finder_out_edit = FileEdit(label="new cell finder", mode="w", filter="*.safetensors",
+                                        value=_default_finder_output(),
+                                        tooltip="a new .safetensors file; the bundled finder is never replaced")
+        self.fields_button = PushButton(text="Learn cell finder from fields")
         super().__init__(viewer, "Learn", [self.pairs, self.image_combo, self.labels_combo, self.add_button,
                                            self.base_edit, self.out_edit, self.steps_spin])
         self.append(self.use_button)
+        self.append(self.fields)
+        self.append(self.finder_out_edit)
+        self.append(self.fields_button)
+        self.fields_button.clicked.connect(lambda *_: self.run_fields())
+        self.last_finder: Path | None = None
         self.add_button.clicked.connect(lambda *_: self.add_pair())
         self.use_button.clicked.connect(lambda *_: self.use_in_segment_widgets())
         self.pairs.value = [self._pair_text(lab, img) for lab, img, painted in layer_pairs(viewer) if painted]
@@ -137,6 +176,65 @@ class LearnCorrectionsWidget(WorkerWidget):
         self.pairs.reset_choices()
         painted = {self._pair_text(lab, img) for lab, img, p in layer_pairs(self.viewer) if p}
         self.pairs.value = [c for c in self.pairs.choices if c in chosen or c in painted]
+        chosen = set(self.fields.value)
+        self.fields.reset_choices()
+        painted = {self._field_text(c, n, i) for c, n, i, p in field_pairs(self.viewer) if p}
+        self.fields.value = [c for c in self.fields.choices if c in chosen or c in painted]
+
+    @staticmethod
+    def _field_text(cells: str, nuclei: str, image: str) -> str:
+        return f"{cells}{FIELD_JOIN}{nuclei}{ARROW}{image}"
+
+    def _field_choices(self, _widget=None):
+        return [self._field_text(c, n, i) for c, n, i, _ in field_pairs(self.viewer)]
+
+    def run_fields(self):
+        """Fine-tune the cell finder on the chosen corrected fields and write it as a new file."""
+        from ..segment.finder import FINDER_DIR, load_finder, save_finder
+        from ..workflows.finder_training import finetune_finder
+
+        if not self.fields.value:
+            _notify_error("CervSeg: no corrected field chosen: run Segment all cells, correct its cells / nuclei"
+                          " layers (erase, split, paint; ids shared), then choose it in 'corrected fields'")
+            return
+        out = Path(str(self.finder_out_edit.value))
+        if out.suffix != ".safetensors" or out.exists() or out.with_suffix(".json").exists() \
+                or out.resolve().parent == FINDER_DIR.resolve():
+            _notify_error(f"CervSeg: {out}: choose a new .safetensors file (nothing is overwritten, the bundled"
+                          " finder least of all)")
+            return
+        images, cells, nuclei, sources = [], [], [], []
+        try:
+            for text in self.fields.value:
+                layers, image_name = text.split(ARROW)
+                cells_name, nuclei_name = layers.split(FIELD_JOIN)
+                image_layer = self.viewer.layers[image_name]
+                images.append(image_from_layer(image_name, image_layer.data, image_layer.rgb))
+                cells.append(np.asarray(self.viewer.layers[cells_name].data))
+                nuclei.append(np.asarray(self.viewer.layers[nuclei_name].data))
+                sources.append(text)
+                if cells[-1].shape != images[-1].shape[:2] or nuclei[-1].shape != cells[-1].shape:
+                    raise LayerError(f"{cells_name!r} / {nuclei_name!r} are not the size of {image_name!r}")
+        except (LayerError, KeyError) as exc:
+            _notify_error(f"CervSeg: {exc}")
+            return
+
+        def steps(progress):
+            yield Progress(f"{len(images)} corrected field(s)", 0.0)
+            t0 = time.perf_counter()
+            tuned = finetune_finder(load_finder("default"), images, cells, nuclei, sources=sources,
+                                    should_stop=lambda: self.worker is not None and self.worker.abort_requested)
+            return save_finder(tuned, out), time.perf_counter() - t0
+
+        def finished(result):
+            path, seconds = result
+            self.last_finder = Path(path)
+            self.panel.stage.value = "done"
+            self.panel.tell(f"the cell finder learnt from {len(images)} corrected field(s) in {seconds:.0f} s;\n"
+                            f"wrote {path}; use it: segment_field(image, finder={str(path)!r})")
+            self.finder_out_edit.value = _default_finder_output()
+
+        self.start(steps, returned=finished)
 
     def add_pair(self) -> None:
         """Pair the chosen image and labels layers by hand (a labels layer Segment cell did not make)."""
