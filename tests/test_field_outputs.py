@@ -75,7 +75,7 @@ def test_swapped_ids_keep_each_cells_own_class(segmented):
 
 def test_a_nucleus_that_lost_its_cell_is_named(segmented):
     out, args, _ = segmented
-    cells, nuclei = _read(out / "field_cells.png"), _read(out / "field_nuclei.png")
+    cells = _read(out / "field_cells.png")
     cells_only = cells.copy()
     one, two = cells == 1, cells == 2
     cells_only[one], cells_only[two] = 2, 1  # ids swapped in _cells.png only
@@ -116,5 +116,4 @@ def test_an_edited_labels_file_is_named(segmented):
     labels[labels == 2] = 1  # every nucleus erased in the 0/1/2 summary
     cv2.imwrite(str(out / "field_labels.png"), labels)
     assert main(args) == 0
-    assert "differs from field_cells.png" in (out / "summary.json").read_text() + open(
-        out / "descriptors.csv").read()
+    assert "differs from field_cells.png" in (out / "descriptors.csv").read_text()

@@ -42,8 +42,8 @@ def main():
 
     lines = ["# Learned finder: post-processing and scale on the development fields (tuned on them)", "",
              "`python benchmarks/dev/finder_postprocess.py` (screening operating point)", "",
-             "| scale | min nucleus score | max duplicate IoU | Herlev F1 (P / R) | Herlev cell Dice | Herlev covered |"
-             " Herlev abnormal caught | Herlev accuracy | ISBI F1 (P / R) | ISBI cell Dice | ISBI covered |",
+             ("| scale | min nucleus score | max duplicate IoU | Herlev F1 (P / R) | Herlev cell Dice | Herlev covered |"
+              " Herlev abnormal caught | Herlev accuracy | ISBI F1 (P / R) | ISBI cell Dice | ISBI covered |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         h, i = r["fields-herlev-dev"], r["fields-isbi-dev"]
