@@ -359,3 +359,40 @@ def test_measure_docked_before_a_field_run_shows_no_errors(make_napari_viewer, q
     assert len(m.rows) == w.last_result.n_cells
     m.labels_combo.value = "field cells"
     assert len(m.rows) == w.last_result.n_cells
+
+
+def test_a_field_edit_updates_hover_boxes_and_outlines(make_napari_viewer):
+    """Issue 23 item 3: erase a cell and its box and outline go; paint a nucleus and hover shows
+    its new area (one source of truth: the layers' data)."""
+    from synthetic import synthetic_field
+
+    from napari_cervseg import segment_field
+    from napari_cervseg.plugin.widgets import add_field_layers
+
+    viewer = make_napari_viewer()
+    rgb, _, _ = synthetic_field()
+    image = viewer.add_image(rgb, name="field", rgb=True)
+    result = segment_field(rgb, model=None, method="colour-baseline", finder="classic")
+    for row in result.table:  # every cell called abnormal, so that each has a box
+        row["predicted_class"], row["p_abnormal"] = "abnormal", 0.9
+    add_field_layers(viewer, image, result)
+    cells, nuclei = viewer.layers["field cells"], viewer.layers["field nuclei"]
+    n = result.n_cells
+    assert len(viewer.layers["field abnormal cells"].data) == n
+    assert len(viewer.layers["field cell outlines"].data) == n
+    area = int(cells.features["nucleus_area"][2])
+    assert isinstance(cells.features["nucleus_area"][2], (int, np.integer))
+    data = cells.data.copy()
+    data[data == 1] = 0  # erase cell 1
+    cells.data = data
+    assert len(viewer.layers["field abnormal cells"].data) == n - 1
+    assert len(viewer.layers["field cell outlines"].data) == n - 1
+    assert 1 not in list(cells.features["index"])
+    more = nuclei.data.copy()
+    grow = np.zeros_like(more, bool)
+    rows, cols = np.nonzero(more == 2)
+    grow[rows.min():rows.max() + 3, cols.min():cols.max() + 3] = True
+    more[grow & (cells.data == 2)] = 2  # paint cell 2's nucleus larger
+    nuclei.data = more
+    index = list(cells.features["index"]).index(2)
+    assert int(cells.features["nucleus_area"][index]) == int(((more == 2) & (cells.data == 2)).sum()) > area

@@ -325,6 +325,9 @@ def field_features(rows: list[dict]) -> dict:
     for column in FEATURE_COLUMNS:
         blank = "background" if column == "predicted_class" else float("nan")
         values = [r.get(column) for r in rows]
+        if column.endswith("_area"):  # pixel counts: 5940, not 5.94e+03 on hover
+            values = [None if v is None or not np.isfinite(v) else int(round(v)) for v in values]
+            blank = 0
         features[column] = [blank] + [blank if v is None else v for v in values]
     return features
 

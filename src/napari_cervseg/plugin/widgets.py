@@ -428,18 +428,66 @@ def add_field_layers(viewer, image_layer, result) -> dict:
                                    explained.pop() if len(explained) == 1 else "predicted")
         _show_heatmap(viewer, hname, result.heatmap, image_layer, visible=False)
     _show_outlines(viewer, image_layer, result, geometry)
-    boxes, texts = abnormal_cell_boxes(result.table)
-    bname = f"{image_layer.name} abnormal cells"
+    if _show_abnormal_boxes(viewer, image_layer.name, result.table, geometry):
+        names["abnormal"] = f"{image_layer.name} abnormal cells"
+    _follow_field_edits(viewer, viewer.layers[names["cells"]], viewer.layers[names["nuclei"]], image_layer.name,
+                        classes, geometry)
+    viewer.layers.selection.active = viewer.layers[names["cells"]]
+    return names
+
+
+def _show_abnormal_boxes(viewer, image_name: str, rows: list[dict], geometry) -> bool:
+    """``<image> abnormal cells``: the plugin's own marks, redrawn from ``rows`` (none: removed)."""
+    boxes, texts = abnormal_cell_boxes(rows)
+    bname = f"{image_name} abnormal cells"
     if bname in viewer.layers:
-        viewer.layers.remove(bname)  # the plugin's own marks: redrawn for this run
+        viewer.layers.remove(bname)
     if boxes:
         viewer.add_shapes(boxes, shape_type="rectangle", name=bname, edge_color="red", face_color="transparent",
                           edge_width=3, features={"label": texts},
                           text={"string": "{label}", "color": "red", "anchor": "upper_left", "size": 9},
                           **geometry)
-        names["abnormal"] = bname
-    viewer.layers.selection.active = viewer.layers[names["cells"]]
-    return names
+    return bool(boxes)
+
+
+def _follow_field_edits(viewer, cells_layer, nuclei_layer, image_name: str, classes: dict, geometry) -> None:
+    """One source of truth after a hand edit: the cells / nuclei layers' data. Their hover
+    features, the abnormal boxes and the outlines are measured again from it (a deleted cell's
+    box and outline go; a painted nucleus shows its new area)."""
+    from ..workflows.fields import cell_rows
+
+    state = {"digest": (digest(cells_layer.data), digest(nuclei_layer.data))}
+
+    def edited(*_):
+        now = (digest(cells_layer.data), digest(nuclei_layer.data))
+        if now == state["digest"] or cells_layer not in viewer.layers or nuclei_layer not in viewer.layers:
+            return
+        state["digest"] = now
+        image = None
+        if image_name in viewer.layers:
+            with contextlib.suppress(LayerError, ValueError):
+                layer = viewer.layers[image_name]
+                image = image_from_layer(image_name, layer.data, layer.rgb)
+        rows = cell_rows(np.asarray(cells_layer.data), np.asarray(nuclei_layer.data), image, None,
+                         dict(classes))
+        features = field_features(rows)
+        cells_layer.features = features
+        nuclei_layer.features = features
+        _show_abnormal_boxes(viewer, image_name, rows, geometry)
+        oname = f"{image_name} cell outlines"
+        if oname in viewer.layers:  # outlines of cells that are gone go too
+            outlines = viewer.layers[oname]
+            ids = {int(r["cell_id"]) for r in rows}
+            gone = [i for i, k in enumerate(outlines.features["cell_id"]) if int(k) not in ids]
+            if gone:
+                outlines.selected_data = set(gone)
+                outlines.remove_selected()
+
+    for layer in (cells_layer, nuclei_layer):
+        for name in ("paint", "data", "set_data", "labels_update"):
+            emitter = getattr(layer.events, name, None)
+            if emitter is not None:
+                emitter.connect(edited)
 
 
 #: outline colours by verdict
