@@ -18,6 +18,9 @@ from napari_cervseg.io.datasets import default_data_root
 
 
 def pytest_configure(config):
+    # the widgets' background warm-up would run the default model beside the tests (and count in
+    # tests that hold the n-th explanation): off, except where a test turns it on
+    os.environ["CERVSEG_NO_WARMUP"] = "1"
     threads = os.environ.get("CERVSEG_TEST_THREADS")
     if threads:
         import torch

@@ -83,6 +83,40 @@ def load_models_stage(model: str | None, method: str, options: dict | None = Non
         load_segmenter(getattr(options.get("settings"), "segmenter", None) or options.get("segmenter", "default"))
 
 
+_warmed = {"started": False}
+
+
+def warm_up_in_background() -> None:
+    """Load the default classifier, segmenter and cell finder and run them once on a small
+    synthetic cell, in a daemon thread, when the first widget opens: the user's first click then
+    finds the imports done, the weights in the loaders' caches and the CPU kernels warm (issue 23
+    item 7). Once per session; ``CERVSEG_NO_WARMUP=1`` turns it off (benchmarks)."""
+    import os
+    import threading
+
+    if _warmed["started"] or os.environ.get("CERVSEG_NO_WARMUP") == "1":
+        return
+    _warmed["started"] = True
+
+    def work():
+        import contextlib
+
+        import numpy as np
+
+        with contextlib.suppress(Exception):  # a failure here only loses the head start
+            from ..segment.finder import load_finder
+            from ..segment.pipeline import segment_cell
+
+            rr, cc = np.mgrid[0:96, 0:96]
+            cell = np.full((96, 96, 3), 225, np.uint8)
+            cell[(rr - 48) ** 2 + (cc - 48) ** 2 < 40 ** 2] = (170, 150, 190)
+            cell[(rr - 48) ** 2 + (cc - 48) ** 2 < 12 ** 2] = (70, 50, 110)
+            segment_cell(cell)
+            load_finder("default")
+
+    threading.Thread(target=work, name="cervseg-warm-up", daemon=True).start()
+
+
 def _follow_layers(widget: Container, viewer) -> None:
     """Keep the widget's layer choices current (also when not docked): layers that come and go,
     and renamed layers, which stay chosen under their new name."""
@@ -217,6 +251,7 @@ class WorkerWidget(Container):
         self.panel.run_button.clicked.connect(lambda *_: self.run())
         self.panel.cancel_button.clicked.connect(lambda *_: self.cancel())
         _follow_layers(self, viewer)
+        warm_up_in_background()
 
     def run(self) -> None:  # pragma: no cover - every subclass has its own
         raise NotImplementedError
