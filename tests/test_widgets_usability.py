@@ -396,3 +396,31 @@ def test_a_field_edit_updates_hover_boxes_and_outlines(make_napari_viewer):
     nuclei.data = more
     index = list(cells.features["index"]).index(2)
     assert int(cells.features["nucleus_area"][index]) == int(((more == 2) & (cells.data == 2)).sum()) > area
+
+
+def test_settings_that_do_not_apply_are_hidden_and_learn_sees_console_edits(make_napari_viewer):
+    """Issue 23 item 8: the default method shows its own settings only; the Learn widget picks up
+    an edit made from napari's console (data[...] = ...; refresh())."""
+    from napari_cervseg.plugin.layers import WRITTEN_KEY, digest
+    from napari_cervseg.plugin.learn import LearnCorrectionsWidget
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    viewer = make_napari_viewer()
+    viewer.add_image(load_sample("abnormal"), name="cell", rgb=True)
+    w = SegmentCellWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    hidden = [n for n, c in w.setting_controls.items() if not c.enabled]
+    assert hidden and all(w.setting_controls[n].native.isHidden() for n in hidden)
+    assert all(not c.native.isHidden() for c in w.setting_controls.values() if c.enabled)
+    w.method_combo.value = "lrp-ruleset1"
+    assert all(not c.native.isHidden() for c in w.setting_controls.values() if c.enabled)
+    labels = np.zeros(load_sample("abnormal").shape[:2], np.uint8)
+    labels[10:40, 10:40] = 1
+    labels[20:30, 20:30] = 2
+    layer = viewer.add_labels(labels.copy(), name="cell regions",
+                              metadata={WRITTEN_KEY: digest(labels), "cervseg_image": "cell"})
+    learn = LearnCorrectionsWidget(viewer)
+    assert not learn.pairs.value
+    layer.data[20:30, 20:35] = 2  # from the console
+    layer.refresh()
+    assert learn.pairs.value == ["cell regions  <-  cell"]

@@ -85,7 +85,7 @@ class MethodControls:
     """Model, method, the method's settings and the operating point, as one set of controls.
 
     The settings controls are made from the settings dataclasses (one per field of any method,
-    its default written once, in ``segment.settings``); those of other methods are disabled, and
+    its default written once, in ``segment.settings``); those of other methods are disabled and hidden, and
     choosing a method sets each control the user left at the old method's default to the new one's.
 
     Parameters
@@ -117,6 +117,12 @@ class MethodControls:
             if name in new and (name not in old or control.value == _shown(old[name])):
                 control.value = _shown(new[name])
             control.enabled = name in new
+            # what does not apply is hidden, not greyed out (13 greyed controls buried the few that
+            # matter); a control not yet in a widget is never shown on its own (it would be a window)
+            if name not in new:
+                control.visible = False
+            elif control.native.parent() is not None:
+                control.visible = True
         classifier = method != BASELINE
         self.model_edit.enabled = self.call_combo.enabled = classifier
         self._method = method

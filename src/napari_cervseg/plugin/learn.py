@@ -163,9 +163,11 @@ class LearnCorrectionsWidget(WorkerWidget):
         import napari
 
         if isinstance(layer, napari.layers.Labels):
-            layer.events.data.connect(lambda *_: self._refresh())
-            if hasattr(layer.events, "paint"):
-                layer.events.paint.connect(lambda *_: self._refresh())
+            # paint: the brush and layer.paint(); set_data / labels_update: data[...] = ...; refresh()
+            for name in ("data", "paint", "set_data", "labels_update"):
+                emitter = getattr(layer.events, name, None)
+                if emitter is not None:
+                    emitter.connect(lambda *_: self._refresh())
 
     def _refresh(self) -> None:
         with contextlib.suppress(RuntimeError):  # the widget was closed; its Qt controls are gone
