@@ -424,3 +424,25 @@ def test_settings_that_do_not_apply_are_hidden_and_learn_sees_console_edits(make
     layer.data[20:30, 20:35] = 2  # from the console
     layer.refresh()
     assert learn.pairs.value == ["cell regions  <-  cell"]
+
+
+def test_opening_a_widget_warms_the_models_up_in_the_background(make_napari_viewer, monkeypatch):
+    """Issue 23 item 7: the first widget loads the default model and segmenter in a daemon thread,
+    so the first click does not pay for it (benchmarks/results/first_click.md)."""
+    import threading
+
+    from napari_cervseg.classify import models
+    from napari_cervseg.plugin import work
+    from napari_cervseg.plugin.widgets import SegmentCellWidget
+
+    monkeypatch.setenv("CERVSEG_NO_WARMUP", "0")
+    monkeypatch.setitem(work._warmed, "started", False)
+    models._load_cached.cache_clear()
+    viewer = make_napari_viewer()
+    SegmentCellWidget(viewer)
+    threads = [t for t in threading.enumerate() if t.name == "cervseg-warm-up"]
+    assert threads
+    threads[0].join(120)
+    assert not threads[0].is_alive() and models._load_cached.cache_info().currsize >= 1
+    SegmentCellWidget(viewer)  # once per session
+    assert not [t for t in threading.enumerate() if t.name == "cervseg-warm-up" and t is not threads[0]]
