@@ -967,6 +967,154 @@ def cat_known_answers(work: Path, rng, quick) -> list:
     return attempts
 
 
+def small_field(seed: int, shape=(220, 300)) -> np.ndarray:
+    """A field of 3-4 round stained cells on a slide (some overlapping), for the field cases."""
+    rng = np.random.default_rng(seed)
+    h, w = shape
+    img = np.full((h, w, 3), 228, np.float32)
+    rr, cc = np.mgrid[0:h, 0:w]
+    for _ in range(int(rng.integers(3, 5))):
+        cy, cx = rng.uniform(45, h - 45), rng.uniform(45, w - 45)
+        r = rng.uniform(28, 40)
+        body = (rr - cy) ** 2 + (cc - cx) ** 2 < r ** 2
+        img[body] *= np.array([0.8, 0.72, 0.86], np.float32)
+        nucleus = (rr - cy) ** 2 + (cc - cx) ** 2 < (r * rng.uniform(0.25, 0.45)) ** 2
+        img[nucleus] = np.array([70, 50, 110], np.float32) + rng.normal(0, 3, 3)
+    img += rng.normal(0, 2.0, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+#: what a careless user does to a field's outputs before a re-run (issue 26)
+FIELD_EDITS = ["erase a cell (other program)", "erase a cell (our writer) + delete labels", "labels cut to 0 bytes",
+               "swap ids in cells and nuclei", "swap ids in cells only", "delete nuclei", "delete cells",
+               "resize cells and nuclei", "edit labels only", "garbage bytes in cells", "cells saved as colour",
+               "nucleus id without a cell", "uint16 copy of the input", "float copy of the input"]
+
+
+def cat_fields(work: Path, rng, quick) -> list:
+    """A field's outputs edited as a careless user would, then a re-run (issue 26): the user's
+    edited files must survive byte for byte, and whatever does not add up must be measured right
+    or named (a note in the rows, or a clean refusal): silently wrong counts as a crash."""
+    import csv
+
+    import cv2
+
+    attempts = []
+    reps = 5 if quick else 15
+    for k in range(reps * len(FIELD_EDITS)):
+        edit = FIELD_EDITS[k % len(FIELD_EDITS)]
+        seed = 100 + k
+        d = work / f"field{k}"
+        (d / "in").mkdir(parents=True)
+        (d / "in" / "f.png").write_bytes(png_bytes(small_field(seed)))
+        args = ["segment", str(d / "in"), "--out", str(d / "out"), "--field", "yes", "--finder", "classic",
+                *BASELINE, "--workers", "1", "--quiet"]
+
+        def fn(d=d, edit=edit, args=args, seed=seed):
+            from napari_cervseg.cli import main
+            from napari_cervseg.io.images import write_png_atomic
+
+            out = d / "out"
+            if main(args) != 0:
+                return "crash", "the first run failed"
+            cells = cv2.imread(str(out / "f_cells.png"), cv2.IMREAD_UNCHANGED)
+            nuclei = cv2.imread(str(out / "f_nuclei.png"), cv2.IMREAD_UNCHANGED)
+            n = int(cells.max())
+            if n < 2:
+                return "ok", f"only {n} cell(s) found: nothing to edit"
+            kept: list[Path] = []  # the user's files, which must survive byte for byte
+            expect_rows, expect_note, expect_fail = None, None, None
+            rerun, copy_run = list(args), False
+            if edit.startswith("erase a cell"):
+                cells[cells == 1] = 0
+                nuclei[nuclei == 1] = 0
+                if "our writer" in edit:
+                    write_png_atomic(out / "f_cells.png", cells)
+                    write_png_atomic(out / "f_nuclei.png", nuclei)
+                    (out / "f_labels.png").unlink()
+                else:
+                    cv2.imwrite(str(out / "f_cells.png"), cells)
+                    cv2.imwrite(str(out / "f_nuclei.png"), nuclei)
+                kept, expect_rows = [out / "f_cells.png", out / "f_nuclei.png"], n - 1
+            elif edit == "labels cut to 0 bytes":
+                cells[cells == 2] = 0
+                cv2.imwrite(str(out / "f_cells.png"), cells)
+                (out / "f_labels.png").write_bytes(b"")
+                kept, expect_rows, expect_note = [out / "f_cells.png", out / "f_nuclei.png"], n - 1, "missing or empty"
+            elif edit.startswith("swap ids"):
+                for arr in ((cells, nuclei) if edit.endswith("nuclei") else (cells,)):
+                    a, b = arr == 1, arr == 2
+                    arr[a], arr[b] = 2, 1
+                cv2.imwrite(str(out / "f_cells.png"), cells)
+                cv2.imwrite(str(out / "f_nuclei.png"), nuclei)
+                kept, expect_rows = [out / "f_cells.png", out / "f_nuclei.png"], n
+                if edit.endswith("only"):
+                    expect_note = "no nucleus with id"
+            elif edit == "delete nuclei":
+                (out / "f_nuclei.png").unlink()
+                kept, expect_rows, expect_note = [out / "f_cells.png"], n, "is missing: no nucleus"
+            elif edit == "delete cells":
+                (out / "f_cells.png").unlink()
+                kept, expect_fail = [out / "f_nuclei.png"], "f_cells.png is missing"
+            elif edit == "resize cells and nuclei":
+                for name, arr in (("f_cells.png", cells), ("f_nuclei.png", nuclei)):
+                    cv2.imwrite(str(out / name), cv2.resize(arr, (arr.shape[1] // 2, arr.shape[0] // 2),
+                                                            interpolation=cv2.INTER_NEAREST))
+                kept, expect_rows, expect_note = [out / "f_cells.png", out / "f_nuclei.png"], None, "resized labels"
+            elif edit == "edit labels only":
+                labels = cv2.imread(str(out / "f_labels.png"), cv2.IMREAD_UNCHANGED)
+                labels[labels == 2] = 1
+                cv2.imwrite(str(out / "f_labels.png"), labels)
+                kept, expect_rows, expect_note = [out / "f_labels.png"], n, "differs from"
+            elif edit == "garbage bytes in cells":
+                (out / "f_cells.png").write_bytes(bytes(np.random.default_rng(seed).integers(0, 256, 500,
+                                                                                            dtype=np.uint8)))
+                kept, expect_fail = [out / "f_cells.png"], ""
+            elif edit == "cells saved as colour":
+                cv2.imwrite(str(out / "f_cells.png"), cv2.applyColorMap((cells * 40).astype(np.uint8),
+                                                                        cv2.COLORMAP_JET))
+                kept, expect_fail = [out / "f_cells.png"], "instance labels"
+            elif edit == "nucleus id without a cell":
+                nuclei[nuclei == 1] = 250
+                cv2.imwrite(str(out / "f_nuclei.png"), nuclei)
+                kept, expect_rows, expect_note = [out / "f_nuclei.png"], n, "outside the cell of the same id"
+            elif edit in ("uint16 copy of the input", "float copy of the input"):
+                import tifffile
+
+                rgb = cv2.cvtColor(cv2.imread(str(d / "in" / "f.png")), cv2.COLOR_BGR2RGB)
+                copy = rgb.astype(np.uint16) if edit.startswith("uint16") else rgb.astype(np.float32)
+                (d / "in2").mkdir()
+                tifffile.imwrite(d / "in2" / "f.tif", copy)
+                copy_run = True
+                rerun = ["segment", str(d / "in2"), "--out", str(d / "out2"), "--field", "yes", "--finder",
+                         "classic", *BASELINE, "--workers", "1", "--quiet"]
+            before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in kept}
+            rc = main(rerun)
+            changed = [p.name for p, h in before.items() if not p.exists()
+                       or hashlib.sha256(p.read_bytes()).hexdigest() != h]
+            if changed:
+                return "lost", f"{edit}: the user's {changed} changed or lost"
+            if copy_run:  # the copy must give the 8-bit original's cells, not stretched ones
+                a = cv2.imread(str(out / "f_cells.png"), cv2.IMREAD_UNCHANGED)
+                b = cv2.imread(str(d / "out2" / "f_cells.png"), cv2.IMREAD_UNCHANGED)
+                same = rc == 0 and b is not None and np.array_equal(a, b)
+                return ("ok" if same else "crash"), f"{edit}: cells {'as' if same else 'NOT as'} the 8-bit run's"
+            summary = (out / "summary.json").read_text()
+            if expect_fail is not None:
+                good = rc == 1 and expect_fail in summary and '"failed"' in summary
+                return ("ok" if good else "crash"), f"{edit}: rc {rc}, refused {'by name' if good else 'WRONGLY'}"
+            rows = [r for r in csv.DictReader((out / "descriptors.csv").open()) if r.get("image") == "f"]
+            if rc != 0:
+                return "crash", f"{edit}: rc {rc}"
+            if expect_rows is not None and len(rows) != expect_rows:
+                return "crash", f"{edit}: {len(rows)} rows, expected {expect_rows}"
+            if expect_note and not any(expect_note in (r.get("warnings") or "") for r in rows):
+                return "crash", f"{edit}: no note '{expect_note}' (silently wrong)"
+            return "ok", f"{edit}: {len(rows)} rows" + (f", noted '{expect_note}'" if expect_note else "")
+        attempts.append((f"field {k}: {edit}", fn, 120, {}))
+    return attempts
+
+
 CATEGORIES = {
     "silently wrong answers": cat_known_answers,
     "hostile image files (CLI)": cat_files,
@@ -979,6 +1127,7 @@ CATEGORIES = {
     "full disk": cat_full_disk,
     "kill + resume": cat_kill,
     "concurrent runs": cat_concurrent,
+    "fields and their corrections": cat_fields,
 }
 
 
