@@ -446,3 +446,24 @@ def test_opening_a_widget_warms_the_models_up_in_the_background(make_napari_view
     assert not threads[0].is_alive() and models._load_cached.cache_info().currsize >= 1
     SegmentCellWidget(viewer)  # once per session
     assert not [t for t in threading.enumerate() if t.name == "cervseg-warm-up" and t is not threads[0]]
+
+
+def test_a_field_cell_without_a_verdict_says_so_on_hover_and_in_measure(make_napari_viewer):
+    from synthetic import synthetic_field
+
+    from napari_cervseg import segment_field
+    from napari_cervseg.plugin.widgets import MeasureCellWidget, add_field_layers
+
+    viewer = make_napari_viewer()
+    rgb, _, _ = synthetic_field()
+    image = viewer.add_image(rgb, name="field", rgb=True)
+    result = segment_field(rgb, model=None, method="colour-baseline", finder="classic")
+    result.table[0].update(predicted_class=None, p_abnormal=None, judgeable=False)
+    add_field_layers(viewer, image, result)
+    cells = viewer.layers["field cells"]
+    index = list(cells.features["index"]).index(result.table[0]["cell_id"])
+    assert cells.features["predicted_class"][index] == "no verdict"
+    m = MeasureCellWidget(viewer)
+    m.labels_combo.value = "field cells"
+    row = next(r for r in m.rows if r["cell_id"] == result.table[0]["cell_id"])
+    assert row["predicted_class"] == "no verdict"

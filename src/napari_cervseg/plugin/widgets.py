@@ -398,9 +398,11 @@ def add_field_layers(viewer, image_layer, result) -> dict:
     the layer names used."""
     existing = [layer.name for layer in viewer.layers]
     geometry = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
-    features = field_features(result.table)
+    # a cell given no class reads "no verdict" on hover and in Measure (not blank, not "background")
+    shown = [{**r, "predicted_class": r.get("predicted_class") or NO_VERDICT} for r in result.table]
+    features = field_features(shown)
     classes = {r["cell_id"]: {"predicted_class": r["predicted_class"], "p_abnormal": r["p_abnormal"]}
-               for r in result.table}
+               for r in shown}
     # both names first: each layer names its partner from the moment it is added, so a Measure
     # widget that takes the first one never reads instance ids as 0/1/2 labels
     names, replace = {}, {}
@@ -492,6 +494,8 @@ def _follow_field_edits(viewer, cells_layer, nuclei_layer, image_name: str, clas
 
 #: outline colours by verdict
 OUTLINE_COLOURS = {"abnormal": "red", "normal": "cyan", None: "yellow"}
+#: what a field cell without a class shows as its class
+NO_VERDICT = "no verdict"
 
 
 def _show_outlines(viewer, image_layer, result, geometry) -> None:
