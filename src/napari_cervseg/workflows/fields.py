@@ -543,6 +543,11 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
             "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable),
             "warnings": [w for w in result.warnings if not w.startswith("option ")],
         }
+        bare = nucleus.any() and (region & ~nucleus).sum() < BARE_NUCLEUS_CYTOPLASM * nucleus.sum()
+        if bare:  # a nucleus without its cytoplasm is not a cell the classifier can judge
+            row.update(predicted_class=None, probability=None, judgeable=False,
+                       not_judgeable=", ".join(filter(None, [row["not_judgeable"], "bare nucleus: no cytoplasm found"])))
+            row["warnings"].append("no cytoplasm found around this nucleus: no verdict (cells packed together?)")
         extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei[r0:r1, c0:c1], n))
         if extra:
             # a region with two nuclei may be two cells merged: no confident class, listed for review
@@ -563,6 +568,12 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     if not found:
         warnings.append("no cells found: nothing in the image looks like a cell (a stained object with a"
                         " nucleus, or a solid stained object of cell size)")
+    elif not stopped and max(h, w) <= TILE:  # (a slide-sized image would need gigabytes for this check)
+        stained = foreground_mask(rgb)
+        covered = float((stained & (cells > 0)).sum() / max(1, stained.sum()))
+        if stained.sum() >= MIN_CELL_AREA and covered < MIN_COVERED_FOREGROUND:
+            warnings.append(f"only {covered:.0%} of the stained area lies in a found cell: cells may have been"
+                            " missed (a crowded field, or cells without a visible nucleus); check the outlines")
     if stopped:
         warnings.append(f"stopped after {len(table)} of {len(found)} cells; the rest were not segmented")
     warnings += [f"option {k!r} does not apply to method {method!r}; ignored" for k in ignored]
@@ -578,6 +589,12 @@ def _distance_to_centre(region: np.ndarray) -> np.ndarray:
     rows, cols = np.nonzero(region)
     rr, cc = np.indices(region.shape)
     return np.hypot(rr - rows.mean(), cc - cols.mean()).astype(np.float32)
+
+
+#: a found cell whose cytoplasm is smaller than this fraction of its nucleus is a bare nucleus
+BARE_NUCLEUS_CYTOPLASM = 0.1
+#: a field whose stained area is covered by found cells less than this gets a warning
+MIN_COVERED_FOREGROUND = 0.6
 
 
 #: a second nucleus in a cell's region counts when it is at least this fraction of the cell's own
