@@ -1115,6 +1115,49 @@ def cat_fields(work: Path, rng, quick) -> list:
     return attempts
 
 
+def cat_segmenter_cards(work: Path, rng, quick) -> list:
+    """Segmenter (and cell finder) files with broken cards: each must be refused with a message
+    that names the card, never a traceback or a huge allocation (issue 26 item 4)."""
+    import shutil
+
+    from napari_cervseg.segment.finder import bundled_finders
+    from napari_cervseg.segment.student import bundled_segmenters
+
+    attempts = []
+    for kind, source in (("segmenter", bundled_segmenters()["default"]), ("finder", bundled_finders()["default"])):
+        good = json.loads(source.with_suffix(".json").read_text())
+        cards = {"invalid JSON": "{not json", "a JSON list": "[1, 2]", "a number": "3", "empty": "",
+                 "widths of text": json.dumps({**good, "widths": ["a", "b"]}),
+                 "widths huge": json.dumps({**good, "widths": [16, 32, 64, 1000000]}),
+                 "widths negative": json.dumps({**good, "widths": [-1, 8]}),
+                 "widths a string": json.dumps({**good, "widths": "16,32"}),
+                 "another architecture": json.dumps({**good, "architecture": "resnet"}),
+                 "binary bytes": "\x00\xff\xfe"}
+        if kind == "segmenter":
+            cards["input size text"] = json.dumps({**good, "input_size": "big"})
+        else:
+            cards["rays zero"] = json.dumps({**good, "n_rays": 0})
+        for label, text in cards.items():
+            d = work / f"{kind}-{len(attempts)}"
+            d.mkdir()
+            path = d / "m.safetensors"
+            shutil.copy(source, path)
+            path.with_suffix(".json").write_bytes(text.encode("latin-1"))
+
+            def fn(path=path, kind=kind):
+                from napari_cervseg.segment.finder import FinderError, load_finder
+                from napari_cervseg.segment.student import SegmenterError, load_segmenter
+
+                try:
+                    (load_segmenter if kind == "segmenter" else load_finder)(path)
+                except (SegmenterError, FinderError) as exc:
+                    named = "m.json" in str(exc)
+                    return ("clean" if named else "crash"), str(exc)[:200]
+                return "crash", "a broken card was accepted"
+            attempts.append((f"{kind} card: {label}", fn, 60, {}))
+    return attempts
+
+
 CATEGORIES = {
     "silently wrong answers": cat_known_answers,
     "hostile image files (CLI)": cat_files,
@@ -1128,6 +1171,7 @@ CATEGORIES = {
     "kill + resume": cat_kill,
     "concurrent runs": cat_concurrent,
     "fields and their corrections": cat_fields,
+    "segmenter and finder cards": cat_segmenter_cards,
 }
 
 

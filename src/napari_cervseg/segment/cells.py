@@ -37,24 +37,16 @@ def background_colour(lab: np.ndarray) -> np.ndarray:
     return lab[near].mean(0) if near.any() else np.median(lab.reshape(-1, 3), 0)
 
 
-#: the slide's noise is measured on the pixels whose colour distance from the slide is below this
-#: percentile (5: still slide when only a tenth of a crowded field shows it)
-SLIDE_NOISE_PERCENTILE = 5
-
-
 def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
     """Pixels that are not the slide: smoothed colour distance from the background colour above
-    the background's own noise (median + 6 robust standard deviations of the pixels most like the
-    slide, at least 3 Lab units);
+    the background's own noise (median + 6 robust standard deviations, at least 3 Lab units);
     holes filled, debris smaller than MIN_CELL_AREA dropped."""
     from skimage.morphology import remove_small_holes
 
     lab = lab_image(rgb) if lab is None else lab
     distance = np.linalg.norm(lab - background_colour(lab), axis=-1)
     distance = cv2.GaussianBlur(distance, (0, 0), 2.0)
-    # the slide's own noise, from the pixels most like the slide: the lower half of the distances
-    # is slide only where half the field is (a crowded field showing 10 % slide lost its cells)
-    low = distance[distance <= np.percentile(distance, SLIDE_NOISE_PERCENTILE)]
+    low = distance[distance <= np.percentile(distance, 50)]
     centre = float(np.median(low))
     spread = 1.4826 * float(np.median(np.abs(low - centre))) + 0.25
     mask = distance > max(3.0, centre + 6 * spread)
