@@ -712,4 +712,5 @@ def field_from_boxes(image, boxes, results, pixel_size: float | None = None) -> 
     done = [r for r in results if r is not None]
     return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, table=table,
                        method=done[0].method if done else DEFAULT_SEGMENT_METHOD,
-                       model=done[0].model if done else None, settings=done[0].settings if done else {})
+                       model=done[0].model if done else None, settings=done[0].settings if done else {},
+                       finder="boxes")
