@@ -189,6 +189,7 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
         masks.append((cell_mask, nucleus))
         top[nucleus] = len(masks)
     # debris, specks, fibres and small dark blobs with no cytoplasm (inflammatory-like): background
+    covered = np.any([m for m, _ in masks], 0) if masks else np.zeros((size, size), bool)
     diameters = [2 * math.sqrt(n.sum() / math.pi) for _, n in masks]
     cell_diameters = [2 * math.sqrt(m.sum() / math.pi) for m, _ in masks]
     nucleus_d = float(np.median(diameters)) if diameters else 15 * field_scale
@@ -209,6 +210,8 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
         fy0, fx0, fy1, fx1 = max(0, y), max(0, x), min(size, y + bh), min(size, x + bw)
         if fy1 <= fy0 or fx1 <= fx0:
             continue
+        if kind < 0.45 and covered[fy0:fy1, fx0:fx1].any():
+            continue  # a small dark blob *on* a cell is what a small nucleus looks like: only on bare slide
         a = blob[fy0 - y:fy1 - y, fx0 - x:fx1 - x, None]
         tint = np.clip(dark * rng.uniform(0.85, 1.15, 3), 0.05, 1)
         trans[fy0:fy1, fx0:fx1] *= 1 - a * (1 - tint)
@@ -217,6 +220,10 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
         line = np.zeros((size, size), np.float32)
         cv2.line(line, (int(p0[1]), int(p0[0])), (int(p1[1]), int(p1[0])), 1.0, int(rng.integers(1, 3)))
         trans *= 1 - cv2.GaussianBlur(line, (0, 0), 0.8)[..., None] * rng.uniform(0.05, 0.3)
+    if rng.random() < 0.5 and masks:  # cytoplasm texture (folds, granules) of the grey EDF cells
+        grain = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), rng.uniform(0.8, 2.5))
+        grain = 1 + rng.uniform(0.02, 0.08) * grain / max(1e-6, float(grain.std()))
+        trans = np.where(covered[..., None], trans * grain[..., None], trans)
     # lamp: a gentle gradient across the field
     gy, gx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     lamp = 1 + rng.uniform(-0.06, 0.06) * (gy - 0.5) + rng.uniform(-0.06, 0.06) * (gx - 0.5)
