@@ -35,6 +35,8 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 from torch import nn
 
+from .student import check_widths
+
 FINDER_DIR = Path(__file__).resolve().parent.parent / "weights" / "finders"
 ARCHITECTURE = "finder-unet"
 #: ray distances are predicted in units of this many working-scale pixels
@@ -424,10 +426,8 @@ def _checked_card(path: Path) -> dict:
         raise FinderError(f"{card_path}: a card is a JSON object, not a {type(card).__name__}")
     if card.get("architecture") != ARCHITECTURE:
         raise FinderError(f"{card_path}: architecture {card.get('architecture')!r} is not {ARCHITECTURE!r}")
-    widths, rays = card.get("widths", [16, 32, 64, 96, 128]), card.get("n_rays", 32)
-    if (not isinstance(widths, list) or not 2 <= len(widths) <= 6
-            or not all(isinstance(v, int) and 1 <= v <= 512 for v in widths)):
-        raise FinderError(f"{card_path}: widths must be 2-6 integers in 1..512, got {widths!r}")
+    check_widths(card.get("widths", [12, 24, 48, 96, 128]), card_path, FinderError)
+    rays = card.get("n_rays", 32)
     if not isinstance(rays, int) or not 4 <= rays <= 128:
         raise FinderError(f"{card_path}: n_rays must be an integer in 4..128, got {rays!r}")
     return card

@@ -205,6 +205,15 @@ def labels_from_probabilities(rgb: np.ndarray, probs: np.ndarray, refine: str = 
     return combine(nucleus, cell)
 
 
+def check_widths(widths, card_path, error: type[Exception]) -> None:
+    """A U-Net card's ``widths``: 2-6 integers in 1..512 (a wrong one would fail deep in torch, or
+    ask for terabytes), else ``error`` naming the card."""
+    if (not isinstance(widths, list) or not 2 <= len(widths) <= 6
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 512 for v in widths)):
+        raise error(f"{card_path}: widths must be 2-6 integers in 1..512 (the U-Net's channels), got"
+                    f" {str(widths)[:80]}")
+
+
 def save_segmenter(seg: CellSegmenter, path) -> Path:
     from safetensors.torch import save_file
 
@@ -243,11 +252,7 @@ def _load_cached(path: str, mtime: float) -> CellSegmenter:
     if card.get("architecture") != ARCHITECTURE:
         raise SegmenterError(f"{card_path}: architecture {card.get('architecture')!r} is not a {ARCHITECTURE!r}"
                              " segmenter")
-    widths = card.get("widths", [16, 32, 64, 128])
-    if (not isinstance(widths, list) or not 2 <= len(widths) <= 6
-            or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 512 for v in widths)):
-        raise SegmenterError(f"{card_path}: widths must be 2-6 integers in 1..512 (the U-Net's channels), got"
-                             f" {str(widths)[:80]}")
+    check_widths(card.get("widths", [16, 32, 64, 128]), card_path, SegmenterError)
     size = card.get("input_size", 128)
     if not isinstance(size, int) or isinstance(size, bool) or not 16 <= size <= 1024:
         raise SegmenterError(f"{card_path}: input_size must be an integer in 16..1024, got {str(size)[:40]}")
