@@ -87,7 +87,7 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
                  finder=None) -> dict:
     from napari_cervseg import segment_field
 
-    root = DATA / name
+    root = Path(name) if Path(name).is_dir() else DATA / name  # a folder, or a set of ../shared/data
     classes = {}
     if (root / "cells.csv").exists():
         with open(root / "cells.csv") as f:

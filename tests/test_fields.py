@@ -135,3 +135,29 @@ def test_cell_rows_measure_corrected_instance_labels_cell_by_cell(field, field_r
     corrected[corrected == 1] = 0
     after = cell_rows(field_result.cells, corrected, rgb)
     assert after[0]["nucleus_area"] == 0 and after[1]["nucleus_area"] == rows[1]["nucleus_area"]
+
+
+def _crowded_field(seed):
+    """16 overlapping cells on 250 x 250 px: about a fifth of the slide shows."""
+    centres = [(y, x) for y in (50, 100, 150, 200) for x in (50, 100, 150, 200)]
+    rgb, pages, _ = synthetic_field(shape=(250, 250), centres=centres, size=(110, 110), seed=seed)
+    return rgb, np.any([page > 0 for page in pages], axis=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_crowded_field_is_stained_where_its_cells_are(seed):
+    # the slide is brighter than any cell, though here not the most common colour (issue 26, item 5)
+    from napari_cervseg.segment.cells import foreground_mask
+
+    rgb, cell = _crowded_field(seed)
+    assert 0.1 < 1 - cell.mean() < 0.3
+    stained = foreground_mask(rgb)
+    assert (stained & cell).sum() / cell.sum() > 0.95
+    assert (stained & ~cell).sum() / (~cell).sum() < 0.4  # only the thin gaps between cells
+
+
+def test_a_crowded_field_is_not_taken_for_an_empty_slide(trained_synthetic_model):
+    rgb, _ = _crowded_field(2)
+    result = segment_field(rgb, model=trained_synthetic_model)
+    assert result.n_cells >= 6
+    assert not any("no cells found" in w for w in result.warnings)

@@ -26,15 +26,49 @@ def lab_image(rgb: np.ndarray) -> np.ndarray:
 
 
 def background_colour(lab: np.ndarray) -> np.ndarray:
-    """The slide's colour: the Lab mean of the brightest half of the image's pixels' most common
-    lightness (an empty slide shows through around the cells of any Pap smear field)."""
+    """The slide's colour: the Lab mean of the pixels at the brightest lightness peak of the image's
+    brighter half that holds at least MIN_SLIDE_SHARE % of its pixels (light passes the bare
+    slide unabsorbed, so it is brighter than any cell, though in a crowded field not the most common)."""
     lightness = lab[..., 0]
-    hist = np.bincount(np.clip(lightness, 0, 255).astype(np.uint8).ravel(), minlength=256)
+    hist = np.bincount(np.clip(lightness, 0, 255).astype(np.uint8).ravel(), minlength=256).astype(np.float64)
     hist = np.convolve(hist, np.ones(5) / 5, mode="same")
     upper = int(np.percentile(lightness, 50))
-    peak = upper + int(np.argmax(hist[upper:]))
+    mass = np.convolve(hist, np.ones(9), mode="same") / lightness.size  # share within +-4 units
+    peaks = [p for p in range(upper, 256) if hist[p] > 0 and hist[p] >= hist[max(0, p - 1)]
+             and hist[p] >= hist[min(255, p + 1)] and mass[p] >= MIN_SLIDE_SHARE / 100]
+    peak = max(peaks) if peaks else upper + int(np.argmax(hist[upper:]))
     near = np.abs(lightness - peak) <= 4
     return lab[near].mean(0) if near.any() else np.median(lab.reshape(-1, 3), 0)
+
+
+#: the slide's own variation (noise, an uneven lamp) reaches at most this far (Lab units) from
+#: its colour: a threshold past it means the image's lower half holds stained matter (measured:
+#: 3-4 on the development fields, 16-31 on the real grey fields with their lamp gradient, 100-300
+#: on composed fields where 5-25 % of the slide shows)
+MAX_SLIDE_SPREAD = 50.0
+#: in a crowded field, enclosed slide larger than this (px) is a gap between cells, not a hole
+CROWDED_LARGEST_HOLE = MIN_CELL_AREA
+#: the least share of the image taken as slide when little of it shows (%)
+MIN_SLIDE_SHARE = 5.0
+
+
+def _slide_threshold(distance: np.ndarray, lower_percent: float) -> float:
+    """Above the slide's noise: median + 6 robust standard deviations of the `lower_percent` %
+    of pixels nearest the slide's colour (at least 3 Lab units)."""
+    low = distance[distance <= np.percentile(distance, lower_percent)]
+    centre = float(np.median(low))
+    spread = 1.4826 * float(np.median(np.abs(low - centre))) + 0.25
+    return max(3.0, centre + 6 * spread)
+
+
+def _first_peak_share(distance: np.ndarray) -> float:
+    """The share of pixels in the distance histogram's first peak (the slide), as twice those
+    below its mode, between MIN_SLIDE_SHARE % and a half."""
+    top = min(float(distance.max()), MAX_SLIDE_SPREAD)
+    hist, edges = np.histogram(distance, bins=np.arange(0.0, top + 0.2, 0.1))
+    hist = np.convolve(hist, np.ones(5) / 5, mode="same")
+    mode = edges[int(np.argmax(hist))] + 0.05
+    return float(np.clip(2 * (distance <= mode).mean(), MIN_SLIDE_SHARE / 100, 0.5))
 
 
 def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
@@ -46,14 +80,20 @@ def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarra
     lab = lab_image(rgb) if lab is None else lab
     distance = np.linalg.norm(lab - background_colour(lab), axis=-1)
     distance = cv2.GaussianBlur(distance, (0, 0), 2.0)
-    low = distance[distance <= np.percentile(distance, 50)]
-    centre = float(np.median(low))
-    spread = 1.4826 * float(np.median(np.abs(low - centre))) + 0.25
-    mask = distance > max(3.0, centre + 6 * spread)
+    threshold = _slide_threshold(distance, 50.0)
+    largest_hole = 0.05 * distance.size
+    if threshold > MAX_SLIDE_SPREAD:
+        # the image's lower half is not all slide: a crowded field where little slide shows. The
+        # slide is then the distance histogram's first peak; twice its lower half estimates its
+        # share. What slide shows there are small gaps between cells: not holes to fill
+        share = _first_peak_share(distance)
+        threshold = _slide_threshold(distance, 100.0 * share)
+        largest_hole = min(largest_hole, CROWDED_LARGEST_HOLE)
+    mask = distance > threshold
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))).astype(bool)
     # holes inside cells are filled; not the whole slide when a dark frame or debris encloses it
-    mask = remove_small_holes(mask, max_size=int(0.05 * mask.size))
+    mask = remove_small_holes(mask, max_size=int(largest_hole))
     labels, n = ndi.label(mask)
     if n:
         sizes = np.bincount(labels.ravel())
