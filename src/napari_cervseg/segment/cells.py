@@ -71,25 +71,34 @@ def _first_peak_share(distance: np.ndarray) -> float:
     return float(np.clip(2 * (distance <= mode).mean(), MIN_SLIDE_SHARE / 100, 0.5))
 
 
+def _stained(rgb: np.ndarray, lab: np.ndarray | None) -> tuple[np.ndarray, bool]:
+    """Pixels farther from the slide's colour than its own noise, and whether the field is crowded."""
+    lab = lab_image(rgb) if lab is None else lab
+    distance = np.linalg.norm(lab - background_colour(lab), axis=-1)
+    distance = cv2.GaussianBlur(distance, (0, 0), 2.0)
+    threshold = _slide_threshold(distance, 50.0)
+    crowded = threshold > MAX_SLIDE_SPREAD
+    if crowded:
+        # the image's lower half is not all slide: a crowded field where little slide shows. The
+        # slide is then the distance histogram's first peak; twice its lower half estimates its share
+        threshold = _slide_threshold(distance, 100.0 * _first_peak_share(distance))
+    return distance > threshold, crowded
+
+
+def stained_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
+    """Pixels that are not bare slide, at any resolution (no size filter: a slide's thumbnail)."""
+    return _stained(rgb, lab)[0]
+
+
 def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
     """Pixels that are not the slide: smoothed colour distance from the background colour above
     the background's own noise (median + 6 robust standard deviations, at least 3 Lab units);
     holes filled, debris smaller than MIN_CELL_AREA dropped."""
     from skimage.morphology import remove_small_holes
 
-    lab = lab_image(rgb) if lab is None else lab
-    distance = np.linalg.norm(lab - background_colour(lab), axis=-1)
-    distance = cv2.GaussianBlur(distance, (0, 0), 2.0)
-    threshold = _slide_threshold(distance, 50.0)
-    largest_hole = 0.05 * distance.size
-    if threshold > MAX_SLIDE_SPREAD:
-        # the image's lower half is not all slide: a crowded field where little slide shows. The
-        # slide is then the distance histogram's first peak; twice its lower half estimates its
-        # share. What slide shows there are small gaps between cells: not holes to fill
-        share = _first_peak_share(distance)
-        threshold = _slide_threshold(distance, 100.0 * share)
-        largest_hole = min(largest_hole, CROWDED_LARGEST_HOLE)
-    mask = distance > threshold
+    mask, crowded = _stained(rgb, lab)
+    # what slide shows in a crowded field are small gaps between cells: not holes to fill
+    largest_hole = min(0.05 * mask.size, CROWDED_LARGEST_HOLE) if crowded else 0.05 * mask.size
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,
                             cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))).astype(bool)
     # holes inside cells are filled; not the whole slide when a dark frame or debris encloses it

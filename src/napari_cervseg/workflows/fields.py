@@ -435,7 +435,8 @@ def stored_classes(cell_classes, cells: np.ndarray) -> dict[int, dict]:
 def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *, settings=None, target=None,
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
                   pixel_size: float | None = None, should_stop=None, finder=None,
-                  finder_scale: float | None = None, **options) -> FieldResult:
+                  finder_scale: float | None = None, within: tuple[int, int, int, int] | None = None,
+                  **options) -> FieldResult:
     """Find, segment, classify and measure every cell of a field of view.
 
     Parameters
@@ -458,6 +459,10 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     finder_scale : float, optional
         The learned finder looks at the image resized by this factor (default 0.7, for Herlev or
         ISBI magnification; about half that for an image magnified twice as much).
+    within : (y0, x0, y1, x1), optional
+        Segment only the cells whose centre (their nucleus's, else their extent's) lies in this
+        box; the rest of the image is context (a slide's tile and its margin: each cell is then
+        segmented by the one tile that owns it).
 
     Returns
     -------
@@ -498,6 +503,9 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     for i, cell in enumerate(found, start=1):
         r0, c0, r1, c1 = cell.box
         found_nuclei[r0:r1, c0:c1][cell.nucleus] = i
+    if within is not None:
+        y0, x0, y1, x1 = within
+        found = [cell for cell in found if y0 <= cell.centre[0] < y1 and x0 <= cell.centre[1] < x1]
     cells = np.zeros((h, w), np.int32)
     nuclei = np.zeros((h, w), np.int32)
     nearest = np.full((h, w), np.inf, np.float32)

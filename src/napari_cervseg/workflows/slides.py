@@ -1,0 +1,425 @@
+"""Whole slides: the field route over level-0 tiles, in parallel with Dask, resumable.
+
+A slide is cut into a grid of square tiles (``tile`` level-0 px). Each tile is read with a
+``margin`` of context on every side and segmented with :func:`segment_field` restricted
+(``within=``) to the cells whose centre lies in the tile itself: a cell on a tile border is
+segmented once, by the tile that owns its centre, with its whole extent in view when it is smaller
+than the margin. Each finished tile is written to ``OUT/tiles/`` at once (atomically); a run that
+is killed and started again skips those tiles, so nothing finished is redone or lost. Tiles with no
+stained pixel on a low-resolution level are recorded as empty without being read at full size.
+When every tile is done the tiles are merged into one table and its outputs
+(:mod:`napari_cervseg.workflows.slide_outputs`).
+
+Memory is bounded by the tile, whatever the slide's size: a task reads its own region only, and the
+merge keeps one row and one outline per cell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..io.slides import Slide, open_slide
+from ..segment.settings import DEFAULT_SEGMENT_METHOD
+from .fields import DEFAULT_FINDER, extent_outline
+
+TILES = "tiles"
+RUN_CARD = "slide_run.json"
+#: nucleus centres of two cells from neighbouring tiles closer than this (px) are one cell seen twice
+DUPLICATE_DISTANCE = 6.0
+#: the level looked at for empty tiles is the first at least this many times smaller than level 0
+THUMBNAIL_DOWNSAMPLE = 16
+
+
+class SlideRunError(RuntimeError):
+    """A slide run that cannot start or resume (the message names why and what would work)."""
+
+
+@dataclass(frozen=True)
+class SlideConfig:
+    """How a slide is processed. Changing any of these makes a different run: a folder holding
+    another configuration's tiles is refused rather than mixed."""
+
+    tile: int = 2048
+    margin: int = 384
+    model: str = "default"
+    method: str = DEFAULT_SEGMENT_METHOD
+    finder: str = DEFAULT_FINDER
+    operating_point: str | float | None = "screening"
+    pixel_size: float | None = None
+    skip_empty: bool = True
+
+    def check(self) -> SlideConfig:
+        if not isinstance(self.tile, int) or not 256 <= self.tile <= 16384:
+            raise ValueError(f"tile = {self.tile!r}: a tile is 256 to 16384 level-0 pixels (2048 suits 2 cores)")
+        if not isinstance(self.margin, int) or not 0 <= self.margin <= self.tile:
+            raise ValueError(f"margin = {self.margin!r}: the context around a tile is 0 to tile ({self.tile}) px;"
+                             " make it wider than the largest cell (384 for Herlev-sized cells)")
+        if self.pixel_size is not None and not (isinstance(self.pixel_size, (int, float)) and self.pixel_size > 0):
+            raise ValueError(f"pixel_size = {self.pixel_size!r}: µm per pixel, a positive number")
+        return self
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """One tile: its grid position and the level-0 box it owns."""
+
+    row: int
+    col: int
+    y0: int
+    x0: int
+    y1: int
+    x1: int
+
+    @property
+    def name(self) -> str:
+        return f"r{self.row:04d}_c{self.col:04d}"
+
+
+def tile_grid(shape: tuple[int, int], tile: int) -> list[TileSpec]:
+    """The tiles covering a (height, width) slide, row by row."""
+    h, w = shape
+    return [TileSpec(r, c, y, x, min(h, y + tile), min(w, x + tile))
+            for r, y in enumerate(range(0, h, tile)) for c, x in enumerate(range(0, w, tile))]
+
+
+@dataclass
+class SlideResult:
+    """A finished (or stopped) slide run: one row per cell, in slide (level-0) coordinates."""
+
+    slide: str
+    shape: tuple[int, int]
+    out: Path
+    cells: list[dict]
+    tiles_done: int
+    tiles_total: int
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.tiles_done == self.tiles_total
+
+    def summary(self) -> dict:
+        from .slide_outputs import class_counts
+
+        return {"slide": self.slide, "shape": list(self.shape), "tiles_done": self.tiles_done,
+                "tiles_total": self.tiles_total, "n_cells": len(self.cells), **class_counts(self.cells),
+                "seconds": round(self.seconds, 2), "warnings": self.warnings}
+
+
+# --- one tile -------------------------------------------------------------------------------
+
+_MODELS: dict = {}
+
+
+def _model(spec: str):
+    """One loaded classifier per worker process (a tile task reuses it)."""
+    from ..classify import load_model
+
+    if spec not in _MODELS:
+        _MODELS[spec] = load_model(spec)
+    return _MODELS[spec]
+
+
+def _contour_points(box, mask: np.ndarray) -> list[list[float]]:
+    """A mask's outer outline as [[x, y], ...] in slide pixels (GeoJSON's order), closed."""
+    points = extent_outline(box, mask)  # (row, col) vertices
+    ring = [[round(float(c), 1), round(float(r), 1)] for r, c in points]
+    if ring and ring[0] != ring[-1]:
+        ring.append(ring[0])
+    return ring
+
+
+def segment_tile(slide: Slide, spec: TileSpec, config: SlideConfig) -> dict:
+    """Segment the cells a tile owns; returns its journal record (rows in slide coordinates)."""
+    from .fields import segment_field
+
+    t0 = time.perf_counter()
+    h, w = slide.shape
+    m = config.margin
+    ry0, rx0, ry1, rx1 = max(0, spec.y0 - m), max(0, spec.x0 - m), min(h, spec.y1 + m), min(w, spec.x1 + m)
+    region = slide.read(ry0, rx0, ry1, rx1)
+    result = segment_field(region, model=_model(config.model), method=config.method, finder=config.finder,
+                           operating_point=config.operating_point, pixel_size=config.pixel_size,
+                           within=(spec.y0 - ry0, spec.x0 - rx0, spec.y1 - ry0, spec.x1 - rx0))
+    cells = []
+    for row in result.table:
+        cell_id = row["cell_id"]
+        box, mask = result.extent(cell_id)
+        nucleus_ring = []
+        nucleus = result.nuclei[box[0]:box[2], box[1]:box[3]] == cell_id
+        if nucleus.any():
+            nucleus_ring = _contour_points((ry0 + box[0], rx0 + box[1]), nucleus)
+        y0, x0, y1, x1 = box
+        cy, cx = row["centroid"]
+        record = {k: v for k, v in row.items() if k not in ("cell_id", "bbox", "centroid", "warnings")}
+        record.update(tile=spec.name, y=ry0 + float(cy), x=rx0 + float(cx),
+                      bbox=[ry0 + y0, rx0 + x0, ry0 + y1, rx0 + x1],
+                      nucleus_centre=_nucleus_centre(nucleus, (ry0 + y0, rx0 + x0)),
+                      outline=_contour_points((ry0 + y0, rx0 + x0), mask), nucleus_outline=nucleus_ring,
+                      notes="; ".join(row.get("warnings") or []))
+        cells.append(record)
+    return {"tile": spec.name, "box": [spec.y0, spec.x0, spec.y1, spec.x1], "cells": cells,
+            "warnings": [w for w in result.warnings if not w.startswith("only ")],
+            "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _nucleus_centre(nucleus: np.ndarray, origin) -> list[float] | None:
+    if not nucleus.any():
+        return None
+    rr, cc = np.nonzero(nucleus)
+    return [origin[0] + float(rr.mean()), origin[1] + float(cc.mean())]
+
+
+def run_tile(slide_path: str, spec: TileSpec, config: SlideConfig, out: str, torch_threads: int | None = None) -> dict:
+    """A worker's task: open the slide, segment one tile, write its record atomically; returns
+    a short summary (the record stays on disk, so results never travel through the scheduler)."""
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(int(torch_threads))
+    with open_slide(slide_path) as slide:
+        record = segment_tile(slide, spec, config)
+    _write_json_atomic(Path(out) / TILES / f"{spec.name}.json", record)
+    return {"tile": spec.name, "n_cells": len(record["cells"]), "seconds": record["seconds"]}
+
+
+def _write_json_atomic(path: Path, data) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh, separators=(",", ":"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+# --- which tiles hold cells -----------------------------------------------------------------------
+
+def stained_tiles(slide: Slide, grid: list[TileSpec], margin: int) -> set[str]:
+    """Names of the tiles (with their margin) holding any stained pixel on the slide's first level
+    at least THUMBNAIL_DOWNSAMPLE times smaller (or level 0 read tile by tile when there is none)."""
+    from ..io.images import to_rgb_uint8
+    from ..segment.cells import stained_mask
+
+    choices = [k for k, d in enumerate(slide.downsamples) if d >= THUMBNAIL_DOWNSAMPLE]
+    if not choices:
+        return {spec.name for spec in grid}
+    level = choices[0]
+    thumb, _ = to_rgb_uint8(slide.read(0, 0, *slide.levels[level].shape[:2], level=level))
+    # a 3 x 3 opening drops the slide's noise pixels; a cell at 1/16 is still 5-20 px wide
+    stained = cv2.morphologyEx(stained_mask(thumb).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
+    sy, sx = slide.shape[0] / stained.shape[0], slide.shape[1] / stained.shape[1]
+    keep = set()
+    for spec in grid:
+        y0, x0 = int((spec.y0 - margin) / sy), int((spec.x0 - margin) / sx)
+        y1, x1 = int(np.ceil((spec.y1 + margin) / sy)), int(np.ceil((spec.x1 + margin) / sx))
+        if stained[max(0, y0):y1, max(0, x0):x1].any():
+            keep.add(spec.name)
+    return keep
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+def _slide_identity(path: Path, slide: Slide) -> dict:
+    stat = path.stat()
+    head = hashlib.sha256()
+    with open(path, "rb") as fh:
+        head.update(fh.read(1 << 20))
+    return {"name": path.name, "size": stat.st_size, "shape": list(slide.shape), "head_sha256": head.hexdigest()}
+
+
+def _start_or_resume(out: Path, identity: dict, config: SlideConfig) -> None:
+    card_path = out / RUN_CARD
+    card = {"slide": identity, "config": asdict(config)}
+    if card_path.exists():
+        try:
+            previous = json.loads(card_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise SlideRunError(f"{card_path} cannot be read ({exc}); it is not a cervseg slide run's card."
+                                " Choose another --out") from exc
+        if not isinstance(previous, dict) or previous.get("slide") != identity:
+            raise SlideRunError(f"{out} holds a run of another slide ({(previous or {}).get('slide', {}).get('name')});"
+                                " choose another --out")
+        if previous.get("config") != card["config"]:
+            changed = sorted(k for k in card["config"] if previous.get("config", {}).get(k) != card["config"][k])
+            raise SlideRunError(f"{out} holds this slide's run with other settings ({', '.join(changed)});"
+                                " resume with the same settings, or choose another --out")
+        return
+    (out / TILES).mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(card_path, card)
+
+
+def _finished_tiles(out: Path) -> set[str]:
+    done = set()
+    for path in (out / TILES).glob("r*_c*.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # a damaged record is redone
+        if isinstance(record, dict) and record.get("tile") == path.stem:
+            done.add(path.stem)
+    return done
+
+
+def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers: int = 2,
+                  scheduler: str = "processes", progress: Callable[[int, int], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None, gallery: int = 24) -> SlideResult:
+    """Find, segment, classify and measure every cell of a slide, tile by tile, resumably.
+
+    Parameters
+    ----------
+    slide_path : path
+        A pyramidal / tiled TIFF or OME-TIFF (or an OpenSlide format with OpenSlide installed).
+    out : path
+        Output folder: ``tiles/`` (one record per finished tile; delete it to start over),
+        then ``cells.parquet``, ``cells.csv``, ``cells.geojson``, ``report.html``, ``summary.json``.
+    config : SlideConfig
+        Tile size, margin, model, method, finder, operating point, pixel size.
+    workers : int
+        Parallel tile tasks (local processes or threads).
+    scheduler : {"processes", "threads", "sync"} or address
+        Dask's local schedulers, or the address of a Dask distributed scheduler
+        (``tcp://host:8786``; its workers must see the slide and `out` at the same paths).
+    progress : callable, optional
+        ``progress(done, total)`` after each tile.
+    should_stop : callable, optional
+        Checked between tiles; finished tiles are kept and a later call resumes.
+    gallery : int
+        How many of the most suspicious cells get a thumbnail and heatmap in the report.
+    """
+    from .batch import folder_lock
+    from .slide_outputs import write_outputs
+
+    config = (config or SlideConfig()).check()
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers = {workers!r}: at least 1")
+    slide_path = Path(slide_path)
+    out = Path(out)
+    t0 = time.perf_counter()
+    with open_slide(slide_path) as slide:
+        identity = _slide_identity(slide_path, slide)
+        grid = tile_grid(slide.shape, config.tile)
+        out.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out):
+            _start_or_resume(out, identity, config)
+            done = _finished_tiles(out)
+            todo = [spec for spec in grid if spec.name not in done]
+            if config.skip_empty and todo:
+                stained = stained_tiles(slide, todo, config.margin)
+                for spec in todo:
+                    if spec.name not in stained:
+                        _write_json_atomic(out / TILES / f"{spec.name}.json",
+                                           {"tile": spec.name, "box": [spec.y0, spec.x0, spec.y1, spec.x1],
+                                            "cells": [], "warnings": [], "seconds": 0.0, "empty": True})
+                        done.add(spec.name)
+                todo = [spec for spec in todo if spec.name in stained]
+            if progress:
+                progress(len(done), len(grid))
+            stopped = _run_tiles(str(slide_path), todo, config, out, workers, scheduler, len(done), len(grid),
+                                 progress, should_stop)
+            done = _finished_tiles(out)
+            cells, warnings = merge_tiles(out, grid)
+            if stopped or len(done) < len(grid):
+                warnings.append(f"stopped after {len(done)} of {len(grid)} tiles; run again with the same"
+                                " --out to finish (finished tiles are kept)")
+            result = SlideResult(slide=str(slide_path), shape=slide.shape, out=out, cells=cells,
+                                 tiles_done=len(done), tiles_total=len(grid),
+                                 seconds=time.perf_counter() - t0, warnings=warnings)
+            if result.complete:
+                write_outputs(result, slide, config, gallery=gallery)
+    return result
+
+
+def _run_tiles(slide_path: str, todo: list[TileSpec], config: SlideConfig, out: Path, workers: int,
+               scheduler: str, n_done: int, total: int, progress, should_stop) -> bool:
+    """Run the tile tasks; True when stopped early. Finished tiles are on disk either way."""
+    if not todo:
+        return False
+    if scheduler == "sync" or (workers == 1 and scheduler in ("threads", "processes")):
+        for spec in todo:
+            if should_stop is not None and should_stop():
+                return True
+            run_tile(slide_path, spec, config, str(out))
+            n_done += 1
+            if progress:
+                progress(n_done, total)
+        return False
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise SlideRunError("parallel tiles need dask.distributed: pip install 'napari-cervseg[dask]',"
+                            " or run with workers=1") from exc
+    if scheduler in ("threads", "processes"):
+        # one torch thread per worker process, so that `workers` processes share the cores
+        # instead of fighting over them
+        with contextlib.ExitStack() as stack:
+            cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                       processes=scheduler == "processes",
+                                                       dashboard_address=None))
+            client = stack.enter_context(Client(cluster))
+            return _run_client(client, slide_path, todo, config, out, 1 if scheduler == "processes" else None,
+                               n_done, total, progress, should_stop)
+    try:
+        client = Client(scheduler, timeout="20s")
+    except OSError as exc:
+        raise SlideRunError(f"no Dask scheduler answers at {scheduler!r} ({exc}); start one (dask scheduler)"
+                            " or use --scheduler processes") from exc
+    with client:
+        return _run_client(client, slide_path, todo, config, out, 1, n_done, total, progress, should_stop)
+
+
+def _run_client(client, slide_path, todo, config, out, threads, n_done, total, progress, should_stop) -> bool:
+    """Submit every tile, report each as it finishes; on stop, cancel the rest (finished tiles stay)."""
+    from distributed import as_completed
+
+    futures = [client.submit(run_tile, slide_path, spec, config, str(out), threads,
+                             key=f"cervseg-tile-{spec.name}-{os.urandom(4).hex()}", pure=False) for spec in todo]
+    try:
+        for future in as_completed(futures):
+            future.result()  # a failed tile stops the run with its error; finished tiles stay
+            n_done += 1
+            if progress:
+                progress(n_done, total)
+            if should_stop is not None and should_stop():
+                return True
+    finally:
+        client.cancel(futures)
+    return False
+
+
+def merge_tiles(out: Path, grid: list[TileSpec]) -> tuple[list[dict], list[str]]:
+    """Every finished tile's cells in one list, in tile order, numbered 1..n. A cell whose nucleus
+    centre lies within DUPLICATE_DISTANCE px of one already taken from a neighbouring tile (the two
+    tiles' margins saw it differently) is dropped."""
+    cells: list[dict] = []
+    warnings: list[str] = []
+    by_tile: dict[tuple[int, int], list[dict]] = {}
+    for spec in grid:
+        path = out / TILES / f"{spec.name}.json"
+        with contextlib.suppress(FileNotFoundError):
+            record = json.loads(path.read_text())
+            kept = []
+            for cell in record["cells"]:
+                centre = cell.get("nucleus_centre") or [cell["y"], cell["x"]]
+                twins = [other for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr or dc)
+                         for other in by_tile.get((spec.row + dr, spec.col + dc), [])
+                         if np.hypot(*np.subtract(other.get("nucleus_centre") or [other["y"], other["x"]],
+                                                  centre)) < DUPLICATE_DISTANCE]
+                if twins:
+                    continue
+                cell["cell_id"] = len(cells) + 1
+                cells.append(cell)
+                kept.append(cell)
+            by_tile[(spec.row, spec.col)] = kept
+            warnings += [f"tile {spec.name}: {w}" for w in record.get("warnings", [])]
+    return cells, warnings
