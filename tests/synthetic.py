@@ -177,3 +177,16 @@ def write_class_folders(root, cells):
         folder.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(folder / f"c{i}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     return root
+
+
+def synthetic_slide(path, shape=(1024, 1024), centres=None, size=(110, 120), seed: int = 3, tile: int = 256):
+    """A small pyramidal OME-TIFF slide of synthetic cells on the slide colour (tests of the slide
+    route): returns (path, centres). Cells are spread so that none overlaps another."""
+    from napari_cervseg.io.slides import write_pyramid
+
+    h, w = shape
+    if centres is None:
+        centres = [(y, x) for y in range(90, h - 60, 170) for x in range(90, w - 60, 170)]
+    field, _, _ = synthetic_field(shape=shape, centres=centres, size=size, seed=seed)
+    write_pyramid(path, lambda y0, x0, y1, x1: field[y0:y1, x0:x1], shape, tile=tile, n_levels=3, mpp=0.25)
+    return path, centres

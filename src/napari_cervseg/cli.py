@@ -659,6 +659,62 @@ def check_values_of_every_method(options: dict) -> None:
         cls(**{k: v for k, v in options.items() if k in names})
 
 
+def cmd_slide(args) -> int:
+    """Segment a whole slide tile by tile (resumable), then write its table, GeoJSON and report."""
+    from tqdm import tqdm
+
+    from .classify import ModelError
+    from .io.slides import SlideError
+    from .workflows.batch import OutputFolderError
+    from .workflows.slides import SlideConfig, SlideRunError, segment_slide
+
+    operating_point = args.operating_point
+    if operating_point not in (None, "argmax", "screening"):
+        try:
+            operating_point = float(operating_point)
+        except ValueError:
+            print(f"error: --operating-point {args.operating_point}: argmax, screening or a number in (0, 1)",
+                  file=sys.stderr)
+            return 2
+    try:
+        config = SlideConfig(tile=args.tile, margin=args.margin, model=args.model, method=args.method,
+                             finder=args.finder, pixel_size=args.pixel_size, skip_empty=not args.all_tiles,
+                             operating_point=None if operating_point == "argmax" else operating_point).check()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    scheduler = args.scheduler or ("sync" if args.workers == 1 else "processes")
+    bar = tqdm(desc="slide", unit="tile", disable=args.quiet)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        result = segment_slide(args.slide, args.out, config, workers=args.workers, scheduler=scheduler,
+                               progress=progress, gallery=args.gallery)
+    except (SlideError, SlideRunError, OutputFolderError, ModelError, ValueError, OSError) as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"interrupted: finished tiles are kept in {args.out}/tiles; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    counts = result.summary()
+    print(f"{counts['n_cells']} cells in {counts['tiles_done']} of {counts['tiles_total']} tiles:"
+          f" {counts['n_abnormal']} abnormal, {counts['n_normal']} normal, {counts['n_no_verdict']} without a verdict"
+          f" ({result.seconds:.0f} s)")
+    for warning in result.warnings[:20]:
+        print(f"note: {warning}")
+    if result.complete:
+        print(f"wrote {args.out}/cells.parquet, cells.csv, cells.geojson (QuPath), report.html")
+    return 0
+
+
 def settings_options(args) -> dict:
     """The settings given on the command line (those left unset keep each method's default)."""
     from .segment.settings import option_names
@@ -837,6 +893,28 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_ensemble)
+
+    sl = sub.add_parser("slide", help="find, segment and classify every cell of a whole slide (pyramidal TIFF /"
+                        " OME-TIFF), tile by tile in parallel, resumable; writes a table, GeoJSON and a report")
+    sl.add_argument("slide", help="a pyramidal or tiled TIFF / OME-TIFF (.svs, .ndpi too; MRXS with OpenSlide)")
+    sl.add_argument("--out", required=True, help="output folder (run again with the same folder to resume)")
+    sl.add_argument("--tile", type=int, default=2048, help="tile side in level-0 px (default 2048)")
+    sl.add_argument("--margin", type=int, default=384,
+                    help="context read around each tile, px; wider than the largest cell (default 384)")
+    sl.add_argument("--workers", type=int, default=2, help="tiles in parallel (default 2; 1 = this process only)")
+    sl.add_argument("--scheduler", default=None, metavar="processes|threads|ADDRESS",
+                    help="Dask local processes (default) or threads, or a dask.distributed scheduler address"
+                         " (tcp://host:8786) whose workers see the slide and --out at the same paths")
+    sl.add_argument("--model", default="default", help="classifier: bundled name or a .safetensors path")
+    sl.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
+    sl.add_argument("--finder", default="classic", metavar="learned|classic|FILE", help="what finds the cells")
+    sl.add_argument("--operating-point", default="screening", metavar="argmax|screening|P",
+                    help="how a cell is called abnormal (default: screening, the model card's high-recall threshold)")
+    sl.add_argument("--pixel-size", type=float, default=None, help="µm per pixel (default: the slide's metadata)")
+    sl.add_argument("--gallery", type=int, default=24, help="most suspicious cells shown in the report (default 24)")
+    sl.add_argument("--all-tiles", action="store_true", help="also segment tiles that look empty at low resolution")
+    sl.add_argument("--quiet", action="store_true")
+    sl.set_defaults(func=cmd_slide)
 
     mo = sub.add_parser("models", help="list architectures and bundled models")
     mo.set_defaults(func=cmd_models)

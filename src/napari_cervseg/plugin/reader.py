@@ -32,3 +32,23 @@ def read_labels(path):
     labels = arr.astype(np.uint8)
     meta = {"name": Path(path).stem, "colormap": label_colormap()}
     return [(labels, meta, "labels")]
+
+
+def get_slide_reader(path):
+    """napari reader for whole slides: a pyramidal / tiled TIFF or OME-TIFF (SVS, NDPI, ...) opens
+    as a lazy multiscale image; any other file is left to other readers (None)."""
+    from ..io.slides import is_slide_file
+
+    if isinstance(path, list) or not is_slide_file(path):
+        return None
+    return read_slide
+
+
+def read_slide(path):
+    from ..io.slides import open_slide
+
+    slide = open_slide(path)  # kept open by the layer's dask arrays for as long as they live
+    levels = slide.dask_levels()
+    rgb = levels[0].ndim == 3 and levels[0].shape[-1] in (3, 4)
+    return [(levels, {"name": Path(str(path)).name, "multiscale": True, "rgb": rgb,
+                      "metadata": {"cervseg_slide": str(Path(str(path)).resolve()), "mpp": slide.mpp}}, "image")]

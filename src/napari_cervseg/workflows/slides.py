@@ -3,8 +3,9 @@
 A slide is cut into a grid of square tiles (``tile`` level-0 px). Each tile is read with a
 ``margin`` of context on every side and segmented with :func:`segment_field` restricted
 (``within=``) to the cells whose centre lies in the tile itself: a cell on a tile border is
-segmented once, by the tile that owns its centre, with its whole extent in view when it is smaller
-than the margin. Each finished tile is written to ``OUT/tiles/`` at once (atomically); a run that
+segmented by the tile that owns its centre (and, within OWNERSHIP_SLACK px of the border, by its
+neighbour too: the merge keeps it once), with its whole extent in view when it is smaller than
+the margin. Each finished tile is written to ``OUT/tiles/`` at once (atomically); a run that
 is killed and started again skips those tiles, so nothing finished is redone or lost. Tiles with no
 stained pixel on a low-resolution level are recorded as empty without being read at full size.
 When every tile is done the tiles are merged into one table and its outputs
@@ -22,7 +23,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -34,10 +35,17 @@ from .fields import DEFAULT_FINDER, extent_outline
 
 TILES = "tiles"
 RUN_CARD = "slide_run.json"
-#: nucleus centres of two cells from neighbouring tiles closer than this (px) are one cell seen twice
-DUPLICATE_DISTANCE = 6.0
+#: a tile segments the cells whose centre lies in its box grown by this (px): a cell centred on a
+#: border may be seen a few pixels to either side by the two tiles, and must not fall between them
+OWNERSHIP_SLACK = 24
+#: two cells from neighbouring tiles are one cell seen twice when their nucleus centres are closer
+#: than this (px) or their boxes overlap by more than DUPLICATE_BOX_IOU
+DUPLICATE_DISTANCE = 12.0
+DUPLICATE_BOX_IOU = 0.6
 #: the level looked at for empty tiles is the first at least this many times smaller than level 0
 THUMBNAIL_DOWNSAMPLE = 16
+#: a level larger than this (px) is not read whole to look for empty tiles
+MAX_THUMBNAIL_PIXELS = 4096 * 4096
 
 
 class SlideRunError(RuntimeError):
@@ -126,6 +134,8 @@ def _model(spec: str):
     """One loaded classifier per worker process (a tile task reuses it)."""
     from ..classify import load_model
 
+    if spec is None or str(spec).lower() in ("none", ""):
+        return None  # the colour baseline needs no classifier
     if spec not in _MODELS:
         _MODELS[spec] = load_model(spec)
     return _MODELS[spec]
@@ -151,7 +161,8 @@ def segment_tile(slide: Slide, spec: TileSpec, config: SlideConfig) -> dict:
     region = slide.read(ry0, rx0, ry1, rx1)
     result = segment_field(region, model=_model(config.model), method=config.method, finder=config.finder,
                            operating_point=config.operating_point, pixel_size=config.pixel_size,
-                           within=(spec.y0 - ry0, spec.x0 - rx0, spec.y1 - ry0, spec.x1 - rx0))
+                           within=(spec.y0 - ry0 - OWNERSHIP_SLACK, spec.x0 - rx0 - OWNERSHIP_SLACK,
+                                   spec.y1 - ry0 + OWNERSHIP_SLACK, spec.x1 - rx0 + OWNERSHIP_SLACK))
     cells = []
     for row in result.table:
         cell_id = row["cell_id"]
@@ -207,14 +218,15 @@ def _write_json_atomic(path: Path, data) -> None:
 
 def stained_tiles(slide: Slide, grid: list[TileSpec], margin: int) -> set[str]:
     """Names of the tiles (with their margin) holding any stained pixel on the slide's first level
-    at least THUMBNAIL_DOWNSAMPLE times smaller (or level 0 read tile by tile when there is none)."""
+    at least THUMBNAIL_DOWNSAMPLE times smaller (or its smallest level, if that fits in
+    MAX_THUMBNAIL_PIXELS; else every tile)."""
     from ..io.images import to_rgb_uint8
     from ..segment.cells import stained_mask
 
     choices = [k for k, d in enumerate(slide.downsamples) if d >= THUMBNAIL_DOWNSAMPLE]
-    if not choices:
-        return {spec.name for spec in grid}
-    level = choices[0]
+    level = choices[0] if choices else len(slide.levels) - 1  # else the smallest there is ...
+    if np.prod(slide.levels[level].shape[:2]) > MAX_THUMBNAIL_PIXELS:
+        return {spec.name for spec in grid}  # ... when it is small enough to read whole
     thumb, _ = to_rgb_uint8(slide.read(0, 0, *slide.levels[level].shape[:2], level=level))
     # a 3 x 3 opening drops the slide's noise pixels; a cell at 1/16 is still 5-20 px wide
     stained = cv2.morphologyEx(stained_mask(thumb).astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8)) > 0
@@ -238,9 +250,9 @@ def _slide_identity(path: Path, slide: Slide) -> dict:
     return {"name": path.name, "size": stat.st_size, "shape": list(slide.shape), "head_sha256": head.hexdigest()}
 
 
-def _start_or_resume(out: Path, identity: dict, config: SlideConfig) -> None:
+def _start_or_resume(out: Path, identity: dict, config: SlideConfig, slide_path: Path) -> None:
     card_path = out / RUN_CARD
-    card = {"slide": identity, "config": asdict(config)}
+    card = {"slide": identity, "config": asdict(config), "path": str(slide_path.resolve())}
     if card_path.exists():
         try:
             previous = json.loads(card_path.read_text())
@@ -306,12 +318,19 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
     slide_path = Path(slide_path)
     out = Path(out)
     t0 = time.perf_counter()
+    model = _model(config.model)  # a bad model file or operating point stops here, before any tile
+    if model is not None:
+        from ..classify.predict import abnormal_threshold
+
+        abnormal_threshold(model, config.operating_point)
     with open_slide(slide_path) as slide:
+        if config.pixel_size is None and slide.mpp:
+            config = replace(config, pixel_size=float(slide.mpp))  # descriptors in µm as the slide says
         identity = _slide_identity(slide_path, slide)
         grid = tile_grid(slide.shape, config.tile)
         out.mkdir(parents=True, exist_ok=True)
         with folder_lock(out):
-            _start_or_resume(out, identity, config)
+            _start_or_resume(out, identity, config, slide_path)
             done = _finished_tiles(out)
             todo = [spec for spec in grid if spec.name not in done]
             if config.skip_empty and todo:
@@ -397,10 +416,26 @@ def _run_client(client, slide_path, todo, config, out, threads, n_done, total, p
     return False
 
 
+def _box_iou(a, b) -> float:
+    dy = min(a[2], b[2]) - max(a[0], b[0])
+    dx = min(a[3], b[3]) - max(a[1], b[1])
+    if dy <= 0 or dx <= 0:
+        return 0.0
+    inter = dy * dx
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def _same_cell(a: dict, b: dict) -> bool:
+    ca = a.get("nucleus_centre") or [a["y"], a["x"]]
+    cb = b.get("nucleus_centre") or [b["y"], b["x"]]
+    return float(np.hypot(ca[0] - cb[0], ca[1] - cb[1])) < DUPLICATE_DISTANCE or \
+        _box_iou(a["bbox"], b["bbox"]) > DUPLICATE_BOX_IOU
+
+
 def merge_tiles(out: Path, grid: list[TileSpec]) -> tuple[list[dict], list[str]]:
-    """Every finished tile's cells in one list, in tile order, numbered 1..n. A cell whose nucleus
-    centre lies within DUPLICATE_DISTANCE px of one already taken from a neighbouring tile (the two
-    tiles' margins saw it differently) is dropped."""
+    """Every finished tile's cells in one list, in tile order, numbered 1..n. Tiles overlap by
+    OWNERSHIP_SLACK around their borders; a cell found again by a neighbouring tile (the same
+    nucleus, or nearly the same box) is kept once, from the first tile."""
     cells: list[dict] = []
     warnings: list[str] = []
     by_tile: dict[tuple[int, int], list[dict]] = {}
@@ -410,12 +445,8 @@ def merge_tiles(out: Path, grid: list[TileSpec]) -> tuple[list[dict], list[str]]
             record = json.loads(path.read_text())
             kept = []
             for cell in record["cells"]:
-                centre = cell.get("nucleus_centre") or [cell["y"], cell["x"]]
-                twins = [other for dr in (-1, 0, 1) for dc in (-1, 0, 1) if (dr or dc)
-                         for other in by_tile.get((spec.row + dr, spec.col + dc), [])
-                         if np.hypot(*np.subtract(other.get("nucleus_centre") or [other["y"], other["x"]],
-                                                  centre)) < DUPLICATE_DISTANCE]
-                if twins:
+                if any(_same_cell(cell, other) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc
+                       for other in by_tile.get((spec.row + dr, spec.col + dc), [])):
                     continue
                 cell["cell_id"] = len(cells) + 1
                 cells.append(cell)
@@ -423,3 +454,17 @@ def merge_tiles(out: Path, grid: list[TileSpec]) -> tuple[list[dict], list[str]]
             by_tile[(spec.row, spec.col)] = kept
             warnings += [f"tile {spec.name}: {w}" for w in record.get("warnings", [])]
     return cells, warnings
+
+
+def run_card(out) -> dict:
+    """The card of the slide run in `out` (slide identity, path, configuration)."""
+    path = Path(out) / RUN_CARD
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SlideRunError(f"{out}: no slide run here ({RUN_CARD} missing); run `cervseg slide SLIDE --out {out}`") from None
+    except (OSError, ValueError) as exc:
+        raise SlideRunError(f"{path} cannot be read ({exc})") from exc
+    if not isinstance(card, dict) or "slide" not in card:
+        raise SlideRunError(f"{path} is not a cervseg slide run's card")
+    return card
