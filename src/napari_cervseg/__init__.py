@@ -21,6 +21,7 @@ from .classify.predict import Classification, classify
 from .explain import METHODS as EXPLAIN_METHODS
 from .explain import Explanation, explain, explain_batch
 from .io.images import ImageError
+from .io.slides import open_slide
 from .measure.descriptors import measure
 from .measure.scores import segmentation_scores
 from .segment import (
@@ -35,12 +36,17 @@ from .segment import (
 )
 from .workflows.corrections import CorrectionConfig, CorrectionError, learn_from_corrections
 from .workflows.fields import FieldResult, segment_field
+from .workflows.slides import SlideConfig, SlideResult, segment_slide
 
 __all__ = [
     "__version__",
     "segment_cell",
     "segment_field",
     "FieldResult",
+    "segment_slide",
+    "SlideConfig",
+    "SlideResult",
+    "open_slide",
     "measure",
     "load_model",
     "save_model",

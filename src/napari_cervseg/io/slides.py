@@ -104,9 +104,22 @@ def is_slide_file(path) -> bool:
 def open_slide(path) -> Slide:
     """Open `path` lazily as a slide.
 
-    Pyramidal or tiled TIFF / OME-TIFF (and SVS, NDPI, SCN) through tifffile + zarr; MRXS and other
-    OpenSlide formats through openslide-python when installed. Raises SlideError naming the file
-    and what would work.
+    Parameters
+    ----------
+    path : path
+        Pyramidal or tiled TIFF / OME-TIFF (and SVS, NDPI, SCN) through tifffile + zarr; MRXS and
+        other OpenSlide formats through openslide-python when installed.
+
+    Returns
+    -------
+    Slide
+        ``levels`` (lazy arrays, level 0 first), ``shape``, ``mpp``, ``read(y0, x0, y1, x1,
+        level)`` and ``dask_levels()`` for napari; close it, or use it in a ``with`` block.
+
+    Raises
+    ------
+    SlideError
+        Naming the file and what would work.
     """
     path = Path(path)
     if not path.exists():

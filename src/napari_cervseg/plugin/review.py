@@ -27,6 +27,12 @@ MAX_LISTED = 500
 DECISION_MARKS = {"confirmed": "✓ ", "rejected": "✗ ", "": ""}
 
 
+def view_camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
+
+
 class ReviewSlideWidget(Container):
     """Step through a slide run's cells by suspicion; confirm or reject each verdict."""
 
@@ -119,7 +125,7 @@ class ReviewSlideWidget(Container):
                                    border_color=[colours.get(r.get("verdict"), "gray") for r in self.rows],
                                    border_width=0.15, features={"cell_id": [r["cell_id"] for r in self.rows]})
 
-    def _label(self, row: dict) -> str:
+    def _describe(self, row: dict) -> str:
         p = row.get("p_abnormal")
         mark = DECISION_MARKS.get(row.get("review") or "", "")
         return f"{mark}cell {row['cell_id']}: {row.get('verdict')}" + ("" if p is None else f", p {p:.2f}")
@@ -133,7 +139,7 @@ class ReviewSlideWidget(Container):
         self.cell_list.blockSignals(True)
         self.cell_list.clear()
         for row in self.rows[:MAX_LISTED]:
-            item = QListWidgetItem(self._label(row))
+            item = QListWidgetItem(self._describe(row))
             thumb = self.out / GALLERY / f"cell_{row['cell_id']:06d}.png"
             if thumb.exists():
                 item.setIcon(QIcon(QPixmap(str(thumb))))
@@ -158,10 +164,11 @@ class ReviewSlideWidget(Container):
             self.cell_list.setCurrentRow(self.index)
             self.cell_list.blockSignals(False)
         size = max(row["bbox_y1"] - row["bbox_y0"], row["bbox_x1"] - row["bbox_x0"], 32)
-        self.viewer.camera.center = (float(row["y"]), float(row["x"]))
-        self.viewer.camera.zoom = CELL_VIEW_FRACTION * CANVAS_PX / size
+        camera = view_camera(self.viewer)
+        camera.center = (float(row["y"]), float(row["x"]))
+        camera.zoom = CELL_VIEW_FRACTION * CANVAS_PX / size
         reviewed = sum(1 for r in self.rows if r.get("review"))
-        self.status.value = (f"cell {self.index + 1} of {len(self.rows)} ({reviewed} reviewed): {self._label(row)}"
+        self.status.value = (f"cell {self.index + 1} of {len(self.rows)} ({reviewed} reviewed): {self._describe(row)}"
                              + (f"; {row['not_judgeable']}" if row.get("not_judgeable") else ""))
 
     def decide(self, decision: str) -> None:
@@ -178,5 +185,5 @@ class ReviewSlideWidget(Container):
             return
         row["review"] = decision
         if self.index < self.cell_list.count():
-            self.cell_list.item(self.index).setText(self._label(row))
+            self.cell_list.item(self.index).setText(self._describe(row))
         self.go(self.index + 1)

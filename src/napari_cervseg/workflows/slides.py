@@ -55,7 +55,22 @@ class SlideRunError(RuntimeError):
 @dataclass(frozen=True)
 class SlideConfig:
     """How a slide is processed. Changing any of these makes a different run: a folder holding
-    another configuration's tiles is refused rather than mixed."""
+    another configuration's tiles is refused rather than mixed.
+
+    Attributes
+    ----------
+    tile : int
+        Tile side in level-0 pixels (256-16384; 2048 suits a 2-core machine).
+    margin : int
+        Context read around each tile (px); wider than the largest cell.
+    model, method, finder, operating_point
+        As for :func:`~napari_cervseg.segment_field`; ``model`` is a bundled name or a file
+        (each worker loads it once), ``"none"`` for the colour baseline.
+    pixel_size : float, optional
+        µm per pixel for the descriptors (default: the slide's own metadata, when it has one).
+    skip_empty : bool
+        Record tiles without a stained pixel at low resolution as empty without reading them.
+    """
 
     tile: int = 2048
     margin: int = 384
@@ -102,7 +117,27 @@ def tile_grid(shape: tuple[int, int], tile: int) -> list[TileSpec]:
 
 @dataclass
 class SlideResult:
-    """A finished (or stopped) slide run: one row per cell, in slide (level-0) coordinates."""
+    """A finished (or stopped) slide run: one row per cell, in slide (level-0) coordinates.
+
+    Attributes
+    ----------
+    slide : str
+        The slide's path.
+    shape : (int, int)
+        Level 0's height and width.
+    out : Path
+        The run's folder (tiles, table, GeoJSON, report).
+    cells : list of dict
+        One record per cell: ``cell_id``, ``y``, ``x`` (centroid), ``bbox``, ``outline`` and
+        ``nucleus_outline`` ([[x, y], ...]), class, ``p_abnormal``, the reason for no verdict and
+        the descriptors.
+    tiles_done, tiles_total : int
+        Finished tiles; the outputs are written once every tile is done.
+    seconds : float
+        Wall time of this call.
+    warnings : list of str
+        Each tile's notes, and what is left to do when stopped.
+    """
 
     slide: str
     shape: tuple[int, int]
@@ -308,6 +343,18 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
         Checked between tiles; finished tiles are kept and a later call resumes.
     gallery : int
         How many of the most suspicious cells get a thumbnail and heatmap in the report.
+
+    Returns
+    -------
+    SlideResult
+        Every cell found so far; ``complete`` when every tile is done (the outputs are then
+        written).
+
+    Examples
+    --------
+    >>> from napari_cervseg import segment_slide, SlideConfig  # doctest: +SKIP
+    >>> result = segment_slide("slide.ome.tif", "slide-out", SlideConfig(tile=2048))  # doctest: +SKIP
+    >>> result.summary()["n_abnormal"]  # doctest: +SKIP
     """
     from .batch import folder_lock
     from .slide_outputs import write_outputs
