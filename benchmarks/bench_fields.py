@@ -84,7 +84,7 @@ class FixedScale:
 
 
 def evaluate_set(name: str, method: str, limit: int | None, operating_point=None, model="default",
-                 finder=None) -> dict:
+                 finder=None, per_cell="segment") -> dict:
     from napari_cervseg import segment_field
 
     root = Path(name) if Path(name).is_dir() else DATA / name  # a folder, or a set of ../shared/data
@@ -104,7 +104,8 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
         pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
         pages = pages[None] if pages.ndim == 2 else pages
         t0 = time.perf_counter()
-        result = segment_field(rgb, model=model, method=method, operating_point=operating_point, finder=finder)
+        result = segment_field(rgb, model=model, method=method, operating_point=operating_point, finder=finder,
+                               per_cell=per_cell)
         seconds.append(time.perf_counter() - t0)
         n_cells_pred += result.n_cells
         pairs = match_nuclei(result.nuclei, pages)
@@ -193,6 +194,8 @@ def main() -> None:
     parser.add_argument("--finder-scale", type=float, default=None,
                         help="run the learned finder at this working scale instead of its own choice")
     parser.add_argument("--operating-point", default=None, help="e.g. screening (the model card's threshold)")
+    parser.add_argument("--per-cell", default="segment", choices=("segment", "classify"),
+                        help="segment_field's per_cell: segment each cell (default) or classify the finder's cell")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fields"))
     args = parser.parse_args()
@@ -200,14 +203,15 @@ def main() -> None:
 
     torch.set_num_threads(2)
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
-              "method": args.method, "operating_point": args.operating_point, "finder": args.finder, "sets": {}}
+              "method": args.method, "operating_point": args.operating_point, "finder": args.finder,
+              "per_cell": args.per_cell, "sets": {}}
     finder = args.finder
     if args.finder_scale is not None:
         finder = FixedScale("default" if finder in (None, "learned") else finder, args.finder_scale)
         report["finder_scale"] = args.finder_scale
     for name in args.sets:
         report["sets"][name] = evaluate_set(name, args.method, args.limit, args.operating_point, model=args.model,
-                                            finder=finder)
+                                            finder=finder, per_cell=args.per_cell)
         print(name, json.dumps(report["sets"][name], indent=1))
     if args.big:
         report["big_slide"] = big_slide_memory(args.big)

@@ -161,3 +161,16 @@ def test_a_crowded_field_is_not_taken_for_an_empty_slide(trained_synthetic_model
     result = segment_field(rgb, model=trained_synthetic_model)
     assert result.n_cells >= 6
     assert not any("no cells found" in w for w in result.warnings)
+
+
+def test_classify_per_cell_keeps_the_finders_cells_and_calls_each(field, field_result, trained_synthetic_model):
+    quick = segment_field(field[0], model=trained_synthetic_model, per_cell="classify")
+    assert quick.n_cells == field_result.n_cells
+    slow_centres = sorted((round(r["centroid"][0] / 10), round(r["centroid"][1] / 10)) for r in field_result.table)
+    assert len(slow_centres) == quick.n_cells
+    for row in quick.table:
+        assert row["predicted_class"] in ("normal", "abnormal") or not row["judgeable"]
+        assert row["nucleus_area"] > 0 and row["cytoplasm_area"] > 0
+    assert quick.heatmap is None or not quick.heatmap.any()
+    with pytest.raises(ValueError, match="per_cell"):
+        segment_field(field[0], model=trained_synthetic_model, per_cell="fast")

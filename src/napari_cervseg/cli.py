@@ -679,6 +679,7 @@ def cmd_slide(args) -> int:
     try:
         config = SlideConfig(tile=args.tile, margin=args.margin, model=args.model, method=args.method,
                              finder=args.finder, pixel_size=args.pixel_size, skip_empty=not args.all_tiles,
+                             per_cell=args.per_cell,
                              operating_point=None if operating_point == "argmax" else operating_point).check()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -898,7 +899,8 @@ def build_parser() -> argparse.ArgumentParser:
                         " OME-TIFF), tile by tile in parallel, resumable; writes a table, GeoJSON and a report")
     sl.add_argument("slide", help="a pyramidal or tiled TIFF / OME-TIFF (.svs, .ndpi too; MRXS with OpenSlide)")
     sl.add_argument("--out", required=True, help="output folder (run again with the same folder to resume)")
-    sl.add_argument("--tile", type=int, default=2048, help="tile side in level-0 px (default 2048)")
+    sl.add_argument("--tile", type=int, default=1280,
+                    help="tile side in level-0 px (default 1280: with the margin, 2048 px squares, one finder pass)")
     sl.add_argument("--margin", type=int, default=384,
                     help="context read around each tile, px; wider than the largest cell (default 384)")
     sl.add_argument("--workers", type=int, default=2, help="tiles in parallel (default 2; 1 = this process only)")
@@ -912,6 +914,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="how a cell is called abnormal (default: screening, the model card's high-recall threshold)")
     sl.add_argument("--pixel-size", type=float, default=None, help="µm per pixel (default: the slide's metadata)")
     sl.add_argument("--gallery", type=int, default=24, help="most suspicious cells shown in the report (default 24)")
+    sl.add_argument("--per-cell", default="segment", choices=("segment", "classify"),
+                    help="segment (default): segment every cell as `segment --field` does; classify: the finder's"
+                         " outline and nucleus and the classifier's verdict on each cell's crop (about twice as fast,"
+                         " without the two-nuclei flags)")
     sl.add_argument("--all-tiles", action="store_true", help="also segment tiles that look empty at low resolution")
     sl.add_argument("--quiet", action="store_true")
     sl.set_defaults(func=cmd_slide)

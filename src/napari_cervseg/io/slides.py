@@ -232,14 +232,16 @@ def _open_openslide(path: Path) -> Slide:
                  mpp=float(mpp) if mpp else None, _close=[handle.close])
 
 
-def write_pyramid(path, region: Callable[[int, int, int, int], np.ndarray], shape: tuple[int, int],
+def write_pyramid(path, region: Callable[..., np.ndarray], shape: tuple[int, int],
                   tile: int = 512, n_levels: int | None = None, mpp: float | None = None,
-                  compression: str | None = "zlib") -> Path:
+                  compression: str | None = "zlib", per_level: bool = False) -> Path:
     """Write a tiled pyramidal OME-TIFF of an RGB image too large for memory.
 
-    `region(y0, x0, y1, x1)` returns that part of level 0 (uint8 RGB); it is asked for one block
-    of level-0 rows at a time, so memory stays near ``tile * 2**(n_levels-1)`` rows of the image.
-    Each further level halves the one before (area average). Used by the tests and the slide
+    `region(y0, x0, y1, x1)` returns that part of level 0 (uint8 RGB); each further level halves
+    the one before (area average), computed from level 0 one band of ``tile * 2**(n_levels-1)``
+    rows at a time. With ``per_level=True`` it is called as ``region(level, y0, x0, y1, x1)`` in
+    that level's pixels instead (a renderer that draws any level itself), one row of tiles at a
+    time, so memory stays at one row of tiles whatever the size. Used by the tests and the slide
     benchmark; any pyramidal OME-TIFF writer's output opens the same way.
     """
     import cv2
@@ -260,9 +262,17 @@ def write_pyramid(path, region: Callable[[int, int, int, int], np.ndarray], shap
                                interpolation=cv2.INTER_AREA)
         return image
 
+    def bands(level: int) -> Iterator[np.ndarray]:
+        if per_level:
+            lh, lw = -(-h // 2 ** level), -(-w // 2 ** level)
+            for y0 in range(0, lh, tile):
+                yield np.ascontiguousarray(region(level, y0, 0, min(lh, y0 + tile), lw), dtype=np.uint8)
+        else:
+            for y0 in range(0, h, block):
+                yield band(y0, level)
+
     def tiles_of(level: int) -> Iterator[np.ndarray]:
-        for y0 in range(0, h, block):
-            image = band(y0, level)
+        for image in bands(level):
             for ty in range(0, image.shape[0], tile):
                 for tx in range(0, image.shape[1], tile):
                     piece = np.zeros((tile, tile, 3), np.uint8)

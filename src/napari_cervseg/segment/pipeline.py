@@ -100,11 +100,11 @@ def _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warning
         model=getattr(model_obj, "source", None), timings={"total": time.perf_counter() - t_start},
         warnings=[*warnings, (f"no cell found: the image has no contrast (grey-level std < {MIN_CONTRAST});"
                               " labels are all background")])
-    _give_verdict(result, model_obj, rgb, np.zeros(rgb.shape[:2], np.uint8))
+    give_verdict(result, model_obj, rgb, np.zeros(rgb.shape[:2], np.uint8))
     return result
 
 
-def _give_verdict(result: SegmentationResult, model_obj, rgb: np.ndarray, labels: np.ndarray) -> None:
+def give_verdict(result: SegmentationResult, model_obj, rgb: np.ndarray, labels: np.ndarray) -> None:
     """Check that the input is a cell the classifier can judge; if not, withhold the class and say why."""
     verdict = assess(model_obj, rgb, labels)
     result.judgeable = verdict.judgeable
@@ -231,7 +231,7 @@ def segment_cell(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *
                        + result.warnings)
     if not result.cell_found:
         result.warnings.append("no cell found: the refinement left no nucleus or cytoplasm")
-    _give_verdict(result, model_obj, rgb, result.labels)
+    give_verdict(result, model_obj, rgb, result.labels)
     if rgb.shape[:2] != full_shape:
         _scale_back(result, full_shape)
     result.timings["total"] = time.perf_counter() - t_start

@@ -25,10 +25,11 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ..classify import load_model
+from ..classify.predict import classify
 from ..io.images import to_rgb_uint8
 from ..measure.descriptors import measure
 from ..segment.cells import MIN_CELL_AREA, find_nuclei, foreground_mask, lab_image, partition_cells
-from ..segment.pipeline import segment_cell
+from ..segment.pipeline import give_verdict, segment_cell
 from ..segment.result import SegmentationResult, overlay
 from ..segment.settings import DEFAULT_SEGMENT_METHOD, settings_for
 from ..stages import ProgressCallback, Stages
@@ -436,7 +437,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
                   pixel_size: float | None = None, should_stop=None, finder=None,
                   finder_scale: float | None = None, within: tuple[int, int, int, int] | None = None,
-                  **options) -> FieldResult:
+                  per_cell: str = "segment", **options) -> FieldResult:
     """Find, segment, classify and measure every cell of a field of view.
 
     Parameters
@@ -463,6 +464,11 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         Segment only the cells whose centre (their nucleus's, else their extent's) lies in this
         box; the rest of the image is context (a slide's tile and its margin: each cell is then
         segmented by the one tile that owns it).
+    per_cell : {"segment", "classify"}
+        What is done with each found cell: ``"segment"`` (segment_cell on its crop: the method's
+        segmentation and heatmap, the default) or ``"classify"`` (the finder's own outline and
+        nucleus, the classifier's verdict on the same crop and the applicability check; no
+        heatmap, several times faster: for slides, whose suspicious cells get heatmaps afterwards).
 
     Returns
     -------
@@ -488,6 +494,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     field_settings, ignored = settings_for(method, settings, **options)
     finder = resolve_finder(DEFAULT_FINDER if finder is None else finder)
     model_obj = load_model(model, device=device) if model is not None else None
+    if per_cell not in PER_CELL:
+        raise ValueError(f"per_cell = {per_cell!r}: one of {', '.join(PER_CELL)}")
     rgb, warnings = to_rgb_uint8(image)
     if rgb.shape[0] * rgb.shape[1] > MAX_FIELD_PIXELS:
         from ..io.images import ImageError
@@ -526,9 +534,12 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         seed = np.zeros_like(region)
         seed[b0 - r0:b2 - r0, b1 - c0:b3 - c0] = cell.nucleus
         crop = rgb[r0:r1, c0:c1]
-        result = segment_cell(crop, model=model_obj, method=method, settings=field_settings, target=target,
-                              device=device, operating_point=operating_point, max_pixels=None,
-                              warn_if_field=False)
+        if per_cell == "classify":
+            result = classify_found_cell(crop, region, seed, model_obj, operating_point)
+        else:
+            result = segment_cell(crop, model=model_obj, method=method, settings=field_settings, target=target,
+                                  device=device, operating_point=operating_point, max_pixels=None,
+                                  warn_if_field=False)
         nucleus = _own_nucleus(result, region, seed)
         region |= nucleus
         cell_id = len(table) + 1
@@ -591,6 +602,28 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                        model=getattr(model_obj, "source", None), settings=field_settings.as_dict(),
                        timings=stages.timings, warnings=warnings, extents=extents,
                        finder=finder if finder == "classic" else "learned")
+
+
+#: what segment_field does with each found cell
+PER_CELL = ("segment", "classify")
+
+
+def classify_found_cell(crop: np.ndarray, region: np.ndarray, seed: np.ndarray, model_obj,
+                        operating_point=None) -> SegmentationResult:
+    """A found cell as the finder outlined it (labels from its extent and nucleus), with the
+    classifier's verdict on its crop and the applicability check; no heatmap."""
+    labels = np.zeros(region.shape, np.uint8)
+    labels[region] = 1
+    labels[region & seed] = 2
+    cls = prob = None
+    probs: dict = {}
+    if model_obj is not None:
+        cls, prob, probs = classify(model_obj, crop, operating_point=operating_point)
+    result = SegmentationResult(labels=labels, rough=labels.copy(), heatmap=None, method="finder",
+                                algorithm="none", predicted_class=cls, probability=prob, probabilities=probs,
+                                explained_class=None, model=getattr(model_obj, "source", None))
+    give_verdict(result, model_obj, crop, labels)
+    return result
 
 
 def _distance_to_centre(region: np.ndarray) -> np.ndarray:
