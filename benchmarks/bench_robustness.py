@@ -1158,6 +1158,134 @@ def cat_segmenter_cards(work: Path, rng, quick) -> list:
     return attempts
 
 
+def small_slide(path: Path, seed: int = 0, shape=(700, 900)) -> Path:
+    """A small pyramidal OME-TIFF of synthetic cells (3 levels, 256 px tiles)."""
+    from napari_cervseg.io.slides import write_pyramid
+
+    rng = np.random.default_rng(seed)
+    image = np.full(tuple(shape) + (3,), 226, np.uint8)
+    for y in range(70, shape[0] - 70, 160):
+        for x in range(70, shape[1] - 70, 160):
+            c = cell(int(rng.integers(1 << 30)), (120, 130))
+            image[y - 60:y + 60, x - 65:x + 65] = c
+    return write_pyramid(path, lambda y0, x0, y1, x1: image[y0:y1, x0:x1], shape, tile=256, n_levels=3)
+
+
+SLIDE_BASE = ["--model", "none", "--method", "colour-baseline", "--operating-point", "argmax", "--workers", "1",
+              "--tile", "256", "--margin", "96", "--gallery", "2", "--quiet"]
+
+
+def cat_slides(work: Path, rng, quick) -> list:
+    """`cervseg slide` as a careless user runs it: broken and odd slide files, bad options, output
+    folders holding someone else's files or another run, a damaged tile record, a kill and a
+    resume. Every attempt must run, or be refused by name, and leave the user's files alone."""
+    import tifffile
+
+    attempts = []
+    good = small_slide(work / "good.ome.tif")
+    data = good.read_bytes()
+    odd = work / "odd"
+    odd.mkdir()
+    (odd / "cut.ome.tif").write_bytes(data[: len(data) // 2])
+    (odd / "empty.ome.tif").write_bytes(b"")
+    (odd / "png.tif").write_bytes(png_bytes(cell(1)))
+    (odd / "text.svs").write_bytes(b"not a slide at all\n" * 50)
+    (odd / "v.mrxs").write_bytes(b"x")
+    tifffile.imwrite(odd / "stack.tif", np.zeros((3, 300, 300), np.uint8), metadata={"axes": "ZYX"})
+    tifffile.imwrite(odd / "grey16.tif", (cell(2, (300, 360))[..., 0].astype(np.uint16) * 200))
+    tifffile.imwrite(odd / "rgba.tif", np.dstack([cell(3, (300, 360)), np.full((300, 360), 255, np.uint8)]))
+    tifffile.imwrite(odd / "plain.tif", cell(4, (300, 360)))
+    for name in ("cut.ome.tif", "empty.ome.tif", "png.tif", "text.svs", "v.mrxs", "stack.tif", "grey16.tif",
+                 "rgba.tif", "plain.tif", "missing.ome.tif"):
+        out = work / f"out-{name}"
+        attempts.append((f"slide file: {name}", cli(["slide", odd / name, "--out", out, *SLIDE_BASE]), 120,
+                         {"user_files": [odd / name] if (odd / name).exists() else []}))
+    attempts.append(("slide file: a folder", cli(["slide", odd, "--out", work / "out-folder", *SLIDE_BASE]), 60,
+                     {"user_files": list(odd.iterdir())}))
+    for label, extra in (("--tile 10", ["--tile", "10"]), ("--margin -5", ["--margin", "-5"]),
+                         ("--workers 0", ["--workers", "0"]), ("--operating-point 2", ["--operating-point", "2"]),
+                         ("--operating-point high", ["--operating-point", "high"]),
+                         ("--model missing.safetensors", ["--model", str(work / "missing.safetensors")]),
+                         ("--pixel-size -1", ["--pixel-size", "-1"]), ("--per-cell all", ["--per-cell", "all"]),
+                         ("--scheduler nowhere", ["--scheduler", "tcp://127.0.0.1:9", "--workers", "2"])):
+        argv = ["slide", good, "--out", work / f"out-opt{len(attempts)}", *SLIDE_BASE, *extra]
+        attempts.append((f"option {label}", cli(argv), 120, {}))
+    # output folders a run must not take over
+    theirs = work / "theirs"
+    theirs.mkdir()
+    (theirs / "cells.csv").write_text("patient,count\n7,12\n")
+    (theirs / "report.html").write_text("<p>my notes</p>")
+    attempts.append(("--out holds the user's cells.csv and report.html", cli(["slide", good, "--out", theirs,
+                                                                             *SLIDE_BASE]), 60,
+                     {"user_files": [theirs / "cells.csv", theirs / "report.html"]}))
+    a_file = work / "a_file.txt"
+    a_file.write_text("mine")
+    attempts.append(("--out is a file", cli(["slide", good, "--out", a_file, *SLIDE_BASE]), 60,
+                     {"user_files": [a_file]}))
+    done = work / "done"
+
+    def first_run(done=done):
+        from napari_cervseg.cli import main
+
+        rc = main(["slide", str(good), "--out", str(done), *SLIDE_BASE])
+        return classify_cli(rc, sys.stderr.getvalue())
+    attempts.append(("a run to completion", first_run, 180, {}))
+    attempts.append(("the same run again (resumes: nothing to do)", cli(["slide", good, "--out", done, *SLIDE_BASE]),
+                     120, {}))
+    attempts.append(("the same folder with another --tile", cli(["slide", good, "--out", done, *SLIDE_BASE,
+                                                                 "--tile", "512"]), 60, {}))
+    other = small_slide(work / "other.ome.tif", seed=5)
+    attempts.append(("the same folder with another slide", cli(["slide", other, "--out", done, *SLIDE_BASE]), 60, {}))
+
+    def damaged_tile(done=done):
+        # a tile record cut short (a disk that filled up): it is redone, the table complete again
+        from napari_cervseg.cli import main
+
+        records = sorted((done / "tiles").glob("r*.json"))
+        if not records:
+            return "crash", "the first run left no tile records"
+        rows_before = (done / "cells.csv").read_text().count("\n")
+        records[len(records) // 2].write_text('{"tile": "r00')
+        rc = main(["slide", str(good), "--out", str(done), *SLIDE_BASE])
+        status, detail = classify_cli(rc, sys.stderr.getvalue())
+        rows_after = (done / "cells.csv").read_text().count("\n")
+        if rows_after != rows_before:
+            return "lost", f"{rows_before - 1} cells before, {rows_after - 1} after redoing a damaged tile"
+        return status, f"damaged tile redone; {rows_after - 1} cells as before"
+    attempts.append(("a damaged tile record", damaged_tile, 120, {}))
+
+    for k, delay in enumerate((0.5, 1.5, 3.0)[: 2 if quick else 3]):
+        out = work / f"killed{k}"
+
+        def killed(out=out, delay=delay):
+            pid = os.fork()
+            if pid == 0:
+                sys.stderr = io.StringIO()
+                try:
+                    from napari_cervseg.cli import main
+
+                    main(["slide", str(good), "--out", str(out), *SLIDE_BASE])
+                finally:
+                    os._exit(0)
+            time.sleep(delay)
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            kept = hash_files((out / "tiles").glob("r*.json")) if (out / "tiles").exists() else {}
+            from napari_cervseg.cli import main
+
+            rc = main(["slide", str(good), "--out", str(out), *SLIDE_BASE])
+            status, detail = classify_cli(rc, sys.stderr.getvalue())
+            changed = [p for p, h in kept.items() if hash_files([p]).get(p) != h]
+            if changed:
+                return "lost", f"finished tiles changed by the resume: {changed[:3]}"
+            same = (out / "cells.csv").read_bytes() == (done / "cells.csv").read_bytes()
+            if not same:
+                return "lost", "the resumed run's table differs from an uninterrupted run's"
+            return status, f"{len(kept)} tiles kept byte for byte, table identical; {detail}"
+        attempts.append((f"SIGKILL after {delay} s, then resume", killed, 240, {}))
+    return attempts
+
+
 CATEGORIES = {
     "silently wrong answers": cat_known_answers,
     "hostile image files (CLI)": cat_files,
@@ -1172,6 +1300,7 @@ CATEGORIES = {
     "concurrent runs": cat_concurrent,
     "fields and their corrections": cat_fields,
     "segmenter and finder cards": cat_segmenter_cards,
+    "slides": cat_slides,
 }
 
 

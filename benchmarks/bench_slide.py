@@ -154,6 +154,7 @@ def run_cli(slide: Path, out: Path, extra: list[str], kill_at: float | None = No
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     peak, killed = 0.0, False
     total = None
+    seen: dict[str, bool] = {}
     while proc.poll() is None:
         peak = max(peak, _tree_rss(proc))
         if kill_at is not None:
@@ -162,8 +163,14 @@ def run_cli(slide: Path, out: Path, extra: list[str], kill_at: float | None = No
 
                 card = json.loads((out / "slide_run.json").read_text())
                 total = len(tile_grid(tuple(card["slide"]["shape"]), card["config"]["tile"]))
-            done = len(list((out / "tiles").glob("r*.json"))) if (out / "tiles").exists() else 0
-            if total and done >= kill_at * total:
+            records = list((out / "tiles").glob("r*.json")) if (out / "tiles").exists() else []
+            # tiles with no stained pixel are recorded at once at the start: count the work after them
+            for p in records:
+                if p.name not in seen:
+                    seen[p.name] = p.stat().st_size < 200 and '"empty":true' in p.read_text()
+            empty = sum(seen.values())
+            done = len(records) - empty
+            if total and done >= kill_at * (total - empty):
                 os.killpg(proc.pid, signal.SIGKILL)
                 killed = True
                 proc.wait()

@@ -104,6 +104,7 @@ def test_segment_cell_warns_on_a_field_and_names_segment_field(field, trained_sy
 
 def test_large_fields_are_searched_in_tiles_and_each_cell_kept_once(field, trained_synthetic_model, monkeypatch):
     monkeypatch.setattr(fields_module, "TILE", 256)
+    monkeypatch.setattr(fields_module, "CLASSIC_TILE", 256)
     monkeypatch.setattr(fields_module, "TILE_OVERLAP", 160)
     rgb, pages, _ = field
     tiled = segment_field(rgb, model=trained_synthetic_model)

@@ -234,3 +234,11 @@ def test_a_killed_cli_run_resumes_to_the_same_cells(slide_path, model_path, whol
 def test_tiles_run_in_parallel_dask_processes_with_the_same_cells(slide_path, config, whole_run, tmp_path):
     result = segment_slide(slide_path, tmp_path, config, workers=2, scheduler="processes", gallery=0)
     assert result.complete and np.array_equal(_centres(result), _centres(whole_run))
+
+
+def test_a_folder_holding_someone_elses_table_is_refused_untouched(slide_path, config, tmp_path):
+    theirs = tmp_path / "cells.csv"
+    theirs.write_text("patient,count\n7,12\n")
+    with pytest.raises(SlideRunError, match="cells.csv"):
+        segment_slide(slide_path, tmp_path, config, workers=1, scheduler="sync")
+    assert theirs.read_text() == "patient,count\n7,12\n" and not (tmp_path / "tiles").exists()

@@ -899,8 +899,8 @@ def build_parser() -> argparse.ArgumentParser:
                         " OME-TIFF), tile by tile in parallel, resumable; writes a table, GeoJSON and a report")
     sl.add_argument("slide", help="a pyramidal or tiled TIFF / OME-TIFF (.svs, .ndpi too; MRXS with OpenSlide)")
     sl.add_argument("--out", required=True, help="output folder (run again with the same folder to resume)")
-    sl.add_argument("--tile", type=int, default=1280,
-                    help="tile side in level-0 px (default 1280: with the margin, 2048 px squares, one finder pass)")
+    sl.add_argument("--tile", type=int, default=2304,
+                    help="tile side in level-0 px (default 2304: with the margin, 3072 px squares, one finder pass)")
     sl.add_argument("--margin", type=int, default=384,
                     help="context read around each tile, px; wider than the largest cell (default 384)")
     sl.add_argument("--workers", type=int, default=2, help="tiles in parallel (default 2; 1 = this process only)")

@@ -36,6 +36,9 @@ from ..stages import ProgressCallback, Stages
 
 #: images with a side above this are searched for cells tile by tile
 TILE = 2048
+#: the classic finder takes images up to this size (px) in one pass (about 0.6 GB at the most;
+#: the overlapping parts of a larger image cost more per pixel than one pass)
+CLASSIC_TILE = 3072
 #: overlap of neighbouring tiles (px): more than a cell's radius, so a cell is whole in its tile
 TILE_OVERLAP = 384
 #: the margin around a cell in its crop, as a fraction of the cell's larger side: Herlev's
@@ -218,14 +221,14 @@ def _detect_in(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def detect_cells(rgb: np.ndarray, progress: Stages | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Cell regions and nucleus seeds (int32 instance labels sharing ids) of a field, tile by
-    tile for images larger than TILE px."""
+    tile for images larger than CLASSIC_TILE px."""
     h, w = rgb.shape[:2]
-    if max(h, w) <= TILE:
+    if max(h, w) <= CLASSIC_TILE:
         return _detect_in(rgb)
     cells = np.zeros((h, w), np.int32)
     seeds = np.zeros((h, w), np.int32)
     next_id = 1
-    tiles = list(_tiles(rgb.shape, TILE, TILE_OVERLAP))
+    tiles = list(_tiles(rgb.shape, CLASSIC_TILE, TILE_OVERLAP))
     for i, (rows, cols, core_rows, core_cols) in enumerate(tiles):
         if progress is not None:
             progress.report(f"finding cells (tile {i + 1} of {len(tiles)})", 0.05 + 0.15 * i / len(tiles))
@@ -587,7 +590,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     if not found:
         warnings.append("no cells found: nothing in the image looks like a cell (a stained object with a"
                         " nucleus, or a solid stained object of cell size)")
-    elif not stopped and max(h, w) <= TILE:  # (a slide-sized image would need gigabytes for this check)
+    elif not stopped and within is None and max(h, w) <= TILE:
+        # (not on a slide's tile, whose margin is someone else's; not on an image of gigabytes)
         stained = foreground_mask(rgb)
         covered = float((stained & (cells > 0)).sum() / max(1, stained.sum()))
         if stained.sum() >= MIN_CELL_AREA and covered < MIN_COVERED_FOREGROUND:

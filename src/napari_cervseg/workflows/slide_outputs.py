@@ -26,6 +26,8 @@ SUMMARY = "summary.json"
 REVIEWS = "reviews.json"
 GALLERY = "gallery"
 REVIEW_DECISIONS = ("confirmed", "rejected")
+#: what a run writes into its folder (a folder holding any of them without a run's card is refused)
+OUTPUT_NAMES = (TABLE_PARQUET, TABLE_CSV, GEOJSON, REPORT, SUMMARY, REVIEWS, GALLERY)
 
 #: the table's columns, in order (descriptors follow, as `measure` names them)
 LEAD_COLUMNS = ("cell_id", "tile", "y", "x", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "verdict",

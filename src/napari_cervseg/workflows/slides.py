@@ -60,9 +60,9 @@ class SlideConfig:
     Attributes
     ----------
     tile : int
-        Tile side in level-0 pixels (256-16384). The default 1280 with the 384 px margin reads
-        2048 px squares, which the cell finder takes in one pass (a larger region is searched in
-        overlapping parts, which costs more per pixel).
+        Tile side in level-0 pixels (256-16384). The default 2304 with the 384 px margin reads
+        3072 px squares, which the classic cell finder takes in one pass (a larger region is
+        searched in overlapping parts, which costs more per pixel).
     margin : int
         Context read around each tile (px); wider than the largest cell.
     model, method, finder, operating_point
@@ -79,7 +79,7 @@ class SlideConfig:
         the gallery's cells get their heatmaps afterwards either way.
     """
 
-    tile: int = 1280
+    tile: int = 2304
     margin: int = 384
     model: str = "default"
     method: str = DEFAULT_SEGMENT_METHOD
@@ -91,7 +91,7 @@ class SlideConfig:
 
     def check(self) -> SlideConfig:
         if not isinstance(self.tile, int) or not 256 <= self.tile <= 16384:
-            raise ValueError(f"tile = {self.tile!r}: a tile is 256 to 16384 level-0 pixels (default 1280)")
+            raise ValueError(f"tile = {self.tile!r}: a tile is 256 to 16384 level-0 pixels (default 2304)")
         if not isinstance(self.margin, int) or not 0 <= self.margin <= self.tile:
             raise ValueError(f"margin = {self.margin!r}: the context around a tile is 0 to tile ({self.tile}) px;"
                              " make it wider than the largest cell (384 for Herlev-sized cells)")
@@ -313,6 +313,12 @@ def _start_or_resume(out: Path, identity: dict, config: SlideConfig, slide_path:
             raise SlideRunError(f"{out} holds this slide's run with other settings ({', '.join(changed)});"
                                 " resume with the same settings, or choose another --out")
         return
+    from .slide_outputs import OUTPUT_NAMES
+
+    theirs = [name for name in OUTPUT_NAMES + (TILES,) if (out / name).exists()]
+    if theirs:  # a folder without our card: these files are someone else's, never replaced
+        raise SlideRunError(f"{out} holds {', '.join(theirs)} but no slide run's card ({RUN_CARD}); a run would"
+                            " replace them. Choose another --out (or an empty folder)")
     (out / TILES).mkdir(parents=True, exist_ok=True)
     _write_json_atomic(card_path, card)
 
