@@ -35,21 +35,39 @@ from ..io.images import (
     ImageError,
     OutputError,
     image_info,
+    is_own_output,
     parse_roi,
+    read_image,
+    to_rgb_uint8,
+    write_png_atomic,
     write_text_atomic,
 )
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
+from .run_folder import (  # noqa: F401  (re-exported: the names batch users and tests know)
+    CLASS_KEYS,
+    FIELD_SUFFIXES,
+    JOURNAL,
+    LABELS_SUFFIX,
+    LOCK,
+    OUTPUT_SUFFIXES,
+    FolderInUseError,
+    Journal,
+    OutputFolderError,
+    check_output_folder,
+    clean_temporary_files,
+    damaged_output,
+    folder_lock,
+    instances_digest,
+    json_default,
+    labels_as_saved,
+    labels_digest,
+    missing,
+)
 
 IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg") + TIFF_SUFFIXES
-#: what one input writes; the labels come last so that their presence means "complete"
-OUTPUT_SUFFIXES = ("_heatmap.png", "_overlay.png", "_labels.png")
-#: a field of view's instance labels (uint16 PNG, ids shared), written before its _labels.png
-FIELD_SUFFIXES = ("_cells.png", "_nuclei.png")
 #: --field: "no" (every input is one cell), "yes" (every input is a field), "auto" (a field when
 #: it shows several nuclei of cell size)
 FIELD_MODES = ("no", "yes", "auto")
-LABELS_SUFFIX = "_labels.png"
-JOURNAL = ".cervseg-journal.jsonl"
 
 
 @dataclass(frozen=True)
@@ -218,14 +236,12 @@ def _output_suffix(name: str) -> str:
 
 
 def _is_own_output(path) -> bool:
-    from ..io.images import is_own_output
 
     return is_own_output(path)
 
 
 def segment_item(image, config: BatchConfig, name: str = "image", progress=None):
     """Segment one image array and measure it: ``(SegmentationResult, descriptors row)``."""
-    from ..io.images import to_rgb_uint8
     from ..measure.descriptors import measure
     from ..segment.pipeline import segment_cell
 
@@ -245,7 +261,6 @@ def segment_item(image, config: BatchConfig, name: str = "image", progress=None)
 
 
 def _read_input(item: BatchInput, config: BatchConfig):
-    from ..io.images import read_image
 
     return read_image(item.source, frame=item.frame, roi=item.roi, max_pixels=config.max_pixels)
 
@@ -273,10 +288,8 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     unless ``config.overwrite``: it is re-measured from those labels, with the classification
     fields of ``previous`` (its row of an earlier run) when there is one.
     """
-    from ..io.images import read_image, to_rgb_uint8
     from ..measure.descriptors import measure
     from ..segment.result import heatmap_rgb, overlay
-    from .corrections import labels_digest
 
     t0 = time.perf_counter()
     _set_threads(config.torch_threads)
@@ -287,9 +300,9 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     heat_path, overlay_path, labels_path = (out / f"{stem}{s}" for s in OUTPUT_SUFFIXES)
     cells_path = out / f"{stem}{FIELD_SUFFIXES[0]}"
     try:
-        damaged = labels_path.exists() and not config.overwrite and _damaged_output(labels_path)
+        damaged = labels_path.exists() and not config.overwrite and damaged_output(labels_path)
         nuclei_path = out / f"{stem}{FIELD_SUFFIXES[1]}"
-        if cells_path.exists() and not config.overwrite and not _damaged_output(cells_path):
+        if cells_path.exists() and not config.overwrite and not damaged_output(cells_path):
             # a field's cells are the user's once written (whoever's writer saved them later):
             # measured again, never segmented over, whatever became of its _labels.png
             record.update(_kept_field(item, stem, out, config, previous))
@@ -298,7 +311,7 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
                              " so its cells cannot be measured one by one; restore it, or move the field's"
                              " outputs away (or give --overwrite) to segment the field again")
         elif labels_path.exists() and not config.overwrite and not damaged:
-            labels, notes = _labels_as_saved(read_image(labels_path), labels_path)
+            labels, notes = labels_as_saved(read_image(labels_path), labels_path)
             image = None
             try:
                 image = _read_input(item, config)
@@ -309,7 +322,7 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
                     image = None
             except ImageError:
                 pass  # the source may be gone; the labels alone still measure
-            keep = {k: previous[k] for k in CLASS_KEYS if previous and not _missing(previous.get(k))}
+            keep = {k: previous[k] for k in CLASS_KEYS if previous and not missing(previous.get(k))}
             measured = measure(labels, image, pixel_size=config.pixel_size)
             if notes:
                 measured["measure_notes"] = " | ".join(filter(None, [*notes, measured.get("measure_notes")]))
@@ -342,7 +355,6 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
 def _write_outputs(outputs: list[tuple[Path, np.ndarray]], replace_labels: bool) -> None:
     """Write one input's PNG outputs in order, the ``_labels.png`` last (it marks a complete output);
     on a failed write remove those already written, so a re-run redoes the input whole."""
-    from ..io.images import write_png_atomic
 
     written: list[Path] = []
     try:
@@ -362,7 +374,6 @@ def _is_field(image, config: BatchConfig) -> bool:
         return True
     if config.field_mode != "auto":
         return False
-    from ..io.images import to_rgb_uint8
     from ..segment.pipeline import count_cells
 
     return count_cells(to_rgb_uint8(image)[0]) >= 2
@@ -386,7 +397,6 @@ def _field_rows(stem: str, item: BatchInput, table: list[dict], status: str) -> 
 def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: BatchConfig) -> dict:
     """Segment a field of view and write its outputs: heatmap, overlay (abnormal cells boxed),
     the cells and nuclei instance labels, then the semantic labels (last: they mark it complete)."""
-    from ..io.images import to_rgb_uint8
     from ..segment.result import heatmap_rgb
     from .fields import segment_field
 
@@ -410,7 +420,6 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
            "cells_without_verdict": len(result.no_verdict_ids), "verdict": result.verdict(),
            "cell_classes": json.dumps(classes), "seconds": result.timings.get("total", float("nan")),
            "warnings": " | ".join(result.warnings)}
-    from .corrections import instances_digest
 
     # digests of the instance labels as written: a later change is the user's correction
     return {"status": "segmented", "row": row, "cell_rows": _field_rows(stem, item, result.table, "segmented"),
@@ -423,7 +432,6 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
     with the classes of the run that segmented it (from the journal) where the cell is still
     there. Whatever does not add up between ``_cells``, ``_nuclei`` and ``_labels`` is named in a
     note, never measured silently wrong."""
-    from ..io.images import read_image
     from .fields import cell_rows, stored_classes
 
     cells_path, nuclei_path = (out / f"{stem}{s}" for s in FIELD_SUFFIXES)
@@ -447,9 +455,9 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
                      " intensities (resized labels? areas scale with the square)")
         image = None
     labels_path = out / f"{stem}{LABELS_SUFFIX}"
-    if labels_path.exists() and not _damaged_output(labels_path):
+    if labels_path.exists() and not damaged_output(labels_path):
         with contextlib.suppress(ImageError, ValueError):
-            labels = np.asarray(_labels_as_saved(read_image(labels_path), labels_path)[0])
+            labels = np.asarray(labels_as_saved(read_image(labels_path), labels_path)[0])
             implied = np.where(nuclei > 0, 2, np.where(cells > 0, 1, 0))
             if labels.shape == cells.shape and not np.array_equal(labels, implied):
                 notes.append(f"{labels_path.name} differs from {cells_path.name} / {nuclei_path.name}: the cells are"
@@ -482,35 +490,6 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
     return {"status": "kept", "row": row, "cell_rows": _field_rows(stem, item, table, "kept existing labels")}
 
 
-def _damaged_output(path: Path) -> bool:
-    """A labels file that cannot be anyone's work: empty, or written by us and not decodable (a
-    full disk under an earlier version). It is redone; any other unreadable file is reported."""
-    import cv2
-
-    try:
-        if path.stat().st_size == 0:
-            return True
-    except OSError:
-        return False
-    from ..io.images import is_own_output
-
-    return is_own_output(path) and cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None
-
-
-def _labels_as_saved(labels: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
-    """A labels file as a 2D array: one saved as grey RGB(A) (three equal channels) is read from its
-    first channel, with a note; a colour picture is refused by name."""
-    labels = np.asarray(labels)
-    if labels.ndim == 3 and labels.shape[-1] in (2, 3, 4):
-        colour = labels[..., :3] if labels.shape[-1] >= 3 else labels[..., :1]
-        if (colour == colour[..., :1]).all():
-            return np.ascontiguousarray(labels[..., 0]), [
-                f"{path.name} was saved with {labels.shape[-1]} channels; its first channel is the labels"]
-        raise ImageError(f"{path}: a colour image, not labels; save labels as a single-channel PNG with"
-                         " 0 background, 1 cytoplasm, 2 nucleus (or delete it to segment the image again)")
-    return labels, []
-
-
 # ----------------------------------------------------------------------------------------------
 # running many
 
@@ -528,207 +507,7 @@ def versions() -> dict:
 
 
 #: the fields of a row that come from segmenting (not from measuring labels)
-CLASS_KEYS = ("method", "predicted_class", "probability", "cell_found", "judgeable", "not_judgeable_reason")
-
-
-def _missing(value) -> bool:
-    return value is None or value == "" or (isinstance(value, float) and value != value)
-
-
 #: the lock file of an output folder: one run at a time writes into it
-LOCK = ".cervseg.lock"
-#: a lock file that cannot be read (its run was killed while writing it) is stale after this long
-LOCK_UNREADABLE_STALE_S = 30.0
-
-
-class OutputFolderError(RuntimeError):
-    """The output folder cannot take this run's outputs (its table or summary are someone else's)."""
-
-
-class FolderInUseError(OutputFolderError):
-    """Another run is writing into the output folder."""
-
-
-def _is_our_table(path: Path) -> bool:
-    try:
-        with path.open(newline="") as fh:
-            first = fh.readline(4096)
-    except (OSError, UnicodeDecodeError):
-        return False
-    return first.strip() in ("", "image") or first.startswith("image,")
-
-
-def _is_our_summary(path: Path) -> bool:
-    try:
-        if path.stat().st_size > 16 * 1024 * 1024:
-            return False
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return path.exists() and path.stat().st_size == 0
-    return isinstance(data, dict) and "versions" in data and "inputs" in data
-
-
-def check_output_folder(out: Path) -> None:
-    """Refuse an output folder whose ``descriptors.csv`` or ``summary.json`` this package did not
-    write (the run would replace them), before any input is processed."""
-    for name, ours in (("descriptors.csv", _is_our_table), ("summary.json", _is_our_summary)):
-        path = out / name
-        if path.exists() and not (path.is_file() and ours(path)):
-            raise OutputFolderError(f"{path}: exists and is not a cervseg {name}; the run would replace it."
-                                    " Move it, or choose another --out")
-
-
-def _read_lock(path: Path) -> dict | None:
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
-
-
-def _pid_alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError, TypeError):
-        return True  # someone else's process, or not a pid we can check: assume alive
-    return True
-
-
-def _lock_is_stale(path: Path, info: dict | None) -> bool:
-    import socket
-
-    if info is None:
-        try:
-            return time.time() - path.stat().st_mtime > LOCK_UNREADABLE_STALE_S
-        except FileNotFoundError:
-            return True
-    return info.get("host") == socket.gethostname() and not _pid_alive(info.get("pid"))
-
-
-@contextlib.contextmanager
-def folder_lock(out: Path):
-    """Hold ``out/.cervseg.lock`` (pid, host, start time; created exclusively) while a run writes
-    into ``out``; a second run is refused with :class:`FolderInUseError`. A lock whose process is
-    gone (on this host) is stale and taken over. The lock is removed at the end, errors included."""
-    import socket
-
-    path = out / LOCK
-    mine = {"pid": os.getpid(), "host": socket.gethostname(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": os.urandom(8).hex()}
-    for _ in range(5):
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            info = _read_lock(path)
-            if _lock_is_stale(path, info):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-                continue
-            who = (f"pid {info.get('pid')} on {info.get('host')}, since {info.get('started')}" if info
-                   else "a run that is starting")
-            raise FolderInUseError(
-                f"{out} is in use by another cervseg run ({who}); wait for it to finish or choose"
-                f" another --out. If no run is going on, delete {path}") from None
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(mine))
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise OutputError(f"could not write the lock file {path}: {exc.strerror or exc}") from exc
-        break
-    else:
-        raise FolderInUseError(f"{out}: could not take the lock {path}; delete it if no run is going on")
-    try:
-        yield path
-    finally:
-        if (_read_lock(path) or {}).get("token") == mine["token"]:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
-def _is_temporary(name: str) -> bool:
-    import re
-
-    m = re.fullmatch(r"\.(.+)\.tmp[0-9-]*(?:\.png)?", name)
-    return bool(m) and (m.group(1).endswith(OUTPUT_SUFFIXES + FIELD_SUFFIXES)
-                        or m.group(1) in ("descriptors.csv", "summary.json"))
-
-
-def clean_temporary_files(out: Path) -> int:
-    """Remove the temporary files a killed run left in ``out`` (called under the folder lock, so no
-    other run is writing them). Returns how many were removed."""
-    n = 0
-    for path in out.iterdir():
-        if path.name.startswith(".") and _is_temporary(path.name) and path.is_file():
-            with contextlib.suppress(OSError):
-                path.unlink()
-                n += 1
-    return n
-
-
-class _Journal:
-    """Append-only JSON-lines record of finished inputs; read back to resume."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.fh = None
-        self.error: str | None = None
-
-    def read(self) -> dict[str, dict]:
-        rows: dict[str, dict] = {}
-        if not self.path.exists():
-            return rows
-        with self.path.open() as fh:
-            for line in fh:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue  # a line cut by a killed run
-                if not isinstance(rec, dict) or not isinstance(rec.get("row"), dict):
-                    continue
-                row = rec["row"]
-                earlier = rows.get(rec.get("image"), {})
-                # a kept row re-measures labels; its class comes from the run that made them
-                for key in CLASS_KEYS:
-                    if _missing(row.get(key)) and not _missing(earlier.get(key)):
-                        row[key] = earlier[key]
-                rows[rec["image"]] = row
-        return rows
-
-    def append(self, record: dict) -> None:
-        """Append one record; a failed write (full disk) is remembered in ``error``, not raised: the
-        input's outputs are on disk and complete, and the run goes on."""
-        try:
-            if self.fh is None:
-                self.fh = self.path.open("a")
-            self.fh.write(json.dumps(record, default=_json_default) + "\n")
-            self.fh.flush()
-        except OSError as exc:
-            self.error = f"could not append to {self.path}: {exc.strerror or exc}"
-            self.close()
-
-    def close(self) -> None:
-        if self.fh is not None:
-            fh, self.fh = self.fh, None
-            try:
-                fh.close()
-            except OSError as exc:
-                self.error = f"could not append to {self.path}: {exc.strerror or exc}"
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return str(value)
-
-
 def _read_csv_rows(path: Path) -> dict[str, dict]:
     import csv
 
@@ -813,7 +592,7 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
                skipped_inputs, cleaned) -> dict:
     started = time.time()
     t0 = time.perf_counter()
-    journal = _Journal(out / JOURNAL)
+    journal = Journal(out / JOURNAL)
     previous = {**_read_csv_rows(out / "descriptors.csv"), **journal.read()}
     executor, client, mode = _LocalExecutor(), None, "in-process"
     if scheduler:
@@ -931,7 +710,7 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
     if journal.error:
         summary["journal_error"] = journal.error
     try:
-        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=_json_default))
+        write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=json_default))
     except OSError as exc:
         raise OutputError(f"{exc}; descriptors.csv and the images are complete") from exc
     return summary
@@ -1070,3 +849,6 @@ def paste_boxes(shape, boxes, results) -> tuple[np.ndarray, np.ndarray]:
         if result.heatmap is not None:
             heatmap[r0:r1, c0:c1] = np.maximum(heatmap[r0:r1, c0:c1], result.heatmap)
     return labels, heatmap
+
+
+_Journal = Journal  # the name the robustness tests used

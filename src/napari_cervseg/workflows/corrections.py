@@ -22,7 +22,6 @@ Nothing here imports Qt or napari.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -32,6 +31,14 @@ from pathlib import Path
 import numpy as np
 
 from ..io.images import ImageError, to_rgb_uint8
+from .run_folder import (  # noqa: F401  (labels_digest, instances_digest: re-exported where they were)
+    FIELD_SUFFIXES,
+    JOURNAL,
+    LABELS_SUFFIX,
+    instances_digest,
+    labels_as_saved,
+    labels_digest,
+)
 
 
 class CorrectionError(ValueError):
@@ -199,25 +206,11 @@ def _whole(image, labels, name):
     return rgb, labels
 
 
-def labels_digest(labels) -> str:
-    """SHA-256 of a labels array's bytes and shape: what ``cervseg segment`` wrote, to tell later
-    whether the user changed the file."""
-    arr = np.ascontiguousarray(np.asarray(labels, dtype=np.uint8))
-    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
-
-
-def instances_digest(labels) -> str:
-    """SHA-256 of instance labels (any integer type, read back as written: uint16 PNG) and shape."""
-    arr = np.ascontiguousarray(np.asarray(labels).astype(np.int64))
-    return hashlib.sha256(arr.tobytes() + str(arr.shape).encode()).hexdigest()
-
-
 _ROI = re.compile(r"_x(\d+)_y(\d+)_w(\d+)_h(\d+)$")
 
 
 def _journal_records(out: Path) -> dict[str, dict]:
     """Per output stem: its source, frame, and the labels it was segmented with (first run)."""
-    from .batch import JOURNAL
 
     records: dict[str, dict] = {}
     path = out / JOURNAL
@@ -286,7 +279,6 @@ def read_corrections_folder(out_dir, skipped: list | None = None) -> list[Correc
         Not such a folder, or no corrected labels in it (the message says how to correct them).
     """
     from ..io.images import read_image
-    from .batch import FIELD_SUFFIXES, JOURNAL, LABELS_SUFFIX, _labels_as_saved
 
     out = Path(out_dir)
     if not out.is_dir():
@@ -309,7 +301,7 @@ def read_corrections_folder(out_dir, skipped: list | None = None) -> list[Correc
             skipped.append((stem, "a field of view (several cells); only single-cell outputs train"))
             continue
         try:
-            labels, _ = _labels_as_saved(read_image(labels_path), labels_path)
+            labels, _ = labels_as_saved(read_image(labels_path), labels_path)
         except ImageError as exc:
             skipped.append((stem, str(exc)))
             continue
@@ -347,7 +339,6 @@ def read_field_corrections(out_dir, skipped: list | None = None) -> list[tuple]:
     folder's journal differs, or a program other than napari-cervseg saved it). Untouched fields
     are left out (with their reason in ``skipped``)."""
     from ..io.images import is_own_output, read_image
-    from .batch import FIELD_SUFFIXES, JOURNAL
 
     out = Path(out_dir)
     if not out.is_dir():

@@ -32,6 +32,7 @@ import numpy as np
 from ..io.slides import Slide, open_slide
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
 from .fields import DEFAULT_FINDER, extent_outline
+from .run_folder import folder_lock
 
 TILES = "tiles"
 RUN_CARD = "slide_run.json"
@@ -373,7 +374,6 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
     >>> result = segment_slide("slide.ome.tif", "slide-out", SlideConfig(tile=2048))  # doctest: +SKIP
     >>> result.summary()["n_abnormal"]  # doctest: +SKIP
     """
-    from .batch import folder_lock
     from .slide_outputs import write_outputs
 
     config = (config or SlideConfig()).check()
