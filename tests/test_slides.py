@@ -242,3 +242,11 @@ def test_a_folder_holding_someone_elses_table_is_refused_untouched(slide_path, c
     with pytest.raises(SlideRunError, match="cells.csv"):
         segment_slide(slide_path, tmp_path, config, workers=1, scheduler="sync")
     assert theirs.read_text() == "patient,count\n7,12\n" and not (tmp_path / "tiles").exists()
+
+
+def test_a_truncated_slide_is_named_not_a_codec_traceback(slide_path, config, tmp_path):
+    cut = tmp_path / "cut.ome.tif"
+    data = slide_path.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SlideError, match="cut.ome.tif.*truncated or damaged"):
+        segment_slide(cut, tmp_path / "out", config, workers=1, scheduler="sync")

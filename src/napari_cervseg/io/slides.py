@@ -54,7 +54,12 @@ class Slide:
         if y1 <= y0 or x1 <= x0:
             raise SlideError(f"{self.path.name}: region {y0}:{y1}, {x0}:{x1} lies outside level {level}"
                              f" ({h} x {w} px)")
-        return np.asarray(array[y0:y1, x0:x1])
+        try:
+            return np.asarray(array[y0:y1, x0:x1])
+        except Exception as exc:  # noqa: BLE001  (a codec's own error type: named for the user)
+            raise SlideError(f"{self.path.name}: the image data of level {level} at rows {y0}:{y1}, columns"
+                             f" {x0}:{x1} cannot be decoded ({type(exc).__name__}: {exc}); the file may be"
+                             " truncated or damaged (was it copied completely?)") from exc
 
     def dask_levels(self) -> list:
         """The pyramid as dask arrays (napari's multiscale image layer takes this list)."""
