@@ -776,6 +776,22 @@ def cat_full_disk(work: Path, rng, quick) -> list:
     return attempts
 
 
+def kill_cli_after(argv: list[str], delay: float) -> None:
+    """Run ``cervseg ARGV`` in a forked child and SIGKILL it after `delay` seconds."""
+    pid = os.fork()
+    if pid == 0:
+        sys.stderr = io.StringIO()
+        try:
+            from napari_cervseg.cli import main
+
+            main(argv)
+        finally:
+            os._exit(0)
+    time.sleep(delay)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+
 def cat_kill(work: Path, rng, quick) -> list:
     attempts = []
     src = work / "kill_in"
@@ -788,18 +804,7 @@ def cat_kill(work: Path, rng, quick) -> list:
 
         def fn(out=out, delay=delay):
             # kill a run after `delay` s, remember what it finished, resume, compare
-            pid = os.fork()
-            if pid == 0:
-                sys.stderr = io.StringIO()
-                try:
-                    from napari_cervseg.cli import main
-
-                    main(["segment", str(src), "--out", str(out), *BASELINE])
-                finally:
-                    os._exit(0)
-            time.sleep(delay)
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            kill_cli_after(["segment", str(src), "--out", str(out), *BASELINE], delay)
             finished = hash_files(out.glob("*_labels.png")) if out.exists() else {}
             finished.update(hash_files(p for p in out.glob("*.png") if (out / p.name.replace(
                 "_heatmap", "_labels").replace("_overlay", "_labels")).exists()) if out.exists() else {})
@@ -1258,18 +1263,7 @@ def cat_slides(work: Path, rng, quick) -> list:
         out = work / f"killed{k}"
 
         def killed(out=out, delay=delay):
-            pid = os.fork()
-            if pid == 0:
-                sys.stderr = io.StringIO()
-                try:
-                    from napari_cervseg.cli import main
-
-                    main(["slide", str(good), "--out", str(out), *SLIDE_BASE])
-                finally:
-                    os._exit(0)
-            time.sleep(delay)
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
+            kill_cli_after(["slide", str(good), "--out", str(out), *SLIDE_BASE], delay)
             kept = hash_files((out / "tiles").glob("r*.json")) if (out / "tiles").exists() else {}
             from napari_cervseg.cli import main
 

@@ -43,8 +43,8 @@ def background_colour(lab: np.ndarray) -> np.ndarray:
 
 #: the slide's own variation (noise, an uneven lamp) reaches at most this far (Lab units) from
 #: its colour: a threshold past it means the image's lower half holds stained matter (measured:
-#: 3-4 on the development fields, 16-31 on the real grey fields with their lamp gradient, 100-300
-#: on composed fields where 5-25 % of the slide shows)
+#: 3.0-4.6 on the development fields, 16-31 on the real grey fields with their lamp gradient, up
+#: to 272 on crowded composed fields: benchmarks/dev/slide_noise_spread.py)
 MAX_SLIDE_SPREAD = 50.0
 #: in a crowded field, enclosed slide larger than this (px) is a gap between cells, not a hole
 CROWDED_LARGEST_HOLE = MIN_CELL_AREA

@@ -18,6 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..io.images import write_text_atomic
+
 TABLE_PARQUET = "cells.parquet"
 TABLE_CSV = "cells.csv"
 GEOJSON = "cells.geojson"
@@ -79,6 +81,7 @@ def _columns(rows: list[dict]) -> list[str]:
 
 
 def _atomic(path: Path, write) -> None:
+    """Binary outputs (Parquet, PNG) written by their library to a temporary name, then renamed."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     write(tmp)
     os.replace(tmp, path)
@@ -159,7 +162,7 @@ def geojson_features(cells: list[dict]) -> dict:
 
 def write_geojson(path, cells: list[dict]) -> Path:
     path = Path(path)
-    _atomic(path, lambda p: p.write_text(json.dumps(geojson_features(cells))))
+    write_text_atomic(path, json.dumps(geojson_features(cells)))
     return path
 
 
@@ -204,7 +207,7 @@ def record_review(out, cell_id: int, decision: str, verdict: str | None = None, 
                                       "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     else:
         reviews.pop(str(int(cell_id)), None)
-    _atomic(out / REVIEWS, lambda p: p.write_text(json.dumps(reviews, indent=1)))
+    write_text_atomic(out / REVIEWS, json.dumps(reviews, indent=1))
     if (out / TABLE_PARQUET).exists():
         rows = read_table(out)
         for row in rows:
@@ -321,7 +324,7 @@ operating point <code>{html.escape(str(config.operating_point))}</code>.</p>
 <h2>The {len(gallery)} most suspicious cells (crop | heatmap)</h2>{"".join(items) or "<p>No cells.</p>"}
 <h2>Notes</h2><ul>{"".join(f"<li>{html.escape(w)}</li>" for w in result.warnings[:200]) or "<li>none</li>"}</ul>
 </body></html>"""
-    _atomic(path, lambda p: p.write_text(page))
+    write_text_atomic(path, page)
     return path
 
 
@@ -334,4 +337,4 @@ def write_outputs(result, slide, config, gallery: int = 24) -> None:
     write_geojson(out / GEOJSON, result.cells)
     shown = write_gallery(out, slide, result.cells, _model(config.model), config.method, gallery) if gallery else []
     write_report(out / REPORT, result, shown, config)
-    _atomic(out / SUMMARY, lambda p: p.write_text(json.dumps(result.summary(), indent=1)))
+    write_text_atomic(out / SUMMARY, json.dumps(result.summary(), indent=1))

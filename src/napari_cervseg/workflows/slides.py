@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..io.images import write_text_atomic
 from ..io.slides import Slide, open_slide
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
 from .fields import DEFAULT_FINDER, extent_outline
@@ -253,12 +254,7 @@ def run_tile(slide_path: str, spec: TileSpec, config: SlideConfig, out: str, tor
 
 
 def _write_json_atomic(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh, separators=(",", ":"))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, separators=(",", ":")))
 
 
 # --- which tiles hold cells -----------------------------------------------------------------------
