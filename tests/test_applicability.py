@@ -12,6 +12,7 @@ from napari_cervseg import load_model, segment_cell, segment_field
 from napari_cervseg.classify import WEIGHTS_DIR, bundled_models
 from napari_cervseg.classify.applicability import (
     STATISTICAL_CHECKS,
+    Applicability,
     assess,
     has_statistics,
     sidecar_path,
@@ -141,7 +142,7 @@ def test_a_field_cell_without_a_verdict_gets_no_class_and_is_not_counted(trained
     def first_not_judgeable(crop, **kw):
         result = real(crop, **kw)
         if not calls:  # as if the first crop were not a cell (the rest are judged as usual)
-            result.judgeable, result.not_judgeable = False, ["unlike_training_cells"]
+            result.assessment = Applicability(judgeable=False, reasons=["unlike_training_cells"])
             result.predicted_class = result.probability = None
         calls.append(result)
         return result

@@ -373,8 +373,8 @@ def test_a_field_edit_updates_hover_boxes_and_outlines(make_napari_viewer):
     rgb, _, _ = synthetic_field()
     image = viewer.add_image(rgb, name="field", rgb=True)
     result = segment_field(rgb, model=None, method="colour-baseline", finder="classic")
-    for row in result.table:  # every cell called abnormal, so that each has a box
-        row["predicted_class"], row["p_abnormal"] = "abnormal", 0.9
+    for record in result.records:  # every cell called abnormal, so that each has a box
+        record.predicted_class, record.p_abnormal = "abnormal", 0.9
     add_field_layers(viewer, image, result)
     cells, nuclei = viewer.layers["field cells"], viewer.layers["field nuclei"]
     n = result.n_cells
@@ -458,7 +458,8 @@ def test_a_field_cell_without_a_verdict_says_so_on_hover_and_in_measure(make_nap
     rgb, _, _ = synthetic_field()
     image = viewer.add_image(rgb, name="field", rgb=True)
     result = segment_field(rgb, model=None, method="colour-baseline", finder="classic")
-    result.table[0].update(predicted_class=None, p_abnormal=None, judgeable=False)
+    result.records[0].withhold("unlike_training_cells")
+    result.records[0].p_abnormal = None
     add_field_layers(viewer, image, result)
     cells = viewer.layers["field cells"]
     index = list(cells.features["index"]).index(result.table[0]["cell_id"])

@@ -201,16 +201,16 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(shape, indent=1))
     md = [f"# Code shape of {src}", "", f"`{shape['command']}`", "",
-          f"{shape['modules']} modules, {shape['lines']} lines; {shape['functions_over_80_lines']} functions over 80"
+          (f"{shape['modules']} modules, {shape['lines']} lines; {shape['functions_over_80_lines']} functions over 80"
           f" lines; {shape['imports_inside_functions']} imports inside functions;"
           f" module-level import cycles: {shape['module_level_import_cycles'] or 'none'};"
           f" cycles through imports inside functions: {shape['cycles_through_imports_inside_functions'] or 'none'};"
-          f" upward module-level imports: {len(shape['upward_module_imports'])}", "",
+          f" upward module-level imports: {len(shape['upward_module_imports'])}"), "",
           "| longest modules | lines |", "|---|---|", *[f"| {m} | {n} |" for n, m in shape["longest_modules"]], "",
           "| longest functions | lines |", "|---|---|", *[f"| {m} | {n} |" for n, m in shape["longest_functions"]], "",
-          f"Walk of one field ({shape['walk']['image']}, {shape['walk']['cells']} cells) through segment_field:"
+          (f"Walk of one field ({shape['walk']['image']}, {shape['walk']['cells']} cells) through segment_field:"
           f" {shape['walk']['files_entered']} package files entered, {shape['walk']['package_calls']} calls into"
-          f" package code, {shape['walk']['climbs']} climbs from a lower layer to a higher one.", "",
+          f" package code, {shape['walk']['climbs']} climbs from a lower layer to a higher one."), "",
           "Files in order of first entry: " + " -> ".join(m.removeprefix(PACKAGE + ".") for m in shape["walk"]["order"]),
           "", "Climbs: " + (", ".join(f"{e} ({n})" for e, n in shape["walk"]["climbs_by_edge"]) or "none")]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")

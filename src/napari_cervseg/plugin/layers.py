@@ -13,6 +13,7 @@ import numpy as np
 from .. import _gl_safety
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
+from ..measure.records import PREDICTED_CLASS, by_suspicion
 from ..segment.result import LABEL_COLOURS
 
 # Checked again here, not only when the package was imported: the package may have been imported
@@ -336,8 +337,7 @@ def abnormal_cell_boxes(rows: list[dict]) -> tuple[list[np.ndarray], list[str]]:
     """Rectangles (napari Shapes data, corner rows / cols) around the cells called abnormal, most
     suspicious first, and their texts (``id: p(abnormal)``: short, so that labels near the image's
     edge or a neighbour's box are not cut or run into each other; the red says abnormal)."""
-    chosen = sorted((r for r in rows if r.get("predicted_class") == "abnormal"),
-                    key=lambda r: -(r.get("p_abnormal") or 0.0))
+    chosen = by_suspicion([r for r in rows if r.get(PREDICTED_CLASS) == "abnormal"])
     boxes = [np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]], float)
              for r0, c0, r1, c1 in (r["bbox"] for r in chosen)]
     texts = [f"{r['cell_id']}: {r['p_abnormal']:.2f}" for r in chosen]

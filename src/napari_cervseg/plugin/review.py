@@ -74,7 +74,8 @@ class ReviewSlideWidget(Container):
 
     def open_run(self, folder=None) -> None:
         """Load the run in `folder` (default: the folder box), its slide and its cells."""
-        from ..workflows.slide_outputs import by_suspicion, read_table, verdict_of
+        from ..measure.records import by_suspicion, verdict_of
+        from ..workflows.slide_outputs import read_table
         from ..workflows.slides import SlideRunError, run_card
 
         out = Path(folder if folder is not None else self.folder_edit.value)

@@ -23,6 +23,7 @@ from ..classify.applicability import verdict_text
 from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..measure.descriptors import format_value, write_rows_csv
+from ..measure.records import P_ABNORMAL, PREDICTED_CLASS, by_suspicion
 from ..segment.settings import SegmentationError, Settings
 from .controls import MethodControls, model_edit
 from .layers import (
@@ -79,8 +80,8 @@ def field_rows(cells_layer, nuclei_layer, image=None, pixel_size=None) -> list[d
     from ..workflows.fields import cell_rows
 
     classes = {int(k): v for k, v in cells_layer.metadata.get("cervseg_classes", {}).items()}
-    rows = cell_rows(np.asarray(cells_layer.data), np.asarray(nuclei_layer.data), image, pixel_size, classes)
-    return sorted(rows, key=lambda r: -(r["p_abnormal"] if r.get("p_abnormal") is not None else -1.0))
+    return by_suspicion(cell_rows(np.asarray(cells_layer.data), np.asarray(nuclei_layer.data), image, pixel_size,
+                                  classes))
 
 
 def _layer_names(viewer, kind: str, first: tuple[str, ...] = ()):
@@ -264,8 +265,8 @@ class SegmentCellWidget(WorkerWidget):
 
                 self.last_field = field_from_boxes(image, finished_boxes, results)
                 names = add_field_layers(self.viewer, layer, self.last_field)
-                calls = ", ".join(f"{r['cell_id']}: {r['predicted_class'] or 'no verdict'} ({r['p_abnormal']:.2f})"
-                                  for r in self.last_field.table if r.get("p_abnormal") is not None)
+                calls = ", ".join(f"{r.cell_id}: {r.verdict} ({r.p_abnormal:.2f})"
+                                  for r in self.last_field.records if r.p_abnormal is not None)
                 self.panel.tell(self.panel.result.value + f"\nper cell: {calls}\ninstances in '{names['cells']}'")
 
         self.start(steps, yielded=done.append, finished=finished_cells)
@@ -399,10 +400,9 @@ def add_field_layers(viewer, image_layer, result) -> dict:
     existing = [layer.name for layer in viewer.layers]
     geometry = {"scale": image_layer.scale[-2:], "translate": image_layer.translate[-2:]}
     # a cell given no class reads "no verdict" on hover and in Measure (not blank, not "background")
-    shown = [{**r, "predicted_class": r.get("predicted_class") or NO_VERDICT} for r in result.table]
+    shown = [{**r.row(), PREDICTED_CLASS: r.verdict} for r in result.records]
     features = field_features(shown)
-    classes = {r["cell_id"]: {"predicted_class": r["predicted_class"], "p_abnormal": r["p_abnormal"]}
-               for r in shown}
+    classes = {r.cell_id: {PREDICTED_CLASS: r.verdict, P_ABNORMAL: r.p_abnormal} for r in result.records}
     # both names first: each layer names its partner from the moment it is added, so a Measure
     # widget that takes the first one never reads instance ids as 0/1/2 labels
     names, replace = {}, {}
@@ -425,7 +425,7 @@ def add_field_layers(viewer, image_layer, result) -> dict:
                                        metadata=metadata, **geometry)
         target.features = features
     if result.heatmap is not None and result.heatmap.any():
-        explained = {r.get("explained_class") for r in result.table} - {None}
+        explained = {r.explained_class for r in result.records} - {None}
         hname = heatmap_layer_name(image_layer.name, result.settings.get("explain_method") or result.method,
                                    explained.pop() if len(explained) == 1 else "predicted")
         _show_heatmap(viewer, hname, result.heatmap, image_layer, visible=False)
@@ -494,8 +494,6 @@ def _follow_field_edits(viewer, cells_layer, nuclei_layer, image_name: str, clas
 
 #: outline colours by verdict
 OUTLINE_COLOURS = {"abnormal": "red", "normal": "cyan", None: "yellow"}
-#: what a field cell without a class shows as its class
-NO_VERDICT = "no verdict"
 
 
 def _show_outlines(viewer, image_layer, result, geometry) -> None:
@@ -505,14 +503,13 @@ def _show_outlines(viewer, image_layer, result, geometry) -> None:
     if name in viewer.layers:
         viewer.layers.remove(name)
     outlines = result.outlines()
-    rows = [r for r in result.table if len(outlines.get(r["cell_id"], ())) >= 3]
-    if not rows:
+    records = [r for r in result.records if len(outlines.get(r.cell_id, ())) >= 3]
+    if not records:
         return
-    viewer.add_shapes([outlines[r["cell_id"]] for r in rows], shape_type="polygon", name=name,
-                      edge_color=[OUTLINE_COLOURS.get(r.get("predicted_class"), "yellow") for r in rows],
+    viewer.add_shapes([outlines[r.cell_id] for r in records], shape_type="polygon", name=name,
+                      edge_color=[OUTLINE_COLOURS.get(r.predicted_class, "yellow") for r in records],
                       face_color="transparent", edge_width=2, opacity=0.8,
-                      features={"cell_id": [r["cell_id"] for r in rows],
-                                "class": [r.get("predicted_class") or "no verdict" for r in rows]},
+                      features={"cell_id": [r.cell_id for r in records], "class": [r.verdict for r in records]},
                       **geometry)
 
 

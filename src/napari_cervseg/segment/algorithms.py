@@ -64,8 +64,8 @@ def explain_or_reuse(model, rgb: np.ndarray, method: str, target, layer, explana
 
 def _from_explanation(expl: Explanation, **fields) -> SegmentationResult:
     return SegmentationResult(heatmap=expl.heatmap, predicted_class=expl.predicted_class,
-                              probability=expl.probability, probabilities=expl.probabilities,
-                              explained_class=expl.target_class, **fields)
+                              probability=expl.probability, probabilities=expl.probabilities, explanation=expl,
+                              **fields)
 
 
 def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", settings: CamSettings | None = None,
@@ -137,7 +137,7 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", setting
     rough_map = rough.copy()
     rough_map[top] = 2
     return _from_explanation(expl, labels=labels, rough=rough_map, method=method, algorithm="lrp",
-                             relevance=expl.relevance, inpainter=inpainter_used, timings=stages.timings,
+                             inpainter=inpainter_used, timings=stages.timings,
                              settings=settings.as_dict())
 
 

@@ -107,9 +107,7 @@ def _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warning
 def give_verdict(result: SegmentationResult, model_obj, rgb: np.ndarray, labels: np.ndarray) -> None:
     """Check that the input is a cell the classifier can judge; if not, withhold the class and say why."""
     verdict = assess(model_obj, rgb, labels)
-    result.judgeable = verdict.judgeable
-    result.not_judgeable = list(verdict.reasons)
-    result.applicability = verdict.summary()
+    result.assessment = verdict
     if not verdict.judgeable:
         result.predicted_class = result.probability = None
         result.warnings.append(verdict.warning())

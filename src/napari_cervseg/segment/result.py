@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..classify.applicability import Applicability
+from ..explain import Explanation
 from ..io.images import to_rgb_uint8
 
 
@@ -34,10 +36,13 @@ class SegmentationResult:
         The probability of ``predicted_class``.
     probabilities : dict of str to float
         Every class's probability, as the network answered (kept when the verdict is withheld).
-    explained_class : str or None
-        The class the heatmap explains.
-    relevance : ndarray or None
-        Raw LRP relevance (the model's input size).
+    explanation : Explanation or None
+        The explanation the segmentation came from (its ``target_class`` is :attr:`explained_class`,
+        LRP's raw ``relevance`` is :attr:`relevance`); None for the colour baseline and the finder.
+    assessment : Applicability or None
+        Whether the input is a cell the classifier can judge, and why not
+        (:func:`napari_cervseg.classify.applicability.assess`); :attr:`judgeable`,
+        :attr:`not_judgeable` and :attr:`applicability` read it.
     inpainter : str or None
         The inpainter Algorithm 2 used.
     model : str or None
@@ -48,14 +53,6 @@ class SegmentationResult:
         The method's settings (``dataclasses.asdict`` of its settings class) as run.
     warnings : list of str
         What the user should know (input conversions, options ignored, no cell found, no verdict).
-    judgeable : bool
-        Whether the input is a cell the classifier can judge
-        (:func:`napari_cervseg.classify.applicability.assess`); when False the class is withheld.
-    not_judgeable : list of str
-        Why not: the failed checks (``too_small``, ``no_contrast``, ``no_cell_found``,
-        ``unlike_training_cells``, ``unusual_colours``); empty when judgeable.
-    applicability : dict
-        The checks that ran and were skipped, what they measured and their limits.
     """
 
     labels: np.ndarray  # uint8: 0 background, 1 cytoplasm, 2 nucleus
@@ -66,16 +63,39 @@ class SegmentationResult:
     predicted_class: str | None = None
     probability: float | None = None  # of the predicted class
     probabilities: dict = field(default_factory=dict)
-    explained_class: str | None = None
-    relevance: np.ndarray | None = None  # raw LRP relevance (model input size)
+    explanation: Explanation | None = None
+    assessment: Applicability | None = None
     inpainter: str | None = None
     model: str | None = None
     timings: dict = field(default_factory=dict)  # seconds per stage
     settings: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
-    judgeable: bool = True
-    not_judgeable: list = field(default_factory=list)
-    applicability: dict = field(default_factory=dict)
+
+    @property
+    def explained_class(self) -> str | None:
+        """The class the heatmap explains (None without an explanation)."""
+        return None if self.explanation is None else self.explanation.target_class
+
+    @property
+    def relevance(self) -> np.ndarray | None:
+        """LRP's raw relevance at the model's input size (None for the CAM family and no explanation)."""
+        return None if self.explanation is None else self.explanation.relevance
+
+    @property
+    def judgeable(self) -> bool:
+        """Whether the input is a cell the classifier can judge; when False the class is withheld."""
+        return True if self.assessment is None else self.assessment.judgeable
+
+    @property
+    def not_judgeable(self) -> list[str]:
+        """Why not: the failed checks (``too_small``, ``no_contrast``, ``no_cell_found``,
+        ``unlike_training_cells``, ``unusual_colours``); empty when judgeable."""
+        return [] if self.assessment is None else list(self.assessment.reasons)
+
+    @property
+    def applicability(self) -> dict:
+        """The checks that ran and were skipped, what they measured and their limits (JSON-friendly)."""
+        return {} if self.assessment is None else self.assessment.summary()
 
     @property
     def cell_found(self) -> bool:

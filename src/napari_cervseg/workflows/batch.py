@@ -413,8 +413,7 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
                (out / f"{stem}_labels.png", result.labels)]
     _write_outputs(outputs, replace_labels=config.overwrite)
     # each cell's class with its centroid: on a re-run the class follows the cell, not its id
-    classes = {r["cell_id"]: [r.get("predicted_class"), r.get("p_abnormal"), *(round(v, 1) for v in r["centroid"])]
-               for r in result.table}
+    classes = {r.cell_id: [r.predicted_class, r.p_abnormal, *(round(v, 1) for v in r.centroid)] for r in result.records}
     row = {"image": stem, "source": item.label, "status": "segmented", "field": True, "method": result.method,
            "n_cells": result.n_cells, "abnormal_cells": len(result.abnormal_ids),
            "cells_without_verdict": len(result.no_verdict_ids), "verdict": result.verdict(),

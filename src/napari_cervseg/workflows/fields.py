@@ -28,6 +28,7 @@ from ..classify import load_model
 from ..classify.predict import classify
 from ..io.images import to_rgb_uint8
 from ..measure.descriptors import measure
+from ..measure.records import P_ABNORMAL, PREDICTED_CLASS, CellRecord, by_suspicion
 from ..segment.cells import MIN_CELL_AREA, find_nuclei, foreground_mask, lab_image, partition_cells
 from ..segment.pipeline import give_verdict, segment_cell
 from ..segment.result import SegmentationResult, overlay
@@ -63,11 +64,11 @@ class FieldResult:
         0 background, 1 cytoplasm, 2 nucleus, as everywhere else.
     heatmap : ndarray (H, W) float32
         Each cell's explanation in its place (0 outside cells).
-    table : list of dict
-        One row per cell: ``cell_id``, ``bbox`` (row0, col0, row1, col1), ``centroid``,
-        ``predicted_class``, ``probability``, ``p_abnormal``, ``explained_class``, ``judgeable``,
-        ``not_judgeable`` (the failed checks; a crop that is not a cell the classifier can judge
-        gets no class and is not counted among the abnormal cells), ``warnings`` and the :func:`~napari_cervseg.measure` descriptors of that cell alone.
+    records : list of CellRecord
+        One record per cell, in id order: box, centroid, class, p(abnormal), why no verdict (a crop
+        that is not a cell the classifier can judge gets no class and is not counted among the
+        abnormal cells) and the :func:`~napari_cervseg.measure` descriptors of that cell alone.
+        :attr:`table` is the same as flat rows.
     method : str
     model : str or None
     settings : dict
@@ -85,7 +86,7 @@ class FieldResult:
     nuclei: np.ndarray
     labels: np.ndarray
     heatmap: np.ndarray
-    table: list = field(default_factory=list)
+    records: list[CellRecord] = field(default_factory=list)
     method: str = DEFAULT_SEGMENT_METHOD
     model: str | None = None
     settings: dict = field(default_factory=dict)
@@ -114,22 +115,33 @@ class FieldResult:
     def outlines(self) -> dict[int, np.ndarray]:
         """Each cell's outline as a polygon, (N, 2) float (row, col) in the field's pixels, from
         its full extent (overlapping outlines cross where cells overlap)."""
-        return {int(r["cell_id"]): extent_outline(*self.extent(r["cell_id"])) for r in self.table}
+        return {r.cell_id: extent_outline(*self.extent(r.cell_id)) for r in self.records}
+
+    @property
+    def table(self) -> list[dict]:
+        """One flat row per cell (:meth:`CellRecord.row`): what tables, CSVs and napari features hold."""
+        return [r.row() for r in self.records]
+
+    def record(self, cell_id: int) -> CellRecord:
+        """The record of cell ``cell_id``."""
+        for r in self.records:
+            if r.cell_id == int(cell_id):
+                return r
+        raise KeyError(f"no cell {cell_id} in this field; it has {self.n_cells} cells")
 
     @property
     def n_cells(self) -> int:
         """How many cells were found."""
-        return len(self.table)
+        return len(self.records)
 
     @property
     def abnormal_ids(self) -> list[int]:
         """Ids of the cells called abnormal, most suspicious first."""
-        rows = [r for r in self.table if r.get("predicted_class") == "abnormal"]
-        return [r["cell_id"] for r in sorted(rows, key=lambda r: -(r.get("p_abnormal") or 0))]
+        return [r.cell_id for r in by_suspicion([r for r in self.records if r.predicted_class == "abnormal"])]
 
     def rows_by_suspicion(self) -> list[dict]:
         """The table sorted by p(abnormal), highest first: what a screener looks at first."""
-        return sorted(self.table, key=lambda r: -(r.get("p_abnormal") if r.get("p_abnormal") is not None else -1))
+        return [r.row() for r in by_suspicion(self.records)]
 
     def overlay(self, image, alpha: float = 0.45) -> np.ndarray:
         """RGB uint8 picture: labels over the image, every cell outlined, abnormal cells boxed in
@@ -139,11 +151,11 @@ class FieldResult:
     @property
     def no_verdict_ids(self) -> list[int]:
         """Ids of the cells given no class (not a cell the classifier can judge, or several cells)."""
-        return [r["cell_id"] for r in self.table if r.get("predicted_class") is None]
+        return [r.cell_id for r in self.records if r.predicted_class is None]
 
     def verdict(self) -> str:
         """The field's flag for a screener: what to review first."""
-        return field_verdict(len(self.table), len(self.abnormal_ids), len(self.no_verdict_ids))
+        return field_verdict(self.n_cells, len(self.abnormal_ids), len(self.no_verdict_ids))
 
     def summary(self) -> dict:
         """JSON-friendly description without the arrays."""
@@ -348,19 +360,19 @@ def _own_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarra
     return parts == int(np.argmax(sizes))
 
 
-def _cell_row(cell_id: int, region: np.ndarray, nucleus: np.ndarray, image, origin, pixel_size) -> dict:
+def _cell_record(cell_id: int, region: np.ndarray, nucleus: np.ndarray, image, origin, pixel_size) -> CellRecord:
     """One cell's id, box, centroid and descriptors, measured on that cell alone (0/1/2 labels of
-    its own pixels in its own box: no neighbour's pixel counts)."""
+    its own pixels in its own box: no neighbour's pixel counts); no class yet."""
     rows, cols = np.nonzero(region)
     r0, r1, c0, c1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
     own = np.zeros((r1 - r0, c1 - c0), np.uint8)
     own[region[r0:r1, c0:c1]] = 1
     own[nucleus[r0:r1, c0:c1] & region[r0:r1, c0:c1]] = 2
     crop = None if image is None else image[r0:r1, c0:c1]
-    return {"cell_id": int(cell_id),
-            "bbox": (int(origin[0] + r0), int(origin[1] + c0), int(origin[0] + r1), int(origin[1] + c1)),
-            "centroid": (float(origin[0] + rows.mean()), float(origin[1] + cols.mean())),
-            **measure(own, crop, pixel_size=pixel_size)}
+    return CellRecord(cell_id=int(cell_id),
+                      bbox=(int(origin[0] + r0), int(origin[1] + c0), int(origin[0] + r1), int(origin[1] + c1)),
+                      centroid=(float(origin[0] + rows.mean()), float(origin[1] + cols.mean())),
+                      descriptors=measure(own, crop, pixel_size=pixel_size))
 
 
 def cell_rows(cells: np.ndarray, nuclei: np.ndarray, image=None, pixel_size: float | None = None,
@@ -398,10 +410,10 @@ def cell_rows(cells: np.ndarray, nuclei: np.ndarray, image=None, pixel_size: flo
     for k, box in enumerate(ndi.find_objects(cells.astype(np.int64)), start=1):
         if box is None:
             continue
-        region = cells[box] == k
-        row = _cell_row(k, region, nuclei[box] == k, None if rgb is None else rgb[box],
-                        (box[0].start, box[1].start), pixel_size)
-        rows.append({**row, **(classes or {}).get(k, {})})
+        record = _cell_record(k, cells[box] == k, nuclei[box] == k, None if rgb is None else rgb[box],
+                              (box[0].start, box[1].start), pixel_size)
+        rows.append({"cell_id": record.cell_id, "bbox": record.bbox, "centroid": record.centroid,
+                     **record.descriptors, **(classes or {}).get(k, {})})
     return rows
 
 
@@ -423,7 +435,7 @@ def stored_classes(cell_classes, cells: np.ndarray) -> dict[int, dict]:
     for key, value in cell_classes.items():
         if not isinstance(value, (list, tuple)) or len(value) < 2:
             continue
-        entry = {"predicted_class": value[0], "p_abnormal": value[1]}
+        entry = {PREDICTED_CLASS: value[0], P_ABNORMAL: value[1]}
         if len(value) >= 4:
             r, c = int(round(float(value[2]))), int(round(float(value[3])))
             if 0 <= r < cells.shape[0] and 0 <= c < cells.shape[1] and cells[r, c] > 0:
@@ -521,7 +533,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     nuclei = np.zeros((h, w), np.int32)
     nearest = np.full((h, w), np.inf, np.float32)
     heatmap = np.zeros((h, w), np.float32)
-    table: list[dict] = []
+    records: list[CellRecord] = []
     extents: dict = {}
     stopped = False
     t_cells = time.perf_counter()
@@ -545,7 +557,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                                   warn_if_field=False)
         nucleus = _own_nucleus(result, region, seed)
         region |= nucleus
-        cell_id = len(table) + 1
+        cell_id = len(records) + 1
         # the labels layer: each pixel to the cell whose nucleus is nearest (the nucleus its own)
         distance = ndi.distance_transform_edt(~nucleus) if nucleus.any() else _distance_to_centre(region)
         take = region & (distance < nearest[r0:r1, c0:c1])
@@ -556,28 +568,18 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         nuclei_box[take & nucleus] = cell_id
         if result.heatmap is not None:
             heatmap[r0:r1, c0:c1][take] = result.heatmap[take]
-        p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
-        row = {
-            **_cell_row(cell_id, region, nucleus, crop, (r0, c0), pixel_size),
-            "predicted_class": result.predicted_class, "probability": result.probability,
-            "p_abnormal": None if p_abnormal is None else float(p_abnormal),
-            "explained_class": result.explained_class,
-            "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable),
-            "warnings": [w for w in result.warnings if not w.startswith("option ")],
-        }
+        record = _cell_record(cell_id, region, nucleus, crop, (r0, c0), pixel_size)
+        _judge(record, result)
         bare = nucleus.any() and (region & ~nucleus).sum() < BARE_NUCLEUS_CYTOPLASM * nucleus.sum()
         if bare:  # a nucleus without its cytoplasm is not a cell the classifier can judge
-            row.update(predicted_class=None, probability=None, judgeable=False,
-                       not_judgeable=", ".join(filter(None, [row["not_judgeable"], "bare nucleus: no cytoplasm found"])))
-            row["warnings"].append("no cytoplasm found around this nucleus: no verdict (cells packed together?)")
+            record.withhold("bare nucleus: no cytoplasm found",
+                            "no cytoplasm found around this nucleus: no verdict (cells packed together?)")
         extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei[r0:r1, c0:c1], n))
         if extra:
             # a region with two nuclei may be two cells merged: no confident class, listed for review
-            row.update(predicted_class=None, probability=None, judgeable=False,
-                       not_judgeable=", ".join(filter(None, [row["not_judgeable"],
-                                                             f"several cells: {extra + 1} nuclei in one region"])))
-            row["warnings"].append(f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
-        table.append(row)
+            record.withhold(f"several cells: {extra + 1} nuclei in one region",
+                            f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
+        records.append(record)
         rows_, cols_ = np.nonzero(region)
         e0, e1 = rows_.min(), cols_.min()
         extents[cell_id] = ((r0 + int(e0), c0 + int(e1), r0 + int(rows_.max()) + 1, c0 + int(cols_.max()) + 1),
@@ -598,11 +600,11 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
             warnings.append(f"only {covered:.0%} of the stained area lies in a found cell: cells may have been"
                             " missed (a crowded field, or cells without a visible nucleus); check the outlines")
     if stopped:
-        warnings.append(f"stopped after {len(table)} of {len(found)} cells; the rest were not segmented")
+        warnings.append(f"stopped after {len(records)} of {len(found)} cells; the rest were not segmented")
     warnings += [f"option {k!r} does not apply to method {method!r}; ignored" for k in ignored]
     stages.timings["total"] = time.perf_counter() - t_start
     stages.report("done", 1.0)
-    return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, table=table, method=method,
+    return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, records=records, method=method,
                        model=getattr(model_obj, "source", None), settings=field_settings.as_dict(),
                        timings=stages.timings, warnings=warnings, extents=extents,
                        finder=finder if finder == "classic" else "learned")
@@ -610,6 +612,16 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
 
 #: what segment_field does with each found cell
 PER_CELL = ("segment", "classify")
+
+
+def _judge(record: CellRecord, result: SegmentationResult) -> None:
+    """A cell's class, p(abnormal), explained class and reasons for no verdict, from the result of its crop."""
+    p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
+    record.predicted_class, record.probability = result.predicted_class, result.probability
+    record.p_abnormal = None if p_abnormal is None else float(p_abnormal)
+    record.explained_class = result.explained_class
+    record.judgeable, record.not_judgeable = result.judgeable, list(result.not_judgeable)
+    record.warnings = [w for w in result.warnings if not w.startswith("option ")]
 
 
 def classify_found_cell(crop: np.ndarray, region: np.ndarray, seed: np.ndarray, model_obj,
@@ -625,7 +637,7 @@ def classify_found_cell(crop: np.ndarray, region: np.ndarray, seed: np.ndarray, 
         cls, prob, probs = classify(model_obj, crop, operating_point=operating_point)
     result = SegmentationResult(labels=labels, rough=labels.copy(), heatmap=None, method="finder",
                                 algorithm="none", predicted_class=cls, probability=prob, probabilities=probs,
-                                explained_class=None, model=getattr(model_obj, "source", None))
+                                model=getattr(model_obj, "source", None))
     give_verdict(result, model_obj, crop, labels)
     return result
 
@@ -693,13 +705,13 @@ def field_overlay(image, result: FieldResult, alpha: float = 0.45) -> np.ndarray
     edges = cv2.morphologyEx(result.cells.astype(np.float32), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
     picture[edges] = (255, 255, 255)
     scale = max(0.4, min(picture.shape[:2]) / 1200)
-    for row in result.table:
-        if row.get("predicted_class") != "abnormal":
+    for record in result.records:
+        if record.predicted_class != "abnormal":
             continue
-        r0, c0, r1, c1 = row["bbox"]
+        r0, c0, r1, c1 = record.bbox
         thickness = max(2, int(round(2 * scale)))
         cv2.rectangle(picture, (c0, r0), (c1 - 1, r1 - 1), ABNORMAL_COLOUR, thickness)
-        text = f"{row['cell_id']} abnormal {row['p_abnormal']:.2f}"
+        text = f"{record.cell_id} abnormal {record.p_abnormal:.2f}"
         cv2.putText(picture, text, (c0 + 2, max(12, r0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
                     ABNORMAL_COLOUR, max(1, thickness // 2), cv2.LINE_AA)
     return picture
@@ -731,7 +743,7 @@ def field_from_boxes(image, boxes, results, pixel_size: float | None = None) -> 
     nuclei = np.zeros((h, w), np.int32)
     heatmap = np.zeros((h, w), np.float32)
     nearest = np.full((h, w), np.inf, np.float32)
-    classes = {}
+    judged: dict[int, SegmentationResult] = {}
     for i, ((r0, c0, r1, c1), result) in enumerate(zip(boxes, results, strict=True), start=1):
         if result is None or not result.cell_found:
             continue
@@ -745,17 +757,21 @@ def field_from_boxes(image, boxes, results, pixel_size: float | None = None) -> 
         nuclei_box[take & (result.labels != 2)] = 0
         if result.heatmap is not None:
             heatmap[r0:r1, c0:c1][take] = result.heatmap[take]
-        p_abnormal = result.probabilities.get("abnormal") if result.probabilities else None
-        classes[i] = {"predicted_class": result.predicted_class, "probability": result.probability,
-                      "p_abnormal": None if p_abnormal is None else float(p_abnormal),
-                      "judgeable": result.judgeable, "not_judgeable": ", ".join(result.not_judgeable)}
+        judged[i] = result
     nuclei[cells == 0] = 0
-    table = cell_rows(cells, nuclei, rgb, pixel_size, classes)
+    records = []
+    for k, box in enumerate(ndi.find_objects(cells), start=1):
+        if box is None:
+            continue
+        record = _cell_record(k, cells[box] == k, nuclei[box] == k, rgb[box], (box[0].start, box[1].start),
+                              pixel_size)
+        _judge(record, judged[k])
+        records.append(record)
     labels = np.zeros((h, w), np.uint8)
     labels[cells > 0] = 1
     labels[nuclei > 0] = 2
     done = [r for r in results if r is not None]
-    return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, table=table,
+    return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, records=records,
                        method=done[0].method if done else DEFAULT_SEGMENT_METHOD,
                        model=done[0].model if done else None, settings=done[0].settings if done else {},
                        finder="boxes")

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..io.images import write_text_atomic
+from ..measure.records import by_suspicion, verdict_of
 
 TABLE_PARQUET = "cells.parquet"
 TABLE_CSV = "cells.csv"
@@ -36,16 +37,6 @@ LEAD_COLUMNS = ("cell_id", "tile", "y", "x", "bbox_y0", "bbox_x0", "bbox_y1", "b
                 "predicted_class", "p_abnormal", "probability", "judgeable", "not_judgeable", "review", "notes")
 #: QuPath classification colours (RGB)
 CLASS_COLOURS = {"abnormal": (230, 20, 20), "normal": (40, 160, 60), "no verdict": (150, 150, 150)}
-
-
-def verdict_of(cell: dict) -> str:
-    """'abnormal', 'normal' or 'no verdict' (a cell the classifier cannot judge, or several cells)."""
-    return cell.get("predicted_class") or "no verdict"
-
-
-def by_suspicion(cells: list[dict]) -> list[dict]:
-    """Cells from the most to the least suspicious: by p(abnormal), cells without one last."""
-    return sorted(cells, key=lambda c: (c.get("p_abnormal") is None, -(c.get("p_abnormal") or 0.0), c["cell_id"]))
 
 
 def class_counts(cells: list[dict]) -> dict:

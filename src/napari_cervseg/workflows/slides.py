@@ -31,6 +31,7 @@ import numpy as np
 
 from ..io.images import write_text_atomic
 from ..io.slides import Slide, open_slide
+from ..measure.records import BBOX, CELL_ID, CENTROID, WARNINGS
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
 from .fields import DEFAULT_FINDER, extent_outline
 from .run_folder import folder_lock
@@ -212,21 +213,21 @@ def segment_tile(slide: Slide, spec: TileSpec, config: SlideConfig) -> dict:
                            within=(spec.y0 - ry0 - OWNERSHIP_SLACK, spec.x0 - rx0 - OWNERSHIP_SLACK,
                                    spec.y1 - ry0 + OWNERSHIP_SLACK, spec.x1 - rx0 + OWNERSHIP_SLACK))
     cells = []
-    for row in result.table:
-        cell_id = row["cell_id"]
+    for cell in result.records:
+        cell_id = cell.cell_id
         box, mask = result.extent(cell_id)
         nucleus_ring = []
         nucleus = result.nuclei[box[0]:box[2], box[1]:box[3]] == cell_id
         if nucleus.any():
             nucleus_ring = _contour_points((ry0 + box[0], rx0 + box[1]), nucleus)
         y0, x0, y1, x1 = box
-        cy, cx = row["centroid"]
-        record = {k: v for k, v in row.items() if k not in ("cell_id", "bbox", "centroid", "warnings")}
+        cy, cx = cell.centroid
+        record = {k: v for k, v in cell.row().items() if k not in (CELL_ID, BBOX, CENTROID, WARNINGS)}
         record.update(tile=spec.name, y=ry0 + float(cy), x=rx0 + float(cx),
                       bbox=[ry0 + y0, rx0 + x0, ry0 + y1, rx0 + x1],
                       nucleus_centre=_nucleus_centre(nucleus, (ry0 + y0, rx0 + x0)),
                       outline=_contour_points((ry0 + y0, rx0 + x0), mask), nucleus_outline=nucleus_ring,
-                      notes="; ".join(row.get("warnings") or []))
+                      notes="; ".join(cell.warnings))
         cells.append(record)
     return {"tile": spec.name, "box": [spec.y0, spec.x0, spec.y1, spec.x1], "cells": cells,
             "warnings": [w for w in result.warnings if not w.startswith("only ")],
