@@ -85,3 +85,32 @@ def test_segment_at_the_screening_point_reports_that_class(tmp_path):
     assert row["predicted_class"] == "abnormal"  # threshold 0: every cell is called abnormal
     assert (cv2.imread(str(tmp_path / "a" / "cell_labels.png"), cv2.IMREAD_UNCHANGED)
             == cv2.imread(str(tmp_path / "b" / "cell_labels.png"), cv2.IMREAD_UNCHANGED)).all()
+
+
+def test_grouping_is_an_ordinary_option_through_cli_and_batch(tmp_path, synthetic_cells, model_file):
+    """``--grouping`` is built from the settings like any option; it reaches segment_cell through
+    BatchConfig.options (the run card still names it)."""
+    from napari_cervseg import segment_cell
+
+    src = _write(tmp_path / "cell.png", synthetic_cells[0][0])
+    out = tmp_path / "out"
+    assert main(["segment", str(src), "--out", str(out), "--model", model_file, "--method", "gradcam++",
+                 "--grouping", "kmeans", "--workers", "1", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["grouping"] == "kmeans" and summary["options"] == {"grouping": "kmeans"}
+    expected = segment_cell(cv2.cvtColor(cv2.imread(str(src)), cv2.COLOR_BGR2RGB), model=model_file,
+                            method="gradcam++", grouping="kmeans")
+    assert expected.settings["grouping"] == "kmeans"
+    np.testing.assert_array_equal(cv2.imread(str(out / "cell_labels.png"), cv2.IMREAD_UNCHANGED), expected.labels)
+
+
+def test_batch_config_grouping_moves_into_the_options():
+    import pytest
+
+    from napari_cervseg.workflows.batch import BatchConfig
+
+    config = BatchConfig(grouping="kmeans", options={"dilation": 5.0})
+    assert config.options == {"dilation": 5.0, "grouping": "kmeans"} and config.grouping is None
+    assert BatchConfig(options={"grouping": "gmm"}).options == {"grouping": "gmm"}
+    with pytest.raises(ValueError, match="disagree"):
+        BatchConfig(grouping="gmm", options={"grouping": "kmeans"})

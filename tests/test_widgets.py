@@ -175,16 +175,17 @@ def test_segment_widget_settings_are_the_dataclass_defaults_and_follow_the_metho
 
 
 def test_setting_controls_bounds_are_values_the_settings_accept():
-    """The number controls' bounds (the widget's only own numbers) stay within the dataclasses' checks."""
-    import dataclasses
+    """The number controls' bounds are the settings' own (``setting_specs``), values the dataclasses accept."""
+    from napari_cervseg.plugin.controls import MethodControls
+    from napari_cervseg.segment.settings import SETTINGS_CLASSES, SegmentationError, setting_specs
 
-    from napari_cervseg.plugin.controls import SETTING_LIMITS, setting_fields
-    from napari_cervseg.segment.settings import SETTINGS_CLASSES, SegmentationError
-
-    fields = setting_fields()
-    assert set(SETTING_LIMITS) == {n for n, f in fields.items() if f.type in ("int", "float")}
-    for name, (low, high) in SETTING_LIMITS.items():
-        cls = next(c for c in SETTINGS_CLASSES.values() if name in {f.name for f in dataclasses.fields(c)})
+    controls = MethodControls().setting_controls
+    numbers = {n: s for n, s in setting_specs().items() if s.type in (int, float) and not s.optional}
+    assert numbers and all(spec.bounds is not None for spec in numbers.values())
+    for name, spec in numbers.items():
+        low, high = controls[name].min, controls[name].max
+        assert (low, high) == spec.bounds
+        cls = SETTINGS_CLASSES[next(iter(spec.defaults))]
         assert getattr(cls(**{name: low}), name) == low and getattr(cls(**{name: high}), name) == high
         with pytest.raises(SegmentationError):
             cls(**{name: high * 2 + 1})

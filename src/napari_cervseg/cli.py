@@ -76,9 +76,8 @@ def cmd_segment(args) -> int:
         return 2
     options = settings_options(args)
     try:  # a bad option value fails here, once, before any image is read
-        grouping = {"grouping": args.grouping} if args.grouping is not None else {}
-        settings_for(args.method, **grouping, **options)
-        check_values_of_every_method({**grouping, **options})
+        settings_for(args.method, **options)
+        check_values_of_every_method(options)
     except SegmentationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -126,7 +125,7 @@ def cmd_segment(args) -> int:
             return 2
     if args.operating_point is not None:
         options["operating_point"] = args.operating_point
-    config = BatchConfig(model=model, method=args.method, grouping=args.grouping, target=args.target,
+    config = BatchConfig(model=model, method=args.method, target=args.target,
                          device=args.device, options=options, pixel_size=args.pixel_size,
                          overwrite=args.overwrite, max_pixels=args.max_pixels or None, field_mode=args.field,
                          finder=args.finder)
@@ -593,58 +592,24 @@ def cmd_models(args) -> int:
     return 0
 
 
-#: what each setting means on the command line (the values and defaults come from the settings classes)
-SETTING_HELP = {
-    "nucleus_iterations": "GrabCut iterations of the nucleus pass",
-    "cytoplasm_iterations": "GrabCut iterations of the cell pass",
-    "work_size": "longest side (px) GrabCut works at",
-    "nucleus_seed": "how the heatmap's top group becomes the nucleus seed (see README)",
-    "dilation": "radius in px of a 128 px image",
-    "inpaint_nucleus": "inpaint the nucleus before the cell pass",
-    "layer": "CAM layer (default: the model card's)",
-    "smooth": "Gaussian sigma (px of a 128 px image) on the heatmap before grouping",
-    "log_scale_factor": "log scaling of the LRP relevance before grouping",
-    "inpainter": "what removes the nucleus before Algorithm 2's cell pass",
-    "lama_model": "local big-lama.pt (TorchScript)",
-    "segmenter": "self-trained: 'default' or a segmenter file from `cervseg self-train`",
-    "explain_method": "self-trained: the explanation shown beside its labels",
-    "tta": "self-trained: test-time augmentation (none, the 3 flips, or all 8 flips/rotations)",
-    "refine": "self-trained: argmax of the student's probabilities, or GrabCut seeded by them",
-    "cell_threshold": ("self-trained: p(cytoplasm) + p(nucleus) from which a pixel is cell (unset: the segmenter"
-                       " card's; the bundled one's is 0.2)"),
-}
-
-
 def add_settings_arguments(parser) -> None:
-    """One --option per setting of any method, typed and documented from the settings classes."""
-    import dataclasses
+    """One --option per setting of any method: its type, choices and help from the settings classes
+    (``segment.settings.setting_specs``), with each method's default."""
+    from .segment.settings import setting_specs
 
-    from .segment.settings import SETTINGS_CLASSES
-
-    seen: dict[str, dict] = {}
-    for algorithm, cls in SETTINGS_CLASSES.items():
-        for f in dataclasses.fields(cls):
-            if f.name == "grouping":
-                continue  # its own option: --grouping
-            entry = seen.setdefault(f.name, {"type": f.type, "defaults": {}})
-            entry["defaults"].setdefault(repr(f.default), []).append(algorithm)
-    choices = {"nucleus_seed": "NUCLEUS_SEEDS", "inpainter": "INPAINTERS", "explain_method": "METHODS",
-               "tta": "STUDENT_TTA", "refine": "STUDENT_REFINE"}
-    from .segment import settings as settings_module
-
-    for name, entry in seen.items():
-        defaults = "; ".join(f"{value} ({', '.join(algs)})" for value, algs in entry["defaults"].items())
-        help_text = f"{SETTING_HELP.get(name, name)} [default: {defaults}]"
+    for name, spec in setting_specs().items():
+        by_default: dict[str, list[str]] = {}
+        for algorithm, default in spec.defaults.items():
+            by_default.setdefault(repr(default), []).append(algorithm)
+        defaults = "; ".join(f"{value} ({', '.join(algs)})" for value, algs in by_default.items())
+        help_text = f"{spec.help} [default: {defaults}]"
         flag = "--" + name.replace("_", "-")
-        kind = str(entry["type"])
-        if kind == "bool":
+        if spec.type is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif name in choices:
-            values = getattr(settings_module, choices[name])
-            parser.add_argument(flag, default=None, choices=values, help=help_text)
+        elif spec.choices is not None:
+            parser.add_argument(flag, default=None, choices=spec.choices, help=help_text)
         else:
-            parser.add_argument(flag, type=int if kind == "int" else float if kind.startswith("float") else str,
-                                default=None, help=help_text)
+            parser.add_argument(flag, type=spec.type, default=None, help=help_text)
 
 
 def check_values_of_every_method(options: dict) -> None:
@@ -720,13 +685,11 @@ def settings_options(args) -> dict:
     """The settings given on the command line (those left unset keep each method's default)."""
     from .segment.settings import option_names
 
-    return {name: getattr(args, name) for name in option_names()
-            if name != "grouping" and getattr(args, name, None) is not None}
+    return {name: getattr(args, name) for name in option_names() if getattr(args, name, None) is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .io.images import MAX_PIXELS
-    from .segment.grouping import GROUPINGS
     from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
 
     parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
@@ -739,7 +702,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="image files, folders, globs (quote them) or multi-page TIFF stacks (one cell per page)")
     seg.add_argument("--out", required=True, help="output folder")
     seg.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
-    seg.add_argument("--grouping", default=None, choices=GROUPINGS)
     seg.add_argument("--model", default="default",
                      help="bundled model name, a .safetensors path or a Keras .keras / .h5 path ('none' for the colour"
                           " baseline without one)")

@@ -1,29 +1,26 @@
 """The method and settings controls of the Segment widgets, made from the settings dataclasses.
 
-One control per field of any method's settings class (``segment.settings``), typed and with its
-default from the dataclass, so a default exists once, for the CLI and the widgets alike.
+One control per setting of any method (``segment.settings.setting_specs``): its type, default,
+choices or bounds and its help (the tooltip) are those the settings classes check and the CLI
+offers, written once, in ``segment.settings``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from magicgui.widgets import ComboBox, LineEdit, create_widget
 
-from ..cli import SETTING_HELP
-from ..explain import METHODS as EXPLAIN_METHODS
-from ..segment.grouping import GROUPINGS
-from ..segment.inpaint import INPAINTERS
 from ..segment.settings import (
     BASELINE,
     DEFAULT_SEGMENT_METHOD,
-    NUCLEUS_SEEDS,
     SEGMENT_METHODS,
-    SETTINGS_CLASSES,
     Settings,
+    SettingSpec,
+    setting_specs,
     settings_for,
 )
-from ..segment.student import STUDENT_REFINE, STUDENT_TTA
 
 MODEL_TIP = ("'default' or 'ensemble3' (bundled: the compact network, or three averaged; see the README's"
              " Models), or the path of a .safetensors model (with its .json card) or of a Keras .keras / .h5 model"
@@ -37,24 +34,6 @@ def model_edit() -> LineEdit:
 
 #: the Segment widget's "call abnormal at" choices -> segment_cell's operating_point
 CALL_CHOICES = {"most probable class": None, "screening point": "screening"}
-#: the named values a setting may take (the settings classes refuse others)
-SETTING_CHOICES = {"grouping": GROUPINGS, "nucleus_seed": NUCLEUS_SEEDS, "inpainter": INPAINTERS,
-                   "explain_method": EXPLAIN_METHODS, "tta": STUDENT_TTA, "refine": STUDENT_REFINE}
-#: the bounds of the number controls (the settings classes refuse values outside theirs)
-SETTING_LIMITS = {"nucleus_iterations": (0, 100), "cytoplasm_iterations": (0, 100), "work_size": (16, 4096),
-                  "dilation": (0, 128), "smooth": (0, 64), "log_scale_factor": (0.01, 1e12)}
-_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "str | None": str, "float | None": str}
-
-
-def setting_fields() -> dict[str, dataclasses.Field]:
-    """Every setting of any method, as its dataclass field, in the settings classes' order."""
-    fields: dict[str, dataclasses.Field] = {}
-    for cls in SETTINGS_CLASSES.values():
-        for f in dataclasses.fields(cls):
-            fields.setdefault(f.name, f)
-    return fields
-
-
 def method_defaults(method: str) -> dict:
     """The settings ``method`` runs with by default, by name (from its settings dataclass)."""
     return dataclasses.asdict(settings_for(method)[0])
@@ -65,19 +44,30 @@ def _shown(value):
     return "" if value is None else value
 
 
-def _setting_control(f: dataclasses.Field):
-    """A magicgui control for one setting: its type, choices and bounds, the default of ``f``."""
-    value = _shown(f.default)
+def _setting_control(spec: SettingSpec):
+    """A magicgui control for one setting: its type, choices or bounds, help and (first method's) default.
+
+    An optional number (None: unset) is a text control, where empty is unset.
+    """
+    value = _shown(next(iter(spec.defaults.values())))
+    kind = str if spec.optional else spec.type
     options = {}
-    if f.name in SETTING_CHOICES:
-        options["choices"] = list(SETTING_CHOICES[f.name])
-    if f.name in SETTING_LIMITS:
-        options["min"], options["max"] = SETTING_LIMITS[f.name]
-    if f.type == "float":
+    if spec.choices is not None and kind is not bool:
+        options["choices"] = list(spec.choices)
+    if spec.bounds is not None and kind in (int, float):
+        options["min"], options["max"] = spec.bounds
+    if kind is float:
         options["step"] = 0.5
-    control = create_widget(value=value, annotation=_TYPES[str(f.type)], name=f.name,
+    control = create_widget(value=value, annotation=kind, name=spec.name,
                             widget_type="ComboBox" if "choices" in options else None, options=options)
-    control.tooltip = SETTING_HELP.get(f.name)
+    if kind is float and spec.bounds is not None:
+        # a spin box rounds its bounds to its decimals (2): show enough of them to hold the low bound
+        low = spec.bounds[0]
+        decimals = max(2, math.ceil(-math.log10(low)) if 0 < low < 1 else 0)
+        if decimals > control.native.decimals():
+            control.native.setDecimals(decimals)
+            control.min = low
+    control.tooltip = spec.help
     return control
 
 
@@ -102,7 +92,7 @@ class MethodControls:
     def __init__(self, method: str = DEFAULT_SEGMENT_METHOD):
         self.model_edit = model_edit()
         self.method_combo = ComboBox(label="method", choices=list(SEGMENT_METHODS), value=method)
-        self.setting_controls = {name: _setting_control(f) for name, f in setting_fields().items()}
+        self.setting_controls = {name: _setting_control(spec) for name, spec in setting_specs().items()}
         # screening: the model card's threshold on p(abnormal), chosen for a high abnormal recall
         self.call_combo = ComboBox(label="call abnormal at", choices=list(CALL_CHOICES), value="most probable class")
         self.widgets = [self.model_edit, self.method_combo, *self.setting_controls.values(), self.call_combo]
@@ -130,7 +120,7 @@ class MethodControls:
     def settings(self) -> Settings:
         """The chosen method's settings dataclass from the enabled controls (SegmentationError if
         a value is refused)."""
-        optional = {name for name, f in setting_fields().items() if f.default is None}
+        optional = {name for name, spec in setting_specs().items() if spec.optional}
         values = {name: None if name in optional and control.value == "" else control.value
                   for name, control in self.setting_controls.items() if control.enabled}
         return settings_for(self.method_combo.value, **values)[0]

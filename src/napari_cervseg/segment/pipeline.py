@@ -193,7 +193,6 @@ def segment_cell(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *
     t_start = time.perf_counter()
     method = check_method(method)
     algorithm = algorithm_of(method)
-    options = {k: v for k, v in options.items() if not (k == "grouping" and v is None)}
     settings, ignored = settings_for(method, settings, **options)
     model_obj = load_model(model, device=device) if model is not None else None
     if model_obj is None and method != BASELINE:

@@ -1,6 +1,8 @@
-"""Settings of each segmentation method, as frozen dataclasses: each default is written once here,
-shown by ``repr``, stored in every result (``dataclasses.asdict``), and what the CLI and the widgets
-build their controls from. A wrong name or value is refused with a message naming the valid ones.
+"""Settings of each segmentation method, as frozen dataclasses: each setting's default, its bounds or
+choices and its help are written once here (the field and its :func:`setting` metadata), shown by
+``repr``, stored in every result (``dataclasses.asdict``), and what the CLI and the widgets build their
+options from (:func:`setting_specs`). A wrong name or value is refused with a message naming the
+valid ones.
 
 Sizes the paper leaves open (dilation radius, smoothing) are in pixels *of a 128 px image* and are
 scaled with the image.
@@ -9,8 +11,10 @@ scaled with the image.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
+import typing
 from dataclasses import dataclass
 
 from ..explain import CAM_METHODS, DEFAULT_METHOD, LRP_METHODS, METHODS
@@ -51,8 +55,61 @@ def _check_number(name, value, low, high, integer=False):
         raise SegmentationError(f"{name} must be {kind} from {low} to {high}; got {value!r}")
 
 
+def setting(default, *, help_text: str, bounds: tuple | None = None, choices: tuple | None = None):
+    """A settings dataclass field: its default, and its help and valid values, written once.
+
+    ``bounds`` (low, high) for a number, or ``choices`` for a named value; the settings classes check
+    them (:meth:`_Settings.__post_init__`), the CLI and the widgets build their options from them
+    (:func:`setting_specs`).
+    """
+    if bounds is not None and choices is not None:
+        raise ValueError("a setting has bounds or choices, not both")
+    return dataclasses.field(default=default, metadata={
+        "help": help_text, "bounds": tuple(bounds) if bounds is not None else None,
+        "choices": tuple(choices) if choices is not None else None})
+
+
+def same_setting(cls, name: str, default):
+    """The setting ``name`` of ``cls`` (its help and valid values) with another default: a class
+    that redeclares a setting only changes its default."""
+    field = next(f for f in dataclasses.fields(cls) if f.name == name)
+    return dataclasses.field(default=default, metadata=field.metadata)
+
+
+class _Settings:
+    """What every settings dataclass does: check each field against its metadata, and convert to a dict."""
+
+    def __post_init__(self):
+        types = _field_types(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind, optional = types[f.name]
+            if value is None and optional:
+                continue
+            if f.metadata.get("choices") is not None:
+                _check_choice(f.name, value, f.metadata["choices"])
+            elif f.metadata.get("bounds") is not None:
+                _check_number(f.name, value, *f.metadata["bounds"], integer=kind is int)
+
+    def as_dict(self) -> dict:
+        """The settings as a JSON-friendly dict (what results and cards store)."""
+        return dataclasses.asdict(self)
+
+
+@functools.cache
+def _field_types(cls) -> dict[str, tuple[type, bool]]:
+    """Each field's value type and whether None is a value: ``(int, False)`` for ``int``,
+    ``(float, True)`` for ``float | None``."""
+    types = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        args = typing.get_args(hint)
+        kinds = [a for a in args if a is not type(None)] or [hint]
+        types[name] = (kinds[0], len(kinds) < len(args))
+    return types
+
+
 @dataclass(frozen=True)
-class RefineSettings:
+class RefineSettings(_Settings):
     """The GrabCut refinement every algorithm ends with (Sec. III-F).
 
     Attributes
@@ -65,20 +122,12 @@ class RefineSettings:
         What seeds the nucleus pass: see :data:`NUCLEUS_SEEDS`.
     """
 
-    nucleus_iterations: int = 5
-    cytoplasm_iterations: int = 5
-    work_size: int = DEFAULT_WORK_SIZE
-    nucleus_seed: str = "colour"
-
-    def __post_init__(self):
-        _check_number("nucleus_iterations", self.nucleus_iterations, 0, 100, integer=True)
-        _check_number("cytoplasm_iterations", self.cytoplasm_iterations, 0, 100, integer=True)
-        _check_number("work_size", self.work_size, 16, 4096, integer=True)
-        _check_choice("nucleus_seed", self.nucleus_seed, NUCLEUS_SEEDS)
-
-    def as_dict(self) -> dict:
-        """The settings as a JSON-friendly dict (what results and cards store)."""
-        return dataclasses.asdict(self)
+    nucleus_iterations: int = setting(5, help_text="GrabCut iterations of the nucleus pass", bounds=(0, 100))
+    cytoplasm_iterations: int = setting(5, help_text="GrabCut iterations of the cell pass", bounds=(0, 100))
+    work_size: int = setting(DEFAULT_WORK_SIZE, help_text="longest side (px) GrabCut works at",
+                             bounds=(16, 4096))
+    nucleus_seed: str = setting("colour", choices=NUCLEUS_SEEDS,
+                                help_text="how the heatmap's top group becomes the nucleus seed (see README)")
 
 
 @dataclass(frozen=True)
@@ -93,13 +142,9 @@ class CellCutSettings(RefineSettings):
         Inpaint the nucleus before the cell pass, so GrabCut's cell model holds cytoplasm colours.
     """
 
-    dilation: float = 12.0
-    inpaint_nucleus: bool = True
-
-    def __post_init__(self):
-        super().__post_init__()
-        _check_number("dilation", self.dilation, 0, 128)
-        _check_choice("inpaint_nucleus", self.inpaint_nucleus, (True, False))
+    dilation: float = setting(12.0, help_text="radius in px of a 128 px image", bounds=(0, 128))
+    inpaint_nucleus: bool = setting(True, help_text="inpaint the nucleus before the cell pass",
+                                    choices=(True, False))
 
 
 @dataclass(frozen=True)
@@ -116,14 +161,14 @@ class CamSettings(CellCutSettings):
         Gaussian sigma (px at 128 px) applied to the heatmap before grouping (0: none).
     """
 
-    grouping: str = "gmm"
-    layer: str | None = None
-    smooth: float = 0.0
+    grouping: str = setting("gmm", help_text="how the heatmap is split into background / cytoplasm / nucleus",
+                            choices=GROUPINGS)
+    layer: str | None = setting(None, help_text="CAM layer (default: the model card's)")
+    smooth: float = setting(0.0, bounds=(0, 64),
+                            help_text="Gaussian sigma (px of a 128 px image) on the heatmap before grouping")
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice("grouping", self.grouping, GROUPINGS)
-        _check_number("smooth", self.smooth, 0, 64)
         if self.layer is not None and not isinstance(self.layer, str):
             raise SegmentationError(f"layer must be a layer name or None; got {self.layer!r}")
 
@@ -148,20 +193,17 @@ class LrpSettings(RefineSettings):
         Path of LaMa's ``big-lama.pt`` (else ``$LAMA_MODEL``).
     """
 
-    grouping: str = "kmeans"
-    smooth: float = 2.0
-    dilation: float = 3.0
-    log_scale_factor: float = 1000.0
-    inpainter: str = "auto"
-    lama_model: str | None = None
+    grouping: str = same_setting(CamSettings, "grouping", "kmeans")
+    smooth: float = same_setting(CamSettings, "smooth", 2.0)
+    dilation: float = same_setting(CellCutSettings, "dilation", 3.0)
+    log_scale_factor: float = setting(1000.0, help_text="log scaling of the LRP relevance before grouping",
+                                      bounds=(1e-6, 1e12))
+    inpainter: str = setting("auto", help_text="what removes the nucleus before Algorithm 2's cell pass",
+                             choices=INPAINTERS)
+    lama_model: str | None = setting(None, help_text="local big-lama.pt (TorchScript)")
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice("grouping", self.grouping, GROUPINGS)
-        _check_number("smooth", self.smooth, 0, 64)
-        _check_number("dilation", self.dilation, 0, 128)
-        _check_number("log_scale_factor", self.log_scale_factor, 1e-6, 1e12)
-        _check_choice("inpainter", self.inpainter, INPAINTERS)
         if self.lama_model is not None:
             object.__setattr__(self, "lama_model", str(self.lama_model))
 
@@ -177,11 +219,11 @@ class BaselineSettings(CellCutSettings):
     (the rest as :class:`CellCutSettings`)
     """
 
-    nucleus_seed: str = "dark"
+    nucleus_seed: str = same_setting(RefineSettings, "nucleus_seed", "dark")
 
 
 @dataclass(frozen=True)
-class SelfTrainedSettings:
+class SelfTrainedSettings(_Settings):
     """The self-trained second stage: a U-Net fitted to the pipeline's own pseudo-masks.
 
     Attributes
@@ -204,30 +246,32 @@ class SelfTrainedSettings:
         calibration, so another segmenter keeps its own.
     """
 
-    segmenter: str = "default"
-    explain_method: str = DEFAULT_METHOD
-    tta: str = "flips"
-    refine: str = "none"
-    cell_threshold: float | None = None
+    segmenter: str = setting(
+        "default", help_text="self-trained: 'default' or a segmenter file from `cervseg self-train`")
+    explain_method: str = setting(DEFAULT_METHOD, choices=METHODS,
+                                  help_text="self-trained: the explanation shown beside its labels")
+    tta: str = setting("flips", choices=STUDENT_TTA,
+                       help_text="self-trained: test-time augmentation (none, the 3 flips, or all 8"
+                                 " flips/rotations)")
+    refine: str = setting("none", choices=STUDENT_REFINE,
+                          help_text="self-trained: argmax of the student's probabilities, or GrabCut seeded"
+                                    " by them")
+    cell_threshold: float | None = setting(
+        None, bounds=(0.01, 0.99),
+        help_text="self-trained: p(cytoplasm) + p(nucleus) from which a pixel is cell (unset: the segmenter"
+                  " card's; the bundled one's is 0.2)")
 
     def __post_init__(self):
         object.__setattr__(self, "segmenter", str(self.segmenter))
-        _check_choice("explain_method", self.explain_method, METHODS)
-        _check_choice("tta", self.tta, STUDENT_TTA)
-        _check_choice("refine", self.refine, STUDENT_REFINE)
         if isinstance(self.cell_threshold, str):  # a text control or CLI value; "" is unset
             text = self.cell_threshold.strip()
             try:
                 object.__setattr__(self, "cell_threshold", float(text) if text else None)
             except ValueError:
-                raise SegmentationError(f"cell_threshold must be a number from 0.01 to 0.99 or unset;"
+                low, high = setting_spec("cell_threshold").bounds
+                raise SegmentationError(f"cell_threshold must be a number from {low} to {high} or unset;"
                                         f" got {text!r}") from None
-        if self.cell_threshold is not None:
-            _check_number("cell_threshold", self.cell_threshold, 0.01, 0.99)
-
-    def as_dict(self) -> dict:
-        """The settings as a JSON-friendly dict (what results and cards store)."""
-        return dataclasses.asdict(self)
+        super().__post_init__()
 
 
 Settings = CamSettings | LrpSettings | BaselineSettings | SelfTrainedSettings
@@ -235,6 +279,61 @@ Settings = CamSettings | LrpSettings | BaselineSettings | SelfTrainedSettings
 #: the settings class of each algorithm
 SETTINGS_CLASSES = {"cam": CamSettings, "lrp": LrpSettings, "baseline": BaselineSettings,
                     "self-trained": SelfTrainedSettings}
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One setting as the CLI and the widgets offer it, read from the settings dataclasses' fields.
+
+    Attributes
+    ----------
+    name : str
+        The option's name (``--name-with-dashes`` on the command line).
+    type : type
+        ``int``, ``float``, ``bool`` or ``str``: the type of a value.
+    optional : bool
+        None is a value too (unset: e.g. the model card's choice).
+    defaults : dict
+        Algorithm (a key of :data:`SETTINGS_CLASSES`) -> its default, for each algorithm that takes it.
+    help : str
+        What the setting does, in one line.
+    bounds : (low, high) or None
+        The range of a number (inclusive).
+    choices : tuple or None
+        The values a named setting may take.
+    """
+
+    name: str
+    type: type
+    optional: bool
+    defaults: dict
+    help: str
+    bounds: tuple | None = None
+    choices: tuple | None = None
+
+
+def setting_specs() -> dict[str, SettingSpec]:
+    """Every setting of any method, by name, in the settings classes' order (what the CLI and the
+    widgets build their options from)."""
+    first: dict[str, tuple[type, dataclasses.Field]] = {}
+    defaults: dict[str, dict] = {}
+    for algorithm, cls in SETTINGS_CLASSES.items():
+        for f in dataclasses.fields(cls):
+            _, field = first.setdefault(f.name, (cls, f))
+            if dict(field.metadata) != dict(f.metadata):  # a redeclared setting changes its default only
+                raise TypeError(f"setting {f.name!r} of {cls.__name__} differs from its first declaration")
+            defaults.setdefault(f.name, {})[algorithm] = f.default
+    return {name: SettingSpec(name, *_field_types(cls)[name], defaults[name], f.metadata["help"],
+                              f.metadata["bounds"], f.metadata["choices"])
+            for name, (cls, f) in first.items()}
+
+
+def setting_spec(name: str) -> SettingSpec:
+    """The :class:`SettingSpec` of one setting (SegmentationError for an unknown name)."""
+    specs = setting_specs()
+    if name not in specs:
+        raise SegmentationError(f"unknown option {name!r}; valid options: {', '.join(sorted(specs))}")
+    return specs[name]
 
 
 def check_method(method: str) -> str:

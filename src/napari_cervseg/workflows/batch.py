@@ -98,7 +98,11 @@ class BatchInput:
 
 @dataclass
 class BatchConfig:
-    """How every input is segmented and measured (the CLI's options)."""
+    """How every input is segmented and measured (the CLI's options).
+
+    ``options`` go to ``segment_cell`` / ``segment_field`` (single settings by name, ``settings=``,
+    ``operating_point=``). ``grouping`` is kept for older callers: it is moved into ``options``.
+    """
 
     model: str | None = "default"
     method: str = DEFAULT_SEGMENT_METHOD
@@ -115,6 +119,14 @@ class BatchConfig:
     field_mode: str = "no"
     #: the field route's cell finder (None: the package's DEFAULT_FINDER)
     finder: str | None = None
+
+    def __post_init__(self):
+        if self.grouping is not None:  # an option like any other
+            if self.options.get("grouping", self.grouping) != self.grouping:
+                raise ValueError(f"grouping={self.grouping!r} and options['grouping']="
+                                 f"{self.options['grouping']!r} disagree; give one")
+            self.options = {**self.options, "grouping": self.grouping}
+            self.grouping = None
 
 
 def _glob_regex(pattern: str):
@@ -245,9 +257,8 @@ def segment_item(image, config: BatchConfig, name: str = "image", progress=None)
     from ..measure.descriptors import measure
     from ..segment.pipeline import segment_cell
 
-    result = segment_cell(image, model=config.model, method=config.method, grouping=config.grouping,
-                          target=config.target, device=config.device, progress=progress,
-                          max_pixels=config.max_pixels, **config.options)
+    result = segment_cell(image, model=config.model, method=config.method, target=config.target,
+                          device=config.device, progress=progress, max_pixels=config.max_pixels, **config.options)
     rgb, _ = to_rgb_uint8(image, name=name)
     row = {"image": name, "status": "segmented", "method": result.method,
            "predicted_class": result.predicted_class,
@@ -402,7 +413,7 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
 
     result = segment_field(image, model=config.model, method=config.method, target=config.target,
                            device=config.device, pixel_size=config.pixel_size, finder=config.finder,
-                           **({"grouping": config.grouping} if config.grouping else {}), **config.options)
+                           **config.options)
     if result.n_cells > np.iinfo(np.uint16).max:
         raise ValueError(f"{result.n_cells} cells do not fit a uint16 PNG; segment the image in regions (--roi)")
     rgb, _ = to_rgb_uint8(image)
@@ -688,7 +699,7 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         "removed_temporary_files": cleaned,
         "cancelled": cancelled,
         "method": config.method,
-        "grouping": config.grouping,
+        "grouping": config.options.get("grouping"),
         "field_mode": config.field_mode,
         "finder": config.finder,
         # per field of view: what a screener should look at ("review: 2 abnormal cells")
