@@ -363,7 +363,7 @@ def heatmap_name_for(image_name: str, results) -> str:
     explanation method that made the heatmaps, and the class they explain (``"predicted"`` when
     the cells of one run explain different classes)."""
     done = [r for r in results if r is not None and r.heatmap is not None]
-    methods = {r.settings.get("explain_method") or r.method for r in done}
+    methods = {r.explanation.method if r.explanation is not None else r.method for r in done}
     classes = {r.explained_class for r in done} - {None}
     method = methods.pop() if len(methods) == 1 else "mixed"
     explained = classes.pop() if len(classes) == 1 else ("predicted" if classes else None)

@@ -1,11 +1,13 @@
 """The paper's Algorithm 1 (CAM-based) and Algorithm 2 (LRP-based), the non-XAI colour baseline and
-the self-trained second stage: each takes an RGB uint8 cell and its settings and returns a
+the self-trained second stage: one interface (:class:`SegmentationAlgorithm`), each takes the
+classifier, an RGB uint8 cell, the method asked for and its settings, and returns a
 :class:`~napari_cervseg.segment.result.SegmentationResult`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -68,7 +70,21 @@ def _from_explanation(expl: Explanation, **fields) -> SegmentationResult:
                               **fields)
 
 
-def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", settings: CamSettings | None = None,
+class SegmentationAlgorithm(Protocol):
+    """What every segmentation algorithm is: chosen once by :data:`ALGORITHMS`, called the same way.
+
+    ``model`` is a loaded classifier (None only for the colour baseline); ``method`` the method name
+    asked for (the CAM or LRP variant; the others take their name from ``settings``); ``settings``
+    the method's settings dataclass; ``target`` the class to explain; ``explanation`` this image's
+    explanation computed before (reused instead of explaining again, where the algorithm explains);
+    ``progress(stage, fraction)``.
+    """
+
+    def __call__(self, model, rgb: np.ndarray, *, method: str, settings, target=None,
+                 explanation: Explanation | None = None, progress=None) -> SegmentationResult: ...
+
+
+def algorithm1_cam(model, rgb: np.ndarray, *, method: str = "gradcam++", settings: CamSettings | None = None,
                    target=None, explanation: Explanation | None = None, progress=None) -> SegmentationResult:
     """Algorithm 1: CAM heatmap -> 3-group rough map -> GrabCut nucleus, GrabCut cell -> combine.
 
@@ -103,7 +119,7 @@ def algorithm1_cam(model, rgb: np.ndarray, method: str = "gradcam++", settings: 
                              timings=stages.timings, settings={**settings.as_dict(), "layer": expl.layer})
 
 
-def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", settings: LrpSettings | None = None,
+def algorithm2_lrp(model, rgb: np.ndarray, *, method: str = "lrp-ruleset1", settings: LrpSettings | None = None,
                    target=None, explanation: Explanation | None = None, progress=None) -> SegmentationResult:
     """Algorithm 2: LRP relevance -> 2-group nucleus seed -> GrabCut nucleus; log-scaled 3-group
     map minus the nucleus -> cytoplasm seed; inpaint the dilated nucleus; GrabCut the cell on the
@@ -141,11 +157,12 @@ def algorithm2_lrp(model, rgb: np.ndarray, method: str = "lrp-ruleset1", setting
                              settings=settings.as_dict())
 
 
-def colour_baseline(rgb: np.ndarray, model=None, settings: BaselineSettings | None = None,
-                    progress=None) -> SegmentationResult:
+def colour_baseline(model, rgb: np.ndarray, *, method: str = BASELINE, settings: BaselineSettings | None = None,
+                    target=None, explanation: Explanation | None = None, progress=None) -> SegmentationResult:
     """The non-XAI baseline: colour k-means rough map + the same GrabCut refinement as Algorithm 1.
 
-    The classifier (if given) still answers, so the result carries a class; there is no heatmap.
+    The classifier (if given) still answers, so the result carries a class; there is no heatmap
+    (``target`` and ``explanation`` do not apply).
     """
     settings = settings or BaselineSettings()
     stages = Stages(progress)
@@ -166,8 +183,8 @@ def colour_baseline(rgb: np.ndarray, model=None, settings: BaselineSettings | No
         settings=settings.as_dict())
 
 
-def self_trained(model, rgb: np.ndarray, settings: SelfTrainedSettings | None = None, target=None,
-                 explanation: Explanation | None = None, progress=None) -> SegmentationResult:
+def self_trained(model, rgb: np.ndarray, *, method: str = SELF_TRAINED, settings: SelfTrainedSettings | None = None,
+                 target=None, explanation: Explanation | None = None, progress=None) -> SegmentationResult:
     """The weakly supervised second stage: labels from a U-Net trained on Algorithm 1's own
     pseudo-masks (no ground truth; :mod:`napari_cervseg.workflows.selftrain`); the classifier's
     class and heatmap (``settings.explain_method``) come with it, as for every method."""
@@ -188,5 +205,5 @@ def self_trained(model, rgb: np.ndarray, settings: SelfTrainedSettings | None = 
 
 
 #: the function that runs each algorithm (see :func:`~napari_cervseg.segment.settings.algorithm_of`)
-ALGORITHMS = {"cam": algorithm1_cam, "lrp": algorithm2_lrp, "baseline": colour_baseline,
+ALGORITHMS: dict[str, SegmentationAlgorithm] = {"cam": algorithm1_cam, "lrp": algorithm2_lrp, "baseline": colour_baseline,
               "self-trained": self_trained}

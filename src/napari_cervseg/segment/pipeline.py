@@ -212,13 +212,8 @@ def segment_cell(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *
         warnings.append(several)
     if has_no_cell(rgb):
         return _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warnings, t_start)
-    run = ALGORITHMS[algorithm]
-    if algorithm == "baseline":
-        result = run(rgb, model_obj, settings, progress=progress)
-    elif algorithm == "self-trained":
-        result = run(model_obj, rgb, settings, target, explanation, progress=progress)
-    else:
-        result = run(model_obj, rgb, method, settings, target, explanation, progress=progress)
+    result = ALGORITHMS[algorithm](model_obj, rgb, method=method, settings=settings, target=target,
+                                   explanation=explanation, progress=progress)
     result.model = getattr(model_obj, "source", None)
     if operating_point is not None and model_obj is not None and result.probabilities:
         names = list(result.probabilities)

@@ -354,6 +354,19 @@ def algorithm_of(method: str) -> str:
     return "lrp" if method in LRP_METHODS else "cam"
 
 
+def explanation_method(method: str, settings: Settings | None = None, **options) -> str | None:
+    """The explanation a segmentation method computes (and shows beside its labels): the CAM or LRP
+    method itself, the self-trained method's ``explain_method``, None for the colour baseline.
+    ``options`` may hold anything a caller passes on (names that are not settings are left out)."""
+    algorithm = algorithm_of(method)
+    if algorithm == "baseline":
+        return None
+    if algorithm == "self-trained":
+        names = set(option_names())
+        return settings_for(method, settings, **{k: v for k, v in options.items() if k in names})[0].explain_method
+    return check_method(method)
+
+
 def option_names() -> list[str]:
     """Every option name any method takes (sorted)."""
     return sorted({f.name for cls in SETTINGS_CLASSES.values() for f in dataclasses.fields(cls)})

@@ -731,11 +731,10 @@ def _cam_backend(config: BatchConfig) -> str | None:
     methods without a CAM explanation)."""
     from ..explain import CAM_METHODS
     from ..explain.cam import resolve_cam_backend
+    from ..segment.settings import explanation_method
 
-    method = config.method
-    if method == "self-trained":
-        method = config.options.get("explain_method") or getattr(config.options.get("settings"), "explain_method",
-                                                                 "gradcam++")
+    options = {k: v for k, v in config.options.items() if k != "settings"}
+    method = explanation_method(config.method, config.options.get("settings"), **options)
     return resolve_cam_backend("auto", method) if method in CAM_METHODS else None
 
 

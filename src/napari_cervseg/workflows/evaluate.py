@@ -138,7 +138,7 @@ def evaluate_image(sample: Sample, model, specs: list, xai_methods: list, do_xai
     from ..classify import load_model
     from ..explain import explain
     from ..explain.metrics import heatmap_entropy, pixel_flipping
-    from ..segment.settings import BASELINE, SELF_TRAINED
+    from ..segment.settings import explanation_method
     from .batch import _set_threads
 
     _set_threads(torch_threads)
@@ -157,11 +157,10 @@ def evaluate_image(sample: Sample, model, specs: list, xai_methods: list, do_xai
     seg = {}
     for spec, method, options in (specs if truth is not None else []):
         opts, extra = dict(options), 0.0
-        if method == SELF_TRAINED:  # shows (and shares) the explanation of its explain_method
-            e = explanation(opts.get("explain_method", "gradcam++"), opts.get("target"))
-            opts["explanation"], extra = e, e.seconds
-        elif method != BASELINE:
-            e = explanation(method, opts.get("target"), opts.get("layer"))
+        explained_by = explanation_method(method, **opts)
+        if explained_by is not None:  # one explanation per method, shared by the specs that show it
+            layer = opts.get("layer") if explained_by == method else None
+            e = explanation(explained_by, opts.get("target"), layer)
             opts["explanation"], extra = e, e.seconds
         t0 = time.perf_counter()
         result = segment_cell(image, model=model, method=method, **opts)
