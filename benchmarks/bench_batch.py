@@ -75,13 +75,16 @@ def timed_run(inputs_dir: Path, out: Path, config: BatchConfig, **kwargs) -> dic
     shutil.rmtree(out, ignore_errors=True)
     rss_every_100 = []
 
-    def progress(done, total, record):
-        if done % 100 == 0:
+    finished = []
+
+    def on_record(record):
+        finished.append(record["image"])
+        if len(finished) % 100 == 0:
             rss_every_100.append(round(psutil.Process().memory_info().rss / 2**20, 1))
 
     with MemorySampler() as mem:
         t0 = time.perf_counter()
-        summary = run_batch(expand_inputs([inputs_dir]), out, config, progress=progress, **kwargs)
+        summary = run_batch(expand_inputs([inputs_dir]), out, config, on_record=on_record, **kwargs)
         wall = time.perf_counter() - t0
     return {"cells": summary["done"], "failed": len(summary["failed"]), "wall_seconds": round(wall, 2),
             "cells_per_second": round(summary["done"] / wall, 2),

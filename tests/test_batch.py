@@ -109,11 +109,10 @@ def test_inputs_are_streamed_not_loaded_up_front(tmp_path, cell_folder, model_fi
 
     pulled_at_first_result = []
 
-    def progress(done, total, record):
-        if done == 1:
-            pulled_at_first_result.append(len(pulled))
+    def on_record(record):
+        pulled_at_first_result.append(len(pulled))
 
-    run_batch(inputs(), tmp_path / "out", BatchConfig(model=model_file), progress=progress)
+    run_batch(inputs(), tmp_path / "out", BatchConfig(model=model_file), on_record=on_record)
     assert len(pulled) == 4 and pulled_at_first_result[0] <= 2  # a window of 2 x workers in flight
 
 

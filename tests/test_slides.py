@@ -146,7 +146,8 @@ def test_the_report_names_every_suspicious_cell(whole_run):
 def test_a_stopped_run_resumes_without_redoing_or_losing_a_cell(slide_path, config, whole_run, tmp_path):
     done = []
     first = segment_slide(slide_path, tmp_path, config, workers=1, scheduler="sync",
-                          progress=lambda d, n: done.append(d), should_stop=lambda: len(done) > 6, gallery=0)
+                          progress=lambda stage, fraction: done.append(stage), should_stop=lambda: len(done) > 6,
+                          gallery=0)
     assert not first.complete and 0 < first.tiles_done < first.tiles_total
     assert any("run again" in w for w in first.warnings)
     assert not (tmp_path / "cells.parquet").exists()

@@ -1,4 +1,13 @@
-"""Stage timings and progress reports in one place, so the algorithms read as algorithms."""
+"""Stage timings, progress reports and stopping in one place, so the algorithms read as algorithms.
+
+The one protocol of every long call of the library (``segment_cell``, ``segment_field``,
+``segment_frames``, ``segment_boxes``, ``run_batch``, ``segment_slide``):
+
+- ``progress(stage: str, fraction: float)``: what is being done, and the fraction of the whole call
+  done (0 to 1). Runs over many items name the count in the stage (``"3 of 12 images: ..."``).
+- ``should_stop() -> bool``: asked between units of work (cells, images, tiles); True ends the
+  call early, keeping and returning what finished (with a warning or a ``cancelled`` flag saying so).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +17,17 @@ from contextlib import contextmanager
 
 #: ``progress(stage, fraction)``: what a long run reports (stage name, fraction done in [0, 1])
 ProgressCallback = Callable[[str, float], None]
+#: ``should_stop()``: True ends a call early between units of work (the one way to cancel)
+StopCheck = Callable[[], bool]
+
+
+def report_count(progress: ProgressCallback | None, done: int, total: int | None, what: str,
+                 detail: str = "") -> None:
+    """Report ``done`` of ``total`` items as ``progress("3 of 12 images: detail", 0.25)``."""
+    if progress is None:
+        return
+    stage = f"{done} of {total} {what}" if total else f"{done} {what}"
+    progress(f"{stage}: {detail}" if detail else stage, min(1.0, done / total) if total else 0.0)
 
 
 class Stages:

@@ -7,6 +7,8 @@ PROCESS_SIZE px), answers "no cell" for an image without contrast, runs the meth
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 
 import cv2
@@ -14,6 +16,7 @@ import numpy as np
 
 from ..classify import load_model
 from ..classify.applicability import MIN_CONTRAST, assess
+from ..classify.classifier import pick_device
 from ..classify.predict import abnormal_threshold, classify, decide
 from ..explain import Explanation
 from ..io.images import MAX_PIXELS, check_size, to_rgb_uint8
@@ -29,6 +32,8 @@ from .settings import (
     Settings,
     algorithm_of,
     check_method,
+    check_values_of_every_method,
+    option_names,
     settings_for,
 )
 
@@ -102,6 +107,55 @@ def _no_cell_result(rgb, full_shape, method, model_obj, operating_point, warning
                               " labels are all background")])
     give_verdict(result, model_obj, rgb, np.zeros(rgb.shape[:2], np.uint8))
     return result
+
+
+def check_request(model, method: str = DEFAULT_SEGMENT_METHOD, *, settings: Settings | None = None,
+                  options: dict | None = None, operating_point=None, target=None, device=None,
+                  pixel_size: float | None = None, max_pixels: int | None = MAX_PIXELS):
+    """Check a segmentation request before any work, as every entry point needs it (the CLI, a batch,
+    a slide, the widgets): method, settings (also values of options another method would take),
+    device, pixel size, pixel limit, model, operating point and target. Returns the loaded model
+    (None for the colour baseline without one).
+
+    Raises
+    ------
+    SegmentationError
+        An unknown method or option, a bad value (the message names the valid ones).
+    ModelError
+        A model that cannot be loaded, a device that does not exist, an operating point or target
+        the model does not have.
+    ValueError
+        A pixel size or pixel limit that is not a number it can be.
+    """
+    method = check_method(method)
+    options = {k: v for k, v in (options or {}).items() if k in option_names()}
+    settings_for(method, settings, **options)
+    check_values_of_every_method(options)
+    if device is not None:
+        pick_device(device)
+    if pixel_size is not None and not (isinstance(pixel_size, (int, float)) and not isinstance(pixel_size, bool)
+                                       and math.isfinite(pixel_size) and pixel_size > 0):
+        raise ValueError(f"pixel_size = {pixel_size!r}: give the pixel size in µm per pixel, a finite number above 0"
+                         " (e.g. 0.25)")
+    if max_pixels is not None and not (isinstance(max_pixels, numbers.Integral) and max_pixels >= 0):
+        raise ValueError(f"max_pixels = {max_pixels!r}: give a number of pixels (height x width), or 0 / None"
+                         " for no limit")
+    model_obj = _model_for(method, model, device, operating_point)
+    if model_obj is not None and target is not None:
+        model_obj.class_index(target)
+    return model_obj
+
+
+def _model_for(method: str, model, device, operating_point):
+    """The loaded classifier a method runs with (None for the colour baseline without one), its
+    operating point checked: a bad one fails before any work."""
+    model_obj = load_model(model, device=device) if model is not None else None
+    if model_obj is None and method != BASELINE:
+        what = "also classifies and explains" if method == SELF_TRAINED else "explains a classifier"
+        raise SegmentationError(f"method {method!r} {what}: pass model= (e.g. 'default')")
+    if model_obj is not None:
+        abnormal_threshold(model_obj, operating_point)
+    return model_obj
 
 
 def give_verdict(result: SegmentationResult, model_obj, rgb: np.ndarray, labels: np.ndarray) -> None:
@@ -194,12 +248,7 @@ def segment_cell(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *
     method = check_method(method)
     algorithm = algorithm_of(method)
     settings, ignored = settings_for(method, settings, **options)
-    model_obj = load_model(model, device=device) if model is not None else None
-    if model_obj is None and method != BASELINE:
-        what = "also classifies and explains" if method == SELF_TRAINED else "explains a classifier"
-        raise SegmentationError(f"method {method!r} {what}: pass model= (e.g. 'default')")
-    if model_obj is not None:
-        abnormal_threshold(model_obj, operating_point)  # a bad operating point fails before any work
+    model_obj = _model_for(method, model, device, operating_point)
     try:
         shape = np.shape(image)
     except (ValueError, TypeError, AttributeError):  # ragged lists: to_rgb_uint8 names the problem

@@ -354,6 +354,14 @@ def algorithm_of(method: str) -> str:
     return "lrp" if method in LRP_METHODS else "cam"
 
 
+def check_values_of_every_method(options: dict) -> None:
+    """Refuse (SegmentationError) a bad value even of an option the chosen method ignores: a typo in
+    ``dilation`` should not pass silently because the default method has no dilation."""
+    for cls in SETTINGS_CLASSES.values():
+        names = {f.name for f in dataclasses.fields(cls)}
+        cls(**{k: v for k, v in options.items() if k in names})
+
+
 def explanation_method(method: str, settings: Settings | None = None, **options) -> str | None:
     """The explanation a segmentation method computes (and shows beside its labels): the CAM or LRP
     method itself, the self-trained method's ``explain_method``, None for the colour baseline.

@@ -42,7 +42,9 @@ from ..io.images import (
     write_png_atomic,
     write_text_atomic,
 )
+from ..segment.pipeline import check_request
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
+from ..stages import ProgressCallback, StopCheck, report_count
 from .run_folder import (  # noqa: F401  (re-exported: the names batch users and tests know)
     CLASS_KEYS,
     FIELD_SUFFIXES,
@@ -119,6 +121,22 @@ class BatchConfig:
     field_mode: str = "no"
     #: the field route's cell finder (None: the package's DEFAULT_FINDER)
     finder: str | None = None
+
+    def check(self) -> BatchConfig:
+        """Refuse a configuration that cannot run, before any input is read or file written: what
+        :func:`~napari_cervseg.segment.pipeline.check_request` checks for every entry point (method,
+        settings, device, pixel size, pixel limit, model, operating point, target), the field mode
+        and the finder. Returns itself."""
+        if self.field_mode not in FIELD_MODES:
+            raise ValueError(f"field_mode = {self.field_mode!r}: one of {', '.join(FIELD_MODES)}")
+        if self.finder is not None:
+            from .fields import resolve_finder
+
+            resolve_finder(self.finder)
+        check_request(self.model, self.method, settings=self.options.get("settings"), options=self.options,
+                      operating_point=self.options.get("operating_point"), target=self.target, device=self.device,
+                      pixel_size=self.pixel_size, max_pixels=self.max_pixels)
+        return self
 
     def __post_init__(self):
         if self.grouping is not None:  # an option like any other
@@ -577,29 +595,33 @@ def local_executor(workers: int, torch_threads: int | None = None):
 
 
 def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, workers: int = 1,
-              scheduler: str | None = None, progress: Callable | None = None,
-              cancel: Callable[[], bool] | None = None, total: int | None = None,
-              skipped_inputs: list | None = None) -> dict:
+              scheduler: str | None = None, progress: ProgressCallback | None = None,
+              should_stop: StopCheck | None = None, total: int | None = None,
+              skipped_inputs: list | None = None, on_record: Callable[[dict], None] | None = None) -> dict:
     """Segment every input into ``out_dir``; returns the run summary (also written to summary.json).
 
     ``workers``: 1 runs in this process; N > 1 starts N local worker processes (each with
     ``cpu_count // N`` torch threads unless ``config.torch_threads`` says otherwise).
     ``scheduler``: address of a dask.distributed scheduler (``tcp://host:8786``); its workers must
     see ``out_dir`` and the inputs at the same paths (a shared file system).
-    ``progress(done, total, record)`` is called after each input; ``cancel()`` returning True stops
-    submitting (what finished is kept and summarised).
+    ``progress(stage, fraction)`` after each input (``"3 of 12 images: name status"``; the fraction
+    of ``total`` inputs); ``should_stop()`` returning True stops submitting (what finished is kept
+    and summarised, ``cancelled`` True): the protocol of :mod:`napari_cervseg.stages`.
+    ``on_record(record)`` receives each input's record (its journal line) as it finishes.
+    The configuration is checked (:meth:`BatchConfig.check`) before any file is touched.
     """
+    config.check()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out):
         check_output_folder(out)
         cleaned = clean_temporary_files(out)
-        return _run_batch(inputs, out, config, workers, scheduler, progress, cancel, total,
-                          skipped_inputs, cleaned)
+        return _run_batch(inputs, out, config, workers, scheduler, progress, should_stop, total,
+                          skipped_inputs, cleaned, on_record)
 
 
-def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progress, cancel, total,
-               skipped_inputs, cleaned) -> dict:
+def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progress, should_stop, total,
+               skipped_inputs, cleaned, on_record) -> dict:
     started = time.time()
     t0 = time.perf_counter()
     journal = Journal(out / JOURNAL)
@@ -632,14 +654,17 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
     n_inputs = 0
     cancelled = False
 
+    collided: list[str] = []  # inputs refused for an output name another input has
+
     def finish(record):
         records[record["image"]] = record
         if record["status"] == "failed":
             failures.append({"input": record["source"] if record["frame"] is None
                              else f"{record['source']} [frame {record['frame']}]", "reason": record["reason"]})
         journal.append(record)
-        if progress is not None:
-            progress(len(records), total, record)
+        if on_record is not None:
+            on_record(record)
+        report_count(progress, len(records) + len(collided), total, "images", f"{record['image']} {record['status']}")
 
     def collect(done):
         for fut in done:
@@ -647,7 +672,7 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
 
     try:
         for item in inputs:
-            if cancel is not None and cancel():
+            if should_stop is not None and should_stop():
                 cancelled = True
                 break
             n_inputs += 1
@@ -655,8 +680,8 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
             if stem in seen:
                 failures.append({"input": item.label,
                                  "reason": f"same output name {stem!r} as {seen[stem]}; outputs would collide"})
-                if progress is not None:
-                    progress(len(records) + len(failures), total, None)
+                collided.append(item.label)
+                report_count(progress, len(records) + len(collided), total, "images", f"{item.label} failed")
                 continue
             seen[stem] = item.label
             args = (process_input, item, str(out), config, previous.get(stem))
@@ -753,7 +778,8 @@ def _model_source(model) -> str | None:
 
 
 def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig,
-                   progress: Callable | None = None, total: int | None = None):
+                   progress: ProgressCallback | None = None, total: int | None = None,
+                   should_stop: StopCheck | None = None):
     """Segment in-memory images one by one: the loop behind the napari actions (frames, rectangles).
 
     Parameters
@@ -765,10 +791,11 @@ def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig
         Model, method and settings (``config.options`` go to ``segment_cell``).
     progress : callable, optional
         ``progress(stage, fraction)``: the stage named after the frame, the fraction of all
-        ``total`` frames. It may raise to cancel: the exception leaves the loop; what was yielded
-        before stays with the caller.
+        ``total`` frames.
     total : int, optional
         How many frames there are (for the progress fraction).
+    should_stop : callable, optional
+        Asked before each frame; True ends the loop (what was yielded before stays with the caller).
 
     Yields
     ------
@@ -777,6 +804,9 @@ def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig
         a failed frame's row has a ``status`` naming the error, and the other frames go on.
     """
     for i, (name, image) in enumerate(frames):
+        if should_stop is not None and should_stop():
+            return
+
         def sub(stage, fraction, i=i, name=name):
             if progress is not None:
                 where = f"{name} ({i + 1}/{total})" if total else name
@@ -793,7 +823,8 @@ def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig
         yield name, result, row
 
 
-def segment_boxes(image: np.ndarray, boxes, config: BatchConfig, progress: Callable | None = None):
+def segment_boxes(image: np.ndarray, boxes, config: BatchConfig, progress: ProgressCallback | None = None,
+                  should_stop: StopCheck | None = None):
     """Segment each box of one image as one cell, with the loop of :func:`segment_frames`.
 
     Parameters
@@ -805,7 +836,9 @@ def segment_boxes(image: np.ndarray, boxes, config: BatchConfig, progress: Calla
     config : BatchConfig
         Model, method and settings, as for :func:`segment_frames`.
     progress : callable, optional
-        ``progress(stage, fraction)`` with the fraction of all boxes; it may raise to cancel.
+        ``progress(stage, fraction)`` with the fraction of all boxes.
+    should_stop : callable, optional
+        Asked before each box; True ends the loop.
 
     Yields
     ------
@@ -824,8 +857,8 @@ def segment_boxes(image: np.ndarray, boxes, config: BatchConfig, progress: Calla
     """
     boxes = [tuple(int(v) for v in box) for box in boxes]
     crops = ((f"cell {i + 1}", image[r0:r1, c0:c1]) for i, (r0, c0, r1, c1) in enumerate(boxes))
-    for box, (name, result, row) in zip(boxes, segment_frames(crops, config, progress, total=len(boxes)),
-                                        strict=True):
+    frames = segment_frames(crops, config, progress, total=len(boxes), should_stop=should_stop)
+    for box, (name, result, row) in zip(boxes, frames, strict=False):  # (frames end early on should_stop)
         yield box, name, result, row
 
 

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -32,7 +31,9 @@ import numpy as np
 from ..io.images import write_text_atomic
 from ..io.slides import Slide, open_slide
 from ..measure.records import BBOX, CELL_ID, CENTROID, WARNINGS
+from ..segment.pipeline import check_request
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
+from ..stages import ProgressCallback, StopCheck, report_count
 from .fields import DEFAULT_FINDER, extent_outline
 from .run_folder import folder_lock
 
@@ -334,8 +335,8 @@ def _finished_tiles(out: Path) -> set[str]:
 
 
 def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers: int = 2,
-                  scheduler: str = "processes", progress: Callable[[int, int], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None, gallery: int = 24) -> SlideResult:
+                  scheduler: str = "processes", progress: ProgressCallback | None = None,
+                  should_stop: StopCheck | None = None, gallery: int = 24) -> SlideResult:
     """Find, segment, classify and measure every cell of a slide, tile by tile, resumably.
 
     Parameters
@@ -353,7 +354,8 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
         Dask's local schedulers, or the address of a Dask distributed scheduler
         (``tcp://host:8786``; its workers must see the slide and `out` at the same paths).
     progress : callable, optional
-        ``progress(done, total)`` after each tile.
+        ``progress(stage, fraction)`` after each tile (``"3 of 12 tiles"``, the fraction of tiles
+        finished), as every long call of the package reports (:mod:`napari_cervseg.stages`).
     should_stop : callable, optional
         Checked between tiles; finished tiles are kept and a later call resumes.
     gallery : int
@@ -379,11 +381,9 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
     slide_path = Path(slide_path)
     out = Path(out)
     t0 = time.perf_counter()
-    model = _model(config.model)  # a bad model file or operating point stops here, before any tile
-    if model is not None:
-        from ..classify.predict import abnormal_threshold
-
-        abnormal_threshold(model, config.operating_point)
+    # a bad method, model file or operating point stops here, before any tile
+    check_request(_model(config.model), config.method, operating_point=config.operating_point,
+                  pixel_size=config.pixel_size)
     with open_slide(slide_path) as slide:
         if config.pixel_size is None and slide.mpp:
             config = replace(config, pixel_size=float(slide.mpp))  # descriptors in µm as the slide says
@@ -403,8 +403,7 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
                                             "cells": [], "warnings": [], "seconds": 0.0, "empty": True})
                         done.add(spec.name)
                 todo = [spec for spec in todo if spec.name in stained]
-            if progress:
-                progress(len(done), len(grid))
+            report_count(progress, len(done), len(grid), "tiles")
             stopped = _run_tiles(str(slide_path), todo, config, out, workers, scheduler, len(done), len(grid),
                                  progress, should_stop)
             done = _finished_tiles(out)
@@ -431,8 +430,7 @@ def _run_tiles(slide_path: str, todo: list[TileSpec], config: SlideConfig, out: 
                 return True
             run_tile(slide_path, spec, config, str(out))
             n_done += 1
-            if progress:
-                progress(n_done, total)
+            report_count(progress, n_done, total, "tiles")
         return False
     try:
         from distributed import Client, LocalCluster
@@ -468,8 +466,7 @@ def _run_client(client, slide_path, todo, config, out, threads, n_done, total, p
         for future in as_completed(futures):
             future.result()  # a failed tile stops the run with its error; finished tiles stay
             n_done += 1
-            if progress:
-                progress(n_done, total)
+            report_count(progress, n_done, total, "tiles")
             if should_stop is not None and should_stop():
                 return True
     finally:
