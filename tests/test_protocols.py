@@ -19,15 +19,15 @@ def cell_folder(tmp_path, synthetic_cells):
 
 
 @pytest.mark.parametrize(("config", "error", "words"), [
-    (dict(pixel_size=-1.0), ValueError, "pixel_size"),
-    (dict(max_pixels=-5), ValueError, "max_pixels"),
-    (dict(method="gradcam++", model=None), SegmentationError, "pass model="),
-    (dict(method="no-such-method"), SegmentationError, "choose one of"),
-    (dict(options={"dilation": -3}), SegmentationError, "dilation must be"),  # another method's option
-    (dict(options={"operating_point": "sometimes"}), ModelError, "no operating point 'sometimes'"),
-    (dict(target="malignant"), ModelError, "unknown class 'malignant'"),
-    (dict(field_mode="maybe"), ValueError, "field_mode"),
-    (dict(finder="psychic"), ValueError, "unknown finder"),
+    ({"pixel_size": -1.0}, ValueError, "pixel_size"),
+    ({"max_pixels": -5}, ValueError, "max_pixels"),
+    ({"method": "gradcam++", "model": None}, SegmentationError, "pass model="),
+    ({"method": "no-such-method"}, SegmentationError, "choose one of"),
+    ({"options": {"dilation": -3}}, SegmentationError, "dilation must be"),  # another method's option
+    ({"options": {"operating_point": "sometimes"}}, ModelError, "no operating point 'sometimes'"),
+    ({"target": "malignant"}, ModelError, "unknown class 'malignant'"),
+    ({"field_mode": "maybe"}, ValueError, "field_mode"),
+    ({"finder": "psychic"}, ValueError, "unknown finder"),
 ])
 def test_a_batch_that_cannot_run_is_refused_before_a_file_is_touched(tmp_path, cell_folder, model_file, config,
                                                                      error, words):
