@@ -23,6 +23,7 @@ from .explain import Explanation, explain, explain_batch
 from .io.images import ImageError
 from .io.slides import open_slide
 from .measure.descriptors import measure
+from .measure.records import CellRecord
 from .measure.scores import segmentation_scores
 from .segment import (
     SEGMENT_METHODS,
@@ -43,6 +44,7 @@ __all__ = [
     "segment_cell",
     "segment_field",
     "FieldResult",
+    "CellRecord",
     "segment_slide",
     "SlideConfig",
     "SlideResult",
