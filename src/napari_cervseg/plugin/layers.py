@@ -13,7 +13,7 @@ import numpy as np
 from .. import _gl_safety
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
-from ..measure.records import PREDICTED_CLASS, by_suspicion
+from ..measure.records import CELL_ID, P_ABNORMAL, PREDICTED_CLASS, by_suspicion
 from ..segment.result import LABEL_COLOURS
 
 # Checked again here, not only when the package was imported: the package may have been imported
@@ -315,7 +315,7 @@ FIELD_KEY = "cervseg_nuclei_layer"
 #: the metadata key that marks a nuclei layer of "Segment all cells" (value: the cells layer's name)
 NUCLEI_KEY = "cervseg_cells_layer"
 #: the columns a cells layer's features carry (napari shows them when the cursor is on a cell)
-FEATURE_COLUMNS = ("predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
+FEATURE_COLUMNS = (PREDICTED_CLASS, P_ABNORMAL, "nucleus_area", "cytoplasm_area", "nc_ratio",
                    "cell_circularity")
 
 
@@ -340,7 +340,7 @@ def abnormal_cell_boxes(rows: list[dict]) -> tuple[list[np.ndarray], list[str]]:
     chosen = by_suspicion([r for r in rows if r.get(PREDICTED_CLASS) == "abnormal"])
     boxes = [np.array([[r0, c0], [r0, c1], [r1, c1], [r1, c0]], float)
              for r0, c0, r1, c1 in (r["bbox"] for r in chosen)]
-    texts = [f"{r['cell_id']}: {r['p_abnormal']:.2f}" for r in chosen]
+    texts = [f"{r[CELL_ID]}: {r[P_ABNORMAL]:.2f}" for r in chosen]
     return boxes, texts
 
 
@@ -372,7 +372,7 @@ def heatmap_name_for(image_name: str, results) -> str:
 
 #: the Measure table's headers: the descriptor in words, with its unit
 _HEADER_WORDS = {"cell": "cell", "cell_id": "cell", "frame": "frame", "predicted_class": "class",
-                 "p_abnormal": "p(abnormal)", "nc_ratio": "N/C ratio", "nucleus_cell_ratio": "nucleus / cell"}
+                 P_ABNORMAL: "p(abnormal)", "nc_ratio": "N/C ratio", "nucleus_cell_ratio": "nucleus / cell"}
 _UNITS = {"_area_um2": "µm²", "_um": "µm", "_area": "px²", "_perimeter": "px", "_diameter": "px",
           "_axis": "px", "_intensity": "0-255"}
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from magicgui.widgets import CheckBox, Container, FileEdit, Label, PushButton
 
+from ..measure.records import P_ABNORMAL, by_suspicion, verdict_of
 from .work import _notify_error
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ class ReviewSlideWidget(Container):
 
     def open_run(self, folder=None) -> None:
         """Load the run in `folder` (default: the folder box), its slide and its cells."""
-        from ..measure.records import by_suspicion, verdict_of
         from ..workflows.slide_outputs import read_table
         from ..workflows.slides import SlideRunError, run_card
 
@@ -127,7 +127,7 @@ class ReviewSlideWidget(Container):
                                    border_width=0.15, features={"cell_id": [r["cell_id"] for r in self.rows]})
 
     def _describe(self, row: dict) -> str:
-        p = row.get("p_abnormal")
+        p = row.get(P_ABNORMAL)
         mark = DECISION_MARKS.get(row.get("review") or "", "")
         return f"{mark}cell {row['cell_id']}: {row.get('verdict')}" + ("" if p is None else f", p {p:.2f}")
 
