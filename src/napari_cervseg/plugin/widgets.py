@@ -220,7 +220,7 @@ class SegmentCellWidget(WorkerWidget):
 
     def run(self):
         """Segment in a thread worker; the labels layer comes when every cell is done."""
-        from ..workflows.batch import paste_boxes, segment_boxes
+        from ..workflows.frames import paste_boxes, segment_boxes
 
         try:
             layer, image = self._image_layer(self.image_combo)
@@ -557,7 +557,7 @@ class BatchSegmentWidget(WorkerWidget):
 
     def run(self):
         """Segment every frame in a thread worker; each finished frame is kept as it comes."""
-        from ..workflows.batch import segment_frames
+        from ..workflows.frames import segment_frames
 
         try:
             targets = self.targets()
