@@ -67,7 +67,8 @@ def cmd_segment(args) -> int:
     from .classify import ModelError
     from .io.images import ImageError
     from .segment.settings import SegmentationError
-    from .workflows.batch import BatchConfig, expand_inputs, run_batch
+    from .workflows.batch import BatchConfig, run_batch
+    from .workflows.inputs import expand_inputs
 
     options = settings_options(args)
     if args.operating_point is not None:
@@ -593,7 +594,7 @@ def cmd_slide(args) -> int:
 
     from .classify import ModelError
     from .io.slides import SlideError
-    from .workflows.batch import OutputFolderError
+    from .workflows.run_folder import OutputFolderError
     from .workflows.slides import SlideConfig, SlideRunError, segment_slide
 
     operating_point = args.operating_point

@@ -2,6 +2,7 @@
 
 import napari
 
+from .docks import docked
 from .layers import is_plugin_heatmap, layer_type_name
 from .widgets import (
     BatchSegmentWidget,
@@ -12,18 +13,6 @@ from .widgets import (
 )
 
 
-def _docked(viewer, widget_cls, dock_name: str):
-    """The open dock widget of this kind (reused: a second menu click must not stack a copy), or a
-    new one docked under ``dock_name``."""
-    docked = getattr(viewer.window, "dock_widgets", {}) or {}
-    for widget in docked.values():
-        if type(widget) is widget_cls:
-            return widget
-    widget = widget_cls(viewer)
-    viewer.window.add_dock_widget(widget, name=dock_name, area="right")
-    return widget
-
-
 def _run_on_selected_image(viewer, widget_cls, dock_name: str, what: str) -> None:
     """Dock ``widget_cls`` on the selected image layer and run it; another selection is a notification."""
     layer = viewer.layers.selection.active
@@ -32,7 +21,7 @@ def _run_on_selected_image(viewer, widget_cls, dock_name: str, what: str) -> Non
             f"the {layer_type_name(layer)} layer {layer.name!r}" if layer is not None else "no layer")
         _notify_error(f"CervSeg: select an image layer to {what} (the selection is {kind})")
         return
-    widget = _docked(viewer, widget_cls, dock_name)
+    widget = docked(viewer, widget_cls, dock_name)
     widget.reset_choices()
     widget.image_combo.value = layer.name
     if widget.worker is not None and widget.panel.cancel_button.enabled:
@@ -53,7 +42,7 @@ def measure_active_layer(viewer: napari.viewer.Viewer) -> None:
         kind = f"the {layer_type_name(layer)} layer {layer.name!r}" if layer is not None else "no layer"
         _notify_error(f"CervSeg: select a labels layer to measure (the selection is {kind})")
         return
-    widget = _docked(viewer, MeasureCellWidget, "Measure cell (CervSeg)")
+    widget = docked(viewer, MeasureCellWidget, "Measure cell (CervSeg)")
     widget.reset_choices()
     widget.labels_combo.value = layer.name
 
@@ -63,7 +52,7 @@ def segment_all_layers(viewer: napari.viewer.Viewer) -> None:
     if not any(isinstance(layer, napari.layers.Image) and not is_plugin_heatmap(layer) for layer in viewer.layers):
         _notify_error("CervSeg: no image layer to segment: open images (File > Open) first")
         return
-    widget = _docked(viewer, BatchSegmentWidget, "Segment all (CervSeg)")
+    widget = docked(viewer, BatchSegmentWidget, "Segment all (CervSeg)")
     if widget.worker is not None and widget.panel.cancel_button.enabled:
         _notify_error("CervSeg: Segment all is still running; wait for it or press Cancel")
         return

@@ -26,6 +26,7 @@ from ..measure.descriptors import format_value, write_rows_csv
 from ..measure.records import P_ABNORMAL, PREDICTED_CLASS, by_suspicion
 from ..segment.settings import SegmentationError, Settings
 from .controls import MethodControls, model_edit
+from .docks import docked as _docked
 from .layers import (
     FIELD_KEY,
     KIND_KEY,
@@ -188,8 +189,6 @@ class SegmentCellWidget(WorkerWidget):
 
     def segment_all_cells(self):
         """Run Segment all cells (its dock reused or opened) on the image this widget found to be a field."""
-        from .menus import _docked
-
         if self._field_layer is None or self._field_layer not in self.viewer.layers:
             return None
         widget = _docked(self.viewer, SegmentFieldWidget, "Segment all cells (CervSeg)")
@@ -220,7 +219,7 @@ class SegmentCellWidget(WorkerWidget):
 
     def run(self):
         """Segment in a thread worker; the labels layer comes when every cell is done."""
-        from ..workflows.batch import paste_boxes, segment_boxes
+        from ..workflows.frames import paste_boxes, segment_boxes
 
         try:
             layer, image = self._image_layer(self.image_combo)
@@ -557,7 +556,7 @@ class BatchSegmentWidget(WorkerWidget):
 
     def run(self):
         """Segment every frame in a thread worker; each finished frame is kept as it comes."""
-        from ..workflows.batch import segment_frames
+        from ..workflows.frames import segment_frames
 
         try:
             targets = self.targets()

@@ -1,51 +1,61 @@
 """The batch engine behind ``cervseg segment`` and the napari batch action.
 
-- :func:`expand_inputs` streams the work: files, folders, globs, and one item per page of a
-  multi-page TIFF (read from the header; no pixels are loaded).
-- :func:`segment_item` segments one image array and builds its descriptors row: the one step that
-  the CLI (through :func:`process_input`, which adds reading and writing files) and the napari
-  action (on layer data) share.
+- :func:`~.inputs.expand_inputs` streams the work: files, folders, globs, and one item per page of a
+  multi-page TIFF (read from the header; no pixels are loaded) (:mod:`.inputs`).
+- :func:`~.frames.segment_item` segments one image array and builds its descriptors row: the one
+  step that the CLI (through :func:`process_input`, which adds reading and writing files) and the
+  napari action (on layer data, :mod:`.frames`) share.
 - :func:`run_batch` runs :func:`process_input` over the inputs in this process, in local worker
-  processes (``workers``), or on a Dask cluster (``scheduler``: a dask.distributed address). Only
-  a bounded window of inputs is in flight and workers return descriptor rows, never images, so
-  memory does not grow with the number of inputs. Every finished input is appended to a journal
-  (``.cervseg-journal.jsonl``) at once, so a killed run loses nothing it finished; outputs are
-  written atomically with the labels last, so a labels file on disk means a complete output.
+  processes (``workers``), or on a Dask cluster (``scheduler``: a dask.distributed address; see
+  :mod:`.executors`). Only a bounded window of inputs is in flight and workers return descriptor
+  rows, never images, so memory does not grow with the number of inputs. Every finished input is
+  appended to a journal (``.cervseg-journal.jsonl``, :mod:`.run_folder`) at once, so a killed run
+  loses nothing it finished; outputs are written atomically with the labels last, so a labels file
+  on disk means a complete output.
 
-Nothing here imports Qt or napari.
+The names of :mod:`.inputs`, :mod:`.executors`, :mod:`.frames` and :mod:`.run_folder` that batch
+users know are importable from here too. Nothing here imports Qt or napari.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+import traceback
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
+from ..classify import load_model
+from ..explain import CAM_METHODS
+from ..explain.cam import resolve_cam_backend
 from ..io.images import (
     MAX_PIXELS,
-    TIFF_SUFFIXES,
     ImageError,
     OutputError,
-    image_info,
-    is_own_output,
-    parse_roi,
     read_image,
     to_rgb_uint8,
     write_png_atomic,
     write_text_atomic,
 )
-from ..segment.pipeline import check_request
-from ..segment.settings import DEFAULT_SEGMENT_METHOD
+from ..measure.descriptors import measure, write_rows_csv
+from ..segment.pipeline import check_request, count_cells
+from ..segment.result import heatmap_rgb, overlay
+from ..segment.settings import DEFAULT_SEGMENT_METHOD, explanation_method
 from ..stages import ProgressCallback, StopCheck, report_count
-from .run_folder import (  # noqa: F401  (re-exported: the names batch users and tests know)
+from .executors import LocalExecutor, dask_client, local_executor, set_threads, wait_first
+from .fields import cell_rows, resolve_finder, segment_field, stored_classes
+from .frames import INPUT_ERRORS, paste_boxes, segment_boxes, segment_frames, segment_item
+from .inputs import IMAGE_SUFFIXES, BatchInput, expand_inputs, read_input
+from .run_folder import (
     CLASS_KEYS,
     FIELD_SUFFIXES,
     JOURNAL,
@@ -66,36 +76,24 @@ from .run_folder import (  # noqa: F401  (re-exported: the names batch users and
     missing,
 )
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg") + TIFF_SUFFIXES
+__all__ = [
+    # this module's own
+    "FIELD_MODES", "BatchConfig", "process_input", "run_batch", "versions",
+    # .inputs
+    "IMAGE_SUFFIXES", "BatchInput", "expand_inputs", "read_input",
+    # .frames
+    "INPUT_ERRORS", "paste_boxes", "segment_boxes", "segment_frames", "segment_item",
+    # .executors
+    "dask_client", "local_executor", "set_threads", "wait_first",
+    # .run_folder
+    "CLASS_KEYS", "FIELD_SUFFIXES", "JOURNAL", "LABELS_SUFFIX", "LOCK", "OUTPUT_SUFFIXES", "FolderInUseError",
+    "Journal", "OutputFolderError", "check_output_folder", "clean_temporary_files", "damaged_output",
+    "folder_lock", "instances_digest", "json_default", "labels_as_saved", "labels_digest", "missing",
+]
+
 #: --field: "no" (every input is one cell), "yes" (every input is a field), "auto" (a field when
 #: it shows several nuclei of cell size)
 FIELD_MODES = ("no", "yes", "auto")
-
-
-@dataclass(frozen=True)
-class BatchInput:
-    """One image to segment: a file, or one page (``frame``) of a multi-page TIFF."""
-
-    source: str
-    frame: int | None = None
-    n_frames: int = 1
-    roi: tuple | None = None
-
-    @property
-    def stem(self) -> str:
-        """The output file stem: ``name``, ``name_f0003`` for a TIFF page, plus ``_x.._y.._w.._h..``
-        for a region of interest."""
-        stem = Path(self.source).stem
-        if self.frame is not None:
-            stem += f"_f{self.frame:0{max(4, len(str(self.n_frames - 1)))}d}"
-        if self.roi is not None:
-            x, y, w, h = self.roi
-            stem += f"_x{x}_y{y}_w{w}_h{h}"
-        return stem
-
-    @property
-    def label(self) -> str:
-        return self.source + (f" [frame {self.frame}]" if self.frame is not None else "")
 
 
 @dataclass
@@ -130,8 +128,6 @@ class BatchConfig:
         if self.field_mode not in FIELD_MODES:
             raise ValueError(f"field_mode = {self.field_mode!r}: one of {', '.join(FIELD_MODES)}")
         if self.finder is not None:
-            from .fields import resolve_finder
-
             resolve_finder(self.finder)
         check_request(self.model, self.method, settings=self.options.get("settings"), options=self.options,
                       operating_point=self.options.get("operating_point"), target=self.target, device=self.device,
@@ -147,165 +143,6 @@ class BatchConfig:
             self.grouping = None
 
 
-def _glob_regex(pattern: str):
-    """A compiled regex for a glob pattern relative to its walk root: ``*``, ``?``, ``[...]`` within
-    one path part, ``**`` across parts (as :func:`glob.glob` with ``recursive=True``)."""
-    import re
-
-    out, i = [], 0
-    while i < len(pattern):
-        c = pattern[i]
-        if pattern.startswith("**/", i):
-            out.append("(?:[^/]*/)*")
-            i += 3
-            continue
-        if pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-            continue
-        if c == "*":
-            out.append("[^/]*")
-        elif c == "?":
-            out.append("[^/]")
-        elif c == "[":
-            j = pattern.find("]", i + 2)
-            if j < 0:
-                out.append(re.escape(c))
-            else:
-                body = pattern[i + 1:j]
-                out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
-                i = j
-        else:
-            out.append(re.escape(c))
-        i += 1
-    return re.compile("".join(out) + r"\Z")
-
-
-def _walk_glob(pattern: str) -> list[Path]:
-    """The files a glob names, found by walking from its fixed prefix without following folder
-    links: a link loop (``sub -> .``, ``up -> ..``) cannot make the walk endless, and a link cannot
-    lead it out of the folder or back into what it already walked. Sorted."""
-    parts = Path(pattern).parts
-    fixed = 0
-    while fixed < len(parts) - 1 and not any(c in parts[fixed] for c in "*?["):
-        fixed += 1
-    root = Path(*parts[:fixed]) if fixed else Path(".")
-    rest = "/".join(parts[fixed:])
-    regex = _glob_regex(rest)
-    recursive = "**" in rest
-    depth = rest.count("/")
-    found = []
-    if not root.is_dir():
-        return found
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        rel_dir = os.path.relpath(dirpath, root)
-        level = 0 if rel_dir == "." else rel_dir.count(os.sep) + 1
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if not recursive and level >= depth:
-            dirnames[:] = []
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            rel = name if rel_dir == "." else f"{rel_dir.replace(os.sep, '/')}/{name}"
-            if regex.match(rel):
-                path = Path(dirpath) / name
-                if path.is_file():
-                    found.append(path)
-    return sorted(found)
-
-
-def expand_inputs(items: Iterable[str], roi=None, skipped: list | None = None) -> Iterator[BatchInput]:
-    """Stream the inputs named by files, folders (their images, sorted) and globs.
-
-    A TIFF with several pages yields one input per page. Files that cannot be opened still yield
-    one input, so that the run reports them as failed by name. Each file is visited once (by its
-    real path: two names or links for one file make one input), and globs never follow folder
-    links. Files in a folder or glob that are named like our outputs (``*_labels.png`` ...) are
-    not inputs; those that this package did not write are listed in ``skipped`` (``(path,
-    reason)`` pairs), so the run can say so.
-    """
-    box = parse_roi(roi) if roi is not None else None
-    visited: dict[str, str] = {}
-    for item in items:
-        item = str(item)
-        p = Path(item)
-        listed = True
-        if p.is_dir():
-            paths = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
-        elif not p.exists() and any(c in item for c in "*?["):
-            paths = [q for q in _walk_glob(item) if q.suffix.lower() in IMAGE_SUFFIXES]
-        else:
-            paths, listed = [p], False
-        for path in paths:
-            if listed and path.name.endswith(OUTPUT_SUFFIXES + FIELD_SUFFIXES):
-                if skipped is not None and not _is_own_output(path):
-                    why = f"named like an output of cervseg (*{_output_suffix(path.name)}); rename it to segment it"
-                    skipped.append((str(path), why))
-                continue
-            real = os.path.realpath(path)
-            if real in visited:
-                if skipped is not None and visited[real] != str(path):
-                    skipped.append((str(path), f"the same file as {visited[real]}"))
-                continue
-            visited[real] = str(path)
-            n_frames = 1
-            if path.suffix.lower() in TIFF_SUFFIXES:
-                try:
-                    n_frames = image_info(path)[0]
-                except ImageError:
-                    n_frames = 1  # reported when it is processed
-            if n_frames > 1:
-                for frame in range(n_frames):
-                    yield BatchInput(str(path), frame, n_frames, box)
-            else:
-                yield BatchInput(str(path), None, 1, box)
-
-
-def _output_suffix(name: str) -> str:
-    return next(s for s in OUTPUT_SUFFIXES + FIELD_SUFFIXES if name.endswith(s))
-
-
-def _is_own_output(path) -> bool:
-
-    return is_own_output(path)
-
-
-def segment_item(image, config: BatchConfig, name: str = "image", progress=None):
-    """Segment one image array and measure it: ``(SegmentationResult, descriptors row)``."""
-    from ..measure.descriptors import measure
-    from ..segment.pipeline import segment_cell
-
-    result = segment_cell(image, model=config.model, method=config.method, target=config.target,
-                          device=config.device, progress=progress, max_pixels=config.max_pixels, **config.options)
-    rgb, _ = to_rgb_uint8(image, name=name)
-    row = {"image": name, "status": "segmented", "method": result.method,
-           "predicted_class": result.predicted_class,
-           "probability": result.probability if result.probability is not None else float("nan"),
-           "cell_found": result.cell_found, "judgeable": result.judgeable,
-           "not_judgeable_reason": ", ".join(result.not_judgeable),
-           **measure(result.labels, rgb, pixel_size=config.pixel_size),
-           "seconds": result.timings.get("total", float("nan")),
-           "warnings": " | ".join(result.warnings)}
-    return result, row
-
-
-def _read_input(item: BatchInput, config: BatchConfig):
-
-    return read_image(item.source, frame=item.frame, roi=item.roi, max_pixels=config.max_pixels)
-
-
-def _set_threads(n: int | None) -> None:
-    if n:
-        import torch
-
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
-#: per-input failures that are reported and do not stop the run
-INPUT_ERRORS = (ImageError, ValueError, OSError, RuntimeError, MemoryError)
-
-
 def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous: dict | None = None) -> dict:
     """Segment one input and write its outputs; returns a record (never raises for a bad input).
 
@@ -317,11 +154,8 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     unless ``config.overwrite``: it is re-measured from those labels, with the classification
     fields of ``previous`` (its row of an earlier run) when there is one.
     """
-    from ..measure.descriptors import measure
-    from ..segment.result import heatmap_rgb, overlay
-
     t0 = time.perf_counter()
-    _set_threads(config.torch_threads)
+    set_threads(config.torch_threads)
     out = Path(out_dir)
     stem = item.stem
     record = {"image": stem, "source": item.source, "frame": item.frame, "status": "failed",
@@ -343,7 +177,7 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
             labels, notes = labels_as_saved(read_image(labels_path), labels_path)
             image = None
             try:
-                image = _read_input(item, config)
+                image = read_input(item, config.max_pixels)
                 if np.shape(image)[:2] != np.shape(labels)[:2]:
                     notes.append(f"{labels_path.name} is {labels.shape[0]} x {labels.shape[1]} px but the image"
                                  f" is {np.shape(image)[0]} x {np.shape(image)[1]}: measured in the labels' own"
@@ -357,7 +191,7 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
                 measured["measure_notes"] = " | ".join(filter(None, [*notes, measured.get("measure_notes")]))
             row = {"image": stem, "source": item.label, "status": "kept existing labels", **keep, **measured}
             record.update(status="kept", row=row)
-        elif _is_field(image := _read_input(item, config), config):
+        elif _is_field(image := read_input(item, config.max_pixels), config):
             record.update(_segment_field_input(image, item, stem, out, config))
         else:
             result, row = segment_item(image, config, name=stem)
@@ -372,8 +206,6 @@ def process_input(item: BatchInput, out_dir: str, config: BatchConfig, previous:
     except INPUT_ERRORS as exc:
         record["reason"] = f"{type(exc).__name__}: {exc}"
     except Exception as exc:  # noqa: BLE001 - a bug fails this input alone, named, not the whole run
-        import traceback
-
         where = traceback.extract_tb(exc.__traceback__)[-1]
         record["reason"] = (f"unexpected {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno};"
                             " please report it)")
@@ -403,8 +235,6 @@ def _is_field(image, config: BatchConfig) -> bool:
         return True
     if config.field_mode != "auto":
         return False
-    from ..segment.pipeline import count_cells
-
     return count_cells(to_rgb_uint8(image)[0]) >= 2
 
 
@@ -426,8 +256,6 @@ def _field_rows(stem: str, item: BatchInput, table: list[dict], status: str) -> 
 def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: BatchConfig) -> dict:
     """Segment a field of view and write its outputs: heatmap, overlay (abnormal cells boxed),
     the cells and nuclei instance labels, then the semantic labels (last: they mark it complete)."""
-    from ..segment.result import heatmap_rgb
-    from .fields import segment_field
 
     result = segment_field(image, model=config.model, method=config.method, target=config.target,
                            device=config.device, pixel_size=config.pixel_size, finder=config.finder,
@@ -460,7 +288,6 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
     with the classes of the run that segmented it (from the journal) where the cell is still
     there. Whatever does not add up between ``_cells``, ``_nuclei`` and ``_labels`` is named in a
     note, never measured silently wrong."""
-    from .fields import cell_rows, stored_classes
 
     cells_path, nuclei_path = (out / f"{stem}{s}" for s in FIELD_SUFFIXES)
     cells = np.asarray(read_image(cells_path)).astype(np.int32)
@@ -474,7 +301,7 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
         raise ImageError(f"{cells_path.name} and {nuclei_path.name} must be 2D instance labels of one size;"
                          f" they are {cells.shape} and {nuclei.shape}")
     try:
-        image = _read_input(item, config)
+        image = read_input(item, config.max_pixels)
     except ImageError:
         image = None  # the source may be gone; the labels alone still measure
     if image is not None and np.shape(image)[:2] != cells.shape:
@@ -524,8 +351,6 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
 
 def versions() -> dict:
     """Versions of what produced the outputs (for the run summary)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": sys.version.split()[0], "platform": platform.platform()}
     for name in ("napari-cervseg", "torch", "torchvision", "numpy", "opencv-python-headless",
                  "scikit-image", "scikit-learn", "zennit", "grad-cam", "dask", "distributed"):
@@ -534,64 +359,11 @@ def versions() -> dict:
     return out
 
 
-#: the fields of a row that come from segmenting (not from measuring labels)
-#: the lock file of an output folder: one run at a time writes into it
 def _read_csv_rows(path: Path) -> dict[str, dict]:
-    import csv
-
     if not path.exists():
         return {}
     with path.open(newline="") as fh:
         return {row["image"]: row for row in csv.DictReader(fh) if row.get("image")}
-
-
-class _LocalExecutor:
-    """In-process execution behind the same submit / wait interface as the process pool."""
-
-    def submit(self, fn, *args):
-        from concurrent.futures import Future
-
-        fut = Future()
-        try:
-            fut.set_result(fn(*args))
-        except Exception as exc:  # noqa: BLE001 - surfaced by .result(), as a pool would
-            fut.set_exception(exc)
-        return fut
-
-    def shutdown(self):
-        pass
-
-
-def wait_first(pending: set, dask_client=None) -> tuple[set, set]:
-    """Block until at least one future of ``pending`` is done: ``(done, not_done)``."""
-    if dask_client is not None:
-        from distributed import wait
-
-        done, not_done = wait(list(pending), return_when="FIRST_COMPLETED")
-        return set(done), set(not_done)
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    done, not_done = wait(pending, return_when=FIRST_COMPLETED)
-    return set(done), set(not_done)
-
-
-def _init_worker(threads: int) -> None:
-    _set_threads(threads)
-
-
-def local_executor(workers: int, torch_threads: int | None = None):
-    """``(executor, torch threads per worker)``: this process for 1 worker, else a pool of spawned
-    processes with ``cpu_count // workers`` torch threads each (so they do not oversubscribe)."""
-    if workers <= 1:
-        return _LocalExecutor(), torch_threads
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    threads = torch_threads or max(1, (os.cpu_count() or 1) // workers)
-    # spawn: a forked copy of a process that already runs torch's thread pool can deadlock
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_worker,
-                               initargs=(threads,)), threads
-
 
 
 def run_batch(inputs: Iterable[BatchInput], out_dir, config: BatchConfig, workers: int = 1,
@@ -626,20 +398,10 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
     t0 = time.perf_counter()
     journal = Journal(out / JOURNAL)
     previous = {**_read_csv_rows(out / "descriptors.csv"), **journal.read()}
-    executor, client, mode = _LocalExecutor(), None, "in-process"
+    executor, client, mode = LocalExecutor(), None, "in-process"
     if scheduler:
-        try:
-            from distributed import Client
-        except ImportError as exc:
-            raise RuntimeError("--scheduler needs dask.distributed: pip install 'napari-cervseg[dask]'") from exc
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise RuntimeError(f"cannot reach the Dask scheduler at {scheduler!r} ({exc}); start one"
-                               " (`dask scheduler` + `dask worker ADDRESS`) or drop --scheduler") from exc
+        client, workers = dask_client(scheduler)
         executor, mode = client, f"dask.distributed {scheduler}"
-        info = client.scheduler_info().get("workers", {})
-        workers = max(1, sum(w.get("nthreads", 1) for w in info.values()))
         # parallelism comes from the tasks: one torch thread each unless told otherwise
         config = BatchConfig(**{**asdict(config), "torch_threads": config.torch_threads or 1})
     elif workers > 1:
@@ -702,8 +464,6 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
     # ``seen`` holds the accepted stems in input order
     rows = [row for s in seen if s in records and records[s]["row"]
             for row in (records[s].get("cell_rows") or [records[s]["row"]])]
-    from ..measure.descriptors import write_rows_csv
-
     try:
         write_rows_csv(out / "descriptors.csv", rows)
     except OSError as exc:
@@ -754,10 +514,6 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
 def _cam_backend(config: BatchConfig) -> str | None:
     """Which implementation computed the CAM heatmaps ("pytorch-grad-cam" or "builtin"; None for
     methods without a CAM explanation)."""
-    from ..explain import CAM_METHODS
-    from ..explain.cam import resolve_cam_backend
-    from ..segment.settings import explanation_method
-
     options = {k: v for k, v in config.options.items() if k != "settings"}
     method = explanation_method(config.method, config.options.get("settings"), **options)
     return resolve_cam_backend("auto", method) if method in CAM_METHODS else None
@@ -766,131 +522,9 @@ def _cam_backend(config: BatchConfig) -> str | None:
 def _model_source(model) -> str | None:
     if model is None or isinstance(model, str):
         if model in (None, "default"):
-            from ..classify import load_model
-
             return None if model is None else load_model("default").source
         return model
     return getattr(model, "source", str(model))
-
-
-# ----------------------------------------------------------------------------------------------
-# napari / in-memory: frames and layers
-
-
-def segment_frames(frames: Iterable[tuple[str, np.ndarray]], config: BatchConfig,
-                   progress: ProgressCallback | None = None, total: int | None = None,
-                   should_stop: StopCheck | None = None):
-    """Segment in-memory images one by one: the loop behind the napari actions (frames, rectangles).
-
-    Parameters
-    ----------
-    frames : iterable of (name, image)
-        The images; an item may give an exception instead of an image (a frame that could not
-        be read), which is reported as that frame's failure.
-    config : BatchConfig
-        Model, method and settings (``config.options`` go to ``segment_cell``).
-    progress : callable, optional
-        ``progress(stage, fraction)``: the stage named after the frame, the fraction of all
-        ``total`` frames.
-    total : int, optional
-        How many frames there are (for the progress fraction).
-    should_stop : callable, optional
-        Asked before each frame; True ends the loop (what was yielded before stays with the caller).
-
-    Yields
-    ------
-    name, result, row
-        Each frame's name, its ``SegmentationResult`` (None if it failed) and its descriptors row;
-        a failed frame's row has a ``status`` naming the error, and the other frames go on.
-    """
-    for i, (name, image) in enumerate(frames):
-        if should_stop is not None and should_stop():
-            return
-
-        def sub(stage, fraction, i=i, name=name):
-            if progress is not None:
-                where = f"{name} ({i + 1}/{total})" if total else name
-                progress(f"{where}: {stage}", (i + fraction) / total if total else fraction)
-
-        if isinstance(image, Exception):  # the frame could not even be read
-            yield name, None, {"image": name, "status": f"failed: {image}"}
-            continue
-        try:
-            result, row = segment_item(image, config, name=name, progress=sub)
-        except INPUT_ERRORS as exc:
-            yield name, None, {"image": name, "status": f"failed: {type(exc).__name__}: {exc}"}
-            continue
-        yield name, result, row
-
-
-def segment_boxes(image: np.ndarray, boxes, config: BatchConfig, progress: ProgressCallback | None = None,
-                  should_stop: StopCheck | None = None):
-    """Segment each box of one image as one cell, with the loop of :func:`segment_frames`.
-
-    Parameters
-    ----------
-    image : ndarray
-        The whole (H, W) or (H, W, 3) image the boxes lie in.
-    boxes : sequence of (r0, c0, r1, c1)
-        Cells to segment, in image coordinates (end exclusive).
-    config : BatchConfig
-        Model, method and settings, as for :func:`segment_frames`.
-    progress : callable, optional
-        ``progress(stage, fraction)`` with the fraction of all boxes.
-    should_stop : callable, optional
-        Asked before each box; True ends the loop.
-
-    Yields
-    ------
-    box, name, result, row
-        In the order of ``boxes``: the box, its name (``"cell 1"``, ``"cell 2"``...), its
-        :class:`~napari_cervseg.segment.result.SegmentationResult` (None if it failed) and its
-        descriptors row (whose ``status`` says why it failed). Paste the results back with
-        :func:`paste_boxes`.
-
-    Examples
-    --------
-    >>> image = np.full((40, 80, 3), 200, np.uint8)
-    >>> config = BatchConfig(model=None, method="colour-baseline")
-    >>> [(name, r.cell_found) for _, name, r, _ in segment_boxes(image, [(0, 0, 40, 40)], config)]
-    [('cell 1', False)]
-    """
-    boxes = [tuple(int(v) for v in box) for box in boxes]
-    crops = ((f"cell {i + 1}", image[r0:r1, c0:c1]) for i, (r0, c0, r1, c1) in enumerate(boxes))
-    frames = segment_frames(crops, config, progress, total=len(boxes), should_stop=should_stop)
-    for box, (name, result, row) in zip(boxes, frames, strict=False):  # (frames end early on should_stop)
-        yield box, name, result, row
-
-
-def paste_boxes(shape, boxes, results) -> tuple[np.ndarray, np.ndarray]:
-    """Paste per-box results back into full-size arrays.
-
-    Parameters
-    ----------
-    shape : tuple
-        The whole image's shape (its first two entries are used).
-    boxes : sequence of (r0, c0, r1, c1)
-        The boxes, as given to :func:`segment_boxes`.
-    results : sequence of SegmentationResult or None
-        ``results[i]`` belongs to ``boxes[i]``; None (a failed box) leaves its box empty.
-
-    Returns
-    -------
-    labels : ndarray
-        (H, W) uint8; where boxes overlap, later boxes win.
-    heatmap : ndarray
-        (H, W) float32; where boxes overlap, the maximum.
-    """
-    labels = np.zeros(tuple(shape)[:2], np.uint8)
-    heatmap = np.zeros(tuple(shape)[:2], np.float32)
-    for (r0, c0, r1, c1), result in zip(boxes, results, strict=True):
-        if result is None:
-            continue
-        region = labels[r0:r1, c0:c1]
-        region[result.labels > 0] = result.labels[result.labels > 0]
-        if result.heatmap is not None:
-            heatmap[r0:r1, c0:c1] = np.maximum(heatmap[r0:r1, c0:c1], result.heatmap)
-    return labels, heatmap
 
 
 _Journal = Journal  # the name the robustness tests used

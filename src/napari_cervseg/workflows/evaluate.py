@@ -139,9 +139,9 @@ def evaluate_image(sample: Sample, model, specs: list, xai_methods: list, do_xai
     from ..explain import explain
     from ..explain.metrics import heatmap_entropy, pixel_flipping
     from ..segment.settings import explanation_method
-    from .batch import _set_threads
+    from .executors import set_threads
 
-    _set_threads(torch_threads)
+    set_threads(torch_threads)
     model = load_model(model)
     image = sample.load_image()
     truth = sample.load_mask() if sample.mask_path is not None else None
@@ -191,7 +191,7 @@ def evaluate(samples: list[Sample], model, methods=DEFAULT_COMPARISON, xai_metho
     file path, which each process loads); results do not depend on it.
     ``progress(done, total)`` is called once per image.
     """
-    from .batch import local_executor, wait_first
+    from .executors import local_executor, wait_first
 
     specs = [(spec, *parse_method_spec(spec)) for spec in methods]
     from ..explain import METHODS as EXPLANATION_METHODS

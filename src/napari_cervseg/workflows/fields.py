@@ -14,6 +14,7 @@ vanish; the per-cell crops come from the full-resolution image.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Iterator
@@ -23,13 +24,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.measure import regionprops
 
 from ..classify import load_model
 from ..classify.predict import classify
-from ..io.images import to_rgb_uint8
+from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
 from ..measure.records import P_ABNORMAL, PREDICTED_CLASS, CellRecord, by_suspicion
 from ..segment.cells import MIN_CELL_AREA, find_nuclei, foreground_mask, lab_image, partition_cells
+from ..segment.finder import CellFinder, FoundCell, load_finder
 from ..segment.pipeline import give_verdict, segment_cell
 from ..segment.result import SegmentationResult, overlay
 from ..segment.settings import DEFAULT_SEGMENT_METHOD, settings_for
@@ -219,8 +222,6 @@ def _detect_in(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     blobs, n = ndi.label(foreground & (cells == 0))
     next_id = int(nuclei.max()) + 1
     if n:
-        from skimage.measure import regionprops
-
         touched = set(np.unique(blobs[ndi.binary_dilation(cells > 0)]).tolist())  # rims of found cells
         for region in regionprops(blobs):
             # a cell without a visible nucleus is still a solid blob (not a frame, a fibre or a rim)
@@ -272,8 +273,6 @@ DEFAULT_FINDER = "classic"
 
 def _found_from_labels(regions: np.ndarray, seeds: np.ndarray) -> list:
     """The classic finder's regions and seeds as one FoundCell each (the extent is the region)."""
-    from ..segment.finder import FoundCell
-
     found = []
     for k, box in enumerate(ndi.find_objects(regions), start=1):
         if box is None:
@@ -286,8 +285,6 @@ def _found_from_labels(regions: np.ndarray, seeds: np.ndarray) -> list:
 def resolve_finder(finder):
     """``"classic"`` or a loaded :class:`~napari_cervseg.segment.finder.CellFinder` for ``finder``
     (``"learned"``: the bundled one; a path: one made by ``cervseg train-finder``)."""
-    from ..segment.finder import CellFinder, load_finder
-
     if finder == "classic" or isinstance(finder, CellFinder) or (
             not isinstance(finder, (str, Path)) and callable(getattr(finder, "find", None))):
         return finder  # (anything with find(rgb, scale) -> FoundCells serves)
@@ -397,8 +394,6 @@ def cell_rows(cells: np.ndarray, nuclei: np.ndarray, image=None, pixel_size: flo
         One row per cell id, in id order: ``cell_id``, ``bbox``, ``centroid``, the descriptors,
         and the ``classes`` columns.
     """
-    from ..io.images import to_rgb_uint8
-
     cells, nuclei = np.asarray(cells), np.asarray(nuclei)
     if cells.ndim != 2 or nuclei.shape != cells.shape:
         raise ValueError(f"cells and nuclei must be 2D instance labels of one shape; got {cells.shape} and"
@@ -422,8 +417,6 @@ def stored_classes(cell_classes, cells: np.ndarray) -> dict[int, dict]:
     the cells of ``cells`` by where each stored cell's centroid lies, not by id: ids swapped or
     renumbered by hand keep each cell's own class. A cell holding no stored centroid, or more
     than one, gets none. Entries without a centroid (older runs) match by id."""
-    import json
-
     if isinstance(cell_classes, str):
         try:
             cell_classes = json.loads(cell_classes)
@@ -513,8 +506,6 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         raise ValueError(f"per_cell = {per_cell!r}: one of {', '.join(PER_CELL)}")
     rgb, warnings = to_rgb_uint8(image)
     if rgb.shape[0] * rgb.shape[1] > MAX_FIELD_PIXELS:
-        from ..io.images import ImageError
-
         raise ImageError(f"image of {rgb.shape[0]} x {rgb.shape[1]} px is larger than a field can be"
                          f" ({MAX_FIELD_PIXELS} px); cut it into regions first")
     h, w = rgb.shape[:2]

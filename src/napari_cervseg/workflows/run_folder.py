@@ -11,12 +11,15 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+import socket
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from ..io.images import ImageError, OutputError
+from ..io.images import ImageError, OutputError, is_own_output
 
 #: what one input writes; the labels come last so that their presence means "complete"
 OUTPUT_SUFFIXES = ("_heatmap.png", "_overlay.png", "_labels.png")
@@ -42,15 +45,11 @@ def instances_digest(labels) -> str:
 def damaged_output(path: Path) -> bool:
     """A labels file that cannot be anyone's work: empty, or written by us and not decodable (a
     full disk under an earlier version). It is redone; any other unreadable file is reported."""
-    import cv2
-
     try:
         if path.stat().st_size == 0:
             return True
     except OSError:
         return False
-    from ..io.images import is_own_output
-
     return is_own_output(path) and cv2.imread(str(path), cv2.IMREAD_UNCHANGED) is None
 
 
@@ -136,8 +135,6 @@ def _pid_alive(pid) -> bool:
 
 
 def _lock_is_stale(path: Path, info: dict | None) -> bool:
-    import socket
-
     if info is None:
         try:
             return time.time() - path.stat().st_mtime > LOCK_UNREADABLE_STALE_S
@@ -151,8 +148,6 @@ def folder_lock(out: Path):
     """Hold ``out/.cervseg.lock`` (pid, host, start time; created exclusively) while a run writes
     into ``out``; a second run is refused with :class:`FolderInUseError`. A lock whose process is
     gone (on this host) is stale and taken over. The lock is removed at the end, errors included."""
-    import socket
-
     path = out / LOCK
     mine = {"pid": os.getpid(), "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "token": os.urandom(8).hex()}
@@ -189,8 +184,6 @@ def folder_lock(out: Path):
 
 
 def _is_temporary(name: str) -> bool:
-    import re
-
     m = re.fullmatch(r"\.(.+)\.tmp[0-9-]*(?:\.png)?", name)
     return bool(m) and (m.group(1).endswith(OUTPUT_SUFFIXES + FIELD_SUFFIXES)
                         or m.group(1) in ("descriptors.csv", "summary.json"))

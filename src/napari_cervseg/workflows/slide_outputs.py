@@ -17,9 +17,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from ..io.images import write_text_atomic
+from ..io.images import to_rgb_uint8, write_text_atomic
 from ..measure.records import by_suspicion, verdict_of
+from ..segment import segment_cell
 
 TABLE_PARQUET = "cells.parquet"
 TABLE_CSV = "cells.csv"
@@ -80,9 +83,6 @@ def _atomic(path: Path, write) -> None:
 
 def write_table(out: Path, rows: list[dict]) -> None:
     """``cells.parquet`` and ``cells.csv``: the same rows and columns."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     columns = _columns(rows)
     data = {c: [row.get(c) for row in rows] for c in columns}
     schema = []
@@ -112,8 +112,6 @@ def write_table(out: Path, rows: list[dict]) -> None:
 
 def read_table(out) -> list[dict]:
     """The cell table a slide run wrote (Parquet), as one dict per row."""
-    import pyarrow.parquet as pq
-
     path = Path(out) / TABLE_PARQUET
     if not path.exists():
         raise FileNotFoundError(f"{path}: no cell table here; run `cervseg slide SLIDE --out {out}` first")
@@ -216,9 +214,6 @@ def _png_bytes(rgb: np.ndarray) -> bytes:
 
 def cell_thumbnail(slide, cell: dict, model, method: str, height: int = 128) -> np.ndarray:
     """The cell's crop beside its heatmap (why the classifier called it so), side by side."""
-    from ..io.images import to_rgb_uint8
-    from ..segment import segment_cell
-
     y0, x0, y1, x1 = cell["bbox"]
     pad = int(0.1 * max(y1 - y0, x1 - x0)) + 4
     crop, _ = to_rgb_uint8(slide.read(y0 - pad, x0 - pad, y1 + pad, x1 + pad))
@@ -319,13 +314,12 @@ operating point <code>{html.escape(str(config.operating_point))}</code>.</p>
     return path
 
 
-def write_outputs(result, slide, config, gallery: int = 24) -> None:
-    """Everything a finished slide run writes into its folder."""
-    from .slides import _model
-
+def write_outputs(result, slide, config, model, gallery: int = 24) -> None:
+    """Everything a finished slide run writes into its folder; ``model`` is the classifier loaded
+    for ``config.model`` (the gallery's heatmaps)."""
     out = result.out
     write_table(out, table_rows(result.cells, read_reviews(out)))
     write_geojson(out / GEOJSON, result.cells)
-    shown = write_gallery(out, slide, result.cells, _model(config.model), config.method, gallery) if gallery else []
+    shown = write_gallery(out, slide, result.cells, model, config.method, gallery) if gallery else []
     write_report(out / REPORT, result, shown, config)
     write_text_atomic(out / SUMMARY, json.dumps(result.summary(), indent=1))

@@ -28,14 +28,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io.images import write_text_atomic
+from ..classify import load_model
+from ..io.images import to_rgb_uint8, write_text_atomic
 from ..io.slides import Slide, open_slide
 from ..measure.records import BBOX, CELL_ID, CENTROID, WARNINGS
+from ..segment.cells import stained_mask
 from ..segment.pipeline import check_request
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
 from ..stages import ProgressCallback, StopCheck, report_count
-from .fields import DEFAULT_FINDER, extent_outline
+from .fields import DEFAULT_FINDER, extent_outline, segment_field
 from .run_folder import folder_lock
+from .slide_outputs import OUTPUT_NAMES, class_counts, write_outputs
 
 TILES = "tiles"
 RUN_CARD = "slide_run.json"
@@ -167,8 +170,6 @@ class SlideResult:
         return self.tiles_done == self.tiles_total
 
     def summary(self) -> dict:
-        from .slide_outputs import class_counts
-
         return {"slide": self.slide, "shape": list(self.shape), "tiles_done": self.tiles_done,
                 "tiles_total": self.tiles_total, "n_cells": len(self.cells), **class_counts(self.cells),
                 "seconds": round(self.seconds, 2), "warnings": self.warnings}
@@ -181,8 +182,6 @@ _MODELS: dict = {}
 
 def _model(spec: str):
     """One loaded classifier per worker process (a tile task reuses it)."""
-    from ..classify import load_model
-
     if spec is None or str(spec).lower() in ("none", ""):
         return None  # the colour baseline needs no classifier
     if spec not in _MODELS:
@@ -201,8 +200,6 @@ def _contour_points(box, mask: np.ndarray) -> list[list[float]]:
 
 def segment_tile(slide: Slide, spec: TileSpec, config: SlideConfig) -> dict:
     """Segment the cells a tile owns; returns its journal record (rows in slide coordinates)."""
-    from .fields import segment_field
-
     t0 = time.perf_counter()
     h, w = slide.shape
     m = config.margin
@@ -265,9 +262,6 @@ def stained_tiles(slide: Slide, grid: list[TileSpec], margin: int) -> set[str]:
     """Names of the tiles (with their margin) holding any stained pixel on the slide's first level
     at least THUMBNAIL_DOWNSAMPLE times smaller (or its smallest level, if that fits in
     MAX_THUMBNAIL_PIXELS; else every tile)."""
-    from ..io.images import to_rgb_uint8
-    from ..segment.cells import stained_mask
-
     choices = [k for k, d in enumerate(slide.downsamples) if d >= THUMBNAIL_DOWNSAMPLE]
     level = choices[0] if choices else len(slide.levels) - 1  # else the smallest there is ...
     if np.prod(slide.levels[level].shape[:2]) > MAX_THUMBNAIL_PIXELS:
@@ -312,8 +306,6 @@ def _start_or_resume(out: Path, identity: dict, config: SlideConfig, slide_path:
             raise SlideRunError(f"{out} holds this slide's run with other settings ({', '.join(changed)});"
                                 " resume with the same settings, or choose another --out")
         return
-    from .slide_outputs import OUTPUT_NAMES
-
     theirs = [name for name in OUTPUT_NAMES + (TILES,) if (out / name).exists()]
     if theirs:  # a folder without our card: these files are someone else's, never replaced
         raise SlideRunError(f"{out} holds {', '.join(theirs)} but no slide run's card ({RUN_CARD}); a run would"
@@ -373,8 +365,6 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
     >>> result = segment_slide("slide.ome.tif", "slide-out", SlideConfig(tile=2048))  # doctest: +SKIP
     >>> result.summary()["n_abnormal"]  # doctest: +SKIP
     """
-    from .slide_outputs import write_outputs
-
     config = (config or SlideConfig()).check()
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers = {workers!r}: at least 1")
@@ -415,7 +405,7 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
                                  tiles_done=len(done), tiles_total=len(grid),
                                  seconds=time.perf_counter() - t0, warnings=warnings)
             if result.complete:
-                write_outputs(result, slide, config, gallery=gallery)
+                write_outputs(result, slide, config, _model(config.model), gallery=gallery)
     return result
 
 
