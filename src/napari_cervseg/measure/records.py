@@ -22,6 +22,8 @@ EXPLAINED_CLASS = "explained_class"
 JUDGEABLE = "judgeable"
 NOT_JUDGEABLE = "not_judgeable"
 WARNINGS = "warnings"
+#: descriptors.csv's column for the reasons a verdict is withheld (the table's ``not_judgeable`` text)
+NOT_JUDGEABLE_REASON = "not_judgeable_reason"
 #: what a cell given no class is shown as (the classifier cannot judge it, or it holds several cells)
 NO_VERDICT = "no verdict"
 #: the columns of a row that are not descriptors, in the row's order

@@ -63,7 +63,7 @@ TABLE_COLUMNS = ("cell", "nucleus_area", "cytoplasm_area", "nc_ratio", "nucleus_
 #: the Measure table's columns for a field's cells layer (one row per cell, most suspicious first)
 #: the Measure table's least height (px)
 TABLE_MIN_HEIGHT = 320
-FIELD_TABLE_COLUMNS = ("cell_id", "predicted_class", "p_abnormal", "nucleus_area", "cytoplasm_area", "nc_ratio",
+FIELD_TABLE_COLUMNS = (CELL_ID, PREDICTED_CLASS, P_ABNORMAL, "nucleus_area", "cytoplasm_area", "nc_ratio",
                        "nucleus_circularity", "cell_area", "cell_circularity", "nucleus_mean_intensity")
 
 

@@ -47,6 +47,17 @@ from ..io.images import (
     write_text_atomic,
 )
 from ..measure.descriptors import measure, write_rows_csv
+from ..measure.records import (
+    BBOX,
+    CELL_ID,
+    CENTROID,
+    JUDGEABLE,
+    NOT_JUDGEABLE,
+    NOT_JUDGEABLE_REASON,
+    P_ABNORMAL,
+    PREDICTED_CLASS,
+    WARNINGS,
+)
 from ..segment.pipeline import check_request, count_cells
 from ..segment.result import heatmap_rgb, overlay
 from ..segment.settings import DEFAULT_SEGMENT_METHOD, explanation_method
@@ -242,14 +253,14 @@ def _field_rows(stem: str, item: BatchInput, table: list[dict], status: str) -> 
     """descriptors.csv rows of a field: one per cell, with the image's name first."""
     rows = []
     for row in table:
-        cell = {k: v for k, v in row.items() if k not in ("bbox", "centroid", "warnings", "judgeable", "not_judgeable")}
-        r0, c0, r1, c1 = row["bbox"]
-        rows.append({"image": stem, "source": item.label, "status": status, "cell_id": row["cell_id"],
-                     "predicted_class": row.get("predicted_class"), "p_abnormal": row.get("p_abnormal"),
-                     **{k: v for k, v in cell.items() if k not in ("cell_id", "predicted_class", "p_abnormal")},
-                     **({"judgeable": row["judgeable"], "not_judgeable_reason": row.get("not_judgeable", "")}
-                        if "judgeable" in row else {}),
-                     "bbox": f"{r0},{c0},{r1},{c1}", "warnings": " | ".join(row.get("warnings", []))})
+        lead = (CELL_ID, PREDICTED_CLASS, P_ABNORMAL, BBOX, CENTROID, WARNINGS, JUDGEABLE, NOT_JUDGEABLE)
+        r0, c0, r1, c1 = row[BBOX]
+        rows.append({"image": stem, "source": item.label, "status": status, CELL_ID: row[CELL_ID],
+                     PREDICTED_CLASS: row.get(PREDICTED_CLASS), P_ABNORMAL: row.get(P_ABNORMAL),
+                     **{k: v for k, v in row.items() if k not in lead},
+                     **({JUDGEABLE: row[JUDGEABLE], NOT_JUDGEABLE_REASON: row.get(NOT_JUDGEABLE, "")}
+                        if JUDGEABLE in row else {}),
+                     BBOX: f"{r0},{c0},{r1},{c1}", WARNINGS: " | ".join(row.get(WARNINGS, []))})
     return rows
 
 
@@ -327,8 +338,8 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
     known = stored_classes(previous.get("cell_classes") if previous else None, cells)
     table = cell_rows(cells, nuclei, image, config.pixel_size, known)
     for row in table:
-        row.setdefault("predicted_class", None)
-        row.setdefault("p_abnormal", None)
+        row.setdefault(PREDICTED_CLASS, None)
+        row.setdefault(P_ABNORMAL, None)
         row_notes = []
         if nuclei_path.exists() and not row.get("nucleus_area"):
             row_notes.append(f"no nucleus with id {row['cell_id']} inside this cell in {nuclei_path.name}")

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
+from ..measure.records import NOT_JUDGEABLE_REASON, reasons_text
 from ..segment.pipeline import segment_cell
 from ..stages import ProgressCallback, StopCheck
 
@@ -32,7 +33,7 @@ def segment_item(image, config, name: str = "image", progress=None):
            "predicted_class": result.predicted_class,
            "probability": result.probability if result.probability is not None else float("nan"),
            "cell_found": result.cell_found, "judgeable": result.judgeable,
-           "not_judgeable_reason": ", ".join(result.not_judgeable),
+           NOT_JUDGEABLE_REASON: reasons_text(result.not_judgeable),
            **measure(result.labels, rgb, pixel_size=config.pixel_size),
            "seconds": result.timings.get("total", float("nan")),
            "warnings": " | ".join(result.warnings)}

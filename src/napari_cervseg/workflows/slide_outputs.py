@@ -21,7 +21,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..io.images import to_rgb_uint8, write_text_atomic
-from ..measure.records import by_suspicion, verdict_of
+from ..measure.records import (
+    JUDGEABLE,
+    NOT_JUDGEABLE,
+    P_ABNORMAL,
+    PREDICTED_CLASS,
+    PROBABILITY,
+    by_suspicion,
+    verdict_of,
+)
 from ..segment import segment_cell
 
 TABLE_PARQUET = "cells.parquet"
@@ -37,7 +45,7 @@ OUTPUT_NAMES = (TABLE_PARQUET, TABLE_CSV, GEOJSON, REPORT, SUMMARY, REVIEWS, GAL
 
 #: the table's columns, in order (descriptors follow, as `measure` names them)
 LEAD_COLUMNS = ("cell_id", "tile", "y", "x", "bbox_y0", "bbox_x0", "bbox_y1", "bbox_x1", "verdict",
-                "predicted_class", "p_abnormal", "probability", "judgeable", "not_judgeable", "review", "notes")
+                PREDICTED_CLASS, P_ABNORMAL, PROBABILITY, JUDGEABLE, NOT_JUDGEABLE, "review", "notes")
 #: QuPath classification colours (RGB)
 CLASS_COLOURS = {"abnormal": (230, 20, 20), "normal": (40, 160, 60), "no verdict": (150, 150, 150)}
 
@@ -57,7 +65,7 @@ def table_rows(cells: list[dict], reviews: dict | None = None) -> list[dict]:
         y0, x0, y1, x1 = cell["bbox"]
         row = {"cell_id": cell["cell_id"], "tile": cell["tile"], "y": round(cell["y"], 1), "x": round(cell["x"], 1),
                "bbox_y0": y0, "bbox_x0": x0, "bbox_y1": y1, "bbox_x1": x1, "verdict": verdict_of(cell),
-               "predicted_class": cell.get("predicted_class"), "p_abnormal": cell.get("p_abnormal"),
+               PREDICTED_CLASS: cell.get(PREDICTED_CLASS), P_ABNORMAL: cell.get(P_ABNORMAL),
                "probability": cell.get("probability"), "judgeable": cell.get("judgeable"),
                "not_judgeable": cell.get("not_judgeable") or "",
                "review": (reviews.get(str(cell["cell_id"])) or {}).get("decision", ""), "notes": cell.get("notes", "")}
@@ -282,11 +290,11 @@ def write_report(path: Path, result, gallery: list[tuple[dict, Path]], config) -
     the gallery of the most suspicious cells (images inlined)."""
     cells = result.cells
     counts = class_counts(cells)
-    p_values = [c["p_abnormal"] for c in cells if c.get("p_abnormal") is not None]
+    p_values = [c[P_ABNORMAL] for c in cells if c.get(P_ABNORMAL) is not None]
     items = []
     for cell, png in gallery:
         data = base64.b64encode(png.read_bytes()).decode()
-        p = cell.get("p_abnormal")
+        p = cell.get(P_ABNORMAL)
         items.append(
             f'<figure id="cell-{cell["cell_id"]}"><img src="data:image/png;base64,{data}" alt="cell {cell["cell_id"]}">'
             f'<figcaption><b>cell {cell["cell_id"]}</b>: {html.escape(verdict_of(cell))}'
