@@ -23,7 +23,7 @@ from ..classify.applicability import verdict_text
 from ..explain import DEFAULT_METHOD
 from ..explain import METHODS as EXPLAIN_METHODS
 from ..measure.descriptors import format_value, write_rows_csv
-from ..measure.records import P_ABNORMAL, PREDICTED_CLASS, by_suspicion
+from ..measure.records import CELL_ID, P_ABNORMAL, PREDICTED_CLASS, by_suspicion
 from ..segment.settings import SegmentationError, Settings
 from .controls import MethodControls, model_edit
 from .docks import docked as _docked
