@@ -647,14 +647,10 @@ def settings_options(args) -> dict:
     return {name: getattr(args, name) for name in option_names() if getattr(args, name, None) is not None}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _add_segment_parser(sub) -> None:
+    """``cervseg segment``: its options."""
     from .io.images import MAX_PIXELS
     from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
-
-    parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"napari-cervseg {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment cell images into nucleus / cytoplasm")
     seg.add_argument("inputs", nargs="+",
@@ -695,6 +691,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--quiet", action="store_true")
     seg.set_defaults(func=cmd_segment)
 
+
+def _add_train_parser(sub) -> None:
+    """``cervseg train``: its options."""
     tr = sub.add_parser("train", help="train a classifier on image-level labels")
     tr.add_argument("--data", required=True, help="Herlev-layout folder or normal/ + abnormal/ folders")
     tr.add_argument("--out", required=True, help="output .safetensors (a .json card is written beside)")
@@ -734,6 +733,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default=None)
     tr.set_defaults(func=cmd_train)
 
+
+def _add_evaluate_parser(sub) -> None:
+    """``cervseg evaluate``: its options."""
     ev = sub.add_parser("evaluate", help="classification, segmentation and XAI figures against masks")
     ev.add_argument("--data", required=True, help="Herlev-layout folder (images without a mask: classification only)")
     ev.add_argument("--out", required=True, help="results .json (a .md table is written beside it)")
@@ -751,6 +753,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=cmd_evaluate)
 
+
+def _add_self_train_parser(sub) -> None:
+    """``cervseg self-train``: its options."""
     st = sub.add_parser("self-train", help="train the U-Net second stage on the pipeline's own pseudo-masks"
                                            " (weakly supervised: no ground-truth mask is read), or fine-tune it"
                                            " on your corrected labels (--corrections)")
@@ -775,6 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--quiet", action="store_true")
     st.set_defaults(func=cmd_self_train)
 
+
+def _add_train_finder_parser(sub) -> None:
+    """``cervseg train-finder``: its options."""
     tf = sub.add_parser("train-finder", help="train the learned cell finder for fields of view on fields composed"
                                              " from pseudo-labelled training cells (no ground-truth mask is read)")
     tf.add_argument("--data", default=None, help="Herlev-layout folder of single cells (training from scratch)")
@@ -796,6 +804,9 @@ def build_parser() -> argparse.ArgumentParser:
     tf.add_argument("--quiet", action="store_true")
     tf.set_defaults(func=cmd_train_finder)
 
+
+def _add_verdict_stats_parser(sub) -> None:
+    """``cervseg verdict-stats``: its options."""
     vs = sub.add_parser("verdict-stats", help="store the statistics of a model's training cells (its card's split)"
                                               " that decide when an input is not a cell it can judge")
     vs.add_argument("model", help="a bundled model name or a .safetensors file (its .json card gains an"
@@ -804,6 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--quiet", action="store_true")
     vs.set_defaults(func=cmd_verdict_stats)
 
+
+def _add_ensemble_parser(sub) -> None:
+    """``cervseg ensemble``: its options."""
     en = sub.add_parser("ensemble", help="combine trained compact classifiers (same split) into one model that"
                                          " averages their probabilities; measured on their validation and test splits")
     en.add_argument("members", nargs="+", help="2 or more .safetensors classifiers (or bundled names) trained with"
@@ -815,6 +829,11 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     en.add_argument("--quiet", action="store_true")
     en.set_defaults(func=cmd_ensemble)
+
+
+def _add_slide_parser(sub) -> None:
+    """``cervseg slide``: its options."""
+    from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
 
     sl = sub.add_parser("slide", help="find, segment and classify every cell of a whole slide (pyramidal TIFF /"
                         " OME-TIFF), tile by tile in parallel, resumable; writes a table, GeoJSON and a report")
@@ -843,8 +862,27 @@ def build_parser() -> argparse.ArgumentParser:
     sl.add_argument("--quiet", action="store_true")
     sl.set_defaults(func=cmd_slide)
 
+
+def _add_models_parser(sub) -> None:
+    """``cervseg models``: its options."""
     mo = sub.add_parser("models", help="list architectures and bundled models")
     mo.set_defaults(func=cmd_models)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cervseg", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"napari-cervseg {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_segment_parser(sub)
+    _add_train_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_self_train_parser(sub)
+    _add_train_finder_parser(sub)
+    _add_verdict_stats_parser(sub)
+    _add_ensemble_parser(sub)
+    _add_slide_parser(sub)
+    _add_models_parser(sub)
     return parser
 
 
