@@ -511,19 +511,11 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     h, w = rgb.shape[:2]
     with stages("detect", report="finding cells", at=0.02):
         found = find_cells(rgb, finder, stages, scale=finder_scale)
-    # every found nucleus, so that a nucleus of an overlapping neighbour is not taken for a second
-    # nucleus of this cell
-    found_nuclei = np.zeros((h, w), np.int32)
-    for i, cell in enumerate(found, start=1):
-        r0, c0, r1, c1 = cell.box
-        found_nuclei[r0:r1, c0:c1][cell.nucleus] = i
+    found_nuclei = _found_nuclei(found, (h, w))
     if within is not None:
         y0, x0, y1, x1 = within
         found = [cell for cell in found if y0 <= cell.centre[0] < y1 and x0 <= cell.centre[1] < x1]
-    cells = np.zeros((h, w), np.int32)
-    nuclei = np.zeros((h, w), np.int32)
-    nearest = np.full((h, w), np.inf, np.float32)
-    heatmap = np.zeros((h, w), np.float32)
+    planes = _LabelPlanes((h, w))
     records: list[CellRecord] = []
     extents: dict = {}
     stopped = False
@@ -533,12 +525,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
             stopped = True
             break
         stages.report(f"cell {n} of {len(found)}", 0.2 + 0.8 * (n - 1) / max(1, len(found)))
-        b0, b1, b2, b3 = cell.box
-        r0, c0, r1, c1 = _crop_box((slice(b0, b2), slice(b1, b3)), (h, w))
-        region = np.zeros((r1 - r0, c1 - c0), bool)
-        region[b0 - r0:b2 - r0, b1 - c0:b3 - c0] = cell.extent
-        seed = np.zeros_like(region)
-        seed[b0 - r0:b2 - r0, b1 - c0:b3 - c0] = cell.nucleus
+        (r0, c0, r1, c1), region, seed = _in_crop(cell, (h, w))
         crop = rgb[r0:r1, c0:c1]
         if per_cell == "classify":
             result = classify_found_cell(crop, region, seed, model_obj, operating_point)
@@ -549,47 +536,20 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         nucleus = _own_nucleus(result, region, seed)
         region |= nucleus
         cell_id = len(records) + 1
-        # the labels layer: each pixel to the cell whose nucleus is nearest (the nucleus its own)
-        distance = ndi.distance_transform_edt(~nucleus) if nucleus.any() else _distance_to_centre(region)
-        take = region & (distance < nearest[r0:r1, c0:c1])
-        nearest[r0:r1, c0:c1][take] = distance[take]
-        cells[r0:r1, c0:c1][take] = cell_id
-        nuclei_box = nuclei[r0:r1, c0:c1]
-        nuclei_box[take & ~nucleus & (nuclei_box > 0)] = 0
-        nuclei_box[take & nucleus] = cell_id
-        if result.heatmap is not None:
-            heatmap[r0:r1, c0:c1][take] = result.heatmap[take]
+        planes.paint(cell_id, (r0, c0), region, nucleus, result.heatmap)
         record = _cell_record(cell_id, region, nucleus, crop, (r0, c0), pixel_size)
         _judge(record, result)
-        bare = nucleus.any() and (region & ~nucleus).sum() < BARE_NUCLEUS_CYTOPLASM * nucleus.sum()
-        if bare:  # a nucleus without its cytoplasm is not a cell the classifier can judge
-            record.withhold("bare nucleus: no cytoplasm found",
-                            "no cytoplasm found around this nucleus: no verdict (cells packed together?)")
-        extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei[r0:r1, c0:c1], n))
-        if extra:
-            # a region with two nuclei may be two cells merged: no confident class, listed for review
-            record.withhold(f"several cells: {extra + 1} nuclei in one region",
-                            f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
+        _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
         records.append(record)
-        rows_, cols_ = np.nonzero(region)
-        e0, e1 = rows_.min(), cols_.min()
-        extents[cell_id] = ((r0 + int(e0), c0 + int(e1), r0 + int(rows_.max()) + 1, c0 + int(cols_.max()) + 1),
-                            region[e0:rows_.max() + 1, e1:cols_.max() + 1].copy())
-    nuclei[cells == 0] = 0
-    labels = np.zeros((h, w), np.uint8)
-    labels[cells > 0] = 1
-    labels[nuclei > 0] = 2
+        extents[cell_id] = _extent(region, (r0, c0))
+    cells, nuclei, labels, heatmap = planes.finished()
     stages.timings["cells"] = time.perf_counter() - t_cells
     if not found:
         warnings.append("no cells found: nothing in the image looks like a cell (a stained object with a"
                         " nucleus, or a solid stained object of cell size)")
     elif not stopped and within is None and max(h, w) <= TILE:
         # (not on a slide's tile, whose margin is someone else's; not on an image of gigabytes)
-        stained = foreground_mask(rgb)
-        covered = float((stained & (cells > 0)).sum() / max(1, stained.sum()))
-        if stained.sum() >= MIN_CELL_AREA and covered < MIN_COVERED_FOREGROUND:
-            warnings.append(f"only {covered:.0%} of the stained area lies in a found cell: cells may have been"
-                            " missed (a crowded field, or cells without a visible nucleus); check the outlines")
+        warnings += _coverage_warnings(rgb, cells)
     if stopped:
         warnings.append(f"stopped after {len(records)} of {len(found)} cells; the rest were not segmented")
     warnings += [f"option {k!r} does not apply to method {method!r}; ignored" for k in ignored]
@@ -603,6 +563,91 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
 
 #: what segment_field does with each found cell
 PER_CELL = ("segment", "classify")
+
+
+def _found_nuclei(found: list, shape) -> np.ndarray:
+    """Every found nucleus by its index from 1, so that a nucleus of an overlapping neighbour is not
+    taken for a second nucleus of a cell."""
+    found_nuclei = np.zeros(shape, np.int32)
+    for i, cell in enumerate(found, start=1):
+        r0, c0, r1, c1 = cell.box
+        found_nuclei[r0:r1, c0:c1][cell.nucleus] = i
+    return found_nuclei
+
+
+def _in_crop(cell, shape) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """A found cell's crop box (laid out like a training cell), and its extent and nucleus in it."""
+    b0, b1, b2, b3 = cell.box
+    r0, c0, r1, c1 = _crop_box((slice(b0, b2), slice(b1, b3)), shape)
+    region = np.zeros((r1 - r0, c1 - c0), bool)
+    region[b0 - r0:b2 - r0, b1 - c0:b3 - c0] = cell.extent
+    seed = np.zeros_like(region)
+    seed[b0 - r0:b2 - r0, b1 - c0:b3 - c0] = cell.nucleus
+    return (r0, c0, r1, c1), region, seed
+
+
+class _LabelPlanes:
+    """The field's disjoint layers as cells are added: each pixel to the cell whose nucleus is
+    nearest (the nucleus its own); the heatmap follows the cells' pixels."""
+
+    def __init__(self, shape):
+        self.cells = np.zeros(shape, np.int32)
+        self.nuclei = np.zeros(shape, np.int32)
+        self.nearest = np.full(shape, np.inf, np.float32)
+        self.heatmap = np.zeros(shape, np.float32)
+
+    def paint(self, cell_id: int, origin, region: np.ndarray, nucleus: np.ndarray, heatmap) -> None:
+        r0, c0 = origin
+        r1, c1 = r0 + region.shape[0], c0 + region.shape[1]
+        distance = ndi.distance_transform_edt(~nucleus) if nucleus.any() else _distance_to_centre(region)
+        take = region & (distance < self.nearest[r0:r1, c0:c1])
+        self.nearest[r0:r1, c0:c1][take] = distance[take]
+        self.cells[r0:r1, c0:c1][take] = cell_id
+        nuclei_box = self.nuclei[r0:r1, c0:c1]
+        nuclei_box[take & ~nucleus & (nuclei_box > 0)] = 0
+        nuclei_box[take & nucleus] = cell_id
+        if heatmap is not None:
+            self.heatmap[r0:r1, c0:c1][take] = heatmap[take]
+
+    def finished(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``cells``, ``nuclei``, the 0/1/2 ``labels`` and the ``heatmap``."""
+        self.nuclei[self.cells == 0] = 0
+        labels = np.zeros(self.cells.shape, np.uint8)
+        labels[self.cells > 0] = 1
+        labels[self.nuclei > 0] = 2
+        return self.cells, self.nuclei, labels, self.heatmap
+
+
+def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, region: np.ndarray,
+                              nucleus: np.ndarray, seed: np.ndarray, found_nuclei: np.ndarray, own_index: int) -> None:
+    """No verdict for a bare nucleus, nor for a region holding several nuclei (several cells merged?)."""
+    bare = nucleus.any() and (region & ~nucleus).sum() < BARE_NUCLEUS_CYTOPLASM * nucleus.sum()
+    if bare:  # a nucleus without its cytoplasm is not a cell the classifier can judge
+        record.withhold("bare nucleus: no cytoplasm found",
+                        "no cytoplasm found around this nucleus: no verdict (cells packed together?)")
+    extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei, own_index))
+    if extra:
+        # a region with two nuclei may be two cells merged: no confident class, listed for review
+        record.withhold(f"several cells: {extra + 1} nuclei in one region",
+                        f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
+
+
+def _extent(region: np.ndarray, origin) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """A cell's full extent in the field: its box and the bool mask of that box."""
+    rows, cols = np.nonzero(region)
+    e0, e1, e2, e3 = rows.min(), cols.min(), rows.max() + 1, cols.max() + 1
+    return ((origin[0] + int(e0), origin[1] + int(e1), origin[0] + int(e2), origin[1] + int(e3)),
+            region[e0:e2, e1:e3].copy())
+
+
+def _coverage_warnings(rgb: np.ndarray, cells: np.ndarray) -> list[str]:
+    """A warning when little of the stained area lies in a found cell (cells missed)."""
+    stained = foreground_mask(rgb)
+    covered = float((stained & (cells > 0)).sum() / max(1, stained.sum()))
+    if stained.sum() >= MIN_CELL_AREA and covered < MIN_COVERED_FOREGROUND:
+        return [(f"only {covered:.0%} of the stained area lies in a found cell: cells may have been"
+                " missed (a crowded field, or cells without a visible nucleus); check the outlines")]
+    return []
 
 
 def _judge(record: CellRecord, result: SegmentationResult) -> None:
