@@ -496,8 +496,6 @@ def _finetune_finder_on_corrections(args, out: Path) -> int:
 
 
 def cmd_verdict_stats(args) -> int:
-    import time
-
     from .classify import ModelError, load_model
     from .classify.applicability import statistics_from_split, store_statistics
     from .classify.models import _resolve_weights
