@@ -54,8 +54,8 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, tiny_folder, rec
                      lr=1e-2)
     whole = train(tiny_folder, tmp_path / "whole.safetensors", config, device="cpu", log=None)
 
-    def stop_after_epoch_2(epoch, total, row):
-        if epoch == 2:
+    def stop_after_epoch_2(stage, fraction):
+        if stage.startswith("2 of "):
             raise KeyboardInterrupt  # the user pressed Ctrl-C, the machine went down...
 
     out = tmp_path / "cut.safetensors"
@@ -72,7 +72,7 @@ def test_an_interrupted_run_resumes_to_the_same_model(tmp_path, tiny_folder, rec
 def test_resuming_with_other_settings_is_refused(tmp_path, tiny_folder):
     out = tmp_path / "m.safetensors"
 
-    def stop(epoch, total, row):
+    def stop(stage, fraction):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -144,8 +144,6 @@ def cmd_segment(args) -> int:
 def cmd_train(args) -> int:
     from dataclasses import replace
 
-    from tqdm import tqdm
-
     from .classify import ARCHITECTURES
     from .io.datasets import DatasetError
     from .workflows.train import TrainConfig, paper_recipe, train
@@ -165,13 +163,7 @@ def cmd_train(args) -> int:
     if args.max_minutes is not None:
         given["max_seconds"] = 60.0 * args.max_minutes
     cfg = replace(cfg, **given)  # explicit flags win over the recipe
-    bar = tqdm(total=cfg.epochs, desc=f"train {cfg.arch}", unit="epoch")
-
-    def progress(epoch, total, row):
-        bar.n = epoch
-        bar.set_postfix(loss=f"{row['loss']:.3f}", val_acc=f"{row['val_accuracy']:.3f}",
-                        val_abn_recall=f"{row['val_abnormal_recall']:.3f}")
-        bar.refresh()
+    bar, progress = progress_bar(f"train {cfg.arch}")
 
     try:
         model = train(args.data, args.out, cfg, device=args.device, progress=progress, log=bar.write,
@@ -189,7 +181,6 @@ def cmd_evaluate(args) -> int:
     import platform
 
     import torch
-    from tqdm import tqdm
 
     from .classify import ModelError, load_model
     from .io.datasets import DatasetError, read_dataset
@@ -217,10 +208,7 @@ def cmd_evaluate(args) -> int:
     workers = parse_workers(args.workers, len(samples))
     if workers is None:
         return 2
-    bar = tqdm(total=len(samples), desc="evaluate", unit="image", disable=args.quiet)
-
-    def progress(done, total):
-        bar.update(1)
+    bar, progress = progress_bar("evaluate", args.quiet)
 
     t0 = time.perf_counter()
     try:
@@ -326,7 +314,6 @@ def cmd_self_train(args) -> int:
         print("error: --steps is for --corrections; the pseudo-label route counts --epochs", file=sys.stderr)
         return 2
     import numpy as np
-    from tqdm import tqdm
 
     from .classify import ModelError, load_model
     from .io.datasets import DatasetError, read_dataset
@@ -357,8 +344,8 @@ def cmd_self_train(args) -> int:
     t0 = time.perf_counter()
     for part, items in by_part.items():
         images = [s.load_image() for s in items]
-        bar = tqdm(total=len(images), desc=f"pseudo-labels ({part})", unit="cell", disable=args.quiet)
-        labels = pseudo_labels(images, model, teacher, progress=lambda done, total, bar=bar: bar.update(1))
+        bar, progress = progress_bar(f"pseudo-labels ({part})", args.quiet)
+        labels = pseudo_labels(images, model, teacher, progress=progress)
         bar.close()
         keep = [i for i, lab in enumerate(labels) if lab is not None]
         pairs[part] = ([images[i] for i in keep], [labels[i] for i in keep], [items[i].name for i in keep])
@@ -384,7 +371,6 @@ def cmd_train_finder(args) -> int:
     """Compose training fields from the model card's training-split cells, pseudo-labelled by the
     self-trained segmenter (no mask is read), and train the learned cell finder on them."""
     import numpy as np
-    from tqdm import tqdm
 
     from .classify import ModelError, load_model
     from .io.datasets import DatasetError, read_dataset
@@ -434,13 +420,12 @@ def cmd_train_finder(args) -> int:
     config = FinderTrainConfig(n_fields=args.fields, minutes=args.minutes, steps=args.steps or 0, seed=args.seed)
     t0 = time.perf_counter()
     try:
-        bar = tqdm(total=len(samples), desc="pseudo-labels", unit="cell", disable=args.quiet)
-        cells = training_cells([s.load_image() for s in samples], args.segmenter,
-                               progress=lambda done, total: bar.update(1))
+        bar, progress = progress_bar("pseudo-labels", args.quiet)
+        cells = training_cells([s.load_image() for s in samples], args.segmenter, progress=progress)
         bar.close()
         label_seconds = time.perf_counter() - t0
-        bar = tqdm(total=config.n_fields, desc="composing fields", unit="field", disable=args.quiet)
-        images, targets, rays, sizes = compose_fields(cells, config, progress=lambda done, total: bar.update(1))
+        bar, progress = progress_bar("composing fields", args.quiet)
+        images, targets, rays, sizes = compose_fields(cells, config, progress=progress)
         bar.close()
         compose_seconds = time.perf_counter() - t0 - label_seconds
         print(f"{len(cells)} of {len(samples)} training-split cells pseudo-labelled; {len(images)} fields composed"

@@ -15,6 +15,7 @@ from ..classify.predict import classify
 from ..io.datasets import Sample
 from ..measure.scores import classification_metrics, segmentation_scores
 from ..segment.pipeline import segment_cell
+from ..stages import report_count
 
 
 def evaluate_segmentation(samples: list[Sample], model, methods, options: dict | None = None,
@@ -42,8 +43,7 @@ def evaluate_segmentation(samples: list[Sample], model, methods, options: dict |
                 pooled[cls]["truth"] += int(t.sum())
                 pooled[cls]["union"] += int((p | t).sum())
             done += 1
-            if progress:
-                progress(done, total)
+            report_count(progress, done, total, "images")
         out[method] = summarise(per_image, pooled, times)
         out[method]["per_image"] = per_image
     return out
@@ -189,7 +189,7 @@ def evaluate(samples: list[Sample], model, methods=DEFAULT_COMPARISON, xai_metho
 
     ``workers`` > 1 spreads the images over local processes (the model must then be a name or a
     file path, which each process loads); results do not depend on it.
-    ``progress(done, total)`` is called once per image.
+    ``progress(stage, fraction)`` is called once per image (``"3 of 146 images"``).
     """
     from .executors import local_executor, wait_first
 
@@ -215,8 +215,7 @@ def evaluate(samples: list[Sample], model, methods=DEFAULT_COMPARISON, xai_metho
         for fut in done:
             r = fut.result()
             rows[r["name"]] = r
-            if progress:
-                progress(len(rows), len(samples))
+            report_count(progress, len(rows), len(samples), "images")
 
     try:
         for s in samples:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from ..segment.finder import ARCHITECTURE, RAY_UNIT, CellFinder, FinderNet, field_input, star_distances
+from ..stages import report_count
 
 
 @dataclass
@@ -113,8 +114,7 @@ def training_cells(images, segmenter="default", progress=None) -> list[TrainingC
             rows, cols = np.nonzero(labels)
             box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
             cells.append(TrainingCell(rgb[box], labels[box], background_colour(rgb, labels > 0)))
-        if progress:
-            progress(i + 1, len(images))
+        report_count(progress, i + 1, len(images), "cells pseudo-labelled")
     return cells
 
 
@@ -263,8 +263,7 @@ def compose_fields(cells: list[TrainingCell], config: FinderTrainConfig, progres
         images[i], targets[i], rays[i], d = compose_field(cells, rng, config)
         for key in diameters:
             diameters[key] += d[key]
-        if progress:
-            progress(i + 1, n)
+        report_count(progress, i + 1, n, "fields composed")
     return images, targets, rays, {f"{key}_diameter": float(np.median(v)) if v else None for key, v in diameters.items()}
 
 

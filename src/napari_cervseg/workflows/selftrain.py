@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ..io.images import to_rgb_uint8
 from ..segment.pipeline import segment_cell
 from ..segment.student import ARCHITECTURE, CellSegmenter, SmallUNet, _to_input
+from ..stages import report_count
 
 
 @dataclass
@@ -99,8 +100,7 @@ def pseudo_labels(images, model="default", teacher: dict | None = None, progress
         result = segment_cell(image, model=model, method=method, **teacher)
         ok = result.cell_found and (result.labels == 2).any() and (result.labels == 1).any()
         out.append(result.labels if ok else None)
-        if progress:
-            progress(i + 1, len(images))
+        report_count(progress, i + 1, len(images), "cells pseudo-labelled")
     return out
 
 

@@ -28,6 +28,7 @@ from ..classify import (
 from ..classify.preprocess import PreprocessConfig, enhance, normalise, resize
 from ..io.datasets import Sample, read_dataset, stratified_split
 from ..measure.scores import classification_metrics
+from ..stages import report_count
 
 
 @dataclass
@@ -234,7 +235,8 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     config : TrainConfig, optional
     device : str, optional
     progress : callable, optional
-        ``progress(epoch, epochs, row)`` after every epoch.
+        ``progress(stage, fraction)`` after every epoch (``"epoch 3 of 40: loss 0.31, val accuracy
+        0.91, val abnormal recall 0.95"``, the fraction of epochs run): the package's one protocol.
     log : callable or None
     resume : bool
     command : str, optional
@@ -301,8 +303,9 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         if log:
             log(f"epoch {epoch + 1}/{config.epochs} loss {row['loss']:.4f} val acc {m['accuracy']:.3f}"
                 f" bal {score:.3f} abn-recall {m['abnormal_recall']:.3f} ({row['seconds']:.0f}s)")
-        if progress:
-            progress(epoch + 1, config.epochs, row)
+        report_count(progress, epoch + 1, config.epochs, "epochs",
+                     f"loss {row['loss']:.3f}, val accuracy {m['accuracy']:.3f},"
+                     f" val abnormal recall {m['abnormal_recall']:.3f}")
     train_seconds = time.perf_counter() - t0
     if config.keep == "best":
         net.load_state_dict(best_state)
