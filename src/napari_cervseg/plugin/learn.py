@@ -225,7 +225,7 @@ class LearnCorrectionsWidget(WorkerWidget):
             yield Progress(f"{len(images)} corrected field(s)", 0.0)
             t0 = time.perf_counter()
             tuned = finetune_finder(load_finder("default"), images, cells, nuclei, sources=sources,
-                                    should_stop=lambda: self.worker is not None and self.worker.abort_requested)
+                                    should_stop=self.stop_requested)
             return save_finder(tuned, out), time.perf_counter() - t0
 
         def finished(result):

@@ -239,7 +239,8 @@ class SegmentCellWidget(WorkerWidget):
 
         def steps(progress):
             yield from load_models_stage(config.model, config.method, config.options)
-            for i, (box, name, result, row) in enumerate(segment_boxes(image, cells, config, progress), start=1):
+            for i, (box, name, result, row) in enumerate(segment_boxes(image, cells, config, progress,
+                                                                      should_stop=self.stop_requested), start=1):
                 yield box, name, result, row["status"]
                 yield Progress(f"{name} done" if i < len(cells) else "done", i / len(cells))
 
@@ -569,7 +570,8 @@ class BatchSegmentWidget(WorkerWidget):
 
         def steps(progress):
             yield from load_models_stage(config.model, config.method, config.options)
-            yield from segment_frames(read_frames(frames), config, progress=progress, total=len(frames))
+            yield from segment_frames(read_frames(frames), config, progress=progress, total=len(frames),
+                                      should_stop=self.stop_requested)
 
         self.start(steps, yielded=done.append,
                    finished=lambda: self._show_all(targets, done, config.method, self.cancelled))

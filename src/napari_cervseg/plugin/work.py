@@ -335,6 +335,11 @@ class WorkerWidget(Container):
             self.worker.quit()
             self.panel.stage.value = "cancelling..."
 
+    def stop_requested(self) -> bool:
+        """The library's ``should_stop()``: True once Cancel was pressed (the loops stop between cells
+        and frames; the progress callback also stops a cell between its stages)."""
+        return self.worker is not None and self.worker.abort_requested
+
     def refuse(self, message: str) -> None:
         """An input the run cannot take: no stale result stays on show, and the user is told why."""
         self.panel.tell("")
