@@ -88,7 +88,7 @@ def static_shape(src: Path) -> dict:
     hidden = [c for c in _cycles(all_edges) if c not in cycles]
     upward = sorted((a, b) for a, targets in edges.items() for b in targets
                     if layer_of(a) is not None and layer_of(b) is not None and layer_of(b) > layer_of(a))
-    return {"modules": len(mods), "lines": sum(lines.values()),
+    return {"modules": len(mods), "lines": sum(lines.values()), "tree": lines,
             "longest_modules": sorted(((v, k) for k, v in lines.items()), reverse=True)[:12],
             "longest_functions": sorted(functions, reverse=True)[:12],
             "functions_over_80_lines": sum(n > 80 for n, _ in functions),
@@ -213,6 +213,9 @@ def main():
           f" package code, {shape['walk']['climbs']} climbs from a lower layer to a higher one."), "",
           "Files in order of first entry: " + " -> ".join(m.removeprefix(PACKAGE + ".") for m in shape["walk"]["order"]),
           "", "Climbs: " + (", ".join(f"{e} ({n})" for e, n in shape["walk"]["climbs_by_edge"]) or "none")]
+    md += ["", "The tree (module: lines):", "", "```"]
+    md += [f"{m.removeprefix(PACKAGE + '.') if m != PACKAGE else PACKAGE}: {n}" for m, n in shape["tree"].items()]
+    md += ["```"]
     out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
 
