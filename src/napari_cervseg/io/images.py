@@ -8,6 +8,7 @@ what is wrong and what would work.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from pathlib import Path
 
@@ -139,6 +140,20 @@ def check_size(shape, name: str = "image", max_pixels: int | None = MAX_PIXELS) 
         raise ImageError(f"max_pixels must be a number of pixels >= 0 (0 or None: no limit); got {max_pixels!r}")
     if max_pixels and len(shape) >= 2 and int(shape[0]) * int(shape[1]) > max_pixels:
         raise ImageError(huge_image_message(name, int(shape[0]), int(shape[1]), max_pixels))
+
+
+def check_pixel_size(pixel_size) -> float | None:
+    """``pixel_size`` (µm per pixel) as a float, None for none; anything but a finite number above
+    0 is refused with ValueError."""
+    import numbers
+
+    if pixel_size is None:
+        return None
+    if (isinstance(pixel_size, (bool, np.bool_)) or not isinstance(pixel_size, numbers.Real)
+            or not math.isfinite(pixel_size) or not pixel_size > 0):
+        raise ValueError(f"pixel_size must be a finite number of µm per pixel above 0 (e.g. 0.25), got"
+                         f" {str(pixel_size)[:40]!r}")
+    return float(pixel_size)
 
 
 def file_kind(mode: int) -> str | None:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from skimage import measure as skm
 
-from ..io.images import to_rgb_uint8
+from ..io.images import check_pixel_size, to_rgb_uint8
 
 LENGTH_KEYS = ("perimeter", "equivalent_diameter", "major_axis", "minor_axis")
 
@@ -149,20 +149,6 @@ def measure(labels, image=None, pixel_size: float | None = None) -> dict:
             for key in LENGTH_KEYS:
                 row[f"{prefix}_{key}_um"] = row[f"{prefix}_{key}"] * ps
     return row
-
-
-def check_pixel_size(pixel_size) -> float | None:
-    """``pixel_size`` (µm per pixel) as a float, None for none; anything but a finite number above
-    0 is refused with ValueError."""
-    import numbers
-
-    if pixel_size is None:
-        return None
-    if (isinstance(pixel_size, (bool, np.bool_)) or not isinstance(pixel_size, numbers.Real)
-            or not math.isfinite(pixel_size) or not pixel_size > 0):
-        raise ValueError(f"pixel_size must be a finite number of µm per pixel above 0 (e.g. 0.25), got"
-                         f" {str(pixel_size)[:40]!r}")
-    return float(pixel_size)
 
 
 def format_value(value) -> str:

@@ -7,8 +7,6 @@ PROCESS_SIZE px), answers "no cell" for an image without contrast, runs the meth
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 
 import cv2
@@ -19,7 +17,7 @@ from ..classify.applicability import MIN_CONTRAST, assess
 from ..classify.classifier import pick_device
 from ..classify.predict import abnormal_threshold, classify, decide
 from ..explain import Explanation
-from ..io.images import MAX_PIXELS, check_size, to_rgb_uint8
+from ..io.images import MAX_PIXELS, check_pixel_size, check_size, to_rgb_uint8
 from ..stages import ProgressCallback, Stages
 from .algorithms import ALGORITHMS
 from .result import SegmentationResult
@@ -128,18 +126,14 @@ def check_request(model, method: str = DEFAULT_SEGMENT_METHOD, *, settings: Sett
         A pixel size or pixel limit that is not a number it can be.
     """
     method = check_method(method)
-    options = {k: v for k, v in (options or {}).items() if k in option_names()}
+    names = set(option_names())
+    options = {k: v for k, v in (options or {}).items() if k in names}
     settings_for(method, settings, **options)
     check_values_of_every_method(options)
     if device is not None:
         pick_device(device)
-    if pixel_size is not None and not (isinstance(pixel_size, (int, float)) and not isinstance(pixel_size, bool)
-                                       and math.isfinite(pixel_size) and pixel_size > 0):
-        raise ValueError(f"pixel_size = {pixel_size!r}: give the pixel size in µm per pixel, a finite number above 0"
-                         " (e.g. 0.25)")
-    if max_pixels is not None and not (isinstance(max_pixels, numbers.Integral) and max_pixels >= 0):
-        raise ValueError(f"max_pixels = {max_pixels!r}: give a number of pixels (height x width), or 0 / None"
-                         " for no limit")
+    check_pixel_size(pixel_size)
+    check_size((), "image", max_pixels)  # (the limit itself; no image yet)
     model_obj = _model_for(method, model, device, operating_point)
     if model_obj is not None and target is not None:
         model_obj.class_index(target)

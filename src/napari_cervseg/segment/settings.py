@@ -15,7 +15,9 @@ import functools
 import math
 import numbers
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from ..explain import CAM_METHODS, DEFAULT_METHOD, LRP_METHODS, METHODS
 from .grouping import GROUPINGS
@@ -312,9 +314,10 @@ class SettingSpec:
     choices: tuple | None = None
 
 
-def setting_specs() -> dict[str, SettingSpec]:
+@functools.cache
+def setting_specs() -> Mapping[str, SettingSpec]:
     """Every setting of any method, by name, in the settings classes' order (what the CLI and the
-    widgets build their options from)."""
+    widgets build their options from; read-only, computed once)."""
     first: dict[str, tuple[type, dataclasses.Field]] = {}
     defaults: dict[str, dict] = {}
     for algorithm, cls in SETTINGS_CLASSES.items():
@@ -323,9 +326,9 @@ def setting_specs() -> dict[str, SettingSpec]:
             if dict(field.metadata) != dict(f.metadata):  # a redeclared setting changes its default only
                 raise TypeError(f"setting {f.name!r} of {cls.__name__} differs from its first declaration")
             defaults.setdefault(f.name, {})[algorithm] = f.default
-    return {name: SettingSpec(name, *_field_types(cls)[name], defaults[name], f.metadata["help"],
-                              f.metadata["bounds"], f.metadata["choices"])
-            for name, (cls, f) in first.items()}
+    return MappingProxyType({name: SettingSpec(name, *_field_types(cls)[name], defaults[name], f.metadata["help"],
+                                               f.metadata["bounds"], f.metadata["choices"])
+                             for name, (cls, f) in first.items()})
 
 
 def setting_spec(name: str) -> SettingSpec:
@@ -377,7 +380,12 @@ def explanation_method(method: str, settings: Settings | None = None, **options)
 
 def option_names() -> list[str]:
     """Every option name any method takes (sorted)."""
-    return sorted({f.name for cls in SETTINGS_CLASSES.values() for f in dataclasses.fields(cls)})
+    return list(_option_names())
+
+
+@functools.cache
+def _option_names() -> tuple[str, ...]:
+    return tuple(sorted({f.name for cls in SETTINGS_CLASSES.values() for f in dataclasses.fields(cls)}))
 
 
 def settings_for(method: str, settings: Settings | None = None, **options) -> tuple[Settings, list[str]]:
@@ -398,7 +406,7 @@ def settings_for(method: str, settings: Settings | None = None, **options) -> tu
     settings, ignored : Settings, list of str
     """
     cls = SETTINGS_CLASSES[algorithm_of(method)]
-    unknown = sorted(set(options) - set(option_names()))
+    unknown = sorted(set(options) - set(_option_names()))
     if unknown:
         raise SegmentationError(f"unknown option(s) {', '.join(unknown)}; valid options: {', '.join(option_names())}")
     if settings is None:

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from ..classify import load_model
-from ..io.images import to_rgb_uint8, write_text_atomic
+from ..io.images import check_pixel_size, to_rgb_uint8, write_text_atomic
 from ..io.slides import Slide, open_slide
 from ..measure.records import BBOX, CELL_ID, CENTROID, WARNINGS
 from ..segment.cells import stained_mask
@@ -102,8 +102,7 @@ class SlideConfig:
         if not isinstance(self.margin, int) or not 0 <= self.margin <= self.tile:
             raise ValueError(f"margin = {self.margin!r}: the context around a tile is 0 to tile ({self.tile}) px;"
                              " make it wider than the largest cell (384 for Herlev-sized cells)")
-        if self.pixel_size is not None and not (isinstance(self.pixel_size, (int, float)) and self.pixel_size > 0):
-            raise ValueError(f"pixel_size = {self.pixel_size!r}: µm per pixel, a positive number")
+        check_pixel_size(self.pixel_size)
         if self.per_cell not in ("classify", "segment"):
             raise ValueError(f"per_cell = {self.per_cell!r}: 'classify' (the finder's outlines, fast) or 'segment'")
         return self
