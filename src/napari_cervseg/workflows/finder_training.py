@@ -48,7 +48,15 @@ class FinderTrainConfig:
     #: a cell's native pixels become this many working pixels (log-uniform in the range)
     scale_range: tuple = (0.25, 0.9)
     #: share of fields made grey (another laboratory's scanner, the ISBI / EDF images)
-    grey_share: float = 0.4
+    grey_share: float = 0.5  # (0.4 in finder v2)
+    #: share of cells whose nucleus is made paler (transmittance ** 0.3-0.7): the pale grey nuclei
+    #: of the ISBI / EDF cells, barely darker than overlapping cytoplasm (0 in finder v2)
+    pale_nucleus_share: float = 0.3
+    #: share of fields with fold lines drawn inside the cells' cytoplasm (0 in finder v2)
+    fold_share: float = 0.4
+    #: cells cut by their tight Herlev crop get an irregular outline where the crop cut them,
+    #: instead of the crop's straight edges (False in finder v2, whose fields held rectangular cells)
+    round_cut_cells: bool = True
     #: share of the composed fields kept aside to watch the loss against pseudo-labels
     val_share: float = 0.05
 
@@ -130,6 +138,28 @@ def _blob(rng, radius: float) -> np.ndarray:
     return cv2.GaussianBlur(mask, (0, 0), 0.7)
 
 
+def _round_crop_cut(lab: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A cell the crop's border cut (its mask runs along the crop's edge) with that edge carved
+    into an irregular outline a few pixels inside, so that composed cells are not rectangles; the
+    nucleus is never cut."""
+    cell = lab > 0
+    edge = np.concatenate([cell[0], cell[-1], cell[:, 0], cell[:, -1]])
+    if edge.mean() < 0.05 or min(lab.shape) < 12:
+        return lab
+    inner = np.zeros(lab.shape, np.uint8)
+    inner[1:-1, 1:-1] = 1
+    depth = ndi.distance_transform_edt(inner)
+    noise = cv2.GaussianBlur(rng.normal(0, 1, lab.shape).astype(np.float32), (0, 0), max(lab.shape) / 10)
+    noise = (noise - noise.min()) / max(1e-6, float(noise.max() - noise.min()))
+    margin = rng.uniform(0.02, 0.08) * min(lab.shape)
+    keep = (depth > margin * (0.2 + 1.6 * noise)) | (lab == 2)
+    out = np.where(keep, lab, 0).astype(lab.dtype)
+    parts, n = ndi.label(out > 0)
+    if n > 1:  # one piece: the one holding the nucleus
+        out[~np.isin(parts, np.unique(parts[out == 2]))] = 0
+    return out
+
+
 def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: FinderTrainConfig):
     """One training field: (rgb uint8 (S, S, 3), targets uint8 (3, S, S): nucleus, nucleus
     boundary, cell; rays uint8 (n_rays, S, S) in working px at nucleus pixels; nucleus diameters)."""
@@ -163,6 +193,8 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
         if rng.random() < 0.5:
             rgb, lab = rgb[:, ::-1], lab[:, ::-1]
         nh, nw = lab.shape
+        if config.round_cut_cells:
+            lab = _round_crop_cut(lab, rng)
         if clump_left > 0:
             centre = clump_centre + rng.normal(0, 0.35, 2) * max(nh, nw)
             clump_left -= 1
@@ -180,6 +212,9 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
             continue  # the nucleus is (mostly) outside the field: not this field's cell
         t = np.clip(rgb[cy0:cy1, cx0:cx1].astype(np.float32) / np.maximum(cell.background, 1), 0.02, 1.0)
         t = t ** (strength * rng.uniform(0.85, 1.15))
+        if config.pale_nucleus_share and rng.random() < config.pale_nucleus_share:
+            in_nucleus = part == 2
+            t[in_nucleus] = t[in_nucleus] ** rng.uniform(0.3, 0.7)
         alpha = cv2.GaussianBlur((part > 0).astype(np.float32), (0, 0), 0.8)[..., None]
         trans[fy0:fy1, fx0:fx1] *= 1 - alpha * (1 - t)
         cell_mask = np.zeros((size, size), bool)
@@ -220,6 +255,13 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
         line = np.zeros((size, size), np.float32)
         cv2.line(line, (int(p0[1]), int(p0[0])), (int(p1[1]), int(p1[0])), 1.0, int(rng.integers(1, 3)))
         trans *= 1 - cv2.GaussianBlur(line, (0, 0), 0.8)[..., None] * rng.uniform(0.05, 0.3)
+    if config.fold_share and rng.random() < config.fold_share and masks:  # folds: thin dark curves in cytoplasm
+        folds = np.zeros((size, size), np.float32)
+        for _ in range(int(rng.integers(1, 5))):
+            points = np.cumsum(rng.normal(0, size / 12, (4, 2)), 0) + rng.uniform(0, size, 2)
+            cv2.polylines(folds, [np.round(points[:, ::-1]).astype(np.int32)], False, 1.0, int(rng.integers(1, 3)))
+        folds = cv2.GaussianBlur(folds, (0, 0), 0.8) * covered
+        trans *= 1 - folds[..., None] * rng.uniform(0.05, 0.25)
     if rng.random() < 0.5 and masks:  # cytoplasm texture (folds, granules) of the grey EDF cells
         grain = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), rng.uniform(0.8, 2.5))
         grain = 1 + rng.uniform(0.02, 0.08) * grain / max(1e-6, float(grain.std()))
