@@ -83,6 +83,23 @@ def test_overlapping_cells_keep_their_full_extents():
     assert (extents[0] & extents[1]).sum() > 0.8 * (cells[0] & cells[1]).sum()
 
 
+def test_cytoplasm_the_rays_missed_is_not_another_cell_but_a_blob_apart_is():
+    """A p(cell) blob joined to a found cell is that cell's cytoplasm (the rays fell short); a
+    nucleus-less blob of cell size standing apart is kept as a cell (its nucleus unseen)."""
+    probs, rays, cells, nuclei = _two_overlapping_cells_maps()
+    lobe = _disk(probs.shape[1:], (100, 30), 16)  # a lobe of the left cell its rays do not reach
+    probs[2][lobe] = 1
+    apart = _disk(probs.shape[1:], (20, 145), 12)
+    probs[2][apart] = 1
+    found = cells_from_maps(probs, rays, 1.0, probs.shape[1:])
+    with_nucleus = [c for c in found if c.nucleus.any()]
+    without = [c for c in found if not c.nucleus.any()]
+    assert len(with_nucleus) == 2
+    assert len(without) == 1
+    r0, c0, r1, c1 = without[0].box
+    assert r0 <= 20 < r1 and c0 <= 145 < c1
+
+
 def test_extents_are_drawn_at_full_resolution_from_a_smaller_working_scale():
     probs, rays, cells, _ = _two_overlapping_cells_maps()
     found = cells_from_maps(probs, rays, 0.5, (240, 320))
