@@ -191,7 +191,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--finder", default=None,
                         help="learned, classic, a .safetensors finder, or a dev candidate: hybrid, union[:FILE],"
-                             " multiscale[:FILE] (default: the package's DEFAULT_FINDER)")
+                             " multiscale[:FILE], multiscale+classic[:FILE] (default: the package's DEFAULT_FINDER)")
     parser.add_argument("--finder-scale", type=float, default=None,
                         help="run the learned finder at this working scale instead of its own choice")
     parser.add_argument("--operating-point", default=None, help="e.g. screening (the model card's threshold)")
@@ -217,11 +217,12 @@ def main() -> None:
         from union_finder import LearnedPlusClassic
 
         finder = LearnedPlusClassic(finder.partition(":")[2] or "default")
-    elif finder == "multiscale" or (finder or "").startswith("multiscale:"):  # benchmarks/dev/multiscale_finder.py
+    elif (finder or "").partition(":")[0] in ("multiscale", "multiscale+classic"):  # dev/multiscale_finder.py
         sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
-        from multiscale_finder import MultiScale
+        from multiscale_finder import MultiScale, multiscale_plus_classic
 
-        finder = MultiScale(finder.partition(":")[2] or "default")
+        kind, _, path = finder.partition(":")
+        finder = (MultiScale if kind == "multiscale" else multiscale_plus_classic)(path or "default")
     if args.finder_scale is not None:
         finder = FixedScale("default" if finder in (None, "learned") else finder, args.finder_scale)
         report["finder_scale"] = args.finder_scale

@@ -4,7 +4,8 @@ variants on the validation-split fields (`benchmarks/dev/compose_val_fields.py`)
 
     .venv/bin/python benchmarks/dev/finder_own_nuclei.py FIELDS [FIELDS ...] --finder F [F ...]
 
-F: learned, classic, a .safetensors file, multiscale[:FILE], union[:FILE]. Appends to
+F: learned, classic, a .safetensors file, multiscale[:FILE], multiscale+classic[:FILE],
+union[:FILE]. Appends to
 benchmarks/results/dev/finder_own_nuclei.md.
 """
 
@@ -29,10 +30,10 @@ from napari_cervseg.workflows.fields import find_cells  # noqa: E402
 
 def make_finder(name: str):
     kind, _, path = name.partition(":")
-    if kind == "multiscale":
-        from multiscale_finder import MultiScale
+    if kind in ("multiscale", "multiscale+classic"):
+        from multiscale_finder import MultiScale, multiscale_plus_classic
 
-        return MultiScale(path or "default")
+        return (MultiScale if kind == "multiscale" else multiscale_plus_classic)(path or "default")
     if kind == "union":
         from union_finder import LearnedPlusClassic
 

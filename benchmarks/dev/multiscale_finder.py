@@ -48,3 +48,17 @@ class MultiScale:
                 r0, c0, r1, c1 = cell.box
                 taken[r0:r1, c0:c1] |= cell.nucleus
         return kept
+
+
+class ClassicCells:
+    """The classic finder's cells as ``find(rgb)`` (for ``MultiScale(add=...)``)."""
+
+    def find(self, rgb, scale=None):
+        from napari_cervseg.workflows.fields import _found_from_labels, detect_cells
+
+        return _found_from_labels(*detect_cells(rgb))
+
+
+def multiscale_plus_classic(learned="default") -> MultiScale:
+    """The multi-scale learned finder, then the classic finder's cells whose nucleus touches none kept."""
+    return MultiScale(learned, add=ClassicCells())
