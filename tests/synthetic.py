@@ -142,10 +142,12 @@ def train_synthetic_classifier(n_cells: int = 160, epochs: int = 12, seed: int =
 
 
 def synthetic_field(shape=(400, 520), centres=((100, 110), (110, 380), (300, 140), (290, 320), (300, 405)),
-                    size=(120, 130), seed: int = 5, noise: float = 4.0):
+                    size=(120, 130), seed: int = 5, noise: float = 4.0, grain: float = 0.0):
     """A field of view of synthetic cells on a slide: (rgb uint8, list of per-cell labels 0/1/2 in
     field coordinates, classes). Cells alternate abnormal / normal; later cells lie on top where
-    they overlap (as the truth's pages do, each cell keeps its full mask)."""
+    they overlap (as the truth's pages do, each cell keeps its full mask). ``grain`` > 0 gives the
+    cells a real cell's faint chromatin and cytoplasm texture (a smooth multiplicative ripple of
+    about that relative amplitude) instead of flat colour."""
     rng = np.random.default_rng(seed)
     h, w = shape
     field = np.empty((h, w, 3), np.float32)
@@ -162,6 +164,11 @@ def synthetic_field(shape=(400, 520), centres=((100, 110), (110, 380), (300, 140
         field[ys, xs][inside] = rgb[sub][inside]
         pages.append(page)
         classes.append(cls)
+    if grain > 0:
+        ripple = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 2.0)
+        ripple *= grain / max(1e-6, float(ripple.std()))
+        inside_any = np.any(pages, axis=0)[..., None] if pages else np.zeros((h, w, 1), bool)
+        field = np.where(inside_any, field * (1 + ripple[..., None]), field)
     field += rng.normal(0, noise, field.shape)
     return np.clip(field, 0, 255).astype(np.uint8), pages, classes
 

@@ -1,0 +1,100 @@
+"""Development check (issue 22): how textured real cytoplasm is, and how the learned finders
+cope with synthetic cells of flat colour or of that texture.
+
+    .venv/bin/python benchmarks/dev/synthetic_texture.py [--finders runs/finder_v2.safetensors ...]
+
+1. Texture of real cells: on every 8th Herlev cell with a mask (at most 120), the std inside the
+   eroded cytoplasm of (G2 - G8) / G8, Gs a Gaussian blur of the grey image at sigma s. The masks
+   are read only to locate cytoplasm for this image statistic, which sets the `grain` of the
+   test's synthetic fields (tests/test_finder.py); nothing of any model is fitted to them.
+2. The bundled-finder test's field (six cells, overlap, a cell cut by the border, debris) over 12
+   seeds at grain 0 (flat colour), 0.025, 0.04 and 0.05, 1 and 2 torch threads: cells with exactly
+   one found nucleus inside their own, cells found twice, finds on debris.
+Writes benchmarks/results/dev/synthetic_texture.md.
+"""
+
+import argparse
+import glob
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from synthetic import synthetic_field  # noqa: E402
+
+from napari_cervseg.segment.finder import load_finder  # noqa: E402
+
+HERLEV = ROOT.parent / "shared" / "data" / "herlev"
+CENTRES = ((40, 110), (150, 380), (300, 140), (290, 320), (300, 400), (150, 200))
+
+
+def cytoplasm_ripple() -> np.ndarray:
+    vals = []
+    for p in sorted(glob.glob(str(HERLEV / "images" / "*" / "*.png")))[::8][:120]:
+        m = HERLEV / "masks" / Path(p).name
+        if not m.exists():
+            continue
+        g = cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2GRAY).astype(np.float32)
+        mask = cv2.imread(str(m), 0)
+        levels = np.unique(mask)
+        if g.shape != mask.shape or len(levels) < 3:
+            continue
+        lo, mid = cv2.GaussianBlur(g, (0, 0), 8), cv2.GaussianBlur(g, (0, 0), 2)
+        ripple = (mid - lo) / np.maximum(lo, 1)
+        cyto = cv2.erode((mask == levels[1]).astype(np.uint8), np.ones((9, 9), np.uint8)) > 0
+        if cyto.sum() > 200:
+            vals.append(float(ripple[cyto].std()))
+    return np.array(vals)
+
+
+def found_once(finder, grain: float, seeds=range(12)):
+    once = twice = debris = total = 0
+    for seed in seeds:
+        rgb, pages, _ = synthetic_field(shape=(400, 520), centres=CENTRES, seed=seed, grain=grain)
+        rng = np.random.default_rng(seed)
+        for _ in range(6):  # debris right of the cells, as in the test
+            y, x = int(rng.integers(10, 390)), int(rng.integers(450, 510))
+            cv2.circle(rgb, (x, y), int(rng.integers(2, 5)), (60, 50, 70), -1)
+        found = finder.find(rgb)
+        centres = [(int(c.centre[0]), int(c.centre[1])) for c in found if c.nucleus.any()]
+        for page in pages:
+            hits = sum(page[r, c] == 2 for r, c in centres)
+            once += hits == 1
+            twice += hits > 1
+            total += 1
+        debris += sum(c.centre[1] > 450 for c in found)
+    return once, twice, debris, total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--finders", nargs="+", default=["default"])
+    args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    ripple = cytoplasm_ripple()
+    lines = ["# Synthetic cells' texture and the learned finders (issue 22)", "",
+             f"## code {commit}: `python benchmarks/dev/synthetic_texture.py --finders {' '.join(args.finders)}`", "",
+             f"Herlev cytoplasm ripple, {len(ripple)} cells: 10th percentile {np.percentile(ripple, 10):.3f}, "
+             f"median {np.median(ripple):.3f}, 90th percentile {np.percentile(ripple, 90):.3f}", "",
+             "| finder | grain | torch threads | found once (12 seeds) | found twice | on debris |",
+             "|---|---|---|---|---|---|"]
+    for name in args.finders:
+        finder = load_finder(name)
+        for grain in (0.0, 0.025, 0.04, 0.05):
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                once, twice, debris, total = found_once(finder, grain)
+                lines.append(f"| {name} | {grain} | {threads} | {once} / {total} | {twice} | {debris} |")
+                print(lines[-1], flush=True)
+    out = ROOT / "benchmarks" / "results" / "dev" / "synthetic_texture.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
