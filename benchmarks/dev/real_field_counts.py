@@ -1,0 +1,45 @@
+"""Development check (issue 22): how many nuclei each finder finds on the four real unlabelled
+dense fields (`../shared/data/fields-real-unlabelled`). There are no masks, so no precision or
+recall: a count only, read beside a look at the fields (20-40 epithelial cells each, with
+inflammatory cells and debris between them).
+
+    .venv/bin/python benchmarks/dev/real_field_counts.py --finders classic runs/finder_v2.safetensors ...
+
+Writes benchmarks/results/dev/real_field_counts.md.
+"""
+
+import argparse
+import subprocess
+from pathlib import Path
+
+import cv2
+
+from napari_cervseg.workflows.fields import find_cells
+
+ROOT = Path(__file__).resolve().parents[2]
+REAL = ROOT.parent / "shared" / "data" / "fields-real-unlabelled" / "images"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--finders", nargs="+", default=["classic", "learned"])
+    args = ap.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    paths = sorted(REAL.glob("*.png"))
+    lines = ["# Nuclei found on the real unlabelled fields (issue 22; counts, no masks)", "",
+             f"## code {commit}: `python benchmarks/dev/real_field_counts.py --finders {' '.join(args.finders)}`", "",
+             "| finder | " + " | ".join(p.stem for p in paths) + " | all |", "|---" * (len(paths) + 2) + "|"]
+    for name in args.finders:
+        counts = []
+        for path in paths:
+            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            counts.append(sum(bool(c.nucleus.any()) for c in find_cells(rgb, name)))
+        lines.append(f"| {name} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+        print(lines[-1], flush=True)
+    out = ROOT / "benchmarks" / "results" / "dev" / "real_field_counts.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
