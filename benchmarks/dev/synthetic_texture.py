@@ -79,8 +79,8 @@ def main():
     ripple = cytoplasm_ripple()
     lines = ["# Synthetic cells' texture and the learned finders (issue 22)", "",
              f"## code {commit}: `python benchmarks/dev/synthetic_texture.py --finders {' '.join(args.finders)}`", "",
-             f"Herlev cytoplasm ripple, {len(ripple)} cells: 10th percentile {np.percentile(ripple, 10):.3f}, "
-             f"median {np.median(ripple):.3f}, 90th percentile {np.percentile(ripple, 90):.3f}", "",
+             (f"Herlev cytoplasm ripple, {len(ripple)} cells: 10th percentile {np.percentile(ripple, 10):.3f}, "
+              f"median {np.median(ripple):.3f}, 90th percentile {np.percentile(ripple, 90):.3f}"), "",
              "| finder | grain | torch threads | found once (12 seeds) | found twice | on debris |",
              "|---|---|---|---|---|---|"]
     for name in args.finders:
