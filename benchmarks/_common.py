@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +13,12 @@ from napari_cervseg import load_model
 from napari_cervseg.io.datasets import default_data_root, read_dataset
 
 RESULTS = Path(__file__).parent / "results"
+
+
+def code_commit() -> str:
+    """The checkout's short commit, for the heading of a result file."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent.parent, capture_output=True,
+                          text=True).stdout.strip()
 
 
 def parser(description: str, out_name: str) -> argparse.ArgumentParser:

@@ -183,6 +183,26 @@ print(res.n_cells, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_
     return {"size": size, "cells": int(cells), "seconds": float(seconds), "peak_rss_mb": float(peak_mb)}
 
 
+def dev_finder(finder):
+    """``--finder``: learned, classic, a file or None as they are; the issue 22 candidates of
+    benchmarks/dev/ (hybrid, union[:FILE], multiscale[:FILE], multiscale+classic[:FILE]) as objects."""
+    kind, _, path = (finder or "").partition(":")
+    if kind not in ("hybrid", "union", "multiscale", "multiscale+classic"):
+        return finder
+    sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
+    if kind == "hybrid":
+        from hybrid_finder import ClassicNucleiLearnedExtents
+
+        return ClassicNucleiLearnedExtents()
+    if kind == "union":
+        from union_finder import learned_plus_classic
+
+        return learned_plus_classic(path or "default")
+    from multiscale_finder import MultiScale, multiscale_plus_classic
+
+    return (MultiScale if kind == "multiscale" else multiscale_plus_classic)(path or "default")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=["fields-herlev-dev", "fields-isbi-dev"])
@@ -206,23 +226,7 @@ def main() -> None:
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
               "method": args.method, "operating_point": args.operating_point, "finder": args.finder,
               "per_cell": args.per_cell, "sets": {}}
-    finder = args.finder
-    if finder == "hybrid":  # the issue 22 candidate of benchmarks/dev/hybrid_finder.py
-        sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
-        from hybrid_finder import ClassicNucleiLearnedExtents
-
-        finder = ClassicNucleiLearnedExtents()
-    elif finder == "union" or (finder or "").startswith("union:"):  # benchmarks/dev/union_finder.py
-        sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
-        from union_finder import LearnedPlusClassic
-
-        finder = LearnedPlusClassic(finder.partition(":")[2] or "default")
-    elif (finder or "").partition(":")[0] in ("multiscale", "multiscale+classic"):  # dev/multiscale_finder.py
-        sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
-        from multiscale_finder import MultiScale, multiscale_plus_classic
-
-        kind, _, path = finder.partition(":")
-        finder = (MultiScale if kind == "multiscale" else multiscale_plus_classic)(path or "default")
+    finder = dev_finder(args.finder)
     if args.finder_scale is not None:
         finder = FixedScale("default" if finder in (None, "learned") else finder, args.finder_scale)
         report["finder_scale"] = args.finder_scale

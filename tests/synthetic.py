@@ -173,6 +173,27 @@ def synthetic_field(shape=(400, 520), centres=((100, 110), (110, 380), (300, 140
     return np.clip(field, 0, 255).astype(np.uint8), pages, classes
 
 
+#: the six cells of the finder tests: two overlap, one is cut by the top border
+FINDER_TEST_CENTRES = ((40, 110), (150, 380), (300, 140), (290, 320), (300, 400), (150, 200))
+
+
+def field_with_debris(seed: int, grain: float = 0.0):
+    """The finder tests' field: ``synthetic_field`` of FINDER_TEST_CENTRES with six dark specks of
+    debris right of the cells (x > 450). Returns (rgb, pages)."""
+    rgb, pages, _ = synthetic_field(shape=(400, 520), centres=FINDER_TEST_CENTRES, seed=seed, grain=grain)
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        y, x = int(rng.integers(10, 390)), int(rng.integers(450, 510))
+        cv2.circle(rgb, (x, y), int(rng.integers(2, 5)), (60, 50, 70), -1)
+    return rgb, pages
+
+
+def nuclei_found_per_cell(found, pages) -> list[int]:
+    """For each true cell (page), how many found cells have their centre in its nucleus."""
+    centres = [(int(c.centre[0]), int(c.centre[1])) for c in found if c.nucleus.any()]
+    return [int(sum(page[r, c] == 2 for r, c in centres)) for page in pages]
+
+
 def write_class_folders(root, cells):
     """Write synthetic ``(rgb, mask, class)`` cells as ``root/<class>/c<i>.png`` (the normal/ + abnormal/
     layout that training and ensembles read); returns ``root``."""

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from synthetic import synthetic_cell, synthetic_field
+from synthetic import field_with_debris, nuclei_found_per_cell, synthetic_cell, synthetic_field
 
 from napari_cervseg import measure, segment_field
 from napari_cervseg.segment.finder import (
@@ -291,21 +291,12 @@ def test_the_bundled_finder_finds_every_synthetic_cell_once_overlap_border_and_d
     cells had exactly one found nucleus inside their own (66 of 72 over 12 seeds; v2 36 of 36),
     with 1 and with 2 torch threads alike; the bound leaves room for other CPUs. No cell is ever
     found twice or on debris."""
-    import cv2
-
     finder = load_finder("default")
-    centres = ((40, 110), (150, 380), (300, 140), (290, 320), (300, 400), (150, 200))
     once = total = 0
     for seed in range(6):
-        rgb, pages, _ = synthetic_field(shape=(400, 520), centres=centres, seed=seed, grain=0.04)
-        rng = np.random.default_rng(seed)
-        for _ in range(6):  # debris right of the cells
-            y, x = int(rng.integers(10, 390)), int(rng.integers(450, 510))
-            cv2.circle(rgb, (x, y), int(rng.integers(2, 5)), (60, 50, 70), -1)
+        rgb, pages = field_with_debris(seed, grain=0.04)
         found = finder.find(rgb)
-        centres_found = [(int(c.centre[0]), int(c.centre[1])) for c in found if c.nucleus.any()]
-        for page in pages:
-            hits = sum(page[r, c] == 2 for r, c in centres_found)
+        for hits in nuclei_found_per_cell(found, pages):
             assert hits <= 1  # never two cells for one
             once += hits == 1
             total += 1

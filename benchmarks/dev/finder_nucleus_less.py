@@ -21,6 +21,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import code_commit  # noqa: E402
 from bench_fields import match_nuclei  # noqa: E402
 
 from napari_cervseg import segment_field  # noqa: E402
@@ -68,8 +69,7 @@ def main():
                     mask = result.nuclei == k
                 labels[mask & (labels == 0)] = k
             tp[variant] += len(match_nuclei(labels, pages))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = code_commit()
     dirty = subprocess.run(["git", "status", "--porcelain", "src"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()
     lines = [(f"## {root.name}, finder {args.finder}, code {commit}{' + uncommitted src' if dirty else ''}"

@@ -10,7 +10,6 @@ benchmarks/results/dev/finder_own_nuclei.md.
 """
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,23 +21,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
-from bench_fields import DATA, match_nuclei  # noqa: E402
+from _common import code_commit  # noqa: E402
+from bench_fields import DATA, dev_finder, match_nuclei  # noqa: E402
 
 from napari_cervseg.workflows.fields import find_cells  # noqa: E402
-
-
-def make_finder(name: str):
-    kind, _, path = name.partition(":")
-    if kind in ("multiscale", "multiscale+classic"):
-        from multiscale_finder import MultiScale, multiscale_plus_classic
-
-        return (MultiScale if kind == "multiscale" else multiscale_plus_classic)(path or "default")
-    if kind == "union":
-        from union_finder import LearnedPlusClassic
-
-        return LearnedPlusClassic(path or "default")
-    return name
 
 
 def score(root: Path, finder) -> dict:
@@ -68,13 +54,12 @@ def main():
     parser.add_argument("--finder", nargs="+", required=True)
     args = parser.parse_args()
     torch.set_num_threads(2)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
+    commit = code_commit()
     lines = [(f"## code {commit}: `python benchmarks/dev/finder_own_nuclei.py {' '.join(args.fields)} --finder"
              f" {' '.join(args.finder)}`"), "", "| finder | fields | found (with a nucleus) | P | R | F1 | s |",
              "|---|---|---|---|---|---|---|"]
     for name in args.finder:
-        finder = make_finder(name)
+        finder = dev_finder(name)
         for fields in args.fields:
             root = Path(fields) if Path(fields).is_dir() else DATA / fields
             r = score(root, finder)

@@ -9,14 +9,17 @@ Writes benchmarks/results/dev/real_field_counts.md.
 """
 
 import argparse
-import subprocess
+import sys
 from pathlib import Path
 
 import cv2
 
-from napari_cervseg.workflows.fields import find_cells
-
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import code_commit  # noqa: E402
+
+from napari_cervseg.workflows.fields import find_cells  # noqa: E402
+
 REAL = ROOT.parent / "shared" / "data" / "fields-real-unlabelled" / "images"
 
 
@@ -24,7 +27,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--finders", nargs="+", default=["classic", "learned"])
     args = ap.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = code_commit()
     paths = sorted(REAL.glob("*.png"))
     lines = ["# Nuclei found on the real unlabelled fields (issue 22; counts, no masks)", "",
              f"## code {commit}: `python benchmarks/dev/real_field_counts.py --finders {' '.join(args.finders)}`", "",

@@ -15,7 +15,6 @@ Writes benchmarks/results/dev/synthetic_texture.md.
 
 import argparse
 import glob
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,12 +24,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-from synthetic import synthetic_field  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import code_commit  # noqa: E402
+from synthetic import field_with_debris, nuclei_found_per_cell  # noqa: E402
 
 from napari_cervseg.segment.finder import load_finder  # noqa: E402
 
 HERLEV = ROOT.parent / "shared" / "data" / "herlev"
-CENTRES = ((40, 110), (150, 380), (300, 140), (290, 320), (300, 400), (150, 200))
 
 
 def cytoplasm_ripple() -> np.ndarray:
@@ -55,18 +55,12 @@ def cytoplasm_ripple() -> np.ndarray:
 def found_once(finder, grain: float, seeds=range(12)):
     once = twice = debris = total = 0
     for seed in seeds:
-        rgb, pages, _ = synthetic_field(shape=(400, 520), centres=CENTRES, seed=seed, grain=grain)
-        rng = np.random.default_rng(seed)
-        for _ in range(6):  # debris right of the cells, as in the test
-            y, x = int(rng.integers(10, 390)), int(rng.integers(450, 510))
-            cv2.circle(rgb, (x, y), int(rng.integers(2, 5)), (60, 50, 70), -1)
+        rgb, pages = field_with_debris(seed, grain)
         found = finder.find(rgb)
-        centres = [(int(c.centre[0]), int(c.centre[1])) for c in found if c.nucleus.any()]
-        for page in pages:
-            hits = sum(page[r, c] == 2 for r, c in centres)
-            once += hits == 1
-            twice += hits > 1
-            total += 1
+        hits = nuclei_found_per_cell(found, pages)
+        once += sum(h == 1 for h in hits)
+        twice += sum(h > 1 for h in hits)
+        total += len(hits)
         debris += sum(c.centre[1] > 450 for c in found)
     return once, twice, debris, total
 
@@ -75,7 +69,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--finders", nargs="+", default=["default"])
     args = ap.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = code_commit()
     ripple = cytoplasm_ripple()
     lines = ["# Synthetic cells' texture and the learned finders (issue 22)", "",
              f"## code {commit}: `python benchmarks/dev/synthetic_texture.py --finders {' '.join(args.finders)}`", "",
