@@ -286,11 +286,12 @@ def test_the_bundled_finder_finds_every_synthetic_cell_once_overlap_border_and_d
     """Six cells (two overlapping, one cut by the top border) and dark debris, over six seeds.
     The cells carry a real cell's faint texture (grain 0.04: the cytoplasm of 71 Herlev cells
     ripples by 0.044 at the median, 0.025 at the 10th percentile; `python
-    benchmarks/dev/synthetic_texture.py`): the bundled finder (v3) needs it, and finds only 9 of 36
+    benchmarks/dev/synthetic_texture.py`): the bundled finder (v3) needs it, and finds only 11 of 36
     flat-coloured cells (its predecessor v2 found 35; BENCHMARKS.md). Over these seeds 31 of 36
-    cells had exactly one found nucleus inside their own (66 of 72 over 12 seeds; v2 36 of 36),
-    with 1 and with 2 torch threads alike; the bound leaves room for other CPUs. No cell is ever
-    found twice or on debris."""
+    cells had exactly one found nucleus inside their own, with 1 and with 2 torch threads alike;
+    over 12 seeds 4 to 6 of 6 per seed, and the worst six seeds together 30 of 36 (0.83;
+    benchmarks/results/dev/synthetic_texture.md). The bound, 0.75, sits below that spread for
+    other CPUs; flat-coloured cells (0.31) fail it. No cell is ever found twice or on debris."""
     finder = load_finder("default")
     once = total = 0
     for seed in range(6):
@@ -301,4 +302,4 @@ def test_the_bundled_finder_finds_every_synthetic_cell_once_overlap_border_and_d
             once += hits == 1
             total += 1
         assert not [c for c in found if c.centre[1] > 450]  # nothing on the debris
-    assert once / total >= 0.8
+    assert once / total >= 0.75

@@ -1,7 +1,7 @@
 """A candidate for issue 22: the learned finder looking at several working scales. Its nuclei come
-and go with the scale (on a real grey field a clear nucleus had p(nucleus) 0.41 at 0.7 and 0.97
-at 0.5; another 0.17 at 0.7 and 0.97 at 1.0), so the cells of the first scale are kept and each
-other scale adds the cells whose nucleus touches no nucleus already kept.
+and go with the scale (looked at on a real grey field, not measured by a committed script: a
+clear nucleus was found at one scale and not at another), so the cells of the first scale are
+kept and each other scale adds the cells whose nucleus touches no nucleus already kept.
 
     python benchmarks/bench_fields.py --finder multiscale[:FILE] --operating-point screening --out ...
 """
