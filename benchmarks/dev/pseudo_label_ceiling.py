@@ -26,9 +26,9 @@ def main():
     lines = ["# The pseudo-labels' ceiling for field nucleus matching (issue 22)", "",
              f"## code {code_commit()}: `python benchmarks/dev/pseudo_label_ceiling.py`", "",
              f"Source: `{report['settings']['command']}`", "",
-             f"Self-trained segmenter, test-split single cells: {right} of {len(dice)} nuclei at IoU >= 0.5"
-             f" (Dice >= 2/3): **{right / len(dice):.3f}**. A field's nucleus recall at IoU >= 0.5 can pass this"
-             " only where a cell in a field is segmented better than alone."]
+             (f"Self-trained segmenter, test-split single cells: {right} of {len(dice)} nuclei at IoU >= 0.5"
+              f" (Dice >= 2/3): **{right / len(dice):.3f}**. A field's nucleus recall at IoU >= 0.5 can pass this"
+              " only where a cell in a field is segmented better than alone.")]
     out = RESULTS / "dev" / "pseudo_label_ceiling.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
