@@ -97,6 +97,8 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
     tp = fp = fn = 0
     nuc_d, cell_d, cyto_d, covered, n_true = [], [], [], 0, 0
     correct = total_cls = abnormal_true = abnormal_caught = abnormal_found = abnormal_reviewed = 0
+    # the "class accuracy of matched cells": only the true cells whose nucleus was found
+    matched_correct = matched_cls = normal_matched = normal_called_normal = 0
     labels_cell_d, no_verdict = [], 0
     seconds, n_cells_pred = [], 0
     for path in images:
@@ -134,6 +136,11 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
             k = dict(pairs).get(i)
             called = rows[k]["predicted_class"] if k is not None else None
             correct += called == label
+            if k is not None:
+                matched_cls += 1
+                matched_correct += called == label
+                normal_matched += label == "normal"
+                normal_called_normal += label == "normal" and called == "normal"
             abnormal_caught += label == "abnormal" and called == "abnormal"
             abnormal_found += label == "abnormal" and k is not None
             # caught, or listed for review without a verdict (a screener looks at it either way)
@@ -154,6 +161,8 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
     }
     if total_cls:
         out.update({"cell_accuracy": correct / total_cls, "abnormal_cells": abnormal_true,
+                    "cell_accuracy_matched": matched_correct / max(1, matched_cls), "cells_matched_with_class": matched_cls,
+                    "normal_matched": normal_matched, "normal_called_normal": normal_called_normal,
                     "abnormal_caught": abnormal_caught / max(1, abnormal_true),
                     "abnormal_found": abnormal_found / max(1, abnormal_true),
                     "abnormal_caught_or_reviewed": abnormal_reviewed / max(1, abnormal_true),
@@ -243,9 +252,10 @@ def main() -> None:
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     lines = [f"# Fields of view (`{report['command']}`)", "",
              ("| set | fields | true cells | found | nucleus P | nucleus R | nucleus F1 | nucleus Dice | cell Dice"
-              " (extent) | cell Dice (labels) | cytoplasm Dice | covered (Dice>0.7) | accuracy | abnormal caught |"
+              " (extent) | cell Dice (labels) | cytoplasm Dice | covered (Dice>0.7) | accuracy (all true cells) |"
+              " accuracy (matched cells) | normal matched cells called normal | abnormal caught |"
               " abnormal caught or without verdict | cells without verdict | s / field | s / cell |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in report["sets"].items():
         def f(key, r=r):
             v = r.get(key)
@@ -253,7 +263,8 @@ def main() -> None:
         lines.append(f"| {name} | {r['fields']} | {r['true_cells']} | {r['predicted_cells']} | {f('nucleus_precision')}"
                      f" | {f('nucleus_recall')} | {f('nucleus_f1')} | {f('nucleus_dice')} | {f('cell_dice')}"
                      f" | {f('cell_dice_labels')} | {f('cytoplasm_dice')} | {f('cells_covered_dice_0.7')}"
-                     f" | {f('cell_accuracy')} | {f('abnormal_caught')} ({f('abnormal_called_when_found')} of those"
+                     f" | {f('cell_accuracy')} | {f('cell_accuracy_matched')}"
+                     f" | {f('normal_called_normal')} of {f('normal_matched')} | {f('abnormal_caught')} ({f('abnormal_called_when_found')} of those"
                      f" found) | {f('abnormal_caught_or_reviewed')} | {f('cells_without_verdict')} | {f('seconds_per_field')}"
                      f" | {f('seconds_per_cell')} |")
     if "big_slide" in report:
