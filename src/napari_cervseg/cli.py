@@ -153,7 +153,19 @@ def cmd_train(args) -> int:
               file=sys.stderr)
         return 2
     kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
-    cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, seed=args.seed, split_seed=args.split_seed, keep=args.keep)
+    cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, seed=args.seed, split_seed=args.split_seed, keep=args.keep,
+                      init=args.init, field_crop_fields=args.field_crop_fields)
+    if args.init:  # fine-tuning: the architecture and preprocessing of the initial model unless given
+        from .classify import ModelError, load_model
+
+        try:
+            card = load_model(args.init).card
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        pre = card.get("preprocess", {})
+        cfg = replace(cfg, arch=card.get("architecture", cfg.arch), arch_kwargs=card.get("arch_kwargs") or {},
+                      input_size=pre.get("input_size"), equalise=pre.get("equalise", cfg.equalise))
     if args.recipe == "paper":
         cfg = paper_recipe(cfg)
     given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "patience", "augmentation", "optimizer",
@@ -707,6 +719,13 @@ def _add_train_parser(sub) -> None:
                     help="continue an interrupted run from <out>.checkpoint.pt (same settings)")
     tr.add_argument("--seed", type=int, default=0, help="initialisation, augmentation and (unless --split-seed)"
                     " the train/val/test split")
+    tr.add_argument("--init", default=None,
+                    help="fine-tune this model (a bundled name or a .safetensors path) on its own split instead"
+                         " of training from scratch; its architecture and preprocessing are used")
+    tr.add_argument("--field-crop-fields", type=int, default=0,
+                    help="also train on crops of cells cut from this many fields composed of the training split's"
+                         " cells (pseudo-labelled by the self-trained segmenter; no mask is read): the view of a"
+                         " cell on a field of view")
     tr.add_argument("--split-seed", type=int, default=None,
                     help="seed of the split alone (default: --seed); members of an ensemble share one, e.g."
                          " --split-seed 0 to train on the bundled model's split")

@@ -69,6 +69,8 @@ class TrainingCell:
     rgb: np.ndarray
     labels: np.ndarray
     background: np.ndarray
+    #: the index of the image it was cut from (in the list given to :func:`training_cells`)
+    source: int = -1
 
 
 def background_colour(rgb: np.ndarray, cell: np.ndarray) -> np.ndarray:
@@ -121,7 +123,7 @@ def training_cells(images, segmenter="default", progress=None) -> list[TrainingC
         if labels is not None:
             rows, cols = np.nonzero(labels)
             box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
-            cells.append(TrainingCell(rgb[box], labels[box], background_colour(rgb, labels > 0)))
+            cells.append(TrainingCell(rgb[box], labels[box], background_colour(rgb, labels > 0), source=i))
         report_count(progress, i + 1, len(images), "cells pseudo-labelled")
     return cells
 
@@ -162,7 +164,9 @@ def _round_crop_cut(lab: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: FinderTrainConfig):
     """One training field: (rgb uint8 (S, S, 3), targets uint8 (3, S, S): nucleus, nucleus
-    boundary, cell; rays uint8 (n_rays, S, S) in working px at nucleus pixels; nucleus diameters)."""
+    boundary, cell; rays uint8 (n_rays, S, S) in working px at nucleus pixels; a dict of the
+    nucleus and cell diameters, and under ``"placed"`` each placed cell's (index in ``cells``,
+    cell mask, nucleus mask))."""
     from skimage.segmentation import find_boundaries
 
     size = config.field_size
@@ -177,8 +181,10 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
     n_cells = int(rng.integers(1, 10))
     clump_centre = rng.uniform(0.2, 0.8, 2) * size if rng.random() < 0.5 else None
     clump_left = int(rng.integers(2, 7)) if clump_centre is not None else 0
+    placed = []  # index in cells of each placed cell, in the order of masks
     for _ in range(n_cells + clump_left):
-        cell = cells[int(rng.integers(len(cells)))]
+        index = int(rng.integers(len(cells)))
+        cell = cells[index]
         s = field_scale * rng.uniform(0.85, 1.15)
         h, w = cell.labels.shape
         nh, nw = max(4, int(round(h * s))), max(4, int(round(w * s)))
@@ -222,6 +228,7 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
         nucleus = np.zeros((size, size), bool)
         nucleus[fy0:fy1, fx0:fx1] = part == 2
         masks.append((cell_mask, nucleus))
+        placed.append(index)
         top[nucleus] = len(masks)
     # debris, specks, fibres and small dark blobs with no cytoplasm (inflammatory-like): background
     covered = np.any([m for m, _ in masks], 0) if masks else np.zeros((size, size), bool)
@@ -286,7 +293,8 @@ def compose_field(cells: list[TrainingCell], rng: np.random.Generator, config: F
         if len(rr):
             d = star_distances(cell_mask, np.stack([rr, cc], 1), config.n_rays)
             rays[:, rr, cc] = np.clip(np.rint(d), 0, 255).astype(np.uint8).T
-    return rgb, targets, rays, {"nucleus": diameters, "cell": cell_diameters}
+    return rgb, targets, rays, {"nucleus": diameters, "cell": cell_diameters,
+                                "placed": [(i, m, n) for i, (m, n) in zip(placed, masks, strict=True)]}
 
 
 def compose_fields(cells: list[TrainingCell], config: FinderTrainConfig, progress=None):

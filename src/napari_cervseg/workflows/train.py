@@ -66,6 +66,13 @@ class TrainConfig:
     #: which epoch's weights are saved: "best" on validation balanced accuracy (early stopping), or
     #: "last" (the end of the schedule: the validation split is then left free to compare models on)
     keep: str = "best"
+    #: start from this model's weights (a bundled name or a .safetensors path) and train on its
+    #: split: fine-tuning, e.g. on field crops; None: from scratch
+    init: str | None = None
+    #: add crops of cells cut from this many fields composed of the training split's cells (and a
+    #: seventh as many from the validation split's, for choosing the epoch): the view of a cell on a
+    #: field of view (issue 22, item 3); 0: the single-cell images alone
+    field_crop_fields: int = 0
 
 
 #: the paper's recipe per architecture (Sec. III-C, Table 6), applied by ``cervseg train --recipe paper``
@@ -153,18 +160,27 @@ def predict_proba(net: nn.Module, images: np.ndarray, config: PreprocessConfig, 
     return np.concatenate(out)
 
 
-def _training_data(data_root, config: TrainConfig, pconf: PreprocessConfig, log):
-    """Samples, the stratified split, the resized images of each part, and the training set's
-    images, labels and epoch index (class-balanced by the augmentation recipe)."""
+def _training_data(data_root, config: TrainConfig, pconf: PreprocessConfig, log, split: dict | None = None):
+    """Samples, the stratified split (or ``split``, e.g. the fine-tuned model's), the resized
+    images of each part (with field crops added to train and val when asked), and the training
+    set's images, labels and epoch index (class-balanced by the augmentation recipe)."""
     samples = read_dataset(data_root)
-    split_seed = config.seed if config.split_seed is None else config.split_seed
-    split = stratified_split(samples, config.split_fractions, split_seed)
     by_name = {s.name: s for s in samples}
+    if split is None:
+        split_seed = config.seed if config.split_seed is None else config.split_seed
+        split = stratified_split(samples, config.split_fractions, split_seed)
+    else:
+        missing = [n for part in ("train", "val", "test") for n in split.get(part, []) if n not in by_name]
+        if missing:
+            raise ValueError(f"{len(missing)} images of the initial model's split are not in {data_root}"
+                             f" (e.g. {missing[0]}): fine-tune on the data it was trained on")
     parts = {}
     for part in ("train", "val", "test"):
         ss = [by_name[n] for n in split[part]]
         parts[part] = (load_resized(ss, pconf.input_size),
                        np.array([CLASS_NAMES.index(s.label) for s in ss]), ss)
+    if config.field_crop_fields:
+        parts = _with_field_crops(parts, config, pconf, log)
     x_train, y_train, _ = parts["train"]
     if config.augmentation == "paper":
         from ..classify.augment import paper_augment
@@ -180,6 +196,26 @@ def _training_data(data_root, config: TrainConfig, pconf: PreprocessConfig, log)
     else:
         raise ValueError(f"augmentation must be 'online' or 'paper', got {config.augmentation!r}")
     return samples, split, parts, x_train, y_train, index
+
+
+def _with_field_crops(parts: dict, config: TrainConfig, pconf: PreprocessConfig, log) -> dict:
+    """The train and val parts with crops cut from fields composed of their own cells added."""
+    from .field_crops import field_crops
+    from .finder_training import training_cells
+
+    out = dict(parts)
+    for part, n_fields, seed in (("train", config.field_crop_fields, config.seed),
+                                 ("val", max(10, config.field_crop_fields // 7), config.seed + 1)):
+        images, labels, ss = parts[part]
+        if not ss:
+            continue
+        cells = training_cells([s.load_image() for s in ss])  # pseudo-labels: no mask is read
+        crops, classes = field_crops(cells, labels, n_fields, pconf.input_size, seed=seed)
+        if log:
+            log(f"{part}: {len(crops)} field crops ({int((classes == 1).sum())} abnormal) from {n_fields} fields"
+                f" composed of {len(cells)} pseudo-labelled cells")
+        out[part] = (np.concatenate([images, crops]), np.concatenate([labels, classes]), ss)
+    return out
 
 
 def _train_epoch(net, opt, sched, per_batch, loss_fn, x_train, y_train, index, rng, config, pconf, device) -> float:
@@ -257,9 +293,13 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
     rng = np.random.default_rng(config.seed)
     info = ARCHITECTURES[config.arch]
     pconf = PreprocessConfig(input_size=config.input_size or info["input_size"], equalise=config.equalise)
-    samples, split, parts, x_train, y_train, index = _training_data(data_root, config, pconf, log)
+    init = _initial_model(config, pconf)
+    samples, split, parts, x_train, y_train, index = _training_data(
+        data_root, config, pconf, log, split=None if init is None else init.card["training"]["split"])
 
     net = build_architecture(config.arch, **config.arch_kwargs).to(device)
+    if init is not None:
+        net.load_state_dict(init.net.state_dict())
     steps_per_epoch = math.ceil(len(index) / config.batch_size)
     opt, sched, per_batch = _optimiser(net, config, steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
@@ -324,7 +364,8 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         "preprocess": pconf.to_dict(),
         "class_names": list(CLASS_NAMES),
         "cam_layer": info["cam_layer"],
-        "pretrained": "none: trained from scratch (no ImageNet weights can be downloaded here)",
+        "pretrained": ("none: trained from scratch (no ImageNet weights can be downloaded here)" if init is None
+                       else f"fine-tuned from {config.init} ({Path(init.source).name})"),
         "training": {
             "data": str(data_root), "n_images": len(samples), "config": asdict(config), "split": split,
             "device": str(device), "seconds": round(train_seconds, 1), "epochs_run": len(history),
@@ -348,6 +389,29 @@ def train(data_root, out_path, config: TrainConfig | None = None, device=None, p
         model.card[CARD_KEY] = {**block, "sidecar": weights.stem + ".applicability.safetensors"}
         model.source = str(weights)
     checkpoint.unlink(missing_ok=True)  # the run is complete: nothing left to resume
+    return model
+
+
+def _initial_model(config: TrainConfig, pconf: PreprocessConfig):
+    """The model to fine-tune (None: train from scratch); it must match the run's architecture and
+    preprocessing, and carry the split it was trained on (so that no test cell is trained on)."""
+    if config.init is None:
+        return None
+    from ..classify import load_model
+
+    model = load_model(config.init)
+    card = model.card
+    theirs = {"architecture": card.get("architecture"), "arch_kwargs": card.get("arch_kwargs") or {},
+              "preprocess": card.get("preprocess")}
+    ours = {"architecture": config.arch, "arch_kwargs": config.arch_kwargs or {}, "preprocess": pconf.to_dict()}
+    differ = [k for k in ours if json.dumps(ours[k], sort_keys=True) != json.dumps(theirs[k], sort_keys=True)]
+    if differ:
+        raise ValueError(f"the initial model {config.init!r} differs in {', '.join(differ)}: it has"
+                         f" {', '.join(f'{k}={theirs[k]}' for k in differ)}; train with the same (`cervseg train"
+                         " --init` takes them from its card unless given)")
+    if not card.get("training", {}).get("split"):
+        raise ValueError(f"the initial model {config.init!r} has no training split in its card: fine-tune a model"
+                         " trained by `cervseg train`")
     return model
 
 
