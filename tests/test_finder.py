@@ -51,9 +51,8 @@ def test_ray_indices_follow_a_flip_or_transpose(op):
     assert np.abs(after - before[_ray_permutation(32, op)]).max() <= 1.0
 
 
-def _two_overlapping_cells_maps(scale=1.0):
+def _two_overlapping_cells_maps(scale=1.0, shape=(120, 160)):
     """Working-scale maps a perfect finder would give for two overlapping disk cells."""
-    shape = (120, 160)
     cells = [_disk(shape, (60, 55), 40), _disk(shape, (60, 105), 40)]
     nuclei = [_disk(shape, (60, 45), 8), _disk(shape, (60, 115), 8)]
     probs = np.zeros((3,) + shape, np.float32)
@@ -85,19 +84,22 @@ def test_overlapping_cells_keep_their_full_extents():
 
 def test_cytoplasm_the_rays_missed_is_not_another_cell_but_a_blob_apart_is():
     """A p(cell) blob joined to a found cell is that cell's cytoplasm (the rays fell short); a
-    nucleus-less blob of cell size standing apart is kept as a cell (its nucleus unseen)."""
-    probs, rays, cells, nuclei = _two_overlapping_cells_maps()
+    nucleus-less blob of cell size standing apart is kept as a cell (its nucleus unseen); a blob
+    apart smaller than every cell found is slide speckle, not a cell."""
+    probs, rays, cells, nuclei = _two_overlapping_cells_maps(shape=(160, 270))
     lobe = _disk(probs.shape[1:], (100, 30), 16)  # a lobe of the left cell its rays do not reach
     probs[2][lobe] = 1
-    apart = _disk(probs.shape[1:], (20, 145), 12)
+    apart = _disk(probs.shape[1:], (110, 215), 42)  # as large as a found cell (radius 40)
     probs[2][apart] = 1
+    speck = _disk(probs.shape[1:], (20, 200), 12)  # 450 px: above MIN_CELL_PIXELS, below any cell
+    probs[2][speck] = 1
     found = cells_from_maps(probs, rays, 1.0, probs.shape[1:])
     with_nucleus = [c for c in found if c.nucleus.any()]
     without = [c for c in found if not c.nucleus.any()]
     assert len(with_nucleus) == 2
     assert len(without) == 1
     r0, c0, r1, c1 = without[0].box
-    assert r0 <= 20 < r1 and c0 <= 145 < c1
+    assert r0 <= 110 < r1 and c0 <= 215 < c1
 
 
 def test_extents_are_drawn_at_full_resolution_from_a_smaller_working_scale():
