@@ -7,6 +7,10 @@ from synthetic import synthetic_cell, synthetic_field
 from napari_cervseg import measure, segment_cell, segment_field
 from napari_cervseg.workflows import fields as fields_module
 
+#: these tests check the field route itself (ids, tiles, descriptors, stopping) on flat-coloured
+#: synthetic cells, which the classic finder finds deterministically; the learned finder (the
+#: default) needs a real cell's texture and is tested in test_finder.py
+FINDER = "classic"
 
 @pytest.fixture(scope="module")
 def field():
@@ -15,7 +19,7 @@ def field():
 
 @pytest.fixture(scope="module")
 def field_result(field, trained_synthetic_model):
-    return segment_field(field[0], model=trained_synthetic_model)
+    return segment_field(field[0], model=trained_synthetic_model, finder=FINDER)
 
 
 def _dice(a, b):
@@ -74,7 +78,7 @@ def test_a_field_of_one_cell_behaves_like_segment_cell(trained_synthetic_model):
     canvas[50:200, 60:220] = np.where(truth[..., None] > 0, rgb, canvas[50:200, 60:220])
     full = np.zeros(canvas.shape[:2], np.uint8)
     full[50:200, 60:220] = truth
-    field = segment_field(canvas, model=trained_synthetic_model)
+    field = segment_field(canvas, model=trained_synthetic_model, finder=FINDER)
     assert field.n_cells == 1
     # the same per-cell pipeline on the same crop: the same class and probability
     r0, c0, r1, c1 = field.table[0]["bbox"]
@@ -89,7 +93,7 @@ def test_a_field_of_one_cell_behaves_like_segment_cell(trained_synthetic_model):
 def test_an_empty_slide_has_no_cells_and_says_so(trained_synthetic_model):
     rng = np.random.default_rng(0)
     slide = np.clip(np.array([222, 218, 228]) + rng.normal(0, 3, (300, 300, 3)), 0, 255).astype(np.uint8)
-    result = segment_field(slide, model=trained_synthetic_model)
+    result = segment_field(slide, model=trained_synthetic_model, finder=FINDER)
     assert result.n_cells == 0 and not result.cells.any()
     assert any("no cells found" in w for w in result.warnings)
 
@@ -107,7 +111,7 @@ def test_large_fields_are_searched_in_tiles_and_each_cell_kept_once(field, train
     monkeypatch.setattr(fields_module, "CLASSIC_TILE", 256)
     monkeypatch.setattr(fields_module, "TILE_OVERLAP", 160)
     rgb, pages, _ = field
-    tiled = segment_field(rgb, model=trained_synthetic_model)
+    tiled = segment_field(rgb, model=trained_synthetic_model, finder=FINDER)
     assert tiled.n_cells == len(pages)
     for page in pages:
         k = np.bincount(tiled.nuclei[page == 2]).argmax()
@@ -116,7 +120,7 @@ def test_large_fields_are_searched_in_tiles_and_each_cell_kept_once(field, train
 
 def test_stopping_keeps_the_cells_already_done(field, trained_synthetic_model):
     calls = iter(range(100))
-    result = segment_field(field[0], model=trained_synthetic_model, should_stop=lambda: next(calls) >= 2)
+    result = segment_field(field[0], model=trained_synthetic_model, finder=FINDER, should_stop=lambda: next(calls) >= 2)
     assert result.n_cells == 2
     assert any("stopped after 2 of 5 cells" in w for w in result.warnings)
 
@@ -159,13 +163,13 @@ def test_a_crowded_field_is_stained_where_its_cells_are(seed):
 
 def test_a_crowded_field_is_not_taken_for_an_empty_slide(trained_synthetic_model):
     rgb, _ = _crowded_field(2)
-    result = segment_field(rgb, model=trained_synthetic_model)
+    result = segment_field(rgb, model=trained_synthetic_model, finder=FINDER)
     assert result.n_cells >= 6
     assert not any("no cells found" in w for w in result.warnings)
 
 
 def test_classify_per_cell_keeps_the_finders_cells_and_calls_each(field, field_result, trained_synthetic_model):
-    quick = segment_field(field[0], model=trained_synthetic_model, per_cell="classify")
+    quick = segment_field(field[0], model=trained_synthetic_model, finder=FINDER, per_cell="classify")
     assert quick.n_cells == field_result.n_cells
     slow_centres = sorted((round(r["centroid"][0] / 10), round(r["centroid"][1] / 10)) for r in field_result.table)
     assert len(slow_centres) == quick.n_cells
@@ -174,4 +178,4 @@ def test_classify_per_cell_keeps_the_finders_cells_and_calls_each(field, field_r
         assert row["nucleus_area"] > 0 and row["cytoplasm_area"] > 0
     assert quick.heatmap is None or not quick.heatmap.any()
     with pytest.raises(ValueError, match="per_cell"):
-        segment_field(field[0], model=trained_synthetic_model, per_cell="fast")
+        segment_field(field[0], model=trained_synthetic_model, finder=FINDER, per_cell="fast")

@@ -305,3 +305,15 @@ def test_the_bundled_finder_finds_every_synthetic_cell_once_overlap_border_and_d
             total += 1
         assert not [c for c in found if c.centre[1] > 450]  # nothing on the debris
     assert once / total >= 0.75
+
+
+def test_fields_use_the_learned_finder_by_default_and_its_boxes_are_plain_numbers():
+    """The default finder is the learned one (its rule: benchmarks/results/finder_rule.md); a found
+    cell's box goes into JSON (slide journals, GeoJSON), so it holds plain ints, not numpy's."""
+    rgb, _ = field_with_debris(0, grain=0.04)
+    result = segment_field(rgb, model=None, method="colour-baseline", per_cell="classify")
+    assert result.finder == "learned" and result.n_cells >= 1
+    for row in result.table:
+        box, _ = result.extent(row["cell_id"])
+        assert all(type(v) is int for v in box)
+        json.dumps(box)

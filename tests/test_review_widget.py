@@ -17,7 +17,7 @@ def slide_run(tmp_path_factory, trained_synthetic_model):
     root = tmp_path_factory.mktemp("review")
     model = save_model(trained_synthetic_model, root / "model")
     path, _ = synthetic_slide(root / "slide.ome.tif", shape=(768, 768))
-    segment_slide(path, root / "run", SlideConfig(tile=384, margin=128, model=str(model), operating_point=None),
+    segment_slide(path, root / "run", SlideConfig(tile=384, margin=128, model=str(model), operating_point=None, finder="classic"),
                   workers=1, scheduler="sync", gallery=4)
     return root / "run"
 

@@ -16,6 +16,10 @@ from napari_cervseg.io.slides import SlideError, is_slide_file, open_slide, writ
 from napari_cervseg.workflows import slide_outputs
 from napari_cervseg.workflows.slides import SlideConfig, SlideRunError, segment_slide, tile_grid
 
+#: the slide machinery (tiles, journals, resuming, outputs) on flat-coloured synthetic cells, which
+#: the classic finder finds deterministically; the learned finder (the default) needs a real cell's
+#: texture and is tested in test_finder.py
+FINDER = "classic"
 
 @pytest.fixture(scope="module")
 def slide_path(tmp_path_factory):
@@ -33,7 +37,7 @@ def model_path(tmp_path_factory, trained_synthetic_model):
 @pytest.fixture(scope="module")
 def config(model_path):
     # 256 px tiles: most of the 36 cells (110 x 120 px) lie across a tile border
-    return SlideConfig(tile=256, margin=128, model=model_path, operating_point=None)
+    return SlideConfig(tile=256, margin=128, model=model_path, operating_point=None, finder=FINDER)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +98,7 @@ def test_every_cell_is_found_once_across_tile_borders(whole_run, slide_path, mod
     nearest = np.linalg.norm(found[:, None, :] - true[None, :, :], axis=-1)
     assert np.all(nearest.min(0) < 15)  # each true cell has a found one near
     assert len(set(nearest.argmin(1))) == 36  # ... and no two found cells share a true one
-    one_tile = segment_slide(slide_path, tmp_path / "one", SlideConfig(tile=1024, margin=0, model=model_path,
+    one_tile = segment_slide(slide_path, tmp_path / "one", SlideConfig(tile=1024, margin=0, model=model_path, finder=FINDER,
                                                                        operating_point=None),
                              workers=1, scheduler="sync", gallery=0)
     assert np.abs(_centres(one_tile) - found).max() <= 2
@@ -191,7 +195,7 @@ def test_empty_tiles_are_skipped_without_reading_them(model_path, tmp_path):
     original = slides.segment_tile
     slides.segment_tile = lambda slide, spec, cfg: read.append(spec.name) or original(slide, spec, cfg)
     try:
-        result = segment_slide(path, tmp_path / "out", SlideConfig(tile=512, margin=128, model=model_path,
+        result = segment_slide(path, tmp_path / "out", SlideConfig(tile=512, margin=128, model=model_path, finder=FINDER,
                                                                                     operating_point=None),
                                workers=1, scheduler="sync", gallery=0)
     finally:
@@ -216,7 +220,8 @@ def test_config_errors_name_the_setting(slide_path, model_path, tmp_path):
 def test_a_killed_cli_run_resumes_to_the_same_cells(slide_path, model_path, whole_run, tmp_path):
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "napari_cervseg.cli", "slide", str(slide_path), "--out", str(out), "--tile", "256",
-           "--margin", "128", "--model", model_path, "--operating-point", "argmax", "--workers", "1", "--quiet",
+           "--margin", "128", "--model", model_path, "--finder", FINDER, "--operating-point", "argmax", "--workers", "1",
+           "--quiet",
            "--gallery", "0"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240

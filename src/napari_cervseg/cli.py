@@ -602,7 +602,7 @@ def cmd_slide(args) -> int:
             return 2
     try:
         config = SlideConfig(tile=args.tile, margin=args.margin, model=args.model, method=args.method,
-                             finder=args.finder, pixel_size=args.pixel_size, skip_empty=not args.all_tiles,
+                             finder=args.finder or SlideConfig.finder, pixel_size=args.pixel_size, skip_empty=not args.all_tiles,
                              per_cell=args.per_cell,
                              operating_point=None if operating_point == "argmax" else operating_point).check()
     except ValueError as exc:
@@ -851,7 +851,8 @@ def _add_slide_parser(sub) -> None:
                          " (tcp://host:8786) whose workers see the slide and --out at the same paths")
     sl.add_argument("--model", default="default", help="classifier: bundled name or a .safetensors path")
     sl.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
-    sl.add_argument("--finder", default="classic", metavar="learned|classic|FILE", help="what finds the cells")
+    sl.add_argument("--finder", default=None, metavar="learned|classic|FILE",
+                    help="what finds the cells (default: the package's, learned)")
     sl.add_argument("--operating-point", default="screening", metavar="argmax|screening|P",
                     help="how a cell is called abnormal (default: screening, the model card's high-recall threshold)")
     sl.add_argument("--pixel-size", type=float, default=None, help="µm per pixel (default: the slide's metadata)")

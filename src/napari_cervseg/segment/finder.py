@@ -317,7 +317,8 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray, scale: float, shape) ->
             extent = np.isin(parts, touched[touched > 0])
         if extent.sum() * scale * scale < MIN_CELL_PIXELS:
             continue
-        found.append(FoundCell((r0, c0, r1, c1), extent, nucleus_full, float(p_nucleus[box][own].mean())))
+        found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
+                               float(p_nucleus[box][own].mean())))
         small_poly = np.zeros(p_cell.shape, np.uint8)
         cv2.fillPoly(small_poly, [np.round(np.stack([centre[1] + d * ray_directions(len(d))[:, 1],
                                                      centre[0] + d * ray_directions(len(d))[:, 0]], 1)
