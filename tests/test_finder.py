@@ -288,12 +288,11 @@ def test_the_bundled_finder_finds_every_synthetic_cell_once_overlap_border_and_d
     """Six cells (two overlapping, one cut by the top border) and dark debris, over six seeds.
     The cells carry a real cell's faint texture (grain 0.04: the cytoplasm of 71 Herlev cells
     ripples by 0.044 at the median, 0.025 at the 10th percentile; `python
-    benchmarks/dev/synthetic_texture.py`): the bundled finder (v3) needs it, and finds only 11 of 36
-    flat-coloured cells (its predecessor v2 found 35; BENCHMARKS.md). Over these seeds 31 of 36
-    cells had exactly one found nucleus inside their own, with 1 and with 2 torch threads alike;
-    over 12 seeds 4 to 6 of 6 per seed, and the worst six seeds together 30 of 36 (0.83;
-    benchmarks/results/dev/synthetic_texture.md). The bound, 0.75, sits below that spread for
-    other CPUs; flat-coloured cells (0.31) fail it. No cell is ever found twice or on debris."""
+    benchmarks/dev/synthetic_texture.py`). Over 12 seeds the bundled finder (v3 self-trained on the
+    real fields) finds 5 or 6 of 6 per seed, the worst six seeds together 33 of 36 (0.92), with 1
+    and 2 torch threads alike; flat-coloured cells 4-6 per seed (worst six 28 of 36), where v3
+    found 7 of 36 (benchmarks/results/dev/synthetic_texture.md). The bound, 0.75, sits below that
+    spread for other CPUs. No cell is ever found twice or on debris."""
     finder = load_finder("default")
     once = total = 0
     for seed in range(6):
