@@ -10,6 +10,11 @@ fine-tuned by the corrections route (``finetune_finder``, default settings). The
 bundle the result: benchmarks/results/finder_rule.md (written before this was built).
 
     python benchmarks/dev/adapt_finder_real.py --out runs/finder_v3_real.safetensors [--save-labels DIR]
+        [--rehearse N]
+
+``--rehearse N`` adds N fields composed by the finder's training composer from the training
+split's pseudo-labelled cells (labels known by construction; no mask), so that fine-tuning on the
+grey real fields does not forget the colour cells it was trained on.
 """
 
 from __future__ import annotations
@@ -94,11 +99,44 @@ class _Given:
         return 1.0
 
 
+def rehearsal_fields(n: int, seed: int = 1):
+    """``n`` composed training-split fields as (images, cells, nuclei) lists, at the scale that
+    the finder's FIRST_SCALE resize brings back to its training fields' working scale."""
+    from napari_cervseg.classify import load_model
+    from napari_cervseg.io.datasets import read_dataset
+    from napari_cervseg.segment.finder import FIRST_SCALE
+    from napari_cervseg.workflows.finder_training import FinderTrainConfig, compose_field, training_cells
+
+    train = set(load_model("default").card["training"]["split"]["train"])
+    samples = [s for s in read_dataset(ROOT.parent / "shared" / "data" / "herlev") if s.name in train]
+    cells = training_cells([s.load_image() for s in samples])
+    base = FinderTrainConfig()
+    config = FinderTrainConfig(field_size=int(round(base.field_size / FIRST_SCALE)),
+                               scale_range=tuple(v / FIRST_SCALE for v in base.scale_range))
+    rng = np.random.default_rng(seed)
+    images, cells_list, nuclei_list = [], [], []
+    for _ in range(n):
+        rgb, _, _, info = compose_field(cells, rng, config)
+        labels = np.zeros(rgb.shape[:2], np.int32)
+        nuclei = np.zeros(rgb.shape[:2], np.int32)
+        for k, (_, cell_mask, _) in enumerate(info["placed"], start=1):
+            labels[cell_mask] = k  # later cells lie on top
+        for k, (_, _, nucleus) in enumerate(info["placed"], start=1):
+            labels[nucleus] = k  # a nucleus lies in its own cell
+            nuclei[nucleus] = k
+        images.append(rgb)
+        cells_list.append(labels)
+        nuclei_list.append(nuclei)
+    return images, cells_list, nuclei_list
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--finder", default="default", help="the finder to adapt (bundled name or file)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--save-labels", default=None, help="write each field's pseudo-labels (PNG) here")
+    parser.add_argument("--rehearse", type=int, default=0,
+                        help="also fine-tune on this many composed training-split fields")
     args = parser.parse_args()
     base = load_finder(args.finder)
     images, cells_list, nuclei_list, counts = [], [], [], {}
@@ -116,14 +154,19 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(out / f"{path.stem}_cells.png"), drawn.cells.astype(np.uint16))
             cv2.imwrite(str(out / f"{path.stem}_nuclei.png"), drawn.nuclei.astype(np.uint16))
+    sources = [f"{k} (pseudo-labels)" for k in counts]
+    if args.rehearse:
+        more = rehearsal_fields(args.rehearse)
+        images, cells_list, nuclei_list = images + more[0], cells_list + more[1], nuclei_list + more[2]
+        sources += [f"composed training-split field {i + 1} (rehearsal)" for i in range(args.rehearse)]
     config = FinderCorrectionConfig()
     t0 = time.perf_counter()
-    tuned = finetune_finder(base, images, cells_list, nuclei_list, config,
-                            sources=[f"{k} (pseudo-labels)" for k in counts], log=print)
+    tuned = finetune_finder(base, images, cells_list, nuclei_list, config, sources=sources, log=print)
     tuned.card.update({
         "supervision": ("self-trained: fine-tuned on the real unlabelled fields pseudo-labelled by the learned and"
                         " classic finders (no mask read)"),
-        "pseudo_labels": counts, "command": f"python benchmarks/dev/adapt_finder_real.py --finder {args.finder} --out {args.out}",
+        "pseudo_labels": counts, "command": (f"python benchmarks/dev/adapt_finder_real.py --finder {args.finder} --out {args.out}"
+                    + (f" --rehearse {args.rehearse}" if args.rehearse else "")),
         "finetune_seconds": round(time.perf_counter() - t0, 1)})
     path = save_finder(tuned, args.out)
     print(json.dumps(counts), f"-> {path} in {time.perf_counter() - t0:.0f} s")
