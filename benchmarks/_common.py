@@ -21,6 +21,14 @@ def code_commit() -> str:
                           text=True).stdout.strip()
 
 
+def write_dev_result(name: str, lines: list[str]) -> Path:
+    """Write a development check's markdown lines to ``results/dev/<name>.md``; returns the path."""
+    path = RESULTS / "dev" / f"{name}.md"
+    path.write_text("\n".join(lines) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
 def parser(description: str, out_name: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", default=None, help="Herlev-layout folder (default: ../shared/data/herlev)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import code_commit  # noqa: E402
+from _common import code_commit, write_dev_result  # noqa: E402
 
 SLIDE = ROOT / "data" / "slides" / "bench_10000_v2.ome.tif"
 
@@ -65,9 +65,8 @@ def main() -> None:
     for r in rows:
         lines.append(f"| {names[r['what']]} | {r['finder']} | {r['cells']} | {r['base_mb']} | {r['peak_mb']}"
                      f" | {r['peak_mb'] - r['base_mb']} |")
-    path = ROOT / "benchmarks" / "results" / "dev" / "finder_memory.md"
-    path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    write_dev_result("finder_memory", lines)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tifffile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import code_commit  # noqa: E402
+from _common import code_commit, write_dev_result  # noqa: E402
 from bench_fields import match_nuclei  # noqa: E402
 
 from napari_cervseg import segment_field  # noqa: E402
@@ -67,9 +67,8 @@ def main() -> None:
     lines += ["", (f"{len(out)} normal cells: {own_abn} over the threshold on their own image; of the {len(found)}"
                    f" found, {field_abn} over it on the field crop (median p {np.median([o[4] for o in found]):.3f}"
                    f" against {np.median([o[3] for o in found]):.3f} on their own images).")]
-    path = ROOT / "benchmarks" / "results" / "dev" / "normal_cells_on_fields.md"
-    path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    write_dev_result("normal_cells_on_fields", lines)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import RESULTS, code_commit  # noqa: E402
+from _common import RESULTS, code_commit, write_dev_result  # noqa: E402
 
 
 def main():
@@ -29,9 +29,8 @@ def main():
              (f"Self-trained segmenter, test-split single cells: {right} of {len(dice)} nuclei at IoU >= 0.5"
               f" (Dice >= 2/3): **{right / len(dice):.3f}**. A field's nucleus recall at IoU >= 0.5 can pass this"
               " only where a cell in a field is segmented better than alone.")]
-    out = RESULTS / "dev" / "pseudo_label_ceiling.md"
-    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    write_dev_result("pseudo_label_ceiling", lines)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import cv2
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import code_commit  # noqa: E402
+from _common import code_commit, write_dev_result  # noqa: E402
 
 from napari_cervseg.workflows.fields import find_cells  # noqa: E402
 
@@ -39,9 +39,7 @@ def main():
             counts.append(sum(bool(c.nucleus.any()) for c in find_cells(rgb, name)))
         lines.append(f"| {name} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
         print(lines[-1], flush=True)
-    out = ROOT / "benchmarks" / "results" / "dev" / "real_field_counts.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    write_dev_result("real_field_counts", lines)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import code_commit  # noqa: E402
+from _common import code_commit, write_dev_result  # noqa: E402
 from synthetic import field_with_debris, nuclei_found_per_cell  # noqa: E402
 
 from napari_cervseg.segment.finder import load_finder  # noqa: E402
@@ -89,9 +89,7 @@ def main():
                 lines.append(f"| {name} | {grain} | {threads} | {once} / {total} | {' '.join(map(str, per_seed))} |"
                              f" {worst} / 36 | {twice} | {debris} |")
                 print(lines[-1], flush=True)
-    out = ROOT / "benchmarks" / "results" / "dev" / "synthetic_texture.md"
-    out.write_text("\n".join(lines) + "\n")
-    print(f"wrote {out}")
+    write_dev_result("synthetic_texture", lines)
 
 
 if __name__ == "__main__":
