@@ -155,7 +155,7 @@ def cmd_train(args) -> int:
     kwargs = json.loads(args.arch_kwargs) if args.arch_kwargs else {}
     cfg = TrainConfig(arch=args.arch, arch_kwargs=kwargs, seed=args.seed, split_seed=args.split_seed, keep=args.keep,
                       init=args.init, field_crop_fields=args.field_crop_fields)
-    if args.init:  # fine-tuning: the architecture and preprocessing of the initial model unless given
+    if args.init:  # fine-tuning: the initial model's architecture; its preprocessing unless --input-size / --equalise
         from .classify import ModelError, load_model
 
         try:
