@@ -165,7 +165,7 @@ def test_a_stopped_run_resumes_without_redoing_or_losing_a_cell(slide_path, conf
 def test_a_run_with_other_settings_or_another_slide_is_refused(slide_path, config, whole_run, tmp_path):
     from dataclasses import replace
 
-    with pytest.raises(SlideRunError, match="other settings.*tile"):
+    with pytest.raises(SlideRunError, match="other settings.*tile: 256 there, 512 now"):
         segment_slide(slide_path, whole_run.out, replace(config, tile=512), workers=1, scheduler="sync")
     other, _ = synthetic_slide(tmp_path / "other.ome.tif", seed=9)
     with pytest.raises(SlideRunError, match="another slide"):

@@ -301,8 +301,11 @@ def _start_or_resume(out: Path, identity: dict, config: SlideConfig, slide_path:
             raise SlideRunError(f"{out} holds a run of another slide ({(previous or {}).get('slide', {}).get('name')});"
                                 " choose another --out")
         if previous.get("config") != card["config"]:
-            changed = sorted(k for k in card["config"] if previous.get("config", {}).get(k) != card["config"][k])
-            raise SlideRunError(f"{out} holds this slide's run with other settings ({', '.join(changed)});"
+            before = previous.get("config", {})
+            # with the values, since a changed default (e.g. the finder) changes a run without a flag
+            changed = [f"{k}: {before.get(k)!r} there, {card['config'][k]!r} now" for k in sorted(card["config"])
+                       if before.get(k) != card["config"][k]]
+            raise SlideRunError(f"{out} holds this slide's run with other settings ({'; '.join(changed)});"
                                 " resume with the same settings, or choose another --out")
         return
     theirs = [name for name in OUTPUT_NAMES + (TILES,) if (out / name).exists()]
