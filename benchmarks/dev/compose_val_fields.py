@@ -4,11 +4,15 @@ bundled model's **validation** split (the development fields hold its test split
 trains on its training split).
 
     .venv/bin/python benchmarks/dev/compose_val_fields.py   # -> data/fields-herlev-val (git-ignored)
+    .venv/bin/python benchmarks/dev/compose_val_fields.py --seed 3 --out data/fields-herlev-val2
+        # a second, fresh composition of the same validation-split cells, for a choice made after
+        # the first set was seen
 
 Choices of the field route's post-processing are made on these fields; the development fields
 are then scored once, as a check.
 """
 
+import argparse
 import json
 import subprocess
 import sys
@@ -18,13 +22,17 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--out", default="data/fields-herlev-val")
+    args = parser.parse_args()
     card = json.loads((ROOT / "src" / "napari_cervseg" / "weights" / "default.json").read_text())
     names = card["training"]["split"]["val"]
-    out = ROOT / "data" / "fields-herlev-val"
+    out = ROOT / args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / "val_names.txt").write_text("\n".join(names) + "\n")
     subprocess.run([sys.executable, str(ROOT.parent / "shared" / "tools" / "compose_fields.py"),
-                    str(ROOT.parent / "shared" / "data" / "herlev"), str(out), "--fields", "20", "--seed", "2",
+                    str(ROOT.parent / "shared" / "data" / "herlev"), str(out), "--fields", "20", "--seed", str(args.seed),
                     "--names", str(out / "val_names.txt")], check=True)
 
 
