@@ -10,6 +10,7 @@ from napari_cervseg import measure, segment_field
 from napari_cervseg.segment.finder import (
     FinderError,
     FoundCell,
+    NucleusRays,
     cells_from_maps,
     load_finder,
     save_finder,
@@ -100,6 +101,32 @@ def test_cytoplasm_the_rays_missed_is_not_another_cell_but_a_blob_apart_is():
     assert len(without) == 1
     r0, c0, r1, c1 = without[0].box
     assert r0 <= 110 < r1 and c0 <= 215 < c1
+
+
+def test_rays_kept_at_nucleus_pixels_only_give_the_same_cells_as_the_dense_map():
+    """The finder keeps rays where p(nucleus) >= 0.5 only (a slide tile's dense ray map is
+    hundreds of MB); the cells must be exactly those of the dense map."""
+    probs, rays, _, _ = _two_overlapping_cells_maps(shape=(160, 270))
+    rng = np.random.default_rng(0)
+    probs[0] = np.clip(probs[0] + rng.normal(0, 0.3, probs[0].shape), 0, 1)  # stray nucleus pixels
+    rays += rng.uniform(0, 3, rays.shape).astype(np.float32)
+    rr, cc = np.nonzero(probs[0] >= 0.5)
+    # pieces in any order, as tiles give them; a pixel given twice (two tiles' overlap) takes the
+    # later piece's value, as the probability maps do
+    half = rr.size // 2
+    flat = rr.astype(np.int64) * probs.shape[2] + cc
+    sparse = NucleusRays(probs.shape[1:], 32, [flat[:40], flat[half:], flat[:half]],
+                         [np.full((40, 32), 99.0, np.float32), rays[:, rr[half:], cc[half:]].T,
+                          rays[:, rr[:half], cc[:half]].T])
+    np.testing.assert_array_equal(sparse[:, rr, cc], rays[:, rr, cc])
+    dense_cells = cells_from_maps(probs, rays, 0.5, (320, 540))
+    sparse_cells = cells_from_maps(probs, sparse, 0.5, (320, 540))
+    assert len(dense_cells) >= 2 and len(dense_cells) == len(sparse_cells)
+    for a, b in zip(dense_cells, sparse_cells, strict=True):
+        assert a.box == b.box and np.array_equal(a.extent, b.extent) and np.array_equal(a.nucleus, b.nucleus)
+    background = np.nonzero(probs[0] < 0.5)
+    with pytest.raises(IndexError, match="nucleus pixels"):
+        sparse[:, background[0][:3], background[1][:3]]
 
 
 def test_extents_are_drawn_at_full_resolution_from_a_smaller_working_scale():

@@ -176,6 +176,34 @@ class FoundCell:
         return self.box[0] + float(rr.mean()), self.box[1] + float(cc.mean())
 
 
+class NucleusRays:
+    """The finder's ray distances (working px) at the pixels where p(nucleus) >= 0.5, read like a
+    dense (n_rays, h, w) map at those pixels: ``rays[:, rows, cols]`` -> (n_rays, len(rows)).
+    ``pixels`` (flat indices) and ``values`` (n, n_rays) come in pieces, one per tile, in the
+    order the tiles were written."""
+
+    def __init__(self, shape, n_rays: int, pixels: list[np.ndarray], values: list[np.ndarray]):
+        self.shape = (n_rays, *shape)
+        flat = np.concatenate(pixels) if pixels else np.zeros(0, np.int64)
+        order = np.argsort(flat, kind="stable")
+        # a pixel in two tiles' overlap is given twice: the later tile's value wins, as it does
+        # in the probability maps
+        last = np.ones(order.size, bool)
+        last[:-1] = flat[order][1:] != flat[order][:-1]
+        order = order[last]
+        self._pixels = flat[order]
+        self._values = (np.concatenate(values) if values else np.zeros((0, n_rays), np.float32))[order]
+
+    def __getitem__(self, index):
+        if not (isinstance(index, tuple) and len(index) == 3 and index[0] == slice(None)):
+            raise IndexError("NucleusRays is read as rays[:, rows, cols]")
+        flat = np.asarray(index[1], np.int64) * self.shape[2] + np.asarray(index[2], np.int64)
+        at = np.searchsorted(self._pixels, flat)
+        if flat.size and (at.max() >= self._pixels.size or not np.array_equal(self._pixels[at], flat)):
+            raise IndexError("a ray was read where p(nucleus) < 0.5: only nucleus pixels' rays are kept")
+        return self._values[at].T
+
+
 class CellFinder:
     """A trained finder with its card; ``find(rgb)`` -> list of :class:`FoundCell`."""
 
@@ -188,15 +216,17 @@ class CellFinder:
         self.lock = threading.RLock()
 
     @torch.no_grad()
-    def maps(self, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (3, h, w): nucleus, boundary, cell; rays (n_rays, h, w) in working px) of
-        ``rgb`` resized by ``scale``, tile by tile."""
+    def maps(self, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, NucleusRays]:
+        """(probabilities (3, h, w): nucleus, boundary, cell; the rays in working px, kept where
+        p(nucleus) >= 0.5, the only pixels whose rays are read) of ``rgb`` resized by ``scale``,
+        tile by tile."""
         h, w = rgb.shape[:2]
         sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
         small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         x = field_input(small)
         probs = np.zeros((3, sh, sw), np.float32)
-        rays = np.zeros((self.net.n_rays, sh, sw), np.float32)
+        ray_pixels: list[np.ndarray] = []
+        ray_values: list[np.ndarray] = []
         m = self.net.multiple
         device = next(self.net.parameters()).device
         step = NET_TILE - NET_OVERLAP
@@ -212,13 +242,19 @@ class CellFinder:
                 with self.lock:
                     logits, dist = self.net(t)
                 p = torch.sigmoid(logits)[0, :, :th, :tw].cpu().numpy()
-                d = dist[0, :, :th, :tw].cpu().numpy() * RAY_UNIT
                 # each tile owns its core; the overlap's outer half belongs to the neighbour
                 a0 = 0 if r0 == 0 else NET_OVERLAP // 2
                 b0 = 0 if c0 == 0 else NET_OVERLAP // 2
-                probs[:, r0 + a0:r1, c0 + b0:c1] = p[:, a0:, b0:]
-                rays[:, r0 + a0:r1, c0 + b0:c1] = d[:, a0:, b0:]
-        return probs, rays
+                core = p[:, a0:, b0:]
+                probs[:, r0 + a0:r1, c0 + b0:c1] = core
+                # a dense ray map is n_rays floats per pixel (600 MB for a 3072 px slide tile at
+                # scale 0.7); only nucleus pixels' rays are ever read
+                rr, cc = np.nonzero(core[0] >= 0.5)
+                if rr.size:
+                    d = dist[0, :, a0:th, b0:tw].cpu().numpy()
+                    ray_pixels.append((rr + r0 + a0).astype(np.int64) * sw + (cc + c0 + b0))
+                    ray_values.append(d[:, rr, cc].T * RAY_UNIT)
+        return probs, NucleusRays((sh, sw), self.net.n_rays, ray_pixels, ray_values)
 
     def choose_scale(self, rgb: np.ndarray, scale: float | None = None) -> float:
         """The working scale: ``scale`` if given, else FIRST_SCALE (for images at Herlev's or the
@@ -268,14 +304,14 @@ def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
     return np.stack([xs, ys], 1)
 
 
-def cells_from_maps(probs: np.ndarray, rays: np.ndarray, scale: float, shape) -> list[FoundCell]:
+def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: float, shape) -> list[FoundCell]:
     """The cells (full resolution ``shape``) of the finder's working-scale maps."""
     h, w = shape[:2]
     p_nucleus, p_boundary, p_cell = probs
     nuclei = nucleus_instances(p_nucleus, p_boundary)
     found: list[FoundCell] = []
     cell_any = p_cell >= 0.5
-    covered = np.zeros(p_cell.shape, bool)
+    covered = np.zeros(p_cell.shape, np.uint8)  # the polygons drawn at working scale
     full_p_cell = None
     for k, box in enumerate(ndi.find_objects(nuclei), start=1):
         if box is None:
@@ -319,12 +355,11 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray, scale: float, shape) ->
             continue
         found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
                                float(p_nucleus[box][own].mean())))
-        small_poly = np.zeros(p_cell.shape, np.uint8)
-        cv2.fillPoly(small_poly, [np.round(np.stack([centre[1] + d * ray_directions(len(d))[:, 1],
-                                                     centre[0] + d * ray_directions(len(d))[:, 0]], 1)
-                                           ).astype(np.int32)], 1)
-        covered |= small_poly.astype(bool)
+        cv2.fillPoly(covered, [np.round(np.stack([centre[1] + d * ray_directions(len(d))[:, 1],
+                                                  centre[0] + d * ray_directions(len(d))[:, 0]], 1)
+                                        ).astype(np.int32)], 1)
     found = suppress_duplicates(found, MAX_DUPLICATE_IOU)
+    covered = covered.astype(bool)
     # cells the finder sees (p(cell)) but whose nucleus it does not: kept as nucleus-less cells
     # when they stand apart. A blob of p(cell) joined to a found cell is cytoplasm its rays did
     # not reach (on the validation-split fields 52 nucleus-less cells, none holding a true cell:
