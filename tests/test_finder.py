@@ -343,3 +343,39 @@ def test_fields_use_the_learned_finder_by_default_and_its_boxes_are_plain_number
         box, _ = result.extent(row["cell_id"])
         assert all(type(v) is int for v in box)
         json.dumps(box)
+
+
+def _placed(shape, box, mask):
+    full = np.zeros(shape, bool)
+    full[box[0]:box[0] + mask.shape[0], box[1]:box[1] + mask.shape[1]] = mask
+    return full
+
+
+def test_cytoplasm_the_rays_missed_is_reported_with_a_lone_cell_but_not_in_a_clump():
+    """A lobe of p(cell) the rays fall short of is the cell's when no other cell shares its blob
+    (it is reported in the cell's extent); in a blob of two overlapping cells it could be either's
+    and is given to neither."""
+    from napari_cervseg.workflows.fields import _reported_extent
+
+    shape = (160, 330)
+    probs, rays, _, _ = _two_overlapping_cells_maps(shape=shape)
+    lone_cell, lone_nucleus = _disk(shape, (80, 260), 35), _disk(shape, (80, 260), 8)
+    probs[0][lone_nucleus] = 1
+    probs[2][lone_cell] = 1
+    rr, cc = np.nonzero(lone_nucleus)
+    rays[:, rr, cc] = star_distances(lone_cell, np.stack([rr, cc], 1), 32).T
+    lone_lobe = _disk(shape, (80, 305), 14) & ~lone_cell  # beyond its polygon, joined to it
+    clump_lobe = _disk(shape, (115, 40), 14) & ~_disk(shape, (60, 55), 40)
+    probs[2][lone_lobe | clump_lobe] = 1
+    found = cells_from_maps(probs, rays, 1.0, shape)
+    assert len(found) == 3 and all(c.nucleus.any() for c in found)
+    lone = max(found, key=lambda c: c.centre[1])
+    assert lone.missed is not None
+    clump = [c for c in found if c is not lone]
+    assert all(c.missed is None for c in clump)
+    # what is reported of the lone cell: its extent and the lobe, one piece; its nucleus unchanged
+    box, whole, nucleus = _reported_extent(lone, lone.extent, lone.nucleus, lone.box[:2])
+    reported = _placed(shape, box, whole)
+    assert reported[lone_lobe].mean() > 0.9
+    assert (reported & ~(lone_cell | lone_lobe)).sum() == 0
+    np.testing.assert_array_equal(_placed(shape, box, nucleus), _placed(shape, lone.box, lone.nucleus))

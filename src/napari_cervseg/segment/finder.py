@@ -168,6 +168,9 @@ class FoundCell:
     extent: np.ndarray
     nucleus: np.ndarray
     score: float
+    #: cytoplasm of this cell that its polygon did not reach (row and column offset from ``box``'s
+    #: corner, bool mask): part of what is reported of the cell, not of what is cropped for it
+    missed: tuple[int, int, np.ndarray] | None = None
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -360,6 +363,10 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
                                         ).astype(np.int32)], 1)
     found = suppress_duplicates(found, MAX_DUPLICATE_IOU)
     covered = covered.astype(bool)
+    if GIVE_MISSED_CYTOPLASM and found:
+        if full_p_cell is None:
+            full_p_cell = _Upsampled(p_cell, scale, (h, w))
+        _give_missed_cytoplasm(found, cell_any, scale, (h, w), full_p_cell)
     # cells the finder sees (p(cell)) but whose nucleus it does not: kept as nucleus-less cells
     # when they stand apart. A blob of p(cell) joined to a found cell is cytoplasm its rays did
     # not reach (on the validation-split fields 52 nucleus-less cells, none holding a true cell:
@@ -386,6 +393,47 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if extent.any():
             found.append(FoundCell((r0, c0, r1, c1), extent, np.zeros_like(extent), float(p_cell[box][own].mean())))
     return found
+
+
+#: p(cell) that no cell's polygon reaches, in a blob holding exactly one found cell, joins that
+#: cell's reported extent (in a blob of several it may be a neighbour's: not given);
+#: benchmarks/results/finder_rule.md
+GIVE_MISSED_CYTOPLASM = True
+
+
+def _give_missed_cytoplasm(found: list[FoundCell], cell_any: np.ndarray, scale: float, shape,
+                           full_p_cell: _Upsampled) -> None:
+    """Give each found cell (its ``missed``) the p(cell) pixels no extent covers in the blob of
+    p(cell) that holds that cell and no other (at working scale)."""
+    sh, sw = cell_any.shape
+    owner = np.zeros((sh, sw), np.int32)
+    for k, cell in enumerate(found, start=1):
+        r0, c0, r1, c1 = cell.box
+        wr0, wc0 = int(r0 * scale), int(c0 * scale)
+        wr1, wc1 = min(sh, int(math.ceil(r1 * scale))), min(sw, int(math.ceil(c1 * scale)))
+        if wr1 <= wr0 or wc1 <= wc0:
+            continue
+        small = cv2.resize(cell.extent.astype(np.uint8), (wc1 - wc0, wr1 - wr0), interpolation=cv2.INTER_NEAREST)
+        owner[wr0:wr1, wc0:wc1][small.astype(bool)] = k
+    blobs, n_blobs = ndi.label(cell_any)
+    # each blob's one found cell (0: none, or several, whose missed cytoplasm may be any one's)
+    pairs = np.unique(np.stack([blobs[owner > 0], owner[owner > 0]]), axis=1)
+    pairs = pairs[:, pairs[0] > 0]
+    blob_ids, counts = np.unique(pairs[0], return_counts=True)
+    sole = np.zeros(n_blobs + 1, np.int32)
+    alone = np.isin(pairs[0], blob_ids[counts == 1])
+    sole[pairs[0][alone]] = pairs[1][alone]
+    given = np.where(cell_any & (owner == 0), sole[blobs], 0)
+    for k, box in enumerate(ndi.find_objects(given), start=1):
+        if box is None:
+            continue
+        cell = found[k - 1]
+        b0, b1 = int(box[0].start / scale), int(box[1].start / scale)
+        b2 = min(shape[0], int(math.ceil(box[0].stop / scale)))
+        b3 = min(shape[1], int(math.ceil(box[1].stop / scale)))
+        mask = (_upsample_labels(given, scale, (b0, b1, b2, b3)) == k) & (full_p_cell.box(b0, b1, b2, b3) >= 0.5)
+        if mask.any():
+            cell.missed = (b0 - cell.box[0], b1 - cell.box[1], mask)
 
 
 def extent_iou(a: FoundCell, b: FoundCell) -> float:

@@ -539,11 +539,13 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         region |= nucleus
         cell_id = len(records) + 1
         planes.paint(cell_id, (r0, c0), region, nucleus, result.heatmap)
-        record = _cell_record(cell_id, region, nucleus, crop, (r0, c0), pixel_size)
+        # what is reported of the cell: its extent with the cytoplasm its polygon missed
+        (e0, e1, e2, e3), whole, whole_nucleus = _reported_extent(cell, region, nucleus, (r0, c0))
+        record = _cell_record(cell_id, whole, whole_nucleus, rgb[e0:e2, e1:e3], (e0, e1), pixel_size)
         _judge(record, result)
         _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
         records.append(record)
-        extents[cell_id] = _extent(region, (r0, c0))
+        extents[cell_id] = _extent(whole, (e0, e1))
     cells, nuclei, labels, heatmap = planes.finished()
     stages.timings["cells"] = time.perf_counter() - t_cells
     if not found:
@@ -632,6 +634,26 @@ def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, re
         # a region with two nuclei may be two cells merged: no confident class, listed for review
         record.withhold(f"several cells: {extra + 1} nuclei in one region",
                         f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
+
+
+def _reported_extent(cell, region: np.ndarray, nucleus: np.ndarray, origin):
+    """The box (y0, x0, y1, x1), extent and nucleus (bool masks of that box) reported for a cell:
+    its region in the crop, with the cytoplasm its polygon missed (``FoundCell.missed``) added."""
+    r0, c0 = int(origin[0]), int(origin[1])
+    box = (r0, c0, r0 + region.shape[0], c0 + region.shape[1])
+    missed = getattr(cell, "missed", None)
+    if missed is None:
+        return box, region, nucleus
+    dr, dc, mask = missed
+    m0, m1 = int(cell.box[0]) + int(dr), int(cell.box[1]) + int(dc)
+    u0, u1 = min(box[0], m0), min(box[1], m1)
+    u2, u3 = max(box[2], m0 + mask.shape[0]), max(box[3], m1 + mask.shape[1])
+    whole = np.zeros((u2 - u0, u3 - u1), bool)
+    whole[r0 - u0:box[2] - u0, c0 - u1:box[3] - u1] = region
+    whole[m0 - u0:m0 - u0 + mask.shape[0], m1 - u1:m1 - u1 + mask.shape[1]] |= mask
+    whole_nucleus = np.zeros_like(whole)
+    whole_nucleus[r0 - u0:box[2] - u0, c0 - u1:box[3] - u1] = nucleus
+    return (u0, u1, u2, u3), whole, whole_nucleus
 
 
 def _extent(region: np.ndarray, origin) -> tuple[tuple[int, int, int, int], np.ndarray]:
