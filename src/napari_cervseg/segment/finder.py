@@ -363,10 +363,11 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
                                         ).astype(np.int32)], 1)
     found = suppress_duplicates(found, MAX_DUPLICATE_IOU)
     covered = covered.astype(bool)
+    blobs, n_blobs = ndi.label(cell_any)
     if GIVE_MISSED_CYTOPLASM and found:
         if full_p_cell is None:
             full_p_cell = _Upsampled(p_cell, scale, (h, w))
-        _give_missed_cytoplasm(found, cell_any, scale, (h, w), full_p_cell)
+        _give_missed_cytoplasm(found, blobs, n_blobs, scale, (h, w), full_p_cell)
     # cells the finder sees (p(cell)) but whose nucleus it does not: kept as nucleus-less cells
     # when they stand apart. A blob of p(cell) joined to a found cell is cytoplasm its rays did
     # not reach (on the validation-split fields 52 nucleus-less cells, none holding a true cell:
@@ -374,7 +375,6 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
     smallest_cell = MIN_CELL_PIXELS
     if NUCLEUS_LESS_AS_LARGE_AS_A_CELL and found:
         smallest_cell = max(smallest_cell, min(c.extent.sum() for c in found) * scale * scale)
-    blobs, _ = ndi.label(cell_any)
     holding_a_cell = np.unique(blobs[covered])
     alone = cell_any & ~np.isin(blobs, holding_a_cell[holding_a_cell > 0])
     rest, n = ndi.label(alone & ~ndi.binary_dilation(covered, iterations=3))
@@ -401,12 +401,13 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
 GIVE_MISSED_CYTOPLASM = True
 
 
-def _give_missed_cytoplasm(found: list[FoundCell], cell_any: np.ndarray, scale: float, shape,
+def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: int, scale: float, shape,
                            full_p_cell: _Upsampled) -> None:
     """Give each found cell (its ``missed``) the p(cell) pixels no extent covers in the blob of
-    p(cell) that holds that cell and no other (at working scale)."""
-    sh, sw = cell_any.shape
-    owner = np.zeros((sh, sw), np.int32)
+    p(cell) (``blobs``, labelled at working scale) that holds that cell and no other."""
+    sh, sw = blobs.shape
+    # which cell's extent covers a working pixel (uint16: half the memory of a slide tile's labels)
+    owner = np.zeros((sh, sw), np.uint16 if len(found) < 65535 else np.int32)
     for k, cell in enumerate(found, start=1):
         r0, c0, r1, c1 = cell.box
         wr0, wc0 = int(r0 * scale), int(c0 * scale)
@@ -415,25 +416,47 @@ def _give_missed_cytoplasm(found: list[FoundCell], cell_any: np.ndarray, scale: 
             continue
         small = cv2.resize(cell.extent.astype(np.uint8), (wc1 - wc0, wr1 - wr0), interpolation=cv2.INTER_NEAREST)
         owner[wr0:wr1, wc0:wc1][small.astype(bool)] = k
-    blobs, n_blobs = ndi.label(cell_any)
-    # each blob's one found cell (0: none, or several, whose missed cytoplasm may be any one's)
-    pairs = np.unique(np.stack([blobs[owner > 0], owner[owner > 0]]), axis=1)
+    covered = owner > 0
+    # each blob's one found cell (none, or several, whose missed cytoplasm may be any one's: skipped)
+    pairs = np.unique(np.stack([blobs[covered], owner[covered].astype(np.int64)]), axis=1)
     pairs = pairs[:, pairs[0] > 0]
     blob_ids, counts = np.unique(pairs[0], return_counts=True)
-    sole = np.zeros(n_blobs + 1, np.int32)
     alone = np.isin(pairs[0], blob_ids[counts == 1])
-    sole[pairs[0][alone]] = pairs[1][alone]
-    given = np.where(cell_any & (owner == 0), sole[blobs], 0)
-    for k, box in enumerate(ndi.find_objects(given), start=1):
-        if box is None:
+    blob_boxes = ndi.find_objects(blobs, max_label=n_blobs)
+    sole_blobs = pairs[0][alone]
+    sole_cells = pairs[1][alone]
+    for k in np.unique(sole_cells):
+        own_blobs = sole_blobs[sole_cells == k]  # (a cell's extent may touch two blobs)
+        boxes = [blob_boxes[int(b) - 1] for b in own_blobs]
+        box = (slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
+               slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)))
+        missed = np.isin(blobs[box], own_blobs) & (owner[box] == 0)
+        if not missed.any():
             continue
-        cell = found[k - 1]
-        b0, b1 = int(box[0].start / scale), int(box[1].start / scale)
-        b2 = min(shape[0], int(math.ceil(box[0].stop / scale)))
-        b3 = min(shape[1], int(math.ceil(box[1].stop / scale)))
-        mask = (_upsample_labels(given, scale, (b0, b1, b2, b3)) == k) & (full_p_cell.box(b0, b1, b2, b3) >= 0.5)
+        rr, cc = np.nonzero(missed)
+        wr0, wc0 = box[0].start + int(rr.min()), box[1].start + int(cc.min())
+        missed = missed[rr.min():rr.max() + 1, cc.min():cc.max() + 1]
+        b0, b1 = int(wr0 / scale), int(wc0 / scale)
+        b2 = min(shape[0], int(math.ceil((wr0 + missed.shape[0]) / scale)))
+        b3 = min(shape[1], int(math.ceil((wc0 + missed.shape[1]) / scale)))
+        mask = _upsample_mask(missed, (wr0, wc0), (sh, sw), scale, (b0, b1, b2, b3))
+        mask &= full_p_cell.box(b0, b1, b2, b3) >= 0.5
         if mask.any():
+            cell = found[int(k) - 1]
             cell.missed = (b0 - cell.box[0], b1 - cell.box[1], mask)
+
+
+def _upsample_mask(mask: np.ndarray, origin, working_shape, scale: float, box) -> np.ndarray:
+    """Full-resolution ``box`` of a working-scale bool ``mask`` placed at ``origin`` (working px)
+    of a map of ``working_shape``; as :func:`_upsample_labels` reads it, False outside ``mask``."""
+    r0, c0, r1, c1 = box
+    rows = np.clip(((np.arange(r0, r1) + 0.5) * scale).astype(int), 0, working_shape[0] - 1) - origin[0]
+    cols = np.clip(((np.arange(c0, c1) + 0.5) * scale).astype(int), 0, working_shape[1] - 1) - origin[1]
+    inside_r = (rows >= 0) & (rows < mask.shape[0])
+    inside_c = (cols >= 0) & (cols < mask.shape[1])
+    out = np.zeros((r1 - r0, c1 - c0), bool)
+    out[np.ix_(inside_r, inside_c)] = mask[np.ix_(rows[inside_r], cols[inside_c])]
+    return out
 
 
 def extent_iou(a: FoundCell, b: FoundCell) -> float:
