@@ -179,3 +179,34 @@ def test_classify_per_cell_keeps_the_finders_cells_and_calls_each(field, field_r
     assert quick.heatmap is None or not quick.heatmap.any()
     with pytest.raises(ValueError, match="per_cell"):
         segment_field(field[0], model=trained_synthetic_model, finder=FINDER, per_cell="fast")
+
+
+def _crop_result(labels):
+    from napari_cervseg.segment.result import SegmentationResult
+
+    return SegmentationResult(labels=labels, rough=labels, heatmap=None, method="test", algorithm="none")
+
+
+def _disk_mask(shape, centre, radius):
+    rr, cc = np.indices(shape)
+    return (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= radius ** 2
+
+
+@pytest.mark.parametrize("seed_radius, seed_centre, crop_nucleus_radius, takes_crop", [
+    (8, (60, 60), 22, True),    # the finder found a clump of a large nucleus the crop drew whole
+    (8, (60, 60), 40, False),   # the crop's "nucleus" is the whole cell: a bare nucleus, not taken
+    (8, (60, 86), 22, False),   # the seed lies mostly outside the crop's nucleus: not its nucleus
+    (18, (60, 60), 22, True),   # they agree (IoU >= 0.3): taken, as before
+])
+def test_a_cells_nucleus_is_the_crops_when_it_holds_the_finders_and_leaves_cytoplasm(
+        seed_radius, seed_centre, crop_nucleus_radius, takes_crop):
+    shape = (120, 120)
+    region = _disk_mask(shape, (60, 60), 40)
+    seed = _disk_mask(shape, seed_centre, seed_radius) & region
+    labels = region.astype(np.uint8)
+    labels[_disk_mask(shape, (60, 60), crop_nucleus_radius) & region] = 2
+    nucleus = fields_module._own_nucleus(_crop_result(labels), region, seed)
+    if takes_crop:
+        np.testing.assert_array_equal(nucleus, labels == 2)
+    else:
+        np.testing.assert_array_equal(nucleus, seed)

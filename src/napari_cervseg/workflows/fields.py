@@ -338,12 +338,16 @@ def _crop_box(box: tuple[slice, slice], shape) -> tuple[int, int, int, int]:
 #: below, the crop's pipeline drew something else (a neighbour's nucleus, cytoplasm that a
 #: neighbour darkens) and the detected nucleus is kept
 MIN_NUCLEUS_AGREEMENT = 0.3
+#: below that agreement the crop's nucleus is still this cell's when it holds at least this share
+#: of the detected nucleus and is not a bare nucleus (fixed, not tuned; benchmarks/results/finder_rule.md)
+TAKE_NUCLEUS_HOLDING_SEED = True
+HOLDS_SEED = 0.9
 
 
 def _own_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarray) -> np.ndarray:
     """The nucleus of this cell: the crop's nucleus components inside the cell that the detected
-    nucleus (seed) touches, when they agree with it; else the seed. A cell found without a seed
-    keeps the crop's largest nucleus component."""
+    nucleus (seed) touches, when they agree with it or hold it (and leave the cell cytoplasm);
+    else the seed. A cell found without a seed keeps the crop's largest nucleus component."""
     seed = seed & region
     nucleus = (result.labels == 2) & region
     if not nucleus.any():
@@ -353,7 +357,13 @@ def _own_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarra
         touched = np.unique(parts[seed])
         chosen = np.isin(parts, touched[touched > 0])
         iou = (chosen & seed).sum() / max(1, (chosen | seed).sum())
-        return chosen if iou >= MIN_NUCLEUS_AGREEMENT else seed
+        if iou >= MIN_NUCLEUS_AGREEMENT:
+            return chosen
+        # the finder found part of a large, pale or clumped nucleus that the crop's segmentation
+        # drew whole (benchmarks/results/finder_rule.md): the crop's, unless it leaves no cytoplasm
+        holds_seed = (chosen & seed).sum() >= HOLDS_SEED * seed.sum()
+        not_bare = (region & ~chosen).sum() >= BARE_NUCLEUS_CYTOPLASM * chosen.sum()
+        return chosen if TAKE_NUCLEUS_HOLDING_SEED and holds_seed and not_bare else seed
     sizes = np.bincount(parts.ravel())
     sizes[0] = 0
     return parts == int(np.argmax(sizes))
