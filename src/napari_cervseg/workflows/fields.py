@@ -548,9 +548,11 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         nucleus = _own_nucleus(result, region, seed)
         region |= nucleus
         cell_id = len(records) + 1
-        planes.paint(cell_id, (r0, c0), region, nucleus, result.heatmap)
-        # what is reported of the cell: its extent with the cytoplasm its polygon missed
+        # what is reported of the cell: its extent with the cytoplasm its polygon missed; the
+        # labels show it too, so that what a user paints over is what was measured
         (e0, e1, e2, e3), whole, whole_nucleus = _reported_extent(cell, region, nucleus, (r0, c0))
+        planes.paint(cell_id, (e0, e1), whole, whole_nucleus,
+                     _placed(result.heatmap, (r0 - e0, c0 - e1), whole.shape))
         record = _cell_record(cell_id, whole, whole_nucleus, rgb[e0:e2, e1:e3], (e0, e1), pixel_size)
         _judge(record, result)
         _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
@@ -664,6 +666,15 @@ def _reported_extent(cell, region: np.ndarray, nucleus: np.ndarray, origin):
     whole_nucleus = np.zeros_like(whole)
     whole_nucleus[r0 - u0:box[2] - u0, c0 - u1:box[3] - u1] = nucleus
     return (u0, u1, u2, u3), whole, whole_nucleus
+
+
+def _placed(heatmap, offset, shape):
+    """``heatmap`` (a crop's, or None) placed at ``offset`` in a larger zero map of ``shape``."""
+    if heatmap is None or (offset == (0, 0) and heatmap.shape == shape):
+        return heatmap
+    out = np.zeros(shape, np.float32)
+    out[offset[0]:offset[0] + heatmap.shape[0], offset[1]:offset[1] + heatmap.shape[1]] = heatmap
+    return out
 
 
 def _extent(region: np.ndarray, origin) -> tuple[tuple[int, int, int, int], np.ndarray]:
