@@ -7,6 +7,8 @@ trains on its training split).
     .venv/bin/python benchmarks/dev/compose_val_fields.py --seed 3 --out data/fields-herlev-val2
         # a second, fresh composition of the same validation-split cells, for a choice made after
         # the first set was seen
+    .venv/bin/python benchmarks/dev/compose_val_fields.py --seed 4 --max-side 480 --size 1536x1152
+        --out data/fields-herlev-val-large   # with the larger (mostly normal) cells too
 
 Choices of the field route's post-processing are made on these fields; the development fields
 are then scored once, as a check.
@@ -25,6 +27,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--out", default="data/fields-herlev-val")
+    parser.add_argument("--max-side", type=int, default=320, help="the composer's largest cell side (px)")
+    parser.add_argument("--size", default="1024x768", help="field size, WxH")
     args = parser.parse_args()
     card = json.loads((ROOT / "src" / "napari_cervseg" / "weights" / "default.json").read_text())
     names = card["training"]["split"]["val"]
@@ -33,7 +37,8 @@ def main():
     (out / "val_names.txt").write_text("\n".join(names) + "\n")
     subprocess.run([sys.executable, str(ROOT.parent / "shared" / "tools" / "compose_fields.py"),
                     str(ROOT.parent / "shared" / "data" / "herlev"), str(out), "--fields", "20", "--seed", str(args.seed),
-                    "--names", str(out / "val_names.txt")], check=True)
+                    "--names", str(out / "val_names.txt"),
+                    "--max-side", str(args.max_side), "--size", args.size], check=True)
 
 
 if __name__ == "__main__":
