@@ -210,3 +210,23 @@ def test_a_cells_nucleus_is_the_crops_when_it_holds_the_finders_and_leaves_cytop
         np.testing.assert_array_equal(nucleus, labels == 2)
     else:
         np.testing.assert_array_equal(nucleus, seed)
+
+
+def test_a_lone_cell_is_cropped_with_the_cytoplasm_its_polygon_missed():
+    """The crop that is segmented and classified holds what is reported of the cell (its extent
+    and the missed lobe), not a cell cut down to its polygon; its nucleus is where it was."""
+    from napari_cervseg.segment.finder import FoundCell
+
+    extent = _disk_mask((60, 60), (30, 30), 25)
+    nucleus = _disk_mask((60, 60), (30, 30), 6)
+    lobe = _disk_mask((30, 40), (15, 10), 12)  # below the box, reaching outside it
+    cell = FoundCell(box=(100, 200, 160, 260), extent=extent, nucleus=nucleus, score=0.9,
+                     missed=(55, 20, lobe))
+    whole = fields_module._with_missed_cytoplasm(cell)
+    assert whole.missed is None and whole.box == (100, 200, 185, 260)
+    field = np.zeros((400, 400), bool)
+    field[whole.box[0]:whole.box[2], whole.box[1]:whole.box[3]] = whole.extent
+    assert field[100:160, 200:260][extent].all() and field[155:185, 220:260][lobe].all()
+    assert whole.centre == cell.centre
+    plain = FoundCell(box=(0, 0, 60, 60), extent=extent, nucleus=nucleus, score=0.9)
+    assert fields_module._with_missed_cytoplasm(plain) is plain

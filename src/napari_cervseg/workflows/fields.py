@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -537,6 +537,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
             stopped = True
             break
         stages.report(f"cell {n} of {len(found)}", 0.2 + 0.8 * (n - 1) / max(1, len(found)))
+        if CROP_FROM_REPORTED_EXTENT:
+            cell = _with_missed_cytoplasm(cell)
         (r0, c0, r1, c1), region, seed = _in_crop(cell, (h, w))
         crop = rgb[r0:r1, c0:c1]
         if per_cell == "classify":
@@ -646,6 +648,20 @@ def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, re
         # a region with two nuclei may be two cells merged: no confident class, listed for review
         record.withhold(f"several cells: {extra + 1} nuclei in one region",
                         f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
+
+
+#: a cell is cropped, segmented and classified from what is reported of it (its extent with the
+#: cytoplasm its polygon missed), not a cut-down cell (benchmarks/results/finder_rule.md)
+CROP_FROM_REPORTED_EXTENT = True
+
+
+def _with_missed_cytoplasm(cell):
+    """A found cell whose extent includes the cytoplasm its polygon missed (``missed`` cleared)."""
+    missed = getattr(cell, "missed", None)
+    if missed is None:
+        return cell
+    (e0, e1, e2, e3), extent, nucleus = _reported_extent(cell, cell.extent, cell.nucleus, cell.box[:2])
+    return replace(cell, box=(e0, e1, e2, e3), extent=extent, nucleus=nucleus, missed=None)
 
 
 def _reported_extent(cell, region: np.ndarray, nucleus: np.ndarray, origin):
