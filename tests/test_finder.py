@@ -355,7 +355,7 @@ def test_cytoplasm_the_rays_missed_is_reported_with_a_lone_cell_but_not_in_a_clu
     """A lobe of p(cell) the rays fall short of is the cell's when no other cell shares its blob
     (it is reported in the cell's extent); in a blob of two overlapping cells it could be either's
     and is given to neither."""
-    from napari_cervseg.workflows.fields import _reported_extent
+    from napari_cervseg.workflows.fields import _with_missed_cytoplasm
 
     shape = (160, 330)
     probs, rays, _, _ = _two_overlapping_cells_maps(shape=shape)
@@ -374,7 +374,8 @@ def test_cytoplasm_the_rays_missed_is_reported_with_a_lone_cell_but_not_in_a_clu
     clump = [c for c in found if c is not lone]
     assert all(c.missed is None for c in clump)
     # what is reported of the lone cell: its extent and the lobe, one piece; its nucleus unchanged
-    box, whole, nucleus = _reported_extent(lone, lone.extent, lone.nucleus, lone.box[:2])
+    whole_cell = _with_missed_cytoplasm(lone)
+    box, whole, nucleus = whole_cell.box, whole_cell.extent, whole_cell.nucleus
     reported = _placed(shape, box, whole)
     assert reported[lone_lobe].mean() > 0.9
     assert (reported & ~(lone_cell | lone_lobe)).sum() == 0

@@ -2,9 +2,9 @@
 baseline of a rule in benchmarks/results/finder_rule.md. The first argument names the switch,
 the rest go to bench_fields.py:
 
-    python benchmarks/dev/bench_fields_switched_off.py napari_cervseg.workflows.fields.CROP_FROM_REPORTED_EXTENT
-        --sets data/fields-herlev-val-large --finder learned --operating-point screening
-        --out benchmarks/results/dev/fields_val_large_base
+    python benchmarks/dev/bench_fields_switched_off.py napari_cervseg.workflows.fields.TAKE_NUCLEUS_HOLDING_SEED
+        --sets data/fields-herlev-val data/fields-herlev-val2 fields-isbi-dev --finder learned
+        --operating-point screening --out benchmarks/results/dev/fields_val12_isbi_base
 """
 
 import importlib

@@ -537,8 +537,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
             stopped = True
             break
         stages.report(f"cell {n} of {len(found)}", 0.2 + 0.8 * (n - 1) / max(1, len(found)))
-        if CROP_FROM_REPORTED_EXTENT:
-            cell = _with_missed_cytoplasm(cell)
+        # cropped, segmented, classified and reported whole: with the cytoplasm its polygon missed
+        cell = _with_missed_cytoplasm(cell)
         (r0, c0, r1, c1), region, seed = _in_crop(cell, (h, w))
         crop = rgb[r0:r1, c0:c1]
         if per_cell == "classify":
@@ -550,16 +550,12 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         nucleus = _own_nucleus(result, region, seed)
         region |= nucleus
         cell_id = len(records) + 1
-        # what is reported of the cell: its extent with the cytoplasm its polygon missed; the
-        # labels show it too, so that what a user paints over is what was measured
-        (e0, e1, e2, e3), whole, whole_nucleus = _reported_extent(cell, region, nucleus, (r0, c0))
-        planes.paint(cell_id, (e0, e1), whole, whole_nucleus,
-                     _placed(result.heatmap, (r0 - e0, c0 - e1), whole.shape))
-        record = _cell_record(cell_id, whole, whole_nucleus, rgb[e0:e2, e1:e3], (e0, e1), pixel_size)
+        planes.paint(cell_id, (r0, c0), region, nucleus, result.heatmap)
+        record = _cell_record(cell_id, region, nucleus, crop, (r0, c0), pixel_size)
         _judge(record, result)
         _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
         records.append(record)
-        extents[cell_id] = _extent(whole, (e0, e1))
+        extents[cell_id] = _extent(region, (r0, c0))
     cells, nuclei, labels, heatmap = planes.finished()
     stages.timings["cells"] = time.perf_counter() - t_cells
     if not found:
@@ -650,47 +646,24 @@ def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, re
                         f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
 
 
-#: a cell is cropped, segmented and classified from what is reported of it (its extent with the
-#: cytoplasm its polygon missed), not a cut-down cell (benchmarks/results/finder_rule.md)
-CROP_FROM_REPORTED_EXTENT = True
-
-
 def _with_missed_cytoplasm(cell):
-    """A found cell whose extent includes the cytoplasm its polygon missed (``missed`` cleared)."""
+    """A found cell whose box and extent include the cytoplasm its polygon missed
+    (``FoundCell.missed``, which is then cleared): what is cropped, classified and reported of it
+    (benchmarks/results/finder_rule.md)."""
     missed = getattr(cell, "missed", None)
     if missed is None:
         return cell
-    (e0, e1, e2, e3), extent, nucleus = _reported_extent(cell, cell.extent, cell.nucleus, cell.box[:2])
-    return replace(cell, box=(e0, e1, e2, e3), extent=extent, nucleus=nucleus, missed=None)
-
-
-def _reported_extent(cell, region: np.ndarray, nucleus: np.ndarray, origin):
-    """The box (y0, x0, y1, x1), extent and nucleus (bool masks of that box) reported for a cell:
-    its region in the crop, with the cytoplasm its polygon missed (``FoundCell.missed``) added."""
-    r0, c0 = int(origin[0]), int(origin[1])
-    box = (r0, c0, r0 + region.shape[0], c0 + region.shape[1])
-    missed = getattr(cell, "missed", None)
-    if missed is None:
-        return box, region, nucleus
     dr, dc, mask = missed
-    m0, m1 = int(cell.box[0]) + int(dr), int(cell.box[1]) + int(dc)
-    u0, u1 = min(box[0], m0), min(box[1], m1)
-    u2, u3 = max(box[2], m0 + mask.shape[0]), max(box[3], m1 + mask.shape[1])
-    whole = np.zeros((u2 - u0, u3 - u1), bool)
-    whole[r0 - u0:box[2] - u0, c0 - u1:box[3] - u1] = region
-    whole[m0 - u0:m0 - u0 + mask.shape[0], m1 - u1:m1 - u1 + mask.shape[1]] |= mask
-    whole_nucleus = np.zeros_like(whole)
-    whole_nucleus[r0 - u0:box[2] - u0, c0 - u1:box[3] - u1] = nucleus
-    return (u0, u1, u2, u3), whole, whole_nucleus
-
-
-def _placed(heatmap, offset, shape):
-    """``heatmap`` (a crop's, or None) placed at ``offset`` in a larger zero map of ``shape``."""
-    if heatmap is None or (offset == (0, 0) and heatmap.shape == shape):
-        return heatmap
-    out = np.zeros(shape, np.float32)
-    out[offset[0]:offset[0] + heatmap.shape[0], offset[1]:offset[1] + heatmap.shape[1]] = heatmap
-    return out
+    r0, c0, r1, c1 = (int(v) for v in cell.box)
+    m0, m1 = r0 + int(dr), c0 + int(dc)
+    u0, u1 = min(r0, m0), min(c0, m1)
+    u2, u3 = max(r1, m0 + mask.shape[0]), max(c1, m1 + mask.shape[1])
+    extent = np.zeros((u2 - u0, u3 - u1), bool)
+    extent[r0 - u0:r1 - u0, c0 - u1:c1 - u1] = cell.extent
+    extent[m0 - u0:m0 - u0 + mask.shape[0], m1 - u1:m1 - u1 + mask.shape[1]] |= mask
+    nucleus = np.zeros_like(extent)
+    nucleus[r0 - u0:r1 - u0, c0 - u1:c1 - u1] = cell.nucleus
+    return replace(cell, box=(u0, u1, u2, u3), extent=extent, nucleus=nucleus, missed=None)
 
 
 def _extent(region: np.ndarray, origin) -> tuple[tuple[int, int, int, int], np.ndarray]:
