@@ -449,12 +449,11 @@ def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: i
 def _upsample_mask(mask: np.ndarray, origin, working_shape, scale: float, box) -> np.ndarray:
     """Full-resolution ``box`` of a working-scale bool ``mask`` placed at ``origin`` (working px)
     of a map of ``working_shape``; as :func:`_upsample_labels` reads it, False outside ``mask``."""
-    r0, c0, r1, c1 = box
-    rows = np.clip(((np.arange(r0, r1) + 0.5) * scale).astype(int), 0, working_shape[0] - 1) - origin[0]
-    cols = np.clip(((np.arange(c0, c1) + 0.5) * scale).astype(int), 0, working_shape[1] - 1) - origin[1]
+    rows, cols = _working_indices(scale, box, working_shape)
+    rows, cols = rows - origin[0], cols - origin[1]
     inside_r = (rows >= 0) & (rows < mask.shape[0])
     inside_c = (cols >= 0) & (cols < mask.shape[1])
-    out = np.zeros((r1 - r0, c1 - c0), bool)
+    out = np.zeros((rows.size, cols.size), bool)
     out[np.ix_(inside_r, inside_c)] = mask[np.ix_(rows[inside_r], cols[inside_c])]
     return out
 
@@ -504,10 +503,16 @@ class _Upsampled:
         return ndi.map_coordinates(self.small, np.meshgrid(rows, cols, indexing="ij"), order=1, mode="nearest")
 
 
-def _upsample_labels(labels: np.ndarray, scale: float, box) -> np.ndarray:
+def _working_indices(scale: float, box, working_shape) -> tuple[np.ndarray, np.ndarray]:
+    """The working-scale row and column (nearest) of each full-resolution row and column of ``box``."""
     r0, c0, r1, c1 = box
-    rows = np.clip(((np.arange(r0, r1) + 0.5) * scale).astype(int), 0, labels.shape[0] - 1)
-    cols = np.clip(((np.arange(c0, c1) + 0.5) * scale).astype(int), 0, labels.shape[1] - 1)
+    rows = np.clip(((np.arange(r0, r1) + 0.5) * scale).astype(int), 0, working_shape[0] - 1)
+    cols = np.clip(((np.arange(c0, c1) + 0.5) * scale).astype(int), 0, working_shape[1] - 1)
+    return rows, cols
+
+
+def _upsample_labels(labels: np.ndarray, scale: float, box) -> np.ndarray:
+    rows, cols = _working_indices(scale, box, labels.shape)
     return labels[np.ix_(rows, cols)]
 
 
