@@ -171,6 +171,9 @@ class FoundCell:
     #: cytoplasm of this cell that its polygon did not reach (row and column offset from ``box``'s
     #: corner, bool mask): part of what is reported of the cell, not of what is cropped for it
     missed: tuple[int, int, np.ndarray] | None = None
+    #: the star-convex polygon it came from: (centre (row, col), ray distances (n_rays,)), both in
+    #: working px (None for a cell found without a nucleus)
+    star: tuple[tuple[float, float], np.ndarray] | None = None
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -357,7 +360,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if extent.sum() * scale * scale < MIN_CELL_PIXELS:
             continue
         found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
-                               float(p_nucleus[box][own].mean())))
+                               float(p_nucleus[box][own].mean()), star=(centre, d.astype(np.float32))))
         cv2.fillPoly(covered, [np.round(np.stack([centre[1] + d * ray_directions(len(d))[:, 1],
                                                   centre[0] + d * ray_directions(len(d))[:, 0]], 1)
                                         ).astype(np.int32)], 1)
