@@ -380,3 +380,68 @@ def test_cytoplasm_the_rays_missed_is_reported_with_a_lone_cell_but_not_in_a_clu
     assert reported[lone_lobe].mean() > 0.9
     assert (reported & ~(lone_cell | lone_lobe)).sum() == 0
     np.testing.assert_array_equal(_placed(shape, box, nucleus), _placed(shape, lone.box, lone.nucleus))
+
+
+def test_clump_cytoplasm_on_the_stained_area_goes_to_the_cell_whose_polygon_is_nearest_in_ray_lengths():
+    """In a blob of two overlapping cells, p(cell) no polygon reaches goes, where the image is
+    stained, to the cell whose star polygon is nearest in its own ray lengths, as a piece touching
+    that cell (reported, not cropped: ``clump_missed``); unstained p(cell) is given to no one, and
+    without a stained mask nothing is."""
+    shape = (140, 190)
+    probs, rays, cells, _ = _two_overlapping_cells_maps(shape=shape)
+    left_nucleus = _disk(shape, (60, 45), 8)
+    rr, cc = np.nonzero(left_nucleus)
+    rays[:, rr, cc] *= 0.7  # the left cell's rays fall short of its p(cell)
+    stained = np.ones(shape, bool)
+    stained[80:] = False  # the image's lower part is bare slide: its p(cell) is spill
+    unstained = cells_from_maps(probs, rays, 1.0, shape)
+    assert all(getattr(c, "clump_missed", None) is None for c in unstained)
+    found = cells_from_maps(probs, rays, 1.0, shape, stained)
+    assert len(found) == 2
+    left, right = sorted(found, key=lambda c: c.centre[1])
+    assert left.missed is None and right.missed is None  # (nothing of a clump is cropped)
+    given_right = 0 if right.clump_missed is None else right.clump_missed[2].sum()
+    assert left.clump_missed[2].sum() > 3 * given_right  # the ring is the left cell's
+    dr, dc, piece = left.clump_missed
+    given = _placed(shape, (left.box[0] + dr, left.box[1] + dc, left.box[0] + dr + piece.shape[0],
+                            left.box[1] + dc + piece.shape[1]), piece)
+    extent = _placed(shape, left.box, left.extent)
+    # the left cell's own ring beyond its short polygon, on the stained rows, far from the right cell
+    ring = cells[0] & ~extent & stained & (np.indices(shape)[1] < 45)
+    assert ring.sum() > 200 and given[ring].mean() > 0.95
+    assert not given[~stained].any() and not (given & extent).any()
+    # it joins what is reported of the cell: the reported extent is closer to the true cell
+    def dice(a, b):
+        return 2 * (a & b).sum() / (a.sum() + b.sum())
+    assert dice(extent | given, cells[0]) > dice(extent, cells[0]) + 0.05
+
+
+def test_what_is_reported_of_a_cell_holds_its_clump_cytoplasm_beside_the_crop():
+    """The clump cytoplasm is placed with the crop's region, nucleus and heatmap in one box, with its
+    offsets following the box when the lone-cell lobe moved it."""
+    from napari_cervseg.workflows.fields import _with_clump_cytoplasm, _with_missed_cytoplasm
+
+    extent = _disk((60, 60), (30, 30), 25)
+    nucleus = _disk((60, 60), (30, 30), 6)
+    lobe = _disk((30, 40), (15, 10), 12)
+    piece = _disk((20, 20), (10, 10), 8)
+    cell = FoundCell(box=(100, 200, 160, 260), extent=extent, nucleus=nucleus, score=0.9,
+                     missed=(-20, 0, lobe), clump_missed=(30, 55, piece))  # piece at (130, 255)
+    whole = _with_missed_cytoplasm(cell)
+    assert whole.box == (80, 200, 160, 260) and whole.clump_missed[:2] == (50, 55)
+    crop_box = (70, 190, 170, 270)
+    region = np.zeros((100, 80), bool)
+    region[10:90, 10:70] = whole.extent
+    seed = np.zeros_like(region)
+    seed[10:90, 10:70] = whole.nucleus
+    heatmap = np.random.default_rng(0).random(region.shape).astype(np.float32)
+    box, reported, reported_nucleus, placed_heat = _with_clump_cytoplasm(whole, crop_box, region, seed, heatmap)
+    assert box == (70, 190, 170, 275)
+    field = _placed((400, 400), box, reported)
+    assert field[130:150, 255:275][piece].all()
+    assert field[70:170, 190:270][region].all() and field.sum() == region.sum() + piece.sum()
+    np.testing.assert_array_equal(_placed((400, 400), box, reported_nucleus)[70:170, 190:270], seed)
+    np.testing.assert_array_equal(placed_heat[:, :80], heatmap)
+    assert not placed_heat[:, 80:].any()
+    plain = FoundCell(box=(0, 0, 60, 60), extent=extent, nucleus=nucleus, score=0.9)
+    assert _with_clump_cytoplasm(plain, (0, 0, 60, 60), extent, nucleus, None)[0] == (0, 0, 60, 60)

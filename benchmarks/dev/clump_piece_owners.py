@@ -68,25 +68,15 @@ def main() -> None:
     write_dev_result("clump_piece_owners", lines)
 
 
-def star_ratio(centre, distances: np.ndarray, shape) -> np.ndarray:
-    """Distance from ``centre`` over the star polygon's radius in that direction, over ``shape``."""
-    n = len(distances)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
-    dy, dx = yy - centre[0], xx - centre[1]
-    t = (np.arctan2(dy, dx) % (2 * np.pi)) / (2 * np.pi / n)
-    i0 = np.floor(t).astype(int) % n
-    f = t - np.floor(t)
-    radius = distances[i0] * (1 - f) + distances[(i0 + 1) % n] * f
-    return np.hypot(dy, dx) / np.maximum(radius, 1.0)
-
-
 def _tally_field(rgb, pages, probs, scale, found, stained, tally) -> None:
+    from napari_cervseg.segment.finder import star_ratio
+
     h, w = rgb.shape[:2]
     nuclei = np.zeros((h, w), np.int32)
     for k, cell in enumerate(found, 1):
         r0, c0, r1, c1 = cell.box
         nuclei[r0:r1, c0:c1][cell.nucleus] = k
-    truth_of = dict((k, i) for i, k in match_nuclei(nuclei, pages))
+    truth_of = {k: i for i, k in match_nuclei(nuclei, pages)}
     sh, sw = probs.shape[1:]
     truths = np.stack([cv2.resize((p > 0).astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST) > 0
                        for p in pages])
@@ -109,8 +99,8 @@ def _tally_field(rgb, pages, probs, scale, found, stained, tally) -> None:
         own = owner[box]
         _, nearest_at = ndi.distance_transform_edt(own == 0, return_indices=True)
         nearest = own[nearest_at[0], nearest_at[1]]
-        ratios = np.stack([star_ratio((found[k - 1].star[0][0] - box[0].start, found[k - 1].star[0][1] - box[1].start),
-                                      found[k - 1].star[1], in_blob.shape) for k in stars])
+        rows, cols = np.mgrid[box[0], box[1]].astype(np.float32)
+        ratios = np.stack([star_ratio(*found[k - 1].star, rows, cols) for k in stars])
         by_star = np.asarray(stars)[ratios.argmin(0)]
         any_truth = truths[:, box[0], box[1]].any(0)
         for c in CANDIDATES:

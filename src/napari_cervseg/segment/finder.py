@@ -171,6 +171,9 @@ class FoundCell:
     #: cytoplasm of this cell that its polygon did not reach (row and column offset from ``box``'s
     #: corner, bool mask): part of what is reported of the cell, not of what is cropped for it
     missed: tuple[int, int, np.ndarray] | None = None
+    #: cytoplasm in a clump given to this cell by star ratio (as ``missed``): reported with the cell,
+    #: not cropped for it
+    clump_missed: tuple[int, int, np.ndarray] | None = None
     #: the star-convex polygon it came from: (centre (row, col), ray distances (n_rays,)), both in
     #: working px (None for a cell found without a nucleus)
     star: tuple[tuple[float, float], np.ndarray] | None = None
@@ -280,8 +283,20 @@ class CellFinder:
     def find(self, rgb: np.ndarray, scale: float | None = None) -> list[FoundCell]:
         """Every cell of an RGB uint8 image (any size the memory holds), at full resolution."""
         scale = self.choose_scale(rgb, scale)
+        stained = stained_at(rgb, scale) if GIVE_CLUMP_CYTOPLASM else None
         probs, rays = self.maps(rgb, scale)
-        return cells_from_maps(probs, rays, scale, rgb.shape[:2])
+        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained)
+
+
+def stained_at(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """The classic stained-area mask (``segment.cells.foreground_mask``) of ``rgb`` at the working
+    scale of :meth:`CellFinder.maps`."""
+    from .cells import foreground_mask
+
+    h, w = rgb.shape[:2]
+    sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    mask = foreground_mask(rgb).astype(np.uint8)
+    return cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def nucleus_instances(p_nucleus: np.ndarray, p_boundary: np.ndarray) -> np.ndarray:
@@ -310,8 +325,11 @@ def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
     return np.stack([xs, ys], 1)
 
 
-def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: float, shape) -> list[FoundCell]:
-    """The cells (full resolution ``shape``) of the finder's working-scale maps."""
+def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: float, shape,
+                    stained: np.ndarray | None = None) -> list[FoundCell]:
+    """The cells (full resolution ``shape``) of the finder's working-scale maps; ``stained``, the
+    image's stained area at working scale (:func:`stained_at`), lets clumps' uncovered cytoplasm
+    be given to their cells."""
     h, w = shape[:2]
     p_nucleus, p_boundary, p_cell = probs
     nuclei = nucleus_instances(p_nucleus, p_boundary)
@@ -370,7 +388,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
     if GIVE_MISSED_CYTOPLASM and found:
         if full_p_cell is None:
             full_p_cell = _Upsampled(p_cell, scale, (h, w))
-        _give_missed_cytoplasm(found, blobs, n_blobs, scale, (h, w), full_p_cell)
+        _give_missed_cytoplasm(found, blobs, n_blobs, scale, (h, w), full_p_cell, stained)
     # cells the finder sees (p(cell)) but whose nucleus it does not: kept as nucleus-less cells
     # when they stand apart. A blob of p(cell) joined to a found cell is cytoplasm its rays did
     # not reach (on the validation-split fields 52 nucleus-less cells, none holding a true cell:
@@ -405,48 +423,149 @@ GIVE_MISSED_CYTOPLASM = True
 
 
 def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: int, scale: float, shape,
-                           full_p_cell: _Upsampled) -> None:
-    """Give each found cell (its ``missed``) the p(cell) pixels no extent covers in the blob of
-    p(cell) (``blobs``, labelled at working scale) that holds that cell and no other."""
+                           full_p_cell: _Upsampled, stained: np.ndarray | None = None) -> None:
+    """Give each found cell the p(cell) pixels no extent covers (``blobs``: p(cell) labelled at
+    working scale): all of them, as its ``missed``, in a blob that holds that cell and no other;
+    in a blob of several cells, as its ``clump_missed``, those on the ``stained`` area (working
+    scale; none without it) whose smallest star ratio is this cell's, in pieces touching its extent."""
     sh, sw = blobs.shape
     # which cell's extent covers a working pixel (uint16: half the memory of a slide tile's labels)
     owner = np.zeros((sh, sw), np.uint16 if len(found) < 65535 else np.int32)
     for k, cell in enumerate(found, start=1):
-        r0, c0, r1, c1 = cell.box
-        wr0, wc0 = int(r0 * scale), int(c0 * scale)
-        wr1, wc1 = min(sh, int(math.ceil(r1 * scale))), min(sw, int(math.ceil(c1 * scale)))
-        if wr1 <= wr0 or wc1 <= wc0:
-            continue
-        small = cv2.resize(cell.extent.astype(np.uint8), (wc1 - wc0, wr1 - wr0), interpolation=cv2.INTER_NEAREST)
-        owner[wr0:wr1, wc0:wc1][small.astype(bool)] = k
+        window = _working_window(cell, scale, (sh, sw))
+        if window is not None:
+            (wr0, wc0, wr1, wc1), small = window
+            owner[wr0:wr1, wc0:wc1][small] = k
     covered = owner > 0
-    # each blob's one found cell (none, or several, whose missed cytoplasm may be any one's: skipped)
     pairs = np.unique(np.stack([blobs[covered], owner[covered].astype(np.int64)]), axis=1)
     pairs = pairs[:, pairs[0] > 0]
     blob_ids, counts = np.unique(pairs[0], return_counts=True)
-    alone = np.isin(pairs[0], blob_ids[counts == 1])
     blob_boxes = ndi.find_objects(blobs, max_label=n_blobs)
-    sole_blobs = pairs[0][alone]
-    sole_cells = pairs[1][alone]
-    for k in np.unique(sole_cells):
-        own_blobs = sole_blobs[sole_cells == k]  # (a cell's extent may touch two blobs)
-        boxes = [blob_boxes[int(b) - 1] for b in own_blobs]
-        box = (slice(min(b[0].start for b in boxes), max(b[0].stop for b in boxes)),
-               slice(min(b[1].start for b in boxes), max(b[1].stop for b in boxes)))
-        missed = np.isin(blobs[box], own_blobs) & (owner[box] == 0)
-        if not missed.any():
+    lone: dict[int, list] = {}  # cell -> [(row, col, working-scale bool mask)]
+    alone = np.isin(pairs[0], blob_ids[counts == 1])
+    for blob, k in zip(pairs[0][alone], pairs[1][alone], strict=True):
+        box = blob_boxes[int(blob) - 1]
+        lone.setdefault(int(k), []).append((box[0].start, box[1].start, (blobs[box] == blob) & (owner[box] == 0)))
+    clumps: dict[int, list] = {}
+    if GIVE_CLUMP_CYTOPLASM and stained is not None:
+        for blob in blob_ids[counts > 1]:
+            cells = [int(k) for k in pairs[1][pairs[0] == blob] if found[int(k) - 1].star is not None]
+            box = blob_boxes[int(blob) - 1]
+            free = (blobs[box] == blob) & (owner[box] == 0) & stained[box]
+            if len(cells) < 2 or not free.any():
+                continue
+            for k, piece in _clump_pieces(found, cells, free, (box[0].start, box[1].start), scale, (sh, sw)):
+                clumps.setdefault(k, []).append(piece)
+    for attribute, given in (("missed", lone), ("clump_missed", clumps)):
+        for k, pieces in given.items():
+            upsampled = _upsampled_pieces(pieces, (sh, sw), scale, shape, full_p_cell)
+            if upsampled is not None:
+                cell = found[k - 1]
+                b0, b1, mask = upsampled
+                setattr(cell, attribute, (b0 - cell.box[0], b1 - cell.box[1], mask))
+
+
+#: in a blob of p(cell) holding several found cells, the stained p(cell) that no extent covers goes
+#: to the cell with the smallest star ratio (benchmarks/results/finder_rule.md): reported, not cropped
+GIVE_CLUMP_CYTOPLASM = True
+#: a pixel farther than this many ray lengths from every cell of its clump stays free (a bound on
+#: the work, not a choice: clump_piece_owners.py gave the same pixels at 3 as without a bound)
+MAX_STAR_RATIO = 3.0
+
+
+def _working_window(cell: FoundCell, scale: float, working_shape):
+    """((row0, col0, row1, col1), bool mask) of a found cell's extent at working scale, or None."""
+    sh, sw = working_shape
+    r0, c0, r1, c1 = cell.box
+    wr0, wc0 = int(r0 * scale), int(c0 * scale)
+    wr1, wc1 = min(sh, int(math.ceil(r1 * scale))), min(sw, int(math.ceil(c1 * scale)))
+    if wr1 <= wr0 or wc1 <= wc0:
+        return None
+    small = cv2.resize(cell.extent.astype(np.uint8), (wc1 - wc0, wr1 - wr0), interpolation=cv2.INTER_NEAREST)
+    return (wr0, wc0, wr1, wc1), small.astype(bool)
+
+
+def star_ratio(centre, distances: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Each pixel's distance from ``centre`` over the star polygon's radius in its direction
+    (linear between rays): below 1 inside the polygon, 2 at twice its radius."""
+    n = len(distances)
+    dy, dx = rows - centre[0], cols - centre[1]
+    t = (np.arctan2(dy, dx) % (2 * np.pi)) / (2 * np.pi / n)
+    i0 = np.floor(t).astype(np.int64) % n
+    f = t - np.floor(t)
+    radius = distances[i0] * (1 - f) + distances[(i0 + 1) % n] * f
+    return np.hypot(dy, dx) / np.maximum(radius, 1.0)
+
+
+def _clump_pieces(found: list[FoundCell], cells: list[int], free: np.ndarray, origin, scale: float, working_shape):
+    """(cell, (row, col, bool mask)) for the pieces of ``free`` (a clump's uncovered stained
+    p(cell), placed at ``origin``, working px) whose smallest star ratio is that cell's and that
+    touch its extent."""
+    rr, cc = np.nonzero(free)
+    rows, cols = (rr + origin[0]).astype(np.float32), (cc + origin[1]).astype(np.float32)
+    best = np.full(rr.size, MAX_STAR_RATIO, np.float32)
+    chosen = np.zeros(rr.size, np.int64)
+    for k in cells:
+        centre, distances = found[k - 1].star
+        reach = MAX_STAR_RATIO * float(distances.max())
+        near = (np.abs(rows - centre[0]) <= reach) & (np.abs(cols - centre[1]) <= reach)
+        if not near.any():
             continue
-        rr, cc = np.nonzero(missed)
-        wr0, wc0 = box[0].start + int(rr.min()), box[1].start + int(cc.min())
-        missed = missed[rr.min():rr.max() + 1, cc.min():cc.max() + 1]
-        b0, b1 = int(wr0 / scale), int(wc0 / scale)
-        b2 = min(shape[0], int(math.ceil((wr0 + missed.shape[0]) / scale)))
-        b3 = min(shape[1], int(math.ceil((wc0 + missed.shape[1]) / scale)))
-        mask = _upsample_mask(missed, (wr0, wc0), (sh, sw), scale, (b0, b1, b2, b3))
-        mask &= full_p_cell.box(b0, b1, b2, b3) >= 0.5
-        if mask.any():
-            cell = found[int(k) - 1]
-            cell.missed = (b0 - cell.box[0], b1 - cell.box[1], mask)
+        ratio = star_ratio(centre, distances, rows[near], cols[near])
+        closer = ratio < best[near]
+        idx = np.flatnonzero(near)[closer]
+        best[idx], chosen[idx] = ratio[closer], k
+    eight = np.ones((3, 3), bool)
+    for k in np.unique(chosen[chosen > 0]):
+        window = _working_window(found[int(k) - 1], scale, working_shape)
+        if window is None:
+            continue
+        mine = chosen == k
+        r0, c0 = int(rr[mine].min()), int(cc[mine].min())
+        r1, c1 = int(rr[mine].max()) + 1, int(cc[mine].max()) + 1
+        # the extent's window and the given pixels' box, with a one-pixel ring, in the clump's frame
+        (wr0, wc0, wr1, wc1), extent = window
+        er0, ec0 = wr0 - origin[0], wc0 - origin[1]
+        f0, f1 = min(r0, er0) - 1, min(c0, ec0) - 1
+        f2, f3 = max(r1, er0 + extent.shape[0]) + 1, max(c1, ec0 + extent.shape[1]) + 1
+        given = np.zeros((f2 - f0, f3 - f1), bool)
+        given[rr[mine] - f0, cc[mine] - f1] = True
+        own = np.zeros_like(given)
+        own[er0 - f0:er0 - f0 + extent.shape[0], ec0 - f1:ec0 - f1 + extent.shape[1]] = extent
+        parts, _ = ndi.label(given, structure=eight)
+        touching = np.unique(parts[ndi.binary_dilation(own, eight) & given])
+        kept = np.isin(parts, touching[touching > 0])
+        if kept.any():
+            yield int(k), (origin[0] + f0, origin[1] + f1, kept)
+
+
+def _upsampled_pieces(pieces: list, working_shape, scale: float, shape, full_p_cell: _Upsampled):
+    """(row, col, full-resolution bool mask) of working-scale pieces [(row, col, bool mask)] (rows
+    and columns may start before 0 or end past the map: cut), cut to p(cell); None when empty."""
+    sh, sw = working_shape
+    wr0 = max(0, min(r for r, _, _ in pieces))
+    wc0 = max(0, min(c for _, c, _ in pieces))
+    wr1 = min(sh, max(r + m.shape[0] for r, _, m in pieces))
+    wc1 = min(sw, max(c + m.shape[1] for _, c, m in pieces))
+    if wr1 <= wr0 or wc1 <= wc0:
+        return None
+    missed = np.zeros((wr1 - wr0, wc1 - wc0), bool)
+    for r, c, m in pieces:
+        a0, b0 = max(r, wr0), max(c, wc0)
+        a1, b1 = min(r + m.shape[0], wr1), min(c + m.shape[1], wc1)
+        if a1 > a0 and b1 > b0:
+            missed[a0 - wr0:a1 - wr0, b0 - wc0:b1 - wc0] |= m[a0 - r:a1 - r, b0 - c:b1 - c]
+    if not missed.any():
+        return None
+    rr, cc = np.nonzero(missed)
+    wr0, wc0 = wr0 + int(rr.min()), wc0 + int(cc.min())
+    missed = missed[rr.min():rr.max() + 1, cc.min():cc.max() + 1]
+    b0, b1 = int(wr0 / scale), int(wc0 / scale)
+    b2 = min(shape[0], int(math.ceil((wr0 + missed.shape[0]) / scale)))
+    b3 = min(shape[1], int(math.ceil((wc0 + missed.shape[1]) / scale)))
+    mask = _upsample_mask(missed, (wr0, wc0), (sh, sw), scale, (b0, b1, b2, b3))
+    mask &= full_p_cell.box(b0, b1, b2, b3) >= 0.5
+    return (b0, b1, mask) if mask.any() else None
 
 
 def _upsample_mask(mask: np.ndarray, origin, working_shape, scale: float, box) -> np.ndarray:

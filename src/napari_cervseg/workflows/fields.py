@@ -550,12 +550,15 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         nucleus = _own_nucleus(result, region, seed)
         region |= nucleus
         cell_id = len(records) + 1
-        planes.paint(cell_id, (r0, c0), region, nucleus, result.heatmap)
-        record = _cell_record(cell_id, region, nucleus, crop, (r0, c0), pixel_size)
+        # what is reported of the cell: the crop's region with the clump cytoplasm given to it
+        (q0, q1, q2, q3), reported, reported_nucleus, heatmap = _with_clump_cytoplasm(
+            cell, (r0, c0, r1, c1), region, nucleus, result.heatmap)
+        planes.paint(cell_id, (q0, q1), reported, reported_nucleus, heatmap)
+        record = _cell_record(cell_id, reported, reported_nucleus, rgb[q0:q2, q1:q3], (q0, q1), pixel_size)
         _judge(record, result)
         _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
         records.append(record)
-        extents[cell_id] = _extent(region, (r0, c0))
+        extents[cell_id] = _extent(reported, (q0, q1))
     cells, nuclei, labels, heatmap = planes.finished()
     stages.timings["cells"] = time.perf_counter() - t_cells
     if not found:
@@ -663,7 +666,35 @@ def _with_missed_cytoplasm(cell):
     extent[m0 - u0:m0 - u0 + mask.shape[0], m1 - u1:m1 - u1 + mask.shape[1]] |= mask
     nucleus = np.zeros_like(extent)
     nucleus[r0 - u0:r1 - u0, c0 - u1:c1 - u1] = cell.nucleus
+    clump = getattr(cell, "clump_missed", None)
+    if clump is not None:  # its offsets follow the box
+        clump = (clump[0] + r0 - u0, clump[1] + c0 - u1, clump[2])
+        return replace(cell, box=(u0, u1, u2, u3), extent=extent, nucleus=nucleus, missed=None, clump_missed=clump)
     return replace(cell, box=(u0, u1, u2, u3), extent=extent, nucleus=nucleus, missed=None)
+
+
+def _with_clump_cytoplasm(cell, crop_box, region: np.ndarray, nucleus: np.ndarray, heatmap):
+    """(box, region, nucleus, heatmap) of what is reported of a cell: its crop's ``region`` with the
+    clump cytoplasm given to it (``FoundCell.clump_missed``; not cropped, segmented nor
+    classified), in a box holding both; the nucleus and heatmap are the crop's, placed in it."""
+    clump = getattr(cell, "clump_missed", None)
+    if clump is None:
+        return crop_box, region, nucleus, heatmap
+    r0, c0, r1, c1 = crop_box
+    dr, dc, mask = clump
+    m0, m1 = cell.box[0] + int(dr), cell.box[1] + int(dc)
+    u0, u1 = min(r0, m0), min(c0, m1)
+    u2, u3 = max(r1, m0 + mask.shape[0]), max(c1, m1 + mask.shape[1])
+
+    def placed(array, fill):
+        out = np.full((u2 - u0, u3 - u1), fill, array.dtype)
+        out[r0 - u0:r1 - u0, c0 - u1:c1 - u1] = array
+        return out
+
+    reported = placed(region, False)
+    reported[m0 - u0:m0 - u0 + mask.shape[0], m1 - u1:m1 - u1 + mask.shape[1]] |= mask
+    return ((u0, u1, u2, u3), reported, placed(nucleus, False),
+            None if heatmap is None else placed(np.asarray(heatmap, np.float32), 0.0))
 
 
 def _extent(region: np.ndarray, origin) -> tuple[tuple[int, int, int, int], np.ndarray]:
