@@ -416,10 +416,14 @@ def test_clump_cytoplasm_on_the_stained_area_goes_to_the_cell_whose_polygon_is_n
     assert dice(extent | given, cells[0]) > dice(extent, cells[0]) + 0.05
 
 
-def test_what_is_reported_of_a_cell_holds_its_clump_cytoplasm_beside_the_crop():
-    """The clump cytoplasm is placed with the crop's region, nucleus and heatmap in one box, with its
-    offsets following the box when the lone-cell lobe moved it."""
+def test_what_is_reported_of_a_cell_holds_its_clump_cytoplasm_beside_the_crop(monkeypatch):
+    """Reported but not cropped (CROP_WITH_CLUMP_CYTOPLASM off): the clump cytoplasm is placed
+    with the crop's region, nucleus and heatmap in one box, with its offsets following the box when
+    the lone-cell lobe moved it."""
+    import napari_cervseg.workflows.fields as fields_module
     from napari_cervseg.workflows.fields import _with_clump_cytoplasm, _with_missed_cytoplasm
+
+    monkeypatch.setattr(fields_module, "CROP_WITH_CLUMP_CYTOPLASM", False)
 
     extent = _disk((60, 60), (30, 30), 25)
     nucleus = _disk((60, 60), (30, 30), 6)
@@ -445,3 +449,25 @@ def test_what_is_reported_of_a_cell_holds_its_clump_cytoplasm_beside_the_crop():
     assert not placed_heat[:, 80:].any()
     plain = FoundCell(box=(0, 0, 60, 60), extent=extent, nucleus=nucleus, score=0.9)
     assert _with_clump_cytoplasm(plain, (0, 0, 60, 60), extent, nucleus, None)[0] == (0, 0, 60, 60)
+
+
+def test_a_cell_is_cropped_with_its_clump_cytoplasm_and_its_lobe():
+    """With CROP_WITH_CLUMP_CYTOPLASM (the default) the clump cytoplasm joins the cell before it is
+    cropped, with a lone lobe, in one box; the nucleus stays where it was."""
+    from napari_cervseg.workflows.fields import _with_missed_cytoplasm
+
+    extent = _disk((60, 60), (30, 30), 25)
+    nucleus = _disk((60, 60), (30, 30), 6)
+    lobe = _disk((30, 40), (15, 10), 12)  # at rows 80-110 of the field
+    piece = _disk((20, 20), (10, 10), 8)  # at (130, 255)
+    cell = FoundCell(box=(100, 200, 160, 260), extent=extent, nucleus=nucleus, score=0.9,
+                     missed=(-20, 0, lobe), clump_missed=(30, 55, piece))
+    whole = _with_missed_cytoplasm(cell)
+    assert whole.missed is None and whole.clump_missed is None
+    assert whole.box == (80, 200, 160, 275)
+    field = _placed((400, 400), whole.box, whole.extent)
+    assert field[100:160, 200:260][extent].all() and field[80:110, 200:240][lobe].all()
+    assert field[130:150, 255:275][piece].all()
+    assert field.sum() == (_placed((400, 400), (100, 200), extent) | _placed((400, 400), (80, 200), lobe)
+                           | _placed((400, 400), (130, 255), piece)).sum()
+    np.testing.assert_array_equal(_placed((400, 400), whole.box, whole.nucleus), _placed((400, 400), (100, 200), nucleus))

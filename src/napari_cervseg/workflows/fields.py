@@ -649,10 +649,17 @@ def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, re
                         f"{extra + 1} nuclei in this cell's region: several cells? no verdict, review it")
 
 
+#: the clump cytoplasm given to a cell is cropped, segmented and classified with it, as a lone
+#: cell's missed cytoplasm is (benchmarks/results/finder_rule.md)
+CROP_WITH_CLUMP_CYTOPLASM = True
+
+
 def _with_missed_cytoplasm(cell):
     """A found cell whose box and extent include the cytoplasm its polygon missed
-    (``FoundCell.missed``, which is then cleared): what is cropped, classified and reported of it
-    (benchmarks/results/finder_rule.md)."""
+    (``FoundCell.missed``, and with CROP_WITH_CLUMP_CYTOPLASM its ``clump_missed``, which are then
+    cleared): what is cropped, classified and reported of it (benchmarks/results/finder_rule.md)."""
+    if CROP_WITH_CLUMP_CYTOPLASM and getattr(cell, "clump_missed", None) is not None:
+        cell = _with_missed_cytoplasm(replace(cell, missed=_merged_missed(cell), clump_missed=None))
     missed = getattr(cell, "missed", None)
     if missed is None:
         return cell
@@ -671,6 +678,19 @@ def _with_missed_cytoplasm(cell):
         clump = (clump[0] + r0 - u0, clump[1] + c0 - u1, clump[2])
         return replace(cell, box=(u0, u1, u2, u3), extent=extent, nucleus=nucleus, missed=None, clump_missed=clump)
     return replace(cell, box=(u0, u1, u2, u3), extent=extent, nucleus=nucleus, missed=None)
+
+
+def _merged_missed(cell) -> tuple[int, int, np.ndarray]:
+    """A cell's ``missed`` and ``clump_missed`` as one (row, col, mask) offset from its box."""
+    parts = [p for p in (cell.missed, cell.clump_missed) if p is not None]
+    r0 = min(p[0] for p in parts)
+    c0 = min(p[1] for p in parts)
+    r1 = max(p[0] + p[2].shape[0] for p in parts)
+    c1 = max(p[1] + p[2].shape[1] for p in parts)
+    mask = np.zeros((r1 - r0, c1 - c0), bool)
+    for dr, dc, m in parts:
+        mask[dr - r0:dr - r0 + m.shape[0], dc - c0:dc - c0 + m.shape[1]] |= m
+    return r0, c0, mask
 
 
 def _with_clump_cytoplasm(cell, crop_box, region: np.ndarray, nucleus: np.ndarray, heatmap):
