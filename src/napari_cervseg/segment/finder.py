@@ -168,11 +168,11 @@ class FoundCell:
     extent: np.ndarray
     nucleus: np.ndarray
     score: float
-    #: cytoplasm of this cell that its polygon did not reach (row and column offset from ``box``'s
-    #: corner, bool mask): part of what is reported of the cell, not of what is cropped for it
+    #: cytoplasm of this cell that its polygon did not reach, in a blob of p(cell) holding no other
+    #: cell (row and column offset from ``box``'s corner, bool mask): cropped, judged and reported
+    #: with the cell (``workflows.fields._with_missed_cytoplasm``)
     missed: tuple[int, int, np.ndarray] | None = None
-    #: cytoplasm in a clump given to this cell by star ratio (as ``missed``): reported with the cell,
-    #: not cropped for it
+    #: the same, in a clump, given to this cell by star ratio (as ``missed``)
     clump_missed: tuple[int, int, np.ndarray] | None = None
     #: the star-convex polygon it came from: (centre (row, col), ray distances (n_rays,)), both in
     #: working px (None for a cell found without a nucleus)
@@ -466,7 +466,7 @@ def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: i
 
 
 #: in a blob of p(cell) holding several found cells, the stained p(cell) that no extent covers goes
-#: to the cell with the smallest star ratio (benchmarks/results/finder_rule.md): reported, not cropped
+#: to the cell with the smallest star ratio (benchmarks/results/finder_rule.md)
 GIVE_CLUMP_CYTOPLASM = True
 #: a pixel farther than this many ray lengths from every cell of its clump stays free (a bound on
 #: the work, not a choice: clump_piece_owners.py gave the same pixels at 3 as without a bound)

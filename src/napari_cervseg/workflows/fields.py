@@ -550,7 +550,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         nucleus = _own_nucleus(result, region, seed)
         region |= nucleus
         cell_id = len(records) + 1
-        # what is reported of the cell: the crop's region with the clump cytoplasm given to it
+        # what is reported of the cell: the crop's region (with clump cytoplasm not cropped, if any)
         (q0, q1, q2, q3), reported, reported_nucleus, heatmap = _with_clump_cytoplasm(
             cell, (r0, c0, r1, c1), region, nucleus, result.heatmap)
         planes.paint(cell_id, (q0, q1), reported, reported_nucleus, heatmap)
@@ -695,8 +695,9 @@ def _merged_missed(cell) -> tuple[int, int, np.ndarray]:
 
 def _with_clump_cytoplasm(cell, crop_box, region: np.ndarray, nucleus: np.ndarray, heatmap):
     """(box, region, nucleus, heatmap) of what is reported of a cell: its crop's ``region`` with the
-    clump cytoplasm given to it (``FoundCell.clump_missed``; not cropped, segmented nor
-    classified), in a box holding both; the nucleus and heatmap are the crop's, placed in it."""
+    clump cytoplasm given to it and not cropped (``FoundCell.clump_missed``, left only when
+    CROP_WITH_CLUMP_CYTOPLASM is off), in a box holding both; the nucleus and heatmap are the
+    crop's, placed in it."""
     clump = getattr(cell, "clump_missed", None)
     if clump is None:
         return crop_box, region, nucleus, heatmap
