@@ -471,33 +471,3 @@ def test_a_cell_is_cropped_with_its_clump_cytoplasm_and_its_lobe():
     assert field.sum() == (_placed((400, 400), (100, 200), extent) | _placed((400, 400), (80, 200), lobe)
                            | _placed((400, 400), (130, 255), piece)).sum()
     np.testing.assert_array_equal(_placed((400, 400), whole.box, whole.nucleus), _placed((400, 400), (100, 200), nucleus))
-
-
-def test_a_large_cell_takes_the_rays_of_the_look_at_half_the_scale():
-    """A cell whose rays' median exceeds LONG_RAY_SWITCH takes the half-scale look's rays near its
-    centre (doubled); a small cell keeps its own; without half-scale nucleus pixels there, its own."""
-    from napari_cervseg.segment.finder import LONG_RAY_SWITCH, HalfScaleRays
-
-    shape = (200, 400)
-    big_cell, big_nucleus = _disk(shape, (100, 110), 90), _disk(shape, (100, 110), 10)
-    small_cell, small_nucleus = _disk(shape, (100, 320), 25), _disk(shape, (100, 320), 8)
-    probs = np.zeros((3,) + shape, np.float32)
-    probs[0] = big_nucleus | small_nucleus
-    probs[2] = big_cell | small_cell
-    rays = np.zeros((32,) + shape, np.float32)
-    for nucleus, length in ((big_nucleus, 60.0), (small_nucleus, 20.0)):  # the big cell's rays fall short
-        rays[:, nucleus] = length
-    assert 20.0 < LONG_RAY_SWITCH < 60.0
-    half_shape = (100, 200)
-    half_nucleus = _disk(half_shape, (50, 55), 5) | _disk(half_shape, (50, 160), 4)
-    half_rays = np.zeros((32,) + half_shape, np.float32)
-    half_rays[:, half_nucleus] = 44.0  # 88 working px once doubled
-    found = cells_from_maps(probs, rays, 1.0, shape, long_rays=HalfScaleRays(half_nucleus, half_rays))
-    big, small = sorted(found, key=lambda c: c.centre[1])
-    np.testing.assert_allclose(big.star[1], 88.0)
-    np.testing.assert_allclose(small.star[1], 20.0)
-    assert big.extent.sum() > 0.9 * big_cell.sum()
-    # no half-scale nucleus near the big cell's centre: it keeps its own rays
-    found = cells_from_maps(probs, rays, 1.0, shape,
-                            long_rays=HalfScaleRays(np.zeros(half_shape, bool), half_rays))
-    np.testing.assert_allclose(min(found, key=lambda c: c.centre[1]).star[1], 60.0)

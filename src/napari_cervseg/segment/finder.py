@@ -284,39 +284,8 @@ class CellFinder:
         """Every cell of an RGB uint8 image (any size the memory holds), at full resolution."""
         scale = self.choose_scale(rgb, scale)
         stained = stained_at(rgb, scale) if GIVE_CLUMP_CYTOPLASM else None
-        long_rays = None
-        if HALF_SCALE_RAYS:
-            half_probs, half_rays = self.maps(rgb, scale / 2)
-            long_rays = HalfScaleRays(half_probs[0] >= 0.5, half_rays)
-            del half_probs
         probs, rays = self.maps(rgb, scale)
-        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained, long_rays)
-
-
-#: a cell whose rays' median exceeds LONG_RAY_SWITCH working px takes the rays of a second look at
-#: half the scale: the network's view falls short of the largest cells (chosen on training-split
-#: compositions, no mask read: benchmarks/results/dev/ray_scales.md, finder_rule.md)
-HALF_SCALE_RAYS = True
-LONG_RAY_SWITCH = 40.0
-
-
-class HalfScaleRays:
-    """The rays of the finder's look at half the working scale, read at a working-scale point."""
-
-    def __init__(self, nucleus: np.ndarray, rays: NucleusRays | np.ndarray):
-        self.nucleus, self.rays = nucleus, rays
-
-    def near(self, centre) -> np.ndarray | None:
-        """Rays (working px) averaged over the half-scale nucleus pixels within 2 px of ``centre``
-        (working px), doubled; None when there are none."""
-        cy, cx = (centre[0] + 0.5) / 2 - 0.5, (centre[1] + 0.5) / 2 - 0.5
-        r0, c0 = max(0, int(cy) - 3), max(0, int(cx) - 3)
-        rr, cc = np.nonzero(self.nucleus[r0:int(cy) + 4, c0:int(cx) + 4])
-        rr, cc = rr + r0, cc + c0
-        near = (rr - cy) ** 2 + (cc - cx) ** 2 <= 4.0
-        if not near.any():
-            return None
-        return 2.0 * self.rays[:, rr[near], cc[near]].mean(1)
+        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained)
 
 
 def stained_at(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -357,10 +326,10 @@ def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
 
 
 def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: float, shape,
-                    stained: np.ndarray | None = None, long_rays: HalfScaleRays | None = None) -> list[FoundCell]:
+                    stained: np.ndarray | None = None) -> list[FoundCell]:
     """The cells (full resolution ``shape``) of the finder's working-scale maps; ``stained``, the
     image's stained area at working scale (:func:`stained_at`), lets clumps' uncovered cytoplasm
-    be given to their cells; ``long_rays`` gives large cells the rays of a look at half the scale."""
+    be given to their cells."""
     h, w = shape[:2]
     p_nucleus, p_boundary, p_cell = probs
     nuclei = nucleus_instances(p_nucleus, p_boundary)
@@ -381,9 +350,6 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if not near.any():
             near = np.ones_like(rr, bool)
         d = rays[:, box[0].start + rr[near], box[1].start + cc[near]].mean(1)
-        if long_rays is not None and float(np.median(d)) > LONG_RAY_SWITCH:
-            half = long_rays.near(centre)  # a large cell: the look at half the scale sees it whole
-            d = d if half is None else half
         poly = _polygon(centre, d, scale)
         x0, y0 = np.floor(poly.min(0)).astype(int)
         x1, y1 = np.ceil(poly.max(0)).astype(int) + 1
