@@ -219,14 +219,14 @@ def test_a_lone_cell_is_cropped_with_the_cytoplasm_its_polygon_missed():
 
     extent = _disk_mask((60, 60), (30, 30), 25)
     nucleus = _disk_mask((60, 60), (30, 30), 6)
-    lobe = _disk_mask((30, 40), (15, 10), 12)  # over the extent's bottom, reaching outside the box
+    lobe = _disk_mask((30, 40), (15, 10), 12)  # below the box, reaching outside it
     cell = FoundCell(box=(100, 200, 160, 260), extent=extent, nucleus=nucleus, score=0.9,
-                     missed=(50, 20, lobe))
+                     missed=(55, 20, lobe))
     whole = fields_module._with_missed_cytoplasm(cell)
-    assert whole.missed is None and whole.box == (100, 200, 180, 260)
+    assert whole.missed is None and whole.box == (100, 200, 185, 260)
     field = np.zeros((400, 400), bool)
     field[whole.box[0]:whole.box[2], whole.box[1]:whole.box[3]] = whole.extent
-    assert field[100:160, 200:260][extent].all() and field[150:180, 220:260][lobe].all()
+    assert field[100:160, 200:260][extent].all() and field[155:185, 220:260][lobe].all()
     assert whole.centre == cell.centre
     plain = FoundCell(box=(0, 0, 60, 60), extent=extent, nucleus=nucleus, score=0.9)
     assert fields_module._with_missed_cytoplasm(plain) is plain

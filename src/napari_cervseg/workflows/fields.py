@@ -671,9 +671,6 @@ def _with_missed_cytoplasm(cell):
     extent = np.zeros((u2 - u0, u3 - u1), bool)
     extent[r0 - u0:r1 - u0, c0 - u1:c1 - u1] = cell.extent
     extent[m0 - u0:m0 - u0 + mask.shape[0], m1 - u1:m1 - u1 + mask.shape[1]] |= mask
-    own = np.zeros_like(extent)
-    own[r0 - u0:r1 - u0, c0 - u1:c1 - u1] = cell.extent
-    extent = _touching(extent, own)
     nucleus = np.zeros_like(extent)
     nucleus[r0 - u0:r1 - u0, c0 - u1:c1 - u1] = cell.nucleus
     clump = getattr(cell, "clump_missed", None)
@@ -681,16 +678,6 @@ def _with_missed_cytoplasm(cell):
         clump = (clump[0] + r0 - u0, clump[1] + c0 - u1, clump[2])
         return replace(cell, box=(u0, u1, u2, u3), extent=extent, nucleus=nucleus, missed=None, clump_missed=clump)
     return replace(cell, box=(u0, u1, u2, u3), extent=extent, nucleus=nucleus, missed=None)
-
-
-def _touching(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
-    """The pieces of ``mask`` (8-neighbours) that hold a pixel of ``core``: a cell is one piece, not
-    its extent and slivers of missed cytoplasm that came apart when drawn at full resolution."""
-    parts, n = ndi.label(mask, structure=np.ones((3, 3), bool))
-    if n <= 1:
-        return mask
-    kept = np.unique(parts[core & mask])
-    return np.isin(parts, kept[kept > 0])
 
 
 def _merged_missed(cell) -> tuple[int, int, np.ndarray]:
