@@ -471,3 +471,31 @@ def test_a_cell_is_cropped_with_its_clump_cytoplasm_and_its_lobe():
     assert field.sum() == (_placed((400, 400), (100, 200), extent) | _placed((400, 400), (80, 200), lobe)
                            | _placed((400, 400), (130, 255), piece)).sum()
     np.testing.assert_array_equal(_placed((400, 400), whole.box, whole.nucleus), _placed((400, 400), (100, 200), nucleus))
+
+
+def test_a_finder_with_one_more_level_trains_saves_loads_and_runs(tmp_path):
+    """``--widths`` with six levels (a view twice as wide): trained a few steps, it saves, loads and
+    finds on a field whose sides are not multiples of its 32 px step."""
+    config = FinderTrainConfig(n_fields=10, field_size=96, steps=2, minutes=5, batch_size=2,
+                               widths=(8, 8, 8, 8, 8, 8), scale_range=(0.4, 0.6))
+    images, targets, rays, sizes = compose_fields(_training_cells(), config)
+    finder = train_finder(images, targets, rays, sizes, config, log=lambda *a: None)
+    path = save_finder(finder, tmp_path / "deep.safetensors")
+    loaded = load_finder(path)
+    assert loaded.net.widths == (8, 8, 8, 8, 8, 8) and loaded.net.multiple == 32
+    field, _, _ = synthetic_field(shape=(210, 250), centres=((100, 80), (100, 180)), size=(90, 100))
+    a, _ = finder.maps(field, 0.5)
+    b, _ = loaded.maps(field, 0.5)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    assert isinstance(loaded.find(field, scale=0.5), list)
+
+
+@pytest.mark.parametrize("widths", ["a,b,c", "8,8,8,8,8,8,8", "0,8,8", "8"])
+def test_train_finder_refuses_bad_widths_before_reading_anything(tmp_path, capsys, widths):
+    from napari_cervseg.cli import main
+
+    code = main(["train-finder", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "f.safetensors"),
+                 "--widths", widths])
+    assert code == 2
+    assert "--widths" in capsys.readouterr().err  # named before the missing data is even looked at
+    assert not (tmp_path / "f.safetensors").exists()

@@ -413,6 +413,14 @@ def cmd_train_finder(args) -> int:
         print("error: --minutes must be > 0 and --fields at least 10", file=sys.stderr)
         return 2
     try:
+        widths = tuple(int(v) for v in args.widths.split(",")) if args.widths else FinderTrainConfig.widths
+    except ValueError:
+        widths = ()
+    if not 2 <= len(widths) <= 6 or not all(1 <= v <= 512 for v in widths):
+        print(f"error: --widths {args.widths!r}: give 2-6 comma-separated channel counts in 1..512, e.g."
+              f" {','.join(map(str, FinderTrainConfig.widths))} (the default)", file=sys.stderr)
+        return 2
+    try:
         model = load_model(args.split_from)
         samples = read_dataset(args.data)
     except (ModelError, DatasetError) as exc:
@@ -429,7 +437,8 @@ def cmd_train_finder(args) -> int:
     if not samples:
         print(f"error: none of {args.data}'s images is in {args.split_from!r}'s training split", file=sys.stderr)
         return 2
-    config = FinderTrainConfig(n_fields=args.fields, minutes=args.minutes, steps=args.steps or 0, seed=args.seed)
+    config = FinderTrainConfig(n_fields=args.fields, minutes=args.minutes, steps=args.steps or 0, seed=args.seed,
+                               widths=widths)
     t0 = time.perf_counter()
     try:
         bar, progress = progress_bar("pseudo-labels", args.quiet)
@@ -801,6 +810,8 @@ def _add_train_finder_parser(sub) -> None:
     tf.add_argument("--minutes", type=float, default=40.0, help="training time budget (default 40)")
     tf.add_argument("--steps", type=int, default=None, help="stop after this many steps (if sooner)")
     tf.add_argument("--limit", type=int, default=None, help="use only the first N training cells (quick tries)")
+    tf.add_argument("--widths", default=None, help="the U-Net's channels per level, comma-separated (default"
+                                                   " 12,24,48,96,128; one more level sees larger cells whole)")
     tf.add_argument("--seed", type=int, default=0)
     tf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     tf.add_argument("--quiet", action="store_true")
