@@ -60,6 +60,19 @@ def match_nuclei(pred_nuclei: np.ndarray, true_pages: np.ndarray) -> list[tuple[
     return pairs
 
 
+def field_set(name: str):
+    """(image path, RGB uint8 field, true cell pages (N, H, W)) of each field of a set: a folder, or
+    a set of ../shared/data."""
+    import cv2
+    import tifffile
+
+    root = Path(name) if Path(name).is_dir() else DATA / name
+    for path in sorted((root / "images").glob("*.png")):
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
+        yield path, rgb, pages[None] if pages.ndim == 2 else pages
+
+
 def extent_mask(result, k: int, shape) -> np.ndarray:
     """Cell k's full extent (overlaps kept) in the field's frame."""
     (r0, c0, r1, c1), mask = result.extent(k)

@@ -24,13 +24,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import tifffile
 from scipy import ndimage as ndi
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from bench_fields import DATA, match_nuclei  # noqa: E402
+from bench_fields import field_set, match_nuclei  # noqa: E402
 
 CANDIDATES = ["nearest", "star", "star, p(cell) >= 0.7", "star, p(cell) >= 0.9", "star, stained"]
 
@@ -50,12 +49,8 @@ def main() -> None:
              "| set | candidate | free pixels | given | right (of given) | right (of free) | background (of given) |",
              "|---|---|---|---|---|---|---|"]
     for name in args.sets:
-        root = Path(name) if Path(name).is_dir() else DATA / name  # a folder, or a set of ../shared/data
         tally = {c: np.zeros(4) for c in CANDIDATES}  # free, given, right, background
-        for path in sorted((root / "images").glob("*.png")):
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
-            pages = pages[None] if pages.ndim == 2 else pages
+        for _path, rgb, pages in field_set(name):
             scale = finder.choose_scale(rgb)
             probs, rays = finder.maps(rgb, scale)
             found = finder_module.cells_from_maps(probs, rays, scale, rgb.shape[:2])

@@ -11,14 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from bench_fields import DATA, match_nuclei  # noqa: E402
+from bench_fields import field_set, match_nuclei  # noqa: E402
 
 SHARES = (0.8, 0.9, 0.95, 0.99)
 
@@ -38,12 +36,8 @@ def main() -> None:
              "| set | kind | cells | " + " | ".join(f">= {s}" for s in SHARES) + " |",
              "|---|---|---|" + "---|" * len(SHARES)]
     for name in args.sets:
-        root = Path(name) if Path(name).is_dir() else DATA / name
         shares = {True: [], False: []}
-        for path in sorted((root / "images").glob("*.png")):
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
-            pages = pages[None] if pages.ndim == 2 else pages
+        for _path, rgb, pages in field_set(name):
             result = segment_field(rgb, operating_point="screening")
             matched = {k for _, k in match_nuclei(result.nuclei, pages)}
             extents = {k: result.extent(k) for k in range(1, result.n_cells + 1)}

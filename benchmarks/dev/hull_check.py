@@ -11,12 +11,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import tifffile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from bench_fields import DATA, dice, extent_mask, match_nuclei  # noqa: E402
+from bench_fields import dice, extent_mask, field_set, match_nuclei  # noqa: E402
 
 
 def hull(mask: np.ndarray) -> np.ndarray:
@@ -40,12 +39,8 @@ def main() -> None:
              "| set | matched cells | mean Dice, extent | mean Dice, hull cut to p(cell) | hull better by > 0.02 | worse by > 0.02 |",
              "|---|---|---|---|---|---|"]
     for name in args.sets:
-        root = Path(name) if Path(name).is_dir() else DATA / name
         before, after = [], []
-        for path in sorted((root / "images").glob("*.png")):
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
-            pages = pages[None] if pages.ndim == 2 else pages
+        for _path, rgb, pages in field_set(name):
             result = segment_field(rgb, operating_point="screening")
             scale = finder.choose_scale(rgb)
             probs, _ = finder.maps(rgb, scale)

@@ -11,13 +11,12 @@ import csv
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
+from bench_fields import field_set  # noqa: E402
 
 
 def best_iou(labels: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -53,10 +52,7 @@ def main() -> None:
         with open(root / "cells.csv", newline="") as table:
             label_of = {(row["field"], int(row["page"])): row["label"] for row in csv.DictReader(table)}
         counts = np.zeros(10, int)
-        for path in sorted((root / "images").glob("*.png")):
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
-            pages = pages[None] if pages.ndim == 2 else pages
+        for path, rgb, pages in field_set(name):
             reported = segment_field(rgb, operating_point="screening").nuclei
             seeds = np.zeros(rgb.shape[:2], np.int32)
             for k, cell in enumerate(find_cells(rgb, finder), start=1):

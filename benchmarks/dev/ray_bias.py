@@ -19,19 +19,27 @@ from _common import code_commit, write_dev_result  # noqa: E402
 from bench_fields import DATA  # noqa: E402
 
 
-def main() -> None:
+def training_split_cells() -> list:
+    """The bundled classifier's training-split Herlev cells, pseudo-labelled as `cervseg
+    train-finder` labels them (no mask read)."""
     from napari_cervseg.classify import load_model
     from napari_cervseg.io.datasets import read_dataset
+    from napari_cervseg.workflows.finder_training import training_cells
+
+    train = set(load_model("default").card["training"]["split"]["train"])
+    samples = [s for s in read_dataset(DATA / "herlev") if s.name in train]
+    return training_cells([s.load_image() for s in samples])
+
+
+def main() -> None:
     from napari_cervseg.segment.finder import load_finder, ray_directions, star_distances
-    from napari_cervseg.workflows.finder_training import FinderTrainConfig, compose_field, training_cells
+    from napari_cervseg.workflows.finder_training import FinderTrainConfig, compose_field
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fields", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
-    train = set(load_model("default").card["training"]["split"]["train"])
-    samples = [s for s in read_dataset(DATA / "herlev") if s.name in train]
-    cells = training_cells([s.load_image() for s in samples])
+    cells = training_split_cells()
     finder = load_finder("default")
     config = FinderTrainConfig()
     rng = np.random.default_rng(args.seed)

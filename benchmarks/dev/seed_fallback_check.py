@@ -13,14 +13,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from bench_fields import DATA, match_nuclei  # noqa: E402
+from bench_fields import field_set, match_nuclei  # noqa: E402
 
 KINDS = ("crop's nucleus", "finder's: the crop's disagrees", "finder's: the crop's touches it not",
          "finder's: the crop draws none")
@@ -53,12 +51,8 @@ def main() -> None:
              f"## code {code_commit()}: `python benchmarks/dev/seed_fallback_check.py --sets {' '.join(args.sets)}`", "",
              "| set | kind | cells | " + " | ".join(KINDS) + " |", "|---|---|---|" + "---|" * len(KINDS)]
     for name in args.sets:
-        root = Path(name) if Path(name).is_dir() else DATA / name
         tally = {True: Counter(), False: Counter()}
-        for path in sorted((root / "images").glob("*.png")):
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
-            pages = pages[None] if pages.ndim == 2 else pages
+        for _path, rgb, pages in field_set(name):
             paths.clear()
             result = segment_field(rgb, operating_point="screening")
             matched = {k for _, k in match_nuclei(result.nuclei, pages)}

@@ -10,14 +10,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from bench_fields import DATA  # noqa: E402
+from bench_fields import field_set  # noqa: E402
 
 
 def main() -> None:
@@ -35,12 +33,8 @@ def main() -> None:
              "| set | part | pixels | in no cell | in no cell, unstained | in a cell, unstained |",
              "|---|---|---|---|---|---|"]
     for name in args.sets:
-        root = Path(name) if Path(name).is_dir() else DATA / name
         tally = {"extent": np.zeros(4), "lone missed": np.zeros(4), "clump missed": np.zeros(4)}
-        for path in sorted((root / "images").glob("*.png")):
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
-            pages = pages[None] if pages.ndim == 2 else pages
+        for _path, rgb, pages in field_set(name):
             any_cell = (pages > 0).any(0)
             stained = foreground_mask(rgb)
             for cell in finder.find(rgb):
