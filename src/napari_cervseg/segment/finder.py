@@ -431,8 +431,8 @@ def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: i
     sh, sw = blobs.shape
     # which cell's extent covers a working pixel (uint16: half the memory of a slide tile's labels)
     owner = np.zeros((sh, sw), np.uint16 if len(found) < 65535 else np.int32)
-    for k, cell in enumerate(found, start=1):
-        window = _working_window(cell, scale, (sh, sw))
+    windows = [_working_window(cell, scale, (sh, sw)) for cell in found]  # (read again by clumps)
+    for k, window in enumerate(windows, start=1):
         if window is not None:
             (wr0, wc0, wr1, wc1), small = window
             owner[wr0:wr1, wc0:wc1][small] = k
@@ -454,7 +454,7 @@ def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: i
             free = (blobs[box] == blob) & (owner[box] == 0) & stained[box]
             if len(cells) < 2 or not free.any():
                 continue
-            for k, piece in _clump_pieces(found, cells, free, (box[0].start, box[1].start), scale, (sh, sw)):
+            for k, piece in _clump_pieces(found, windows, cells, free, (box[0].start, box[1].start)):
                 clumps.setdefault(k, []).append(piece)
     for attribute, given in (("missed", lone), ("clump_missed", clumps)):
         for k, pieces in given.items():
@@ -497,10 +497,10 @@ def star_ratio(centre, distances: np.ndarray, rows: np.ndarray, cols: np.ndarray
     return np.hypot(dy, dx) / np.maximum(radius, 1.0)
 
 
-def _clump_pieces(found: list[FoundCell], cells: list[int], free: np.ndarray, origin, scale: float, working_shape):
+def _clump_pieces(found: list[FoundCell], windows: list, cells: list[int], free: np.ndarray, origin):
     """(cell, (row, col, bool mask)) for the pieces of ``free`` (a clump's uncovered stained
     p(cell), placed at ``origin``, working px) whose smallest star ratio is that cell's and that
-    touch its extent."""
+    touch its extent (``windows``: each found cell's :func:`_working_window`)."""
     rr, cc = np.nonzero(free)
     rows, cols = (rr + origin[0]).astype(np.float32), (cc + origin[1]).astype(np.float32)
     best = np.full(rr.size, MAX_STAR_RATIO, np.float32)
@@ -517,7 +517,7 @@ def _clump_pieces(found: list[FoundCell], cells: list[int], free: np.ndarray, or
         best[idx], chosen[idx] = ratio[closer], k
     eight = np.ones((3, 3), bool)
     for k in np.unique(chosen[chosen > 0]):
-        window = _working_window(found[int(k) - 1], scale, working_shape)
+        window = windows[int(k) - 1]
         if window is None:
             continue
         mine = chosen == k
