@@ -52,6 +52,34 @@ def test_ray_indices_follow_a_flip_or_transpose(op):
     assert np.abs(after - before[_ray_permutation(32, op)]).max() <= 1.0
 
 
+def _turned_back_maps(finder, rgb):
+    """The finder's maps of ``rgb`` turned 180 degrees, turned back (rays re-indexed too), beside
+    the maps of ``rgb``; rays compared where both say nucleus."""
+    probs, rays = finder.maps(rgb, 1.0)
+    t_probs, t_rays = finder.maps(np.ascontiguousarray(rgb[::-1, ::-1]), 1.0)
+    t_probs = t_probs[:, ::-1, ::-1]
+    rr, cc = np.nonzero((probs[0] >= 0.5) & (t_probs[0] >= 0.5))
+    h, w = rgb.shape[:2]
+    turned_rays = t_rays[:, h - 1 - rr, w - 1 - cc][_ray_permutation(32, "lr")[_ray_permutation(32, "ud")]]
+    return probs, t_probs, rays[:, rr, cc], turned_rays
+
+
+def test_the_finder_looking_twice_finds_the_same_cells_in_an_image_turned_half_a_turn(monkeypatch):
+    import napari_cervseg.segment.finder as finder_module
+
+    finder = load_finder("default")
+    # one tile, sides a multiple of the network's step: the two looks see the same pixels
+    field, _, _ = synthetic_field(shape=(256, 320), centres=((110, 90), (140, 220)), size=(90, 100))
+    probs, t_probs, rays, t_rays = _turned_back_maps(finder, field)
+    assert rays.shape[1] > 50
+    np.testing.assert_allclose(probs, t_probs, atol=1e-4)
+    np.testing.assert_allclose(rays, t_rays, atol=1e-3, rtol=1e-4)
+    # a single look is not symmetric: the test would see a wrong re-indexing of the rays
+    monkeypatch.setattr(finder_module, "TWO_VIEWS", False)
+    probs, t_probs, rays, t_rays = _turned_back_maps(finder, field)
+    assert np.abs(rays - t_rays).max() > 0.1
+
+
 def _two_overlapping_cells_maps(scale=1.0, shape=(120, 160)):
     """Working-scale maps a perfect finder would give for two overlapping disk cells."""
     cells = [_disk(shape, (60, 55), 40), _disk(shape, (60, 105), 40)]

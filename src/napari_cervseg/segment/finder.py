@@ -68,6 +68,11 @@ MIN_NUCLEUS_SCORE = 0.75
 MAX_DUPLICATE_IOU = 0.5
 
 
+#: the finder looks at each tile twice, as it is and turned 180 degrees, and averages the two
+#: (benchmarks/results/finder_rule.md, "The finder looking twice")
+TWO_VIEWS = True
+
+
 class FinderError(ValueError):
     pass
 
@@ -248,9 +253,8 @@ class CellFinder:
                 tile = np.pad(tile, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(th, tw) > max(ph, pw)
                               else "edge")
                 t = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].to(device)
-                with self.lock:
-                    logits, dist = self.net(t)
-                p = torch.sigmoid(logits)[0, :, :th, :tw].cpu().numpy()
+                p, dist = self._look(t)
+                p = p[:, :th, :tw].cpu().numpy()
                 # each tile owns its core; the overlap's outer half belongs to the neighbour
                 a0 = 0 if r0 == 0 else NET_OVERLAP // 2
                 b0 = 0 if c0 == 0 else NET_OVERLAP // 2
@@ -260,10 +264,25 @@ class CellFinder:
                 # scale 0.7); only nucleus pixels' rays are ever read
                 rr, cc = np.nonzero(core[0] >= 0.5)
                 if rr.size:
-                    d = dist[0, :, a0:th, b0:tw].cpu().numpy()
+                    d = dist[:, a0:th, b0:tw].cpu().numpy()
                     ray_pixels.append((rr + r0 + a0).astype(np.int64) * sw + (cc + c0 + b0))
                     ray_values.append(d[:, rr, cc].T * RAY_UNIT)
         return probs, NucleusRays((sh, sw), self.net.n_rays, ray_pixels, ray_values)
+
+    def _look(self, tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probabilities (3, h, w), ray distances (n_rays, h, w), in RAY_UNITs) of one padded
+        (1, 3, h, w) tile; with TWO_VIEWS the mean of the tile's and its 180-degree turn's."""
+        if not TWO_VIEWS or self.net.n_rays % 2:
+            with self.lock:
+                logits, dist = self.net(tile)
+            return torch.sigmoid(logits[0]), dist[0]
+        with self.lock:
+            logits, dist = self.net(torch.cat([tile, tile.flip(-2, -1)]))
+        probs = torch.sigmoid(logits)
+        p = (probs[0] + probs[1].flip(-2, -1)) / 2
+        # ray k of the turned view points along ray k + n/2 of the image: turn the indices back
+        turned = torch.roll(dist[1].flip(-2, -1), self.net.n_rays // 2, dims=0)
+        return p, (dist[0] + turned) / 2
 
     def choose_scale(self, rgb: np.ndarray, scale: float | None = None) -> float:
         """The working scale: ``scale`` if given, else FIRST_SCALE (for images at Herlev's or the
