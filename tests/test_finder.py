@@ -68,6 +68,7 @@ def test_the_finder_looking_twice_finds_the_same_cells_in_an_image_turned_half_a
     import napari_cervseg.segment.finder as finder_module
 
     finder = load_finder("default")
+    monkeypatch.setattr(finder_module, "TWO_VIEWS", True)
     # one tile, sides a multiple of the network's step: the two looks see the same pixels
     field, _, _ = synthetic_field(shape=(256, 320), centres=((110, 90), (140, 220)), size=(90, 100))
     probs, t_probs, rays, t_rays = _turned_back_maps(finder, field)

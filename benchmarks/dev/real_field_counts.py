@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
 
+import napari_cervseg.segment.finder as finder_module  # noqa: E402
 from napari_cervseg.workflows.fields import find_cells  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "fields-real-unlabelled" / "images"
@@ -26,18 +27,23 @@ REAL = ROOT.parent / "shared" / "data" / "fields-real-unlabelled" / "images"
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--finders", nargs="+", default=["classic", "learned"])
+    ap.add_argument("--views", nargs="+", type=int, default=[2], choices=[1, 2],
+                    help="looks per learned finder: 1 (the image only) and / or 2 (also turned 180 degrees)")
     args = ap.parse_args()
     commit = code_commit()
     paths = sorted(REAL.glob("*.png"))
     lines = ["# Nuclei found on the real unlabelled fields (issue 22; counts, no masks)", "",
-             f"## code {commit}: `python benchmarks/dev/real_field_counts.py --finders {' '.join(args.finders)}`", "",
+             (f"## code {commit}: `python benchmarks/dev/real_field_counts.py --finders {' '.join(args.finders)}"
+             f" --views {' '.join(map(str, args.views))}`"), "",
              "| finder | " + " | ".join(p.stem for p in paths) + " | all |", "|---" * (len(paths) + 2) + "|"]
-    for name in args.finders:
+    for name, views in [(n, v) for n in args.finders for v in (args.views if n != "classic" else [1])]:
+        finder_module.TWO_VIEWS = views == 2
         counts = []
         for path in paths:
             rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             counts.append(sum(bool(c.nucleus.any()) for c in find_cells(rgb, name)))
-        lines.append(f"| {name} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+        label = name if name == "classic" else f"{name} ({views} look{'s' if views > 1 else ''})"
+        lines.append(f"| {label} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
         print(lines[-1], flush=True)
     write_dev_result("real_field_counts", lines)
 
