@@ -9,14 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
-import tifffile
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from bench_fields import dice, extent_mask, match_nuclei  # noqa: E402
+from bench_fields import dice, extent_mask, field_set, match_nuclei  # noqa: E402
 
 
 def main() -> None:
@@ -32,12 +30,8 @@ def main() -> None:
              "| set | matched cells | mean Dice | Dice < 0.8 | of those too small | mean Dice if those were 0.9 |",
              "|---|---|---|---|---|---|"]
     for name in args.sets:
-        root = ROOT / name
         scores, small = [], []
-        for path in sorted((root / "images").glob("*.png")):
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
-            pages = pages[None] if pages.ndim == 2 else pages
+        for _path, rgb, pages in field_set(str(ROOT / name) if (ROOT / name).is_dir() else name):
             result = segment_field(rgb, operating_point="screening")
             for i, k in match_nuclei(result.nuclei, pages):
                 extent, truth = extent_mask(result, k, result.cells.shape), pages[i] > 0

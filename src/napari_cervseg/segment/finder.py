@@ -358,6 +358,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
     found: list[FoundCell] = []
     cell_any = p_cell >= 0.5
     covered = np.zeros(p_cell.shape, np.uint8)  # the polygons drawn at working scale
+    dirs = ray_directions(rays.shape[0])
     full_p_cell = None
     for k, box in enumerate(ndi.find_objects(nuclei), start=1):
         if box is None:
@@ -401,8 +402,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
             continue
         found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
                                float(p_nucleus[box][own].mean()), star=(centre, d.astype(np.float32))))
-        cv2.fillPoly(covered, [np.round(np.stack([centre[1] + d * ray_directions(len(d))[:, 1],
-                                                  centre[0] + d * ray_directions(len(d))[:, 0]], 1)
+        cv2.fillPoly(covered, [np.round(np.stack([centre[1] + d * dirs[:, 1], centre[0] + d * dirs[:, 0]], 1)
                                         ).astype(np.int32)], 1)
     found = suppress_duplicates(found, MAX_DUPLICATE_IOU)
     covered = covered.astype(bool)
