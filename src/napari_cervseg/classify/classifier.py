@@ -111,6 +111,13 @@ class CellClassifier:
     def name(self) -> str:
         return self.card.get("name") or self.card.get("architecture", "custom")
 
+    @property
+    def class_views(self) -> int:
+        """How many views of a cell its class probabilities average: 1 (the image as it is) or 8
+        (its 4 quarter turns, each also mirrored); the card's ``class_views``, whose screening
+        threshold was chosen on probabilities made the same way."""
+        return int(self.card.get("class_views", 1))
+
     def to(self, device) -> CellClassifier:
         self.net.to(pick_device(device))
         return self
@@ -125,6 +132,10 @@ class CellClassifier:
         if not 0 <= idx < len(self.class_names):
             raise ModelError(f"class index {idx} out of range for {list(self.class_names)}")
         return idx
+
+
+#: ``class_views`` a card may give (:attr:`CellClassifier.class_views`)
+CLASS_VIEW_CHOICES = (1, 8)
 
 
 LRP_LAYERS = (nn.Conv2d, nn.Linear, nn.ReLU, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
@@ -292,7 +303,7 @@ def validate_card(card: dict, where, keras: bool = False) -> dict:
     31; ``preprocess.equalise`` one of the choices; ``preprocess.mean`` 3 finite numbers,
     ``preprocess.std`` 3 finite numbers > 0; ``class_names`` a list of 2-1000 distinct non-empty
     strings (as many as ``n_classes``); ``cam_layer`` a string; ``operating_points`` an object whose
-    entries have an ``abnormal_threshold`` in [0, 1].
+    entries have an ``abnormal_threshold`` in [0, 1]; ``class_views`` 1 or 8.
     """
     from .preprocess import EQUALISE_CHOICES
 
@@ -370,6 +381,9 @@ def validate_card(card: dict, where, keras: bool = False) -> dict:
         _fail(where, "class_names", "is missing", "name each of the network's outputs")
     if "cam_layer" in card and card["cam_layer"] is not None and not isinstance(card["cam_layer"], str):
         _fail(where, "cam_layer", f"is {str(card['cam_layer'])[:60]!r}", "give a layer name (string)")
+    if card.get("class_views", 1) not in CLASS_VIEW_CHOICES or isinstance(card.get("class_views"), bool):
+        _fail(where, "class_views", f"is {str(card.get('class_views'))[:60]!r}",
+              "give 1 (the image as it is) or 8 (its flips and quarter turns averaged)")
     points = card.get("operating_points", {})
     if not isinstance(points, dict):
         _fail(where, "operating_points", f"is a {type(points).__name__}", "give an object of named thresholds")

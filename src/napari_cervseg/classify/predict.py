@@ -66,13 +66,24 @@ def classify(model, image, device=None, operating_point=None) -> Classification:
     """
     model = load_model(model, device=device)
     rgb, _ = to_rgb_uint8(image)
-    x = preprocess(rgb, model.preprocess, model.device)
-    with model.lock:
-        probs = torch.softmax(model.net(x), 1)[0].cpu().numpy()
+    probs = class_probabilities(model, rgb)
     names = model.class_names
     best = decide(model, probs, operating_point)
     return Classification(names[best], float(probs[best]),
                           {n: float(p) for n, p in zip(names, probs, strict=False)})
+
+
+@torch.no_grad()
+def class_probabilities(model: CellClassifier, rgb: np.ndarray) -> np.ndarray:
+    """The class probabilities (softmax) of one RGB uint8 cell image: of the image as it is, or
+    for a model whose card gives ``class_views: 8`` their mean over its 4 quarter turns, each
+    also mirrored (the views the training's test-time averaging uses)."""
+    x = preprocess(rgb, model.preprocess, model.device)
+    if model.class_views > 1:
+        turns = [torch.rot90(x, k, (2, 3)) for k in range(4)]
+        x = torch.cat(turns + [t.flip(3) for t in turns])
+    with model.lock:
+        return torch.softmax(model.net(x), 1).mean(0).cpu().numpy()
 
 
 def abnormal_threshold(model: CellClassifier, operating_point) -> float | None:

@@ -15,7 +15,7 @@ import numpy as np
 from ..classify import load_model
 from ..classify.applicability import MIN_CONTRAST, assess
 from ..classify.classifier import pick_device
-from ..classify.predict import abnormal_threshold, classify, decide
+from ..classify.predict import abnormal_threshold, class_probabilities, classify, decide
 from ..explain import Explanation
 from ..io.images import MAX_PIXELS, check_pixel_size, check_size, to_rgb_uint8
 from ..stages import ProgressCallback, Stages
@@ -258,7 +258,13 @@ def segment_cell(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, *
     result = ALGORITHMS[algorithm](model_obj, rgb, method=method, settings=settings, target=target,
                                    explanation=explanation, progress=progress)
     result.model = getattr(model_obj, "source", None)
-    if operating_point is not None and model_obj is not None and result.probabilities:
+    views = getattr(model_obj, "class_views", 1)
+    if views > 1 and result.probabilities:
+        # the class from the views the card's thresholds were chosen on; the heatmap explains the
+        # image as it is (explained_class)
+        result.probabilities = dict(zip(model_obj.class_names, map(float, class_probabilities(model_obj, rgb)),
+                                        strict=True))
+    if (operating_point is not None or views > 1) and result.probabilities:
         names = list(result.probabilities)
         chosen = decide(model_obj, [result.probabilities[n] for n in names], operating_point)
         result.predicted_class, result.probability = names[chosen], result.probabilities[names[chosen]]
