@@ -58,3 +58,50 @@ def test_bundled_default_has_a_screening_point_and_cli_refuses_a_bad_one(tmp_pat
                  "--quiet"]) == 2
     assert "no operating point 'sometimes'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+@pytest.fixture()
+def eight_view_model(trained_synthetic_model):
+    model = copy.copy(trained_synthetic_model)
+    model.card = {**trained_synthetic_model.card, "class_views": 8}
+    return model
+
+
+def test_eight_views_average_the_flips_and_quarter_turns_and_the_turned_cell_gets_the_same_class(
+        eight_view_model, trained_synthetic_model, one_cell):
+    square = np.ascontiguousarray(one_cell[0][:min(one_cell[0].shape[:2]), :min(one_cell[0].shape[:2])])
+    views = [np.rot90(square, k) for k in range(4)]
+    views += [np.ascontiguousarray(v[:, ::-1]) for v in views]
+    one_by_one = np.mean([list(classify(trained_synthetic_model, np.ascontiguousarray(v))[2].values())
+                          for v in views], 0)
+    averaged = classify(eight_view_model, square)[2]
+    np.testing.assert_allclose(list(averaged.values()), one_by_one, atol=1e-4)
+    for turned in views[1:]:
+        np.testing.assert_allclose(list(classify(eight_view_model, np.ascontiguousarray(turned))[2].values()),
+                                   list(averaged.values()), atol=1e-4)
+    # one view alone is not the mean (else this test could not tell)
+    assert np.abs(np.array(list(classify(trained_synthetic_model, square)[2].values())) - one_by_one).max() > 1e-4
+
+
+def test_segment_cell_calls_the_class_from_the_eight_views_and_explains_the_image_as_it_is(
+        eight_view_model, trained_synthetic_model, one_cell):
+    image = one_cell[0]
+    result = segment_cell(image, model=eight_view_model)
+    assert result.probabilities == pytest.approx(classify(eight_view_model, image)[2], abs=1e-5)
+    assert result.predicted_class == max(result.probabilities, key=result.probabilities.get)
+    single = segment_cell(image, model=trained_synthetic_model)
+    np.testing.assert_array_equal(result.heatmap, single.heatmap)
+
+
+@pytest.mark.parametrize("views", [3, 0, "8", True])
+def test_a_card_with_other_class_views_is_refused_naming_the_field(tmp_path, trained_synthetic_model, views):
+    import json
+
+    from napari_cervseg.classify import load_model
+    from napari_cervseg.classify.models import save_model
+
+    path = save_model(trained_synthetic_model, tmp_path / "m.safetensors", {**trained_synthetic_model.card})
+    card = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**card, "class_views": views}))
+    with pytest.raises(ModelError, match="class_views"):
+        load_model(path)
