@@ -2,6 +2,7 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 from synthetic import field_with_debris, nuclei_found_per_cell, synthetic_cell, synthetic_field
@@ -79,6 +80,44 @@ def test_the_finder_looking_twice_finds_the_same_cells_in_an_image_turned_half_a
     monkeypatch.setattr(finder_module, "TWO_VIEWS", False)
     probs, t_probs, rays, t_rays = _turned_back_maps(finder, field)
     assert np.abs(rays - t_rays).max() > 0.1
+
+
+def test_the_turned_second_look_confirms_a_nucleus_and_not_a_patch_of_cytoplasm():
+    from scipy import ndimage as ndi
+
+    from napari_cervseg.segment.finder import nucleus_instances, working_input
+
+    finder = load_finder("default")
+    field, pages, _ = synthetic_field(shape=(256, 320), centres=((128, 160),), size=(200, 240))
+    x = working_input(field, 0.7)
+    probs, _ = finder._maps_of(x)
+    nuclei = nucleus_instances(probs[0], probs[1])
+    box = ndi.find_objects(nuclei)[0]
+    own = nuclei[box] == 1
+    assert probs[0][box][own].mean() >= 0.75 and finder.confirms(x, box, own)
+    # the same shape moved onto that cell's cytoplasm, away from its nucleus
+    cytoplasm = cv2.resize(np.asarray(pages[0] == 1, np.uint8), (x.shape[1], x.shape[0]),
+                           interpolation=cv2.INTER_NEAREST).astype(bool)
+    far = ndi.binary_erosion(cytoplasm, iterations=3) & ~ndi.binary_dilation(nuclei > 0, iterations=4)
+    rows, cols = np.nonzero(far)
+    h, w = own.shape
+    for r, c in zip(rows, cols, strict=True):
+        moved = (slice(r, r + h), slice(c, c + w))
+        if far[moved].shape == own.shape and far[moved][own].all():
+            break
+    else:
+        pytest.fail("no patch of cytoplasm as large as the nucleus")
+    assert probs[0][moved][own].mean() < 0.5 and not finder.confirms(x, moved, own)
+
+
+def test_a_nucleus_the_second_look_rejects_is_not_a_cell():
+    probs, rays, cells, _ = _two_overlapping_cells_maps()
+    both = cells_from_maps(probs, rays, 1.0, probs.shape[1:])
+    assert len([c for c in both if c.nucleus.any()]) == 2
+    assert cells_from_maps(probs, rays, 1.0, probs.shape[1:], confirm=lambda box, own: True)[0].box == both[0].box
+    left_only = cells_from_maps(probs, rays, 1.0, probs.shape[1:], confirm=lambda box, own: box[1].start < 80)
+    with_nucleus = [c for c in left_only if c.nucleus.any()]
+    assert len(with_nucleus) == 1 and with_nucleus[0].centre[1] < 80
 
 
 def _two_overlapping_cells_maps(scale=1.0, shape=(120, 160)):

@@ -76,6 +76,14 @@ MAX_DUPLICATE_IOU = 0.5
 TWO_VIEWS = False
 
 
+#: each nucleus is looked at again, in a window around it turned 180 degrees, and kept only if
+#: that look sees it too (benchmarks/results/finder_rule.md, "A second look that only confirms")
+CONFIRM_TURNED = True
+#: the window: the nucleus's box widened by this many working px each side (four of the
+#: network's coarsest 16 px steps: the nucleus and what lies around it)
+CONFIRM_MARGIN = 64
+
+
 class FinderError(ValueError):
     pass
 
@@ -237,10 +245,11 @@ class CellFinder:
         """(probabilities (3, h, w): nucleus, boundary, cell; the rays in working px, kept where
         p(nucleus) >= 0.5, the only pixels whose rays are read) of ``rgb`` resized by ``scale``,
         tile by tile."""
-        h, w = rgb.shape[:2]
-        sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-        small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        x = field_input(small)
+        return self._maps_of(working_input(rgb, scale))
+
+    @torch.no_grad()
+    def _maps_of(self, x: np.ndarray) -> tuple[np.ndarray, NucleusRays]:
+        sh, sw = x.shape[:2]
         probs = np.zeros((3, sh, sw), np.float32)
         ray_pixels: list[np.ndarray] = []
         ray_values: list[np.ndarray] = []
@@ -306,8 +315,39 @@ class CellFinder:
         """Every cell of an RGB uint8 image (any size the memory holds), at full resolution."""
         scale = self.choose_scale(rgb, scale)
         stained = stained_at(rgb, scale) if GIVE_CLUMP_CYTOPLASM else None
-        probs, rays = self.maps(rgb, scale)
-        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained)
+        x = working_input(rgb, scale)
+        probs, rays = self._maps_of(x)
+        confirm = (lambda box, own: self.confirms(x, box, own)) if CONFIRM_TURNED else None
+        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained, confirm=confirm)
+
+    @torch.no_grad()
+    def confirms(self, x: np.ndarray, box, own: np.ndarray) -> bool:
+        """Whether the finder, looking again at the window around one nucleus turned 180 degrees,
+        still sees it: mean p(nucleus) over ``own`` (bool mask of the working-scale ``box``, a
+        pair of slices of ``x``) at least MIN_NUCLEUS_SCORE."""
+        sh, sw = x.shape[:2]
+        r0, c0 = max(0, box[0].start - CONFIRM_MARGIN), max(0, box[1].start - CONFIRM_MARGIN)
+        r1, c1 = min(sh, box[0].stop + CONFIRM_MARGIN), min(sw, box[1].stop + CONFIRM_MARGIN)
+        window = x[r0:r1, c0:c1][::-1, ::-1]
+        th, tw = window.shape[:2]
+        m = self.net.multiple
+        ph, pw = (-th) % m, (-tw) % m
+        window = np.pad(window, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(th, tw) > max(ph, pw)
+                        else "edge")
+        t = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None]
+        with self.lock:
+            logits, _ = self.net(t.to(next(self.net.parameters()).device))
+        p_nucleus = torch.sigmoid(logits[0, 0, :th, :tw]).cpu().numpy()[::-1, ::-1]
+        at = p_nucleus[box[0].start - r0:box[0].stop - r0, box[1].start - c0:box[1].stop - c0]
+        return bool(at[own].mean() >= MIN_NUCLEUS_SCORE)
+
+
+def working_input(rgb: np.ndarray, scale: float) -> np.ndarray:
+    """The network's input (:func:`field_input`) of ``rgb`` resized by ``scale``."""
+    h, w = rgb.shape[:2]
+    sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
+    small = cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return field_input(small)
 
 
 def stained_at(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -348,10 +388,11 @@ def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
 
 
 def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: float, shape,
-                    stained: np.ndarray | None = None) -> list[FoundCell]:
+                    stained: np.ndarray | None = None, confirm=None) -> list[FoundCell]:
     """The cells (full resolution ``shape``) of the finder's working-scale maps; ``stained``, the
     image's stained area at working scale (:func:`stained_at`), lets clumps' uncovered cytoplasm
-    be given to their cells."""
+    be given to their cells; ``confirm(box, own)`` (slices of the working maps, the nucleus's
+    bool mask there), a second look that may reject a nucleus (:meth:`CellFinder.confirms`)."""
     h, w = shape[:2]
     p_nucleus, p_boundary, p_cell = probs
     nuclei = nucleus_instances(p_nucleus, p_boundary)
@@ -365,6 +406,8 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
             continue
         own = nuclei[box] == k
         if own.sum() < MIN_NUCLEUS_PIXELS or p_nucleus[box][own].mean() < MIN_NUCLEUS_SCORE:
+            continue
+        if confirm is not None and not confirm(box, own):
             continue
         rr, cc = np.nonzero(own)
         centre = (box[0].start + rr.mean(), box[1].start + cc.mean())
