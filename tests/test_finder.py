@@ -110,14 +110,14 @@ def test_the_turned_second_look_confirms_a_nucleus_and_not_a_patch_of_cytoplasm(
     assert probs[0][moved][own].mean() < 0.5 and not finder.confirms(x, moved, own)
 
 
-def test_a_nucleus_the_second_look_rejects_is_not_a_cell():
+def test_a_nucleus_the_second_look_does_not_see_is_marked_and_nothing_else_changes():
     probs, rays, cells, _ = _two_overlapping_cells_maps()
-    both = cells_from_maps(probs, rays, 1.0, probs.shape[1:])
-    assert len([c for c in both if c.nucleus.any()]) == 2
-    assert cells_from_maps(probs, rays, 1.0, probs.shape[1:], confirm=lambda box, own: True)[0].box == both[0].box
-    left_only = cells_from_maps(probs, rays, 1.0, probs.shape[1:], confirm=lambda box, own: box[1].start < 80)
-    with_nucleus = [c for c in left_only if c.nucleus.any()]
-    assert len(with_nucleus) == 1 and with_nucleus[0].centre[1] < 80
+    plain = cells_from_maps(probs, rays, 1.0, probs.shape[1:])
+    assert len(plain) == 2 and all(c.confirmed for c in plain)
+    marked = cells_from_maps(probs, rays, 1.0, probs.shape[1:], confirm=lambda box, own: box[1].start < 80)
+    assert [c.box for c in marked] == [c.box for c in plain]
+    assert all(np.array_equal(a.extent, b.extent) for a, b in zip(marked, plain, strict=True))
+    assert [c.confirmed for c in marked] == [c.centre[1] < 80 for c in marked] and not all(c.confirmed for c in marked)
 
 
 def _two_overlapping_cells_maps(scale=1.0, shape=(120, 160)):

@@ -76,8 +76,9 @@ MAX_DUPLICATE_IOU = 0.5
 TWO_VIEWS = False
 
 
-#: each nucleus is looked at again, in a window around it turned 180 degrees, and kept only if
-#: that look sees it too (benchmarks/results/finder_rule.md, "A second look that only confirms")
+#: each nucleus is looked at again, in a window around it turned 180 degrees; one that look does
+#: not see is marked (FoundCell.confirmed) and the field route leaves it out if its cell is called
+#: normal (benchmarks/results/finder_rule.md, "The second look for screening")
 CONFIRM_TURNED = True
 #: the window: the nucleus's box widened by this many working px each side (four of the
 #: network's coarsest 16 px steps: the nucleus and what lies around it)
@@ -193,6 +194,9 @@ class FoundCell:
     #: the star-convex polygon it came from: (centre (row, col), ray distances (n_rays,)), both in
     #: working px (None for a cell found without a nucleus)
     star: tuple[tuple[float, float], np.ndarray] | None = None
+    #: False when a second look at the nucleus, turned 180 degrees, did not see it
+    #: (:meth:`CellFinder.confirms`): the field route leaves such a cell out if it is called normal
+    confirmed: bool = True
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -392,7 +396,8 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
     """The cells (full resolution ``shape``) of the finder's working-scale maps; ``stained``, the
     image's stained area at working scale (:func:`stained_at`), lets clumps' uncovered cytoplasm
     be given to their cells; ``confirm(box, own)`` (slices of the working maps, the nucleus's
-    bool mask there), a second look that may reject a nucleus (:meth:`CellFinder.confirms`)."""
+    bool mask there), a second look whose answer each cell keeps as ``confirmed``
+    (:meth:`CellFinder.confirms`)."""
     h, w = shape[:2]
     p_nucleus, p_boundary, p_cell = probs
     nuclei = nucleus_instances(p_nucleus, p_boundary)
@@ -407,8 +412,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         own = nuclei[box] == k
         if own.sum() < MIN_NUCLEUS_PIXELS or p_nucleus[box][own].mean() < MIN_NUCLEUS_SCORE:
             continue
-        if confirm is not None and not confirm(box, own):
-            continue
+        confirmed = confirm is None or confirm(box, own)
         rr, cc = np.nonzero(own)
         centre = (box[0].start + rr.mean(), box[1].start + cc.mean())
         # the rays of the pixels near the centre (within the nucleus), averaged
@@ -444,7 +448,8 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if extent.sum() * scale * scale < MIN_CELL_PIXELS:
             continue
         found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
-                               float(p_nucleus[box][own].mean()), star=(centre, d.astype(np.float32))))
+                               float(p_nucleus[box][own].mean()), star=(centre, d.astype(np.float32)),
+                               confirmed=confirmed))
         cv2.fillPoly(covered, [np.round(np.stack([centre[1] + d * dirs[:, 1], centre[0] + d * dirs[:, 0]], 1)
                                         ).astype(np.int32)], 1)
     found = suppress_duplicates(found, MAX_DUPLICATE_IOU)

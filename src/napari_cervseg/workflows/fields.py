@@ -531,6 +531,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     records: list[CellRecord] = []
     extents: dict = {}
     stopped = False
+    unconfirmed_left_out = 0
     t_cells = time.perf_counter()
     for n, cell in enumerate(found, start=1):
         if should_stop is not None and should_stop():
@@ -553,10 +554,15 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         # what is reported of the cell: the crop's region (with clump cytoplasm not cropped, if any)
         (q0, q1, q2, q3), reported, reported_nucleus, heatmap = _with_clump_cytoplasm(
             cell, (r0, c0, r1, c1), region, nucleus, result.heatmap)
-        planes.paint(cell_id, (q0, q1), reported, reported_nucleus, heatmap)
         record = _cell_record(cell_id, reported, reported_nucleus, rgb[q0:q2, q1:q3], (q0, q1), pixel_size)
         _judge(record, result)
         _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
+        if not getattr(cell, "confirmed", True) and record.predicted_class == "normal":
+            # the finder's second look did not see this nucleus, and its crop looks normal: most
+            # such "cells" are texture on a cell's cytoplasm; one that looks abnormal stays
+            unconfirmed_left_out += 1
+            continue
+        planes.paint(cell_id, (q0, q1), reported, reported_nucleus, heatmap)
         records.append(record)
         extents[cell_id] = _extent(reported, (q0, q1))
     cells, nuclei, labels, heatmap = planes.finished()
