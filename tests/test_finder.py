@@ -306,6 +306,39 @@ def test_a_region_with_two_nuclei_gets_no_confident_class(trained_synthetic_mode
     assert result.summary()["n_no_verdict"] == 1
 
 
+class _PagesFinder:
+    """A finder that finds each true cell of a synthetic field; ``unconfirmed`` cells are marked
+    as the turned second look marks a nucleus it does not see."""
+
+    def __init__(self, pages, unconfirmed=()):
+        self.cells = []
+        for i, page in enumerate(pages):
+            rows, cols = np.nonzero(page)
+            box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+            cut = page[box[0]:box[2], box[1]:box[3]]
+            self.cells.append(FoundCell(box, cut > 0, cut == 2, 1.0, confirmed=i not in unconfirmed))
+
+    def find(self, rgb, scale=None):
+        return [FoundCell(c.box, c.extent.copy(), c.nucleus.copy(), c.score, confirmed=c.confirmed)
+                for c in self.cells]
+
+
+@pytest.mark.parametrize("per_cell", ["segment", "classify"])
+def test_a_cell_the_second_look_did_not_confirm_is_left_out_only_when_called_normal(trained_synthetic_model,
+                                                                                   per_cell):
+    rgb, pages, _ = synthetic_field(shape=(220, 480), centres=((110, 105), (110, 360)), size=(120, 130))
+    finder = _PagesFinder(pages, unconfirmed=(1,))
+    kept = segment_field(rgb, model=trained_synthetic_model, finder=finder, per_cell=per_cell, operating_point=0.0)
+    assert kept.n_cells == 2 and all(r.predicted_class == "abnormal" for r in kept.records)
+    normal = segment_field(rgb, model=trained_synthetic_model, finder=finder, per_cell=per_cell,
+                           operating_point=1.0)
+    assert normal.n_cells == 1 and normal.records[0].predicted_class == "normal"
+    # the confirmed cell is the one reported, with its id, labels and extent
+    assert normal.extent(1)[0] == kept.extent(1)[0] and np.array_equal(normal.extent(1)[1], kept.extent(1)[1])
+    assert set(np.unique(normal.cells)) == {0, 1}
+    assert normal.cells[tuple(np.argwhere(pages[1] == 2)[0])] == 0
+
+
 def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthetic_model):
     rgb, pages, _ = synthetic_field(shape=(260, 300), centres=((130, 110), (130, 190)), size=(130, 140))
     big = pages[0]
