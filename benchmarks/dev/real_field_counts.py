@@ -1,7 +1,8 @@
 """Development check (issue 22): how many nuclei each finder finds on the four real unlabelled
 dense fields (`../shared/data/fields-real-unlabelled`). There are no masks, so no precision or
 recall: a count only, read beside a look at the fields (20-40 epithelial cells each, with
-inflammatory cells and debris between them).
+inflammatory cells and debris between them). In brackets: of those, the nuclei the learned
+finder's turned second look did not confirm (the field route leaves them out if called normal).
 
     .venv/bin/python benchmarks/dev/real_field_counts.py --finders classic runs/finder_v2.safetensors ...
 
@@ -38,12 +39,15 @@ def main():
              "| finder | " + " | ".join(p.stem for p in paths) + " | all |", "|---" * (len(paths) + 2) + "|"]
     for name, views in [(n, v) for n in args.finders for v in (args.views if n != "classic" else [1])]:
         finder_module.TWO_VIEWS = views == 2
-        counts = []
+        counts, unconfirmed = [], []
         for path in paths:
             rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            counts.append(sum(bool(c.nucleus.any()) for c in find_cells(rgb, name)))
+            with_nucleus = [c for c in find_cells(rgb, name) if c.nucleus.any()]
+            counts.append(len(with_nucleus))
+            unconfirmed.append(sum(not getattr(c, "confirmed", True) for c in with_nucleus))
         label = name if name == "classic" else f"{name} ({views} look{'s' if views > 1 else ''})"
-        lines.append(f"| {label} | " + " | ".join(map(str, counts)) + f" | {sum(counts)} |")
+        lines.append(f"| {label} | " + " | ".join(f"{n} ({u})" for n, u in zip(counts, unconfirmed, strict=True))
+                     + f" | {sum(counts)} ({sum(unconfirmed)}) |")
         print(lines[-1], flush=True)
     write_dev_result("real_field_counts", lines)
 

@@ -83,6 +83,10 @@ class FieldResult:
         that box (see :meth:`extent`). The descriptors are measured on it.
     finder : str
         Which finder found the cells (``"learned"``, ``"classic"``, or ``"boxes"``).
+    left_out : int
+        Nuclei the learned finder found but left out: its second look (the window around the
+        nucleus turned 180 degrees) did not see them and their crop was called normal (mostly
+        texture on a cell's cytoplasm). One called abnormal, or given no verdict, is kept.
     """
 
     cells: np.ndarray
@@ -97,6 +101,7 @@ class FieldResult:
     warnings: list = field(default_factory=list)
     extents: dict = field(default_factory=dict)
     finder: str = "classic"
+    left_out: int = 0
 
     def extent(self, cell_id: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """Cell ``cell_id``'s full extent, also where another cell lies over it:
@@ -165,7 +170,7 @@ class FieldResult:
         return {"n_cells": self.n_cells, "n_abnormal": len(self.abnormal_ids),
                 "n_no_verdict": len(self.no_verdict_ids), "verdict": self.verdict(),
                 "abnormal_cells": self.abnormal_ids, "cells_without_verdict": self.no_verdict_ids,
-                "finder": self.finder, "method": self.method,
+                "finder": self.finder, "n_left_out": self.left_out, "method": self.method,
                 "model": self.model, "settings": self.settings,
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}, "warnings": list(self.warnings)}
 
@@ -581,7 +586,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, records=records, method=method,
                        model=getattr(model_obj, "source", None), settings=field_settings.as_dict(),
                        timings=stages.timings, warnings=warnings, extents=extents,
-                       finder=finder if finder == "classic" else "learned")
+                       finder=finder if finder == "classic" else "learned", left_out=unconfirmed_left_out)
 
 
 #: what segment_field does with each found cell

@@ -1,0 +1,70 @@
+"""What the field route leaves out on the four real unlabelled fields (issue 22): the nuclei the
+learned finder's turned second look did not confirm and whose crop was called normal. No masks:
+counts, and a picture of each left-out nucleus (a 96 px window around it, outlined) to look at.
+
+    python benchmarks/dev/left_out_real.py
+    -> benchmarks/results/dev/left_out_real.md, benchmarks/results/dev/left_out_real.png
+"""
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _common import code_commit, write_dev_result  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "data" / "fields-real-unlabelled" / "images"
+HALF = 48
+
+
+def main() -> None:
+    from napari_cervseg import segment_field
+    from napari_cervseg.workflows.fields import find_cells
+
+    lines = ["# What the field route leaves out on the real unlabelled fields (issue 22; no masks)", "",
+             f"## code {code_commit()}: `python benchmarks/dev/left_out_real.py`", "",
+             ("Default finder and classifier, screening point. Unconfirmed: nuclei the finder's turned second look"
+             " did not see; left out: those of them whose crop was called normal (`FieldResult.left_out`)."), "",
+             "| field | nuclei found | unconfirmed | left out | cells reported | abnormal | without verdict |",
+             "|---|---|---|---|---|---|---|"]
+    tiles = []
+    for path in sorted(REAL.glob("*.png")):
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        found = [c for c in find_cells(rgb, "learned") if c.nucleus.any()]
+        result = segment_field(rgb, operating_point="screening")
+        unconfirmed = [c for c in found if not c.confirmed]
+        for cell in unconfirmed:
+            r, c = (int(round(v)) for v in cell.centre)
+            if result.cells[r, c] and result.nuclei[r, c]:
+                continue  # reported (called abnormal or no verdict), or another cell covers it
+            window = np.zeros((2 * HALF, 2 * HALF, 3), np.uint8)
+            r0, c0 = max(0, r - HALF), max(0, c - HALF)
+            piece = rgb[r0:r + HALF, c0:c + HALF]
+            window[r0 - (r - HALF):r0 - (r - HALF) + piece.shape[0], c0 - (c - HALF):c0 - (c - HALF) + piece.shape[1]] = piece
+            nucleus = np.zeros(rgb.shape[:2], np.uint8)
+            b0, b1, b2, b3 = cell.box
+            nucleus[b0:b2, b1:b3] = cell.nucleus
+            mask = np.zeros((2 * HALF, 2 * HALF), np.uint8)
+            part = nucleus[r0:r + HALF, c0:c + HALF]
+            mask[r0 - (r - HALF):r0 - (r - HALF) + part.shape[0], c0 - (c - HALF):c0 - (c - HALF) + part.shape[1]] = part
+            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(window, contours, -1, (0, 200, 0), 1)
+            tiles.append(window)
+        lines.append(f"| {path.stem} | {len(found)} | {len(unconfirmed)} | {result.left_out} | {result.n_cells} |"
+                     f" {len(result.abnormal_ids)} | {len(result.no_verdict_ids)} |")
+        print(lines[-1], flush=True)
+    if tiles:
+        per_row = 10
+        rows = [np.hstack(tiles[i:i + per_row] + [np.zeros_like(tiles[0])] * (per_row - len(tiles[i:i + per_row])))
+                for i in range(0, len(tiles), per_row)]
+        out = ROOT / "benchmarks" / "results" / "dev" / "left_out_real.png"
+        cv2.imwrite(str(out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
+        lines += ["", f"`left_out_real.png`: the {len(tiles)} left-out nuclei, outlined in green, 96 px around each."]
+    write_dev_result("left_out_real", lines)
+
+
+if __name__ == "__main__":
+    main()
