@@ -385,7 +385,9 @@ class SegmentFieldWidget(WorkerWidget):
         abnormal = result.abnormal_ids
         text = (f"{result.verdict()}: {result.n_cells} cell(s), {len(abnormal)} called abnormal"
                 + (f" (most suspicious: cell {abnormal[0]})" if abnormal else "")
-                + f"; labels in '{names['cells']}' and '{names['nuclei']}'")
+                + f"; labels in '{names['cells']}' and '{names['nuclei']}'"
+                + (f"; {result.left_out} unconfirmed nucleus(es) that look normal left out"
+                   if getattr(result, "left_out", 0) else ""))
         notes = list(self.input_warnings) + [w for w in result.warnings if w not in self.input_warnings]
         self.panel.tell(text + "".join("\n" + n for n in notes))
         _notify_warnings(self.input_warnings)
