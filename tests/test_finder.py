@@ -113,11 +113,18 @@ def test_the_turned_second_look_confirms_a_nucleus_and_not_a_patch_of_cytoplasm(
 def test_a_nucleus_the_second_look_does_not_see_is_marked_and_nothing_else_changes():
     probs, rays, cells, _ = _two_overlapping_cells_maps()
     plain = cells_from_maps(probs, rays, 1.0, probs.shape[1:])
-    assert len(plain) == 2 and all(c.confirmed for c in plain)
-    marked = cells_from_maps(probs, rays, 1.0, probs.shape[1:], confirm=lambda box, own: box[1].start < 80)
+    assert len(plain) == 2 and all(c.is_confirmed() for c in plain)
+    looked = []
+
+    def second_look(box, own):
+        return lambda: looked.append(box) or box[1].start < 80
+
+    marked = cells_from_maps(probs, rays, 1.0, probs.shape[1:], second_look=second_look)
     assert [c.box for c in marked] == [c.box for c in plain]
     assert all(np.array_equal(a.extent, b.extent) for a, b in zip(marked, plain, strict=True))
-    assert [c.confirmed for c in marked] == [c.centre[1] < 80 for c in marked] and not all(c.confirmed for c in marked)
+    assert looked == []  # the look is taken only when asked for
+    assert [c.is_confirmed() for c in marked] == [c.centre[1] < 80 for c in marked]
+    assert not all(c.is_confirmed() for c in marked) and len(looked) == 2  # once per cell
 
 
 def _two_overlapping_cells_maps(scale=1.0, shape=(120, 160)):

@@ -35,7 +35,7 @@ def main() -> None:
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         found = [c for c in find_cells(rgb, "learned") if c.nucleus.any()]
         result = segment_field(rgb, operating_point="screening")
-        unconfirmed = [c for c in found if not c.confirmed]
+        unconfirmed = [c for c in found if not c.is_confirmed()]
         for cell in unconfirmed:
             r, c = (int(round(v)) for v in cell.centre)
             if result.cells[r, c] and result.nuclei[r, c]:

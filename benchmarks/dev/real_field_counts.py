@@ -44,7 +44,7 @@ def main():
             rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             with_nucleus = [c for c in find_cells(rgb, name) if c.nucleus.any()]
             counts.append(len(with_nucleus))
-            unconfirmed.append(sum(not getattr(c, "confirmed", True) for c in with_nucleus))
+            unconfirmed.append(sum(not c.is_confirmed() for c in with_nucleus))
         label = name if name == "classic" else f"{name} ({views} look{'s' if views > 1 else ''})"
         lines.append(f"| {label} | " + " | ".join(f"{n} ({u})" for n, u in zip(counts, unconfirmed, strict=True))
                      + f" | {sum(counts)} ({sum(unconfirmed)}) |")

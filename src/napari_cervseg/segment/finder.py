@@ -24,7 +24,8 @@ from __future__ import annotations
 import json
 import math
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -195,8 +196,17 @@ class FoundCell:
     #: working px (None for a cell found without a nucleus)
     star: tuple[tuple[float, float], np.ndarray] | None = None
     #: False when a second look at the nucleus, turned 180 degrees, did not see it
-    #: (:meth:`CellFinder.confirms`): the field route leaves such a cell out if it is called normal
+    #: (:meth:`CellFinder.confirms`): the field route leaves such a cell out if it is called
+    #: normal. Read it through :meth:`is_confirmed`, which takes a look still pending
     confirmed: bool = True
+    #: that look, not taken yet (a function of no argument; None once taken, or when there is none)
+    second_look: Callable[[], bool] | None = field(default=None, repr=False, compare=False)
+
+    def is_confirmed(self) -> bool:
+        """Whether the finder's second look sees this cell's nucleus (looked at when first asked)."""
+        if self.second_look is not None:
+            self.confirmed, self.second_look = bool(self.second_look()), None
+        return self.confirmed
 
     @property
     def centre(self) -> tuple[float, float]:
@@ -321,29 +331,39 @@ class CellFinder:
         stained = stained_at(rgb, scale) if GIVE_CLUMP_CYTOPLASM else None
         x = working_input(rgb, scale)
         probs, rays = self._maps_of(x)
-        confirm = (lambda box, own: self.confirms(x, box, own)) if CONFIRM_TURNED else None
-        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained, confirm=confirm)
+        look = (lambda box, own: self.second_look(x, box, own)) if CONFIRM_TURNED else None
+        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained, second_look=look)
 
-    @torch.no_grad()
     def confirms(self, x: np.ndarray, box, own: np.ndarray) -> bool:
         """Whether the finder, looking again at the window around one nucleus turned 180 degrees,
         still sees it: mean p(nucleus) over ``own`` (bool mask of the working-scale ``box``, a
         pair of slices of ``x``) at least MIN_NUCLEUS_SCORE."""
+        return self.second_look(x, box, own)()
+
+    def second_look(self, x: np.ndarray, box, own: np.ndarray):
+        """:meth:`confirms`, deferred: a function of no argument that looks when called (the field
+        route asks only for cells called normal). It holds a copy of its window, not ``x``."""
         sh, sw = x.shape[:2]
         r0, c0 = max(0, box[0].start - CONFIRM_MARGIN), max(0, box[1].start - CONFIRM_MARGIN)
         r1, c1 = min(sh, box[0].stop + CONFIRM_MARGIN), min(sw, box[1].stop + CONFIRM_MARGIN)
-        window = x[r0:r1, c0:c1][::-1, ::-1]
-        th, tw = window.shape[:2]
+        window = x[r0:r1, c0:c1].copy()
+        inner = (slice(box[0].start - r0, box[0].stop - r0), slice(box[1].start - c0, box[1].stop - c0))
+        own = own.copy()
+        return lambda: self._sees(window, inner, own)
+
+    @torch.no_grad()
+    def _sees(self, window: np.ndarray, inner, own: np.ndarray) -> bool:
+        turned = window[::-1, ::-1]
+        th, tw = turned.shape[:2]
         m = self.net.multiple
         ph, pw = (-th) % m, (-tw) % m
-        window = np.pad(window, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(th, tw) > max(ph, pw)
+        turned = np.pad(turned, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(th, tw) > max(ph, pw)
                         else "edge")
-        t = torch.from_numpy(np.ascontiguousarray(window)).permute(2, 0, 1)[None]
+        t = torch.from_numpy(np.ascontiguousarray(turned)).permute(2, 0, 1)[None]
         with self.lock:
             logits, _ = self.net(t.to(next(self.net.parameters()).device))
         p_nucleus = torch.sigmoid(logits[0, 0, :th, :tw]).cpu().numpy()[::-1, ::-1]
-        at = p_nucleus[box[0].start - r0:box[0].stop - r0, box[1].start - c0:box[1].stop - c0]
-        return bool(at[own].mean() >= MIN_NUCLEUS_SCORE)
+        return bool(p_nucleus[inner][own].mean() >= MIN_NUCLEUS_SCORE)
 
 
 def working_input(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -392,12 +412,12 @@ def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
 
 
 def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: float, shape,
-                    stained: np.ndarray | None = None, confirm=None) -> list[FoundCell]:
+                    stained: np.ndarray | None = None, second_look=None) -> list[FoundCell]:
     """The cells (full resolution ``shape``) of the finder's working-scale maps; ``stained``, the
     image's stained area at working scale (:func:`stained_at`), lets clumps' uncovered cytoplasm
-    be given to their cells; ``confirm(box, own)`` (slices of the working maps, the nucleus's
-    bool mask there), a second look whose answer each cell keeps as ``confirmed``
-    (:meth:`CellFinder.confirms`)."""
+    be given to their cells; ``second_look(box, own)`` (slices of the working maps, the nucleus's
+    bool mask there) gives each cell a deferred second look (:meth:`CellFinder.second_look`,
+    read by :meth:`FoundCell.is_confirmed`)."""
     h, w = shape[:2]
     p_nucleus, p_boundary, p_cell = probs
     nuclei = nucleus_instances(p_nucleus, p_boundary)
@@ -412,7 +432,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         own = nuclei[box] == k
         if own.sum() < MIN_NUCLEUS_PIXELS or p_nucleus[box][own].mean() < MIN_NUCLEUS_SCORE:
             continue
-        confirmed = confirm is None or confirm(box, own)
+        look = None if second_look is None else second_look(box, own)
         rr, cc = np.nonzero(own)
         centre = (box[0].start + rr.mean(), box[1].start + cc.mean())
         # the rays of the pixels near the centre (within the nucleus), averaged
@@ -449,7 +469,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
             continue
         found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
                                float(p_nucleus[box][own].mean()), star=(centre, d.astype(np.float32)),
-                               confirmed=confirmed))
+                               second_look=look))
         cv2.fillPoly(covered, [np.round(np.stack([centre[1] + d * dirs[:, 1], centre[0] + d * dirs[:, 0]], 1)
                                         ).astype(np.int32)], 1)
     found = suppress_duplicates(found, MAX_DUPLICATE_IOU)
