@@ -468,3 +468,25 @@ def test_a_field_cell_without_a_verdict_says_so_on_hover_and_in_measure(make_nap
     m.labels_combo.value = "field cells"
     row = next(r for r in m.rows if r["cell_id"] == result.table[0]["cell_id"])
     assert row["predicted_class"] == "no verdict"
+
+
+def test_nuclei_left_out_are_shown_as_points_and_go_when_none_are_left_out(make_napari_viewer):
+    """What the finder's second look left out (unconfirmed, looked normal) is shown, not hidden."""
+    from synthetic import synthetic_field
+
+    from napari_cervseg import segment_field
+    from napari_cervseg.plugin.widgets import add_field_layers
+
+    viewer = make_napari_viewer()
+    rgb, _, _ = synthetic_field()
+    image = viewer.add_image(rgb, name="field", rgb=True, scale=(2.0, 2.0))
+    result = segment_field(rgb, model=None, method="colour-baseline", finder="classic")
+    result.left_out = [(50.0, 60.0), (200.5, 300.0)]
+    names = add_field_layers(viewer, image, result)
+    points = viewer.layers["field left out"]
+    assert names["left_out"] == "field left out"
+    np.testing.assert_allclose(points.data, [[50.0, 60.0], [200.5, 300.0]])
+    np.testing.assert_allclose(points.scale, (2.0, 2.0))  # on the image, wherever it lies
+    result.left_out = []
+    names = add_field_layers(viewer, image, result)
+    assert "field left out" not in viewer.layers and "left_out" not in names

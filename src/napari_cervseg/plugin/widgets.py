@@ -386,8 +386,8 @@ class SegmentFieldWidget(WorkerWidget):
         text = (f"{result.verdict()}: {result.n_cells} cell(s), {len(abnormal)} called abnormal"
                 + (f" (most suspicious: cell {abnormal[0]})" if abnormal else "")
                 + f"; labels in '{names['cells']}' and '{names['nuclei']}'"
-                + (f"; {result.left_out} unconfirmed nucleus(es) that look normal left out"
-                   if getattr(result, "left_out", 0) else ""))
+                + (f"; {len(result.left_out)} unconfirmed nucleus(es) that look normal left out (points"
+                   f" in '{names['left_out']}')" if "left_out" in names else ""))
         notes = list(self.input_warnings) + [w for w in result.warnings if w not in self.input_warnings]
         self.panel.tell(text + "".join("\n" + n for n in notes))
         _notify_warnings(self.input_warnings)
@@ -434,10 +434,25 @@ def add_field_layers(viewer, image_layer, result) -> dict:
     _show_outlines(viewer, image_layer, result, geometry)
     if _show_abnormal_boxes(viewer, image_layer.name, result.table, geometry):
         names["abnormal"] = f"{image_layer.name} abnormal cells"
+    if _show_left_out(viewer, image_layer.name, getattr(result, "left_out", []), geometry):
+        names["left_out"] = f"{image_layer.name} left out"
     _follow_field_edits(viewer, viewer.layers[names["cells"]], viewer.layers[names["nuclei"]], image_layer.name,
                         classes, geometry)
     viewer.layers.selection.active = viewer.layers[names["cells"]]
     return names
+
+
+def _show_left_out(viewer, image_name: str, centres, geometry) -> bool:
+    """``<image> left out``: hollow circles on the nuclei the finder's second look did not confirm
+    and whose cell looked normal (FieldResult.left_out), so a screener sees what was not counted.
+    The plugin's own layer: redrawn (none: removed)."""
+    name = f"{image_name} left out"
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    if len(centres):
+        viewer.add_points(np.asarray(centres, float), name=name, size=14, face_color="transparent",
+                          border_color="orange", border_width=0.15, **geometry)
+    return bool(len(centres))
 
 
 def _show_abnormal_boxes(viewer, image_name: str, rows: list[dict], geometry) -> bool:

@@ -83,10 +83,11 @@ class FieldResult:
         that box (see :meth:`extent`). The descriptors are measured on it.
     finder : str
         Which finder found the cells (``"learned"``, ``"classic"``, or ``"boxes"``).
-    left_out : int
-        Nuclei the learned finder found but left out: its second look (the window around the
-        nucleus turned 180 degrees) did not see them and their crop was called normal (mostly
-        texture on a cell's cytoplasm). One called abnormal, or given no verdict, is kept.
+    left_out : list of (row, col)
+        Centres of the nuclei the learned finder found but left out: its second look (the window
+        around the nucleus turned 180 degrees) did not see them and their crop was called normal
+        (mostly texture on a cell's cytoplasm). One called abnormal, or given no verdict, is kept.
+        Shown in napari as ``<image> left out`` points, so that none is hidden.
     """
 
     cells: np.ndarray
@@ -101,7 +102,7 @@ class FieldResult:
     warnings: list = field(default_factory=list)
     extents: dict = field(default_factory=dict)
     finder: str = "classic"
-    left_out: int = 0
+    left_out: list = field(default_factory=list)
 
     def extent(self, cell_id: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """Cell ``cell_id``'s full extent, also where another cell lies over it:
@@ -170,7 +171,8 @@ class FieldResult:
         return {"n_cells": self.n_cells, "n_abnormal": len(self.abnormal_ids),
                 "n_no_verdict": len(self.no_verdict_ids), "verdict": self.verdict(),
                 "abnormal_cells": self.abnormal_ids, "cells_without_verdict": self.no_verdict_ids,
-                "finder": self.finder, "n_left_out": self.left_out, "method": self.method,
+                "finder": self.finder, "n_left_out": len(self.left_out),
+                "left_out": [[round(float(r), 1), round(float(c), 1)] for r, c in self.left_out], "method": self.method,
                 "model": self.model, "settings": self.settings,
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}, "warnings": list(self.warnings)}
 
@@ -536,7 +538,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     records: list[CellRecord] = []
     extents: dict = {}
     stopped = False
-    unconfirmed_left_out = 0
+    left_out: list[tuple[float, float]] = []
     t_cells = time.perf_counter()
     for n, cell in enumerate(found, start=1):
         if should_stop is not None and should_stop():
@@ -566,7 +568,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                                                        else True):
             # the finder's second look did not see this nucleus, and its crop looks normal: most
             # such "cells" are texture on a cell's cytoplasm; one that looks abnormal stays
-            unconfirmed_left_out += 1
+            left_out.append(tuple(float(v) for v in cell.centre))
             continue
         planes.paint(cell_id, (q0, q1), reported, reported_nucleus, heatmap)
         records.append(record)
@@ -587,7 +589,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, records=records, method=method,
                        model=getattr(model_obj, "source", None), settings=field_settings.as_dict(),
                        timings=stages.timings, warnings=warnings, extents=extents,
-                       finder=finder if finder == "classic" else "learned", left_out=unconfirmed_left_out)
+                       finder=finder if finder == "classic" else "learned", left_out=left_out)
 
 
 #: what segment_field does with each found cell
