@@ -53,7 +53,7 @@ def main() -> None:
             contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             cv2.drawContours(window, contours, -1, (0, 200, 0), 1)
             tiles.append(window)
-        lines.append(f"| {path.stem} | {len(found)} | {len(unconfirmed)} | {result.left_out} | {result.n_cells} |"
+        lines.append(f"| {path.stem} | {len(found)} | {len(unconfirmed)} | {len(result.left_out)} | {result.n_cells} |"
                      f" {len(result.abnormal_ids)} | {len(result.no_verdict_ids)} |")
         print(lines[-1], flush=True)
     if tiles:
