@@ -121,8 +121,10 @@ def test_the_cell_table_is_parquet_and_csv_with_one_row_per_cell(whole_run):
 
 def test_the_geojson_round_trips_as_qupath_cells(whole_run):
     data = json.loads((whole_run.out / "cells.geojson").read_text())
-    assert data["type"] == "FeatureCollection" and len(data["features"]) == len(whole_run.cells)
-    feature = data["features"][0]
+    cells = [f for f in data["features"] if f["properties"]["objectType"] == "cell"]
+    assert data["type"] == "FeatureCollection" and len(cells) == len(whole_run.cells)
+    assert len(data["features"]) == len(cells) + len(whole_run.left_out)
+    feature = cells[0]
     assert feature["properties"]["objectType"] == "cell"
     assert set(feature["properties"]["classification"]) == {"name", "color"}
     assert feature["nucleusGeometry"]["type"] == "Polygon"
@@ -256,3 +258,23 @@ def test_a_truncated_slide_is_named_not_a_codec_traceback(slide_path, config, tm
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(SlideError, match="cut.ome.tif.*truncated or damaged"):
         segment_slide(cut, tmp_path / "out", config, workers=1, scheduler="sync")
+
+
+def test_left_out_nuclei_are_kept_once_across_tiles_and_are_points_in_the_geojson(tmp_path):
+    from napari_cervseg.workflows.slides import TILES, merged_left_out
+
+    grid = tile_grid((600, 1100), 512)
+    (tmp_path / TILES).mkdir()
+    journals = {grid[0].name: [[100.0, 505.0], [40.0, 40.0]], grid[1].name: [[101.0, 506.5], [300.0, 700.0]]}
+    for name, points in journals.items():
+        (tmp_path / TILES / f"{name}.json").write_text(json.dumps({"tile": name, "cells": [], "left_out": points}))
+    (tmp_path / TILES / f"{grid[2].name}.json").write_text(json.dumps({"tile": grid[2].name, "cells": []}))
+    points = merged_left_out(tmp_path, grid)
+    assert points == [[100.0, 505.0], [40.0, 40.0], [300.0, 700.0]]  # the nucleus both tiles saw: once
+    cell = {"cell_id": 1, "predicted_class": "normal", "outline": [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]}
+    data = slide_outputs.geojson_features([cell], points)
+    marks = [f for f in data["features"] if f["geometry"]["type"] == "Point"]
+    assert [f["geometry"]["coordinates"] for f in marks] == [[505.0, 100.0], [40.0, 40.0], [700.0, 300.0]]
+    assert all(f["properties"]["classification"]["name"] == "Left out" for f in marks)
+    path = slide_outputs.write_geojson(tmp_path / "cells.geojson", [cell], points)
+    assert [c["cell_id"] for c in slide_outputs.read_geojson(path)] == [1]  # the points are not cells

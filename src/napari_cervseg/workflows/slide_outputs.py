@@ -132,11 +132,20 @@ def _polygon(ring: list) -> dict:
     return {"type": "Polygon", "coordinates": [ring]}
 
 
-def geojson_features(cells: list[dict]) -> dict:
+#: QuPath class of the points marking nuclei the finder left out
+LEFT_OUT_CLASS = {"name": "Left out", "color": [255, 165, 0]}
+
+
+def geojson_features(cells: list[dict], left_out=()) -> dict:
     """A FeatureCollection of QuPath cell objects: the cell's outline as ``geometry``, its nucleus
     as ``nucleusGeometry``, the verdict as ``classification`` {name, color}, numbers as
-    ``measurements``. Coordinates are level-0 pixels (x, y)."""
-    features = []
+    ``measurements``; and each left-out nucleus ([y, x]) as a point annotation of class "Left
+    out". Coordinates are level-0 pixels (x, y)."""
+    features = [{"type": "Feature", "id": f"cervseg-left-out-{i}",
+                 "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
+                 "properties": {"objectType": "annotation", "name": "left out: unconfirmed nucleus, looked normal",
+                                "classification": dict(LEFT_OUT_CLASS)}}
+                for i, (y, x) in enumerate(left_out, start=1)]
     for cell in cells:
         if len(cell.get("outline") or []) < 4:
             continue
@@ -157,9 +166,9 @@ def geojson_features(cells: list[dict]) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
-def write_geojson(path, cells: list[dict]) -> Path:
+def write_geojson(path, cells: list[dict], left_out=()) -> Path:
     path = Path(path)
-    write_text_atomic(path, json.dumps(geojson_features(cells)))
+    write_text_atomic(path, json.dumps(geojson_features(cells, left_out)))
     return path
 
 
@@ -172,6 +181,8 @@ def read_geojson(path) -> list[dict]:
     cells = []
     for feature in data.get("features", []):
         props = feature.get("properties", {})
+        if props.get("objectType", "cell") != "cell":
+            continue  # annotations (the left-out points) are not cells
         name = (props.get("classification") or {}).get("name", "No verdict").lower()
         cells.append({"cell_id": props.get("cell_id"), "verdict": name,
                       "outline": feature["geometry"]["coordinates"][0],
@@ -313,6 +324,7 @@ operating point <code>{html.escape(str(config.operating_point))}</code>.</p>
 <h2>Cells per class</h2>
 <table><tr><th>abnormal</th><th>normal</th><th>no verdict</th><th>all</th></tr>
 <tr><td>{counts["n_abnormal"]}</td><td>{counts["n_normal"]}</td><td>{counts["n_no_verdict"]}</td><td>{len(cells)}</td></tr></table>
+{_left_out_text(getattr(result, "left_out", []))}
 <h2>p(abnormal)</h2>{_svg_histogram(p_values)}
 <h2>N/C ratio against nucleus area</h2>{_svg_scatter(cells)}
 <h2>The {len(gallery)} most suspicious cells (crop | heatmap)</h2>{"".join(items) or "<p>No cells.</p>"}
@@ -322,12 +334,19 @@ operating point <code>{html.escape(str(config.operating_point))}</code>.</p>
     return path
 
 
+def _left_out_text(left_out) -> str:
+    if not left_out:
+        return ""
+    return (f"<p>{len(left_out)} nuclei left out: the finder's second look did not see them and their cells"
+            " looked normal. They are points of class \"Left out\" in the GeoJSON, to look at.</p>")
+
+
 def write_outputs(result, slide, config, model, gallery: int = 24) -> None:
     """Everything a finished slide run writes into its folder; ``model`` is the classifier loaded
     for ``config.model`` (the gallery's heatmaps)."""
     out = result.out
     write_table(out, table_rows(result.cells, read_reviews(out)))
-    write_geojson(out / GEOJSON, result.cells)
+    write_geojson(out / GEOJSON, result.cells, getattr(result, "left_out", ()))
     shown = write_gallery(out, slide, result.cells, model, config.method, gallery) if gallery else []
     write_report(out / REPORT, result, shown, config)
     write_text_atomic(out / SUMMARY, json.dumps(result.summary(), indent=1))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -153,6 +154,9 @@ class SlideResult:
         Wall time of this call.
     warnings : list of str
         Each tile's notes, and what is left to do when stopped.
+    left_out : list of [y, x]
+        Nuclei the finder left out (its second look did not see them and their cell looked
+        normal: :attr:`~napari_cervseg.workflows.fields.FieldResult.left_out`), slide coordinates.
     """
 
     slide: str
@@ -163,6 +167,7 @@ class SlideResult:
     tiles_total: int
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    left_out: list = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -171,6 +176,7 @@ class SlideResult:
     def summary(self) -> dict:
         return {"slide": self.slide, "shape": list(self.shape), "tiles_done": self.tiles_done,
                 "tiles_total": self.tiles_total, "n_cells": len(self.cells), **class_counts(self.cells),
+                "n_left_out": len(self.left_out),
                 "seconds": round(self.seconds, 2), "warnings": self.warnings}
 
 
@@ -227,6 +233,7 @@ def segment_tile(slide: Slide, spec: TileSpec, config: SlideConfig) -> dict:
                       notes="; ".join(cell.warnings))
         cells.append(record)
     return {"tile": spec.name, "box": [spec.y0, spec.x0, spec.y1, spec.x1], "cells": cells,
+            "left_out": [[ry0 + float(r), rx0 + float(c)] for r, c in result.left_out],
             "warnings": [w for w in result.warnings if not w.startswith("only ")],
             "seconds": round(time.perf_counter() - t0, 3)}
 
@@ -400,12 +407,13 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
                                  progress, should_stop)
             done = _finished_tiles(out)
             cells, warnings = merge_tiles(out, grid)
+            left_out = merged_left_out(out, grid)
             if stopped or len(done) < len(grid):
                 warnings.append(f"stopped after {len(done)} of {len(grid)} tiles; run again with the same"
                                 " --out to finish (finished tiles are kept)")
             result = SlideResult(slide=str(slide_path), shape=slide.shape, out=out, cells=cells,
                                  tiles_done=len(done), tiles_total=len(grid),
-                                 seconds=time.perf_counter() - t0, warnings=warnings)
+                                 seconds=time.perf_counter() - t0, warnings=warnings, left_out=left_out)
             if result.complete:
                 write_outputs(result, slide, config, _model(config.model), gallery=gallery)
     return result
@@ -504,6 +512,22 @@ def merge_tiles(out: Path, grid: list[TileSpec]) -> tuple[list[dict], list[str]]
             by_tile[(spec.row, spec.col)] = kept
             warnings += [f"tile {spec.name}: {w}" for w in record.get("warnings", [])]
     return cells, warnings
+
+
+#: a left-out nucleus two tiles report (they overlap by OWNERSHIP_SLACK) is one within this many px
+SAME_POINT = 3.0
+
+
+def merged_left_out(out: Path, grid: list[TileSpec]) -> list[list[float]]:
+    """Every finished tile's left-out nuclei ([y, x], slide coordinates), each once (a journal
+    written before left-out nuclei were recorded has none)."""
+    points: list[list[float]] = []
+    for spec in grid:
+        with contextlib.suppress(FileNotFoundError):
+            for y, x in json.loads((out / TILES / f"{spec.name}.json").read_text()).get("left_out", []):
+                if all(math.hypot(y - py, x - px) > SAME_POINT for py, px in points):
+                    points.append([float(y), float(x)])
+    return points
 
 
 def run_card(out) -> dict:
