@@ -61,3 +61,23 @@ def test_a_folder_without_a_run_is_named_in_the_status(make_napari_viewer, tmp_p
     widget = ReviewSlideWidget(make_napari_viewer())
     widget.open_run(tmp_path)
     assert "no slide run here" in widget.status.value and widget.rows == []
+
+
+def test_the_nuclei_a_run_left_out_are_shown_on_the_slide(make_napari_viewer, slide_run, tmp_path):
+    import json
+    import shutil
+
+    from napari_cervseg.plugin.review import ReviewSlideWidget
+    from napari_cervseg.workflows.slide_outputs import geojson_features, read_geojson
+
+    run = tmp_path / "run"
+    shutil.copytree(slide_run, run)
+    path = run / "cells.geojson"
+    data = json.loads(path.read_text())
+    data["features"] += geojson_features([], [[100.0, 120.0], [400.5, 300.0]])["features"]
+    path.write_text(json.dumps(data))
+    assert len(read_geojson(path)) == len(json.loads((slide_run / "cells.geojson").read_text())["features"])
+    viewer = make_napari_viewer()
+    widget = ReviewSlideWidget(viewer)
+    widget.open_run(run)
+    assert viewer.layers["run left out"].data.tolist() == [[100.0, 120.0], [400.5, 300.0]]

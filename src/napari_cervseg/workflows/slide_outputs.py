@@ -191,6 +191,18 @@ def read_geojson(path) -> list[dict]:
     return cells
 
 
+def read_left_out(out) -> list[list[float]]:
+    """The left-out nuclei ([y, x]) a finished run marked in its GeoJSON (none if it has none)."""
+    path = Path(out) / GEOJSON
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    return [[float(f["geometry"]["coordinates"][1]), float(f["geometry"]["coordinates"][0])]
+            for f in data.get("features", []) if isinstance(f, dict)
+            and (f.get("properties") or {}).get("classification", {}).get("name") == LEFT_OUT_CLASS["name"]
+            and (f.get("geometry") or {}).get("type") == "Point"]
+
+
 # --- reviews -------------------------------------------------------------------------------------
 
 def read_reviews(out) -> dict:
