@@ -490,3 +490,26 @@ def test_nuclei_left_out_are_shown_as_points_and_go_when_none_are_left_out(make_
     result.left_out = []
     names = add_field_layers(viewer, image, result)
     assert "field left out" not in viewer.layers and "left_out" not in names
+
+
+def test_a_real_cells_outline_that_napari_cannot_triangulate_is_still_shown(make_napari_viewer):
+    """A cell outline from the real field edf002 made napari's polygon triangulation fail and the
+    field's layers were never shown; outlines are closed paths (nothing to triangulate)."""
+    from pathlib import Path
+
+    from synthetic import synthetic_field
+
+    from napari_cervseg import segment_field
+    from napari_cervseg.plugin.widgets import add_field_layers
+
+    ring = np.load(Path(__file__).parent / "data" / "real_cell_outline_edf002.npy").astype(float)
+    viewer = make_napari_viewer()
+    rgb, _, _ = synthetic_field(shape=(700, 1100))
+    image = viewer.add_image(rgb, name="field", rgb=True)
+    result = segment_field(rgb, model=None, method="colour-baseline", finder="classic")
+    first = result.records[0].cell_id
+    result.outlines = lambda: {first: ring}
+    add_field_layers(viewer, image, result)
+    outline = viewer.layers["field cell outlines"].data[0]
+    np.testing.assert_allclose(outline[:-1], ring)
+    np.testing.assert_allclose(outline[-1], ring[0])  # closed

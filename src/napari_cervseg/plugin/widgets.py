@@ -523,7 +523,10 @@ def _show_outlines(viewer, image_layer, result, geometry) -> None:
     records = [r for r in result.records if len(outlines.get(r.cell_id, ())) >= 3]
     if not records:
         return
-    viewer.add_shapes([outlines[r.cell_id] for r in records], shape_type="polygon", name=name,
+    # closed paths, not polygons: napari triangulates a polygon's face even when it is transparent,
+    # and that fails on some real cells' outlines (a real field's extent crashed the layer)
+    rings = [np.vstack([outlines[r.cell_id], outlines[r.cell_id][:1]]) for r in records]
+    viewer.add_shapes(rings, shape_type="path", name=name,
                       edge_color=[OUTLINE_COLOURS.get(r.predicted_class, "yellow") for r in records],
                       face_color="transparent", edge_width=2, opacity=0.8,
                       features={"cell_id": [r.cell_id for r in records], "class": [r.verdict for r in records]},
