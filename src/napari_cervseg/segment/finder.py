@@ -432,7 +432,6 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         own = nuclei[box] == k
         if own.sum() < MIN_NUCLEUS_PIXELS or p_nucleus[box][own].mean() < MIN_NUCLEUS_SCORE:
             continue
-        look = None if second_look is None else second_look(box, own)
         rr, cc = np.nonzero(own)
         centre = (box[0].start + rr.mean(), box[1].start + cc.mean())
         # the rays of the pixels near the centre (within the nucleus), averaged
@@ -469,7 +468,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
             continue
         found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
                                float(p_nucleus[box][own].mean()), star=(centre, d.astype(np.float32)),
-                               second_look=look))
+                               second_look=None if second_look is None else second_look(box, own)))
         cv2.fillPoly(covered, [np.round(np.stack([centre[1] + d * dirs[:, 1], centre[0] + d * dirs[:, 0]], 1)
                                         ).astype(np.int32)], 1)
     found = suppress_duplicates(found, MAX_DUPLICATE_IOU)

@@ -582,7 +582,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         # (not on a slide's tile, whose margin is someone else's; not on an image of gigabytes)
         warnings += _coverage_warnings(rgb, cells)
     if stopped:
-        warnings.append(f"stopped after {len(records)} of {len(found)} cells; the rest were not segmented")
+        warnings.append(f"stopped after {len(records) + len(left_out)} of {len(found)} cells; the rest were not"
+                        " segmented")
     warnings += [f"option {k!r} does not apply to method {method!r}; ignored" for k in ignored]
     stages.timings["total"] = time.perf_counter() - t_start
     stages.report("done", 1.0)
