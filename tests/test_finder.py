@@ -343,6 +343,10 @@ def test_a_cell_the_second_look_did_not_confirm_is_left_out_only_when_called_nor
     assert kept.left_out == [] and normal.summary()["n_left_out"] == 1
     (row, col), = normal.left_out
     assert pages[1][int(round(row)), int(round(col))] == 2  # at the left-out cell's nucleus
+    # the overlay (what the CLI writes) rings it in orange; nothing is orange without it
+    near = (slice(int(row) - 20, int(row) + 21), slice(int(col) - 20, int(col) + 21))
+    assert (normal.overlay(rgb)[near] == (255, 165, 0)).all(-1).any()
+    assert not (kept.overlay(rgb) == (255, 165, 0)).all(-1).any()
     # the confirmed cell is the one reported, with its id, labels and extent
     assert normal.extent(1)[0] == kept.extent(1)[0] and np.array_equal(normal.extent(1)[1], kept.extent(1)[1])
     assert set(np.unique(normal.cells)) == {0, 1}

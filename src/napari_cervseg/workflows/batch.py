@@ -285,7 +285,8 @@ def _segment_field_input(image, item: BatchInput, stem: str, out: Path, config: 
     row = {"image": stem, "source": item.label, "status": "segmented", "field": True, "method": result.method,
            "n_cells": result.n_cells, "abnormal_cells": len(result.abnormal_ids),
            "cells_without_verdict": len(result.no_verdict_ids), "verdict": result.verdict(),
-           "cell_classes": json.dumps(classes), "seconds": result.timings.get("total", float("nan")),
+           "cell_classes": json.dumps(classes), "left_out": json.dumps(result.summary()["left_out"]),
+           "seconds": result.timings.get("total", float("nan")),
            "warnings": " | ".join(result.warnings)}
 
     # digests of the instance labels as written: a later change is the user's correction
@@ -352,6 +353,7 @@ def _kept_field(item: BatchInput, stem: str, out: Path, config: BatchConfig, pre
             row["warnings"] = [*row.get("warnings", []), *row_notes]
     row = {"image": stem, "source": item.label, "status": "kept existing labels", "field": True,
            "n_cells": len(table), "cell_classes": previous.get("cell_classes") if previous else None,
+           "left_out": previous.get("left_out") if previous else None,
            "warnings": " | ".join(notes)}
     return {"status": "kept", "row": row, "cell_rows": _field_rows(stem, item, table, "kept existing labels")}
 

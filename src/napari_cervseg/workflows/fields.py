@@ -834,11 +834,13 @@ def _other_nuclei(result: SegmentationResult, region: np.ndarray, nucleus: np.nd
 
 #: abnormal cells are boxed in this colour (RGB) in overlays
 ABNORMAL_COLOUR = (230, 20, 20)
+#: the overlay's mark of a nucleus left out (FieldResult.left_out): orange, as in napari
+LEFT_OUT_COLOUR = (255, 165, 0)
 
 
 def field_overlay(image, result: FieldResult, alpha: float = 0.45) -> np.ndarray:
-    """The labels over the image with each cell's outline, and a red box, id and p(abnormal) on
-    every cell called abnormal."""
+    """The labels over the image with each cell's outline, a red box, id and p(abnormal) on every
+    cell called abnormal, and an orange circle on each nucleus left out (:attr:`FieldResult.left_out`)."""
     picture = overlay(image, result.labels, alpha)
     edges = cv2.morphologyEx(result.cells.astype(np.float32), cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)) > 0
     picture[edges] = (255, 255, 255)
@@ -852,6 +854,9 @@ def field_overlay(image, result: FieldResult, alpha: float = 0.45) -> np.ndarray
         text = f"{record.cell_id} abnormal {record.p_abnormal:.2f}"
         cv2.putText(picture, text, (c0 + 2, max(12, r0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale,
                     ABNORMAL_COLOUR, max(1, thickness // 2), cv2.LINE_AA)
+    for row, col in result.left_out:
+        cv2.circle(picture, (int(round(col)), int(round(row))), max(6, int(round(8 * scale))), LEFT_OUT_COLOUR,
+                   max(2, int(round(2 * scale))))
     return picture
 
 
