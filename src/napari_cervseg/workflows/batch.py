@@ -503,6 +503,10 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         # per field of view: what a screener should look at ("review: 2 abnormal cells")
         "field_verdicts": {s: records[s]["row"]["verdict"] for s in seen
                            if s in records and records[s]["row"] and records[s]["row"].get("verdict")},
+        # per field: the nuclei the finder left out ([row, col]; ringed in orange in the overlay)
+        "field_left_out": {s: json.loads(records[s]["row"]["left_out"]) for s in seen
+                           if s in records and records[s]["row"] and records[s]["row"].get("left_out")
+                           and json.loads(records[s]["row"]["left_out"])},
         "cam_backend": _cam_backend(config),
         "model": _model_source(config.model),
         "options": config.options,
