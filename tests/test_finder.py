@@ -614,3 +614,14 @@ def test_train_finder_refuses_bad_widths_before_reading_anything(tmp_path, capsy
     assert code == 2
     assert "--widths" in capsys.readouterr().err  # named before the missing data is even looked at
     assert not (tmp_path / "f.safetensors").exists()
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_second_look_is_offered_only_when_switched_on(monkeypatch, on):
+    import napari_cervseg.segment.finder as finder_module
+
+    monkeypatch.setattr(finder_module, "CONFIRM_TURNED", on)
+    field, _, _ = synthetic_field(shape=(256, 320), centres=((128, 160),), size=(200, 240))
+    found = [c for c in load_finder("default").find(field) if c.nucleus.any()]
+    assert found and all((c.second_look is not None) == on for c in found)
+    assert all(c.is_confirmed() for c in found)  # a real (synthetic) nucleus: seen again when looked at

@@ -2,8 +2,8 @@
 learned finder's turned second look did not confirm and whose crop was called normal. No masks:
 counts, and a picture of each left-out nucleus (a 96 px window around it, outlined) to look at.
 
-    python benchmarks/dev/left_out_real.py
-    -> benchmarks/results/dev/left_out_real.md, benchmarks/results/dev/left_out_real.png
+    python benchmarks/dev/left_out_real.py [--operating-point argmax]
+    -> benchmarks/results/dev/left_out_real[_argmax].md, ...left_out_real[_argmax].png
 """
 
 import sys
@@ -21,12 +21,21 @@ HALF = 48
 
 
 def main() -> None:
+    import argparse
+
     from napari_cervseg import segment_field
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--operating-point", default="screening", help="screening (default) or argmax")
+    args = parser.parse_args()
+    point = None if args.operating_point == "argmax" else args.operating_point
+    suffix = "" if args.operating_point == "screening" else f"_{args.operating_point}"
     from napari_cervseg.workflows.fields import find_cells
 
     lines = ["# What the field route leaves out on the real unlabelled fields (issue 22; no masks)", "",
-             f"## code {code_commit()}: `python benchmarks/dev/left_out_real.py`", "",
-             ("Default finder and classifier, screening point. Unconfirmed: nuclei the finder's turned second look"
+             (f"## code {code_commit()}: `python benchmarks/dev/left_out_real.py --operating-point"
+              f" {args.operating_point}`"), "",
+             (f"Default finder and classifier, {args.operating_point} point. Unconfirmed: nuclei the finder's turned second look"
              " did not see; left out: those of them whose crop was called normal (`FieldResult.left_out`)."), "",
              "| field | nuclei found | unconfirmed | left out | cells reported | abnormal | without verdict |",
              "|---|---|---|---|---|---|---|"]
@@ -34,7 +43,7 @@ def main() -> None:
     for path in sorted(REAL.glob("*.png")):
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
         found = [c for c in find_cells(rgb, "learned") if c.nucleus.any()]
-        result = segment_field(rgb, operating_point="screening")
+        result = segment_field(rgb, operating_point=point)
         unconfirmed = [c for c in found if not c.is_confirmed()]
         for cell in unconfirmed:
             r, c = (int(round(v)) for v in cell.centre)
@@ -60,10 +69,10 @@ def main() -> None:
         per_row = 10
         rows = [np.hstack(tiles[i:i + per_row] + [np.zeros_like(tiles[0])] * (per_row - len(tiles[i:i + per_row])))
                 for i in range(0, len(tiles), per_row)]
-        out = ROOT / "benchmarks" / "results" / "dev" / "left_out_real.png"
+        out = ROOT / "benchmarks" / "results" / "dev" / f"left_out_real{suffix}.png"
         cv2.imwrite(str(out), cv2.cvtColor(np.vstack(rows), cv2.COLOR_RGB2BGR))
-        lines += ["", f"`left_out_real.png`: the {len(tiles)} left-out nuclei, outlined in green, 96 px around each."]
-    write_dev_result("left_out_real", lines)
+        lines += ["", f"`left_out_real{suffix}.png`: the {len(tiles)} left-out nuclei, outlined in green, 96 px around each."]
+    write_dev_result(f"left_out_real{suffix}", lines)
 
 
 if __name__ == "__main__":
