@@ -334,7 +334,8 @@ class CellFinder:
         stained = stained_at(rgb, scale) if GIVE_CLUMP_CYTOPLASM else None
         x = working_input(rgb, scale)
         probs, rays = self._maps_of(x)
-        look = (lambda box, own: self.second_look(x, box, own)) if CONFIRM_TURNED else None
+        look = (lambda box, own, x=x: self.second_look(x, box, own)) if CONFIRM_TURNED else None
+        del x  # (held by the looks only: a slide tile's input is tens of MB)
         return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained, second_look=look)
 
     def confirms(self, x: np.ndarray, box, own: np.ndarray) -> bool:
