@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--operating-point", default="screening", help="screening (default) or argmax")
     args = parser.parse_args()
     point = None if args.operating_point == "argmax" else args.operating_point
+    # the second look is an option, off by default: this check is about it
+    import napari_cervseg.segment.finder as finder_option
+    finder_option.CONFIRM_TURNED = True
     suffix = "" if args.operating_point == "screening" else f"_{args.operating_point}"
     from napari_cervseg.workflows.fields import find_cells
 
