@@ -434,7 +434,7 @@ def add_field_layers(viewer, image_layer, result) -> dict:
     _show_outlines(viewer, image_layer, result, geometry)
     if _show_abnormal_boxes(viewer, image_layer.name, result.table, geometry):
         names["abnormal"] = f"{image_layer.name} abnormal cells"
-    if _show_left_out(viewer, image_layer.name, getattr(result, "left_out", []), geometry):
+    if _show_left_out(viewer, image_layer.name, result.left_out, geometry):
         names["left_out"] = f"{image_layer.name} left out"
     _follow_field_edits(viewer, viewer.layers[names["cells"]], viewer.layers[names["nuclei"]], image_layer.name,
                         classes, geometry)

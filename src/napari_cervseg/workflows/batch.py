@@ -487,6 +487,8 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
     n_done = sum(r["status"] == "segmented" for r in records.values())
     # inputs (or cells of a field) that are not a cell the classifier can judge: no class was called
     no_verdict = sum(row.get("judgeable") is False for row in rows)
+    fields = {s: records[s]["row"] for s in seen if s in records and records[s]["row"]}
+    left_out = {s: json.loads(row["left_out"]) for s, row in fields.items() if row.get("left_out")}
     summary = {
         "inputs": n_inputs,
         "done": n_done,
@@ -501,12 +503,9 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         "field_mode": config.field_mode,
         "finder": config.finder,
         # per field of view: what a screener should look at ("review: 2 abnormal cells")
-        "field_verdicts": {s: records[s]["row"]["verdict"] for s in seen
-                           if s in records and records[s]["row"] and records[s]["row"].get("verdict")},
+        "field_verdicts": {s: row["verdict"] for s, row in fields.items() if row.get("verdict")},
         # per field: the nuclei the finder left out ([row, col]; ringed in orange in the overlay)
-        "field_left_out": {s: json.loads(records[s]["row"]["left_out"]) for s in seen
-                           if s in records and records[s]["row"] and records[s]["row"].get("left_out")
-                           and json.loads(records[s]["row"]["left_out"])},
+        "field_left_out": {s: points for s, points in left_out.items() if points},
         "cam_backend": _cam_backend(config),
         "model": _model_source(config.model),
         "options": config.options,

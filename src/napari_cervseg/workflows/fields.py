@@ -564,8 +564,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         record = _cell_record(cell_id, reported, reported_nucleus, rgb[q0:q2, q1:q3], (q0, q1), pixel_size)
         _judge(record, result)
         _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
-        if record.predicted_class == "normal" and not (cell.is_confirmed() if hasattr(cell, "is_confirmed")
-                                                       else True):
+        if record.predicted_class == "normal" and not cell.is_confirmed():
             # the finder's second look did not see this nucleus, and its crop looks normal: most
             # such "cells" are texture on a cell's cytoplasm; one that looks abnormal stays
             left_out.append(tuple(float(v) for v in cell.centre))

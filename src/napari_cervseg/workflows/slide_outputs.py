@@ -336,7 +336,7 @@ operating point <code>{html.escape(str(config.operating_point))}</code>.</p>
 <h2>Cells per class</h2>
 <table><tr><th>abnormal</th><th>normal</th><th>no verdict</th><th>all</th></tr>
 <tr><td>{counts["n_abnormal"]}</td><td>{counts["n_normal"]}</td><td>{counts["n_no_verdict"]}</td><td>{len(cells)}</td></tr></table>
-{_left_out_text(getattr(result, "left_out", []))}
+{_left_out_text(result.left_out)}
 <h2>p(abnormal)</h2>{_svg_histogram(p_values)}
 <h2>N/C ratio against nucleus area</h2>{_svg_scatter(cells)}
 <h2>The {len(gallery)} most suspicious cells (crop | heatmap)</h2>{"".join(items) or "<p>No cells.</p>"}
@@ -358,7 +358,7 @@ def write_outputs(result, slide, config, model, gallery: int = 24) -> None:
     for ``config.model`` (the gallery's heatmaps)."""
     out = result.out
     write_table(out, table_rows(result.cells, read_reviews(out)))
-    write_geojson(out / GEOJSON, result.cells, getattr(result, "left_out", ()))
+    write_geojson(out / GEOJSON, result.cells, result.left_out)
     shown = write_gallery(out, slide, result.cells, model, config.method, gallery) if gallery else []
     write_report(out / REPORT, result, shown, config)
     write_text_atomic(out / SUMMARY, json.dumps(result.summary(), indent=1))
