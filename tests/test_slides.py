@@ -261,7 +261,7 @@ def test_a_truncated_slide_is_named_not_a_codec_traceback(slide_path, config, tm
 
 
 def test_left_out_nuclei_are_kept_once_across_tiles_and_are_points_in_the_geojson(tmp_path):
-    from napari_cervseg.workflows.slides import TILES, merged_left_out
+    from napari_cervseg.workflows.slides import TILES, merge_tiles
 
     grid = tile_grid((600, 1100), 512)
     (tmp_path / TILES).mkdir()
@@ -269,7 +269,7 @@ def test_left_out_nuclei_are_kept_once_across_tiles_and_are_points_in_the_geojso
     for name, points in journals.items():
         (tmp_path / TILES / f"{name}.json").write_text(json.dumps({"tile": name, "cells": [], "left_out": points}))
     (tmp_path / TILES / f"{grid[2].name}.json").write_text(json.dumps({"tile": grid[2].name, "cells": []}))
-    points = merged_left_out(tmp_path, grid)
+    _, _, points = merge_tiles(tmp_path, grid)
     assert points == [[100.0, 505.0], [40.0, 40.0], [300.0, 700.0]]  # the nucleus both tiles saw: once
     cell = {"cell_id": 1, "predicted_class": "normal", "outline": [[0, 0], [10, 0], [10, 10], [0, 10], [0, 0]]}
     data = slide_outputs.geojson_features([cell], points)

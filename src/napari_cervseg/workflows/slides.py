@@ -406,8 +406,7 @@ def segment_slide(slide_path, out, config: SlideConfig | None = None, *, workers
             stopped = _run_tiles(str(slide_path), todo, config, out, workers, scheduler, len(done), len(grid),
                                  progress, should_stop)
             done = _finished_tiles(out)
-            cells, warnings = merge_tiles(out, grid)
-            left_out = merged_left_out(out, grid)
+            cells, warnings, left_out = merge_tiles(out, grid)
             if stopped or len(done) < len(grid):
                 warnings.append(f"stopped after {len(done)} of {len(grid)} tiles; run again with the same"
                                 " --out to finish (finished tiles are kept)")
@@ -490,44 +489,36 @@ def _same_cell(a: dict, b: dict) -> bool:
         _box_iou(a["bbox"], b["bbox"]) > DUPLICATE_BOX_IOU
 
 
-def merge_tiles(out: Path, grid: list[TileSpec]) -> tuple[list[dict], list[str]]:
-    """Every finished tile's cells in one list, in tile order, numbered 1..n. Tiles overlap by
-    OWNERSHIP_SLACK around their borders; a cell found again by a neighbouring tile (the same
-    nucleus, or nearly the same box) is kept once, from the first tile."""
+def merge_tiles(out: Path, grid: list[TileSpec]) -> tuple[list[dict], list[str], list[list[float]]]:
+    """Every finished tile's cells in one list, in tile order, numbered 1..n; the tiles' notes; and
+    the nuclei they left out ([y, x]; a journal written before these were recorded has none).
+    Tiles overlap by OWNERSHIP_SLACK around their borders; a cell found again by a neighbouring
+    tile (the same nucleus, or nearly the same box) is kept once, from the first tile, and so is
+    a left-out nucleus (centres closer than DUPLICATE_DISTANCE)."""
     cells: list[dict] = []
     warnings: list[str] = []
-    by_tile: dict[tuple[int, int], list[dict]] = {}
+    left_out: list[list[float]] = []
+    by_tile: dict[tuple[int, int], tuple[list[dict], list[list[float]]]] = {}
     for spec in grid:
         path = out / TILES / f"{spec.name}.json"
         with contextlib.suppress(FileNotFoundError):
             record = json.loads(path.read_text())
+            neighbours = [by_tile[(spec.row + dr, spec.col + dc)] for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+                          if (dr or dc) and (spec.row + dr, spec.col + dc) in by_tile]
             kept = []
             for cell in record["cells"]:
-                if any(_same_cell(cell, other) for dr in (-1, 0, 1) for dc in (-1, 0, 1) if dr or dc
-                       for other in by_tile.get((spec.row + dr, spec.col + dc), [])):
+                if any(_same_cell(cell, other) for near, _ in neighbours for other in near):
                     continue
                 cell["cell_id"] = len(cells) + 1
                 cells.append(cell)
                 kept.append(cell)
-            by_tile[(spec.row, spec.col)] = kept
+            points = [[float(y), float(x)] for y, x in record.get("left_out", [])
+                      if not any(math.hypot(y - py, x - px) < DUPLICATE_DISTANCE
+                                 for _, near in neighbours for py, px in near)]
+            left_out += points
+            by_tile[(spec.row, spec.col)] = (kept, points)
             warnings += [f"tile {spec.name}: {w}" for w in record.get("warnings", [])]
-    return cells, warnings
-
-
-#: a left-out nucleus two tiles report (they overlap by OWNERSHIP_SLACK) is one within this many px
-SAME_POINT = 3.0
-
-
-def merged_left_out(out: Path, grid: list[TileSpec]) -> list[list[float]]:
-    """Every finished tile's left-out nuclei ([y, x], slide coordinates), each once (a journal
-    written before left-out nuclei were recorded has none)."""
-    points: list[list[float]] = []
-    for spec in grid:
-        with contextlib.suppress(FileNotFoundError):
-            for y, x in json.loads((out / TILES / f"{spec.name}.json").read_text()).get("left_out", []):
-                if all(math.hypot(y - py, x - px) > SAME_POINT for py, px in points):
-                    points.append([float(y), float(x)])
-    return points
+    return cells, warnings, left_out
 
 
 def run_card(out) -> dict:
