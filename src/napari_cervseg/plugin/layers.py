@@ -408,3 +408,15 @@ def column_header(column: str) -> str:
     unit = next((unit for suffix, unit in _UNITS.items() if column.endswith(suffix)), None)
     # narrow columns: more rows and columns fit in a dock without scrolling sideways
     return textwrap.fill(words, 14) + (f"\n({unit})" if unit else "")
+
+
+def show_left_out(viewer, name: str, centres, size: float, **geometry) -> bool:
+    """``name``: hollow orange circles on the nuclei the finder's second look left out (their cell
+    looked normal; FieldResult.left_out / SlideResult.left_out), so a screener sees what was not
+    counted. The plugin's own layer: redrawn, removed when there are none. Returns whether added."""
+    if name in viewer.layers:
+        viewer.layers.remove(name)
+    if len(centres):
+        viewer.add_points(np.asarray(centres, float), name=name, size=size, face_color="transparent",
+                          border_color="orange", border_width=0.15, **geometry)
+    return bool(len(centres))

@@ -125,16 +125,10 @@ class ReviewSlideWidget(Container):
             self.viewer.add_points(coords, name=name, size=40, face_color="transparent",
                                    border_color=[colours.get(r.get("verdict"), "gray") for r in self.rows],
                                    border_width=0.15, features={"cell_id": [r["cell_id"] for r in self.rows]})
-        # what the finder left out (unconfirmed nuclei that looked normal) is shown, not hidden
         from ..workflows.slide_outputs import read_left_out
+        from .layers import show_left_out
 
-        lname = f"{self.out.name} left out"
-        if lname in self.viewer.layers:
-            self.viewer.layers.remove(lname)
-        left_out = read_left_out(self.out)
-        if left_out:
-            self.viewer.add_points(left_out, name=lname, size=30, face_color="transparent", border_color="orange",
-                                   border_width=0.15)
+        show_left_out(self.viewer, f"{self.out.name} left out", read_left_out(self.out), size=30)
 
     def _describe(self, row: dict) -> str:
         p = row.get(P_ABNORMAL)

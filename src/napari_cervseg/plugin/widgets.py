@@ -49,6 +49,7 @@ from .layers import (
     rectangles_to_boxes,
     region_features,
     regions_layer_name,
+    show_left_out,
 )
 from .work import Progress, WorkerWidget, _follow_layers, _notify_error, _notify_warnings, load_models_stage
 
@@ -434,25 +435,12 @@ def add_field_layers(viewer, image_layer, result) -> dict:
     _show_outlines(viewer, image_layer, result, geometry)
     if _show_abnormal_boxes(viewer, image_layer.name, result.table, geometry):
         names["abnormal"] = f"{image_layer.name} abnormal cells"
-    if _show_left_out(viewer, image_layer.name, result.left_out, geometry):
+    if show_left_out(viewer, f"{image_layer.name} left out", result.left_out, size=14, **geometry):
         names["left_out"] = f"{image_layer.name} left out"
     _follow_field_edits(viewer, viewer.layers[names["cells"]], viewer.layers[names["nuclei"]], image_layer.name,
                         classes, geometry)
     viewer.layers.selection.active = viewer.layers[names["cells"]]
     return names
-
-
-def _show_left_out(viewer, image_name: str, centres, geometry) -> bool:
-    """``<image> left out``: hollow circles on the nuclei the finder's second look did not confirm
-    and whose cell looked normal (FieldResult.left_out), so a screener sees what was not counted.
-    The plugin's own layer: redrawn (none: removed)."""
-    name = f"{image_name} left out"
-    if name in viewer.layers:
-        viewer.layers.remove(name)
-    if len(centres):
-        viewer.add_points(np.asarray(centres, float), name=name, size=14, face_color="transparent",
-                          border_color="orange", border_width=0.15, **geometry)
-    return bool(len(centres))
 
 
 def _show_abnormal_boxes(viewer, image_name: str, rows: list[dict], geometry) -> bool:
