@@ -30,8 +30,8 @@ def main() -> None:
     args = parser.parse_args()
     point = None if args.operating_point == "argmax" else args.operating_point
     # the second look is an option, off by default: this check is about it
-    import napari_cervseg.segment.finder as finder_option
-    finder_option.CONFIRM_TURNED = True
+    import napari_cervseg.segment.finder as finder_module
+    finder_module.CONFIRM_TURNED = True
     suffix = "" if args.operating_point == "screening" else f"_{args.operating_point}"
     from napari_cervseg.workflows.fields import find_cells
 
@@ -48,21 +48,16 @@ def main() -> None:
         found = [c for c in find_cells(rgb, "learned") if c.nucleus.any()]
         result = segment_field(rgb, operating_point=point)
         unconfirmed = [c for c in found if not c.is_confirmed()]
-        for cell in unconfirmed:
-            r, c = (int(round(v)) for v in cell.centre)
-            if result.cells[r, c] and result.nuclei[r, c]:
-                continue  # reported (called abnormal or no verdict), or another cell covers it
-            window = np.zeros((2 * HALF, 2 * HALF, 3), np.uint8)
-            r0, c0 = max(0, r - HALF), max(0, c - HALF)
-            piece = rgb[r0:r + HALF, c0:c + HALF]
-            window[r0 - (r - HALF):r0 - (r - HALF) + piece.shape[0], c0 - (c - HALF):c0 - (c - HALF) + piece.shape[1]] = piece
-            nucleus = np.zeros(rgb.shape[:2], np.uint8)
+        padded = np.pad(rgb, ((HALF, HALF), (HALF, HALF), (0, 0)))
+        for row, col in result.left_out:  # each pictured with the found nucleus it came from
+            cell = min(unconfirmed, key=lambda c: np.hypot(c.centre[0] - row, c.centre[1] - col))
+            r, c = int(round(row)), int(round(col))
+            window = padded[r:r + 2 * HALF, c:c + 2 * HALF].copy()
+            nucleus = np.zeros((rgb.shape[0] + 2 * HALF, rgb.shape[1] + 2 * HALF), np.uint8)
             b0, b1, b2, b3 = cell.box
-            nucleus[b0:b2, b1:b3] = cell.nucleus
-            mask = np.zeros((2 * HALF, 2 * HALF), np.uint8)
-            part = nucleus[r0:r + HALF, c0:c + HALF]
-            mask[r0 - (r - HALF):r0 - (r - HALF) + part.shape[0], c0 - (c - HALF):c0 - (c - HALF) + part.shape[1]] = part
-            contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            nucleus[b0 + HALF:b2 + HALF, b1 + HALF:b3 + HALF] = cell.nucleus
+            contours, _ = cv2.findContours(np.ascontiguousarray(nucleus[r:r + 2 * HALF, c:c + 2 * HALF]),
+                                           cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
             cv2.drawContours(window, contours, -1, (0, 200, 0), 1)
             tiles.append(window)
         lines.append(f"| {path.stem} | {len(found)} | {len(unconfirmed)} | {len(result.left_out)} | {result.n_cells} |"

@@ -31,27 +31,34 @@ def training_split_cells() -> list:
     return training_cells([s.load_image() for s in samples])
 
 
-def main() -> None:
-    from napari_cervseg.segment.finder import load_finder, ray_directions, star_distances
+def fields_with_maps(cells: list, fields: int, seed: int):
+    """``fields`` fields composed from ``cells`` (seed ``seed``), each with the bundled finder's
+    maps at full scale: (rgb, finder, probs, rays, [(cell mask, its nucleus pixels the finder
+    found)] for each placed cell whose found nucleus has at least 8 px)."""
+    from napari_cervseg.segment.finder import load_finder
     from napari_cervseg.workflows.finder_training import FinderTrainConfig, compose_field
+
+    finder = load_finder("default")
+    config = FinderTrainConfig()
+    rng = np.random.default_rng(seed)
+    for _ in range(fields):
+        rgb, _, _, info = compose_field(cells, rng, config)
+        probs, rays = finder.maps(rgb, 1.0)
+        found = [(cell_mask, nucleus & (probs[0] >= 0.5)) for _, cell_mask, nucleus in info["placed"]]
+        yield rgb, finder, probs, rays, [(cell_mask, own) for cell_mask, own in found if own.sum() >= 8]
+
+
+def main() -> None:
+    from napari_cervseg.segment.finder import ray_directions, star_distances
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fields", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
     cells = training_split_cells()
-    finder = load_finder("default")
-    config = FinderTrainConfig()
-    rng = np.random.default_rng(args.seed)
     factors, area_factors, radii, predicted_radii = [], [], [], []
-    for _ in range(args.fields):
-        rgb, targets, _, info = compose_field(cells, rng, config)
-        probs, rays = finder.maps(rgb, 1.0)
-        nucleus_found = probs[0] >= 0.5
-        for _, cell_mask, nucleus in info["placed"]:
-            own = nucleus & nucleus_found
-            if own.sum() < 8:
-                continue
+    for rgb, _, _, rays, found in fields_with_maps(cells, args.fields, args.seed):
+        for cell_mask, own in found:
             rr, cc = np.nonzero(own)
             centre = np.array([rr.mean(), cc.mean()])
             near = (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= 4.0

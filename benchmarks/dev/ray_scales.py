@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from ray_bias import training_split_cells  # noqa: E402
+from ray_bias import fields_with_maps, training_split_cells  # noqa: E402
 
 SWITCHES = (20, 30, 40, 50)
 
@@ -51,28 +51,19 @@ def rays_near(rays, nucleus_found, centre, factor: float):
 
 
 def main() -> None:
-    from napari_cervseg.segment.finder import load_finder, star_distances
-    from napari_cervseg.workflows.finder_training import FinderTrainConfig, compose_field
+    from napari_cervseg.segment.finder import star_distances
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--fields", type=int, default=150)
     parser.add_argument("--seed", type=int, default=1234)
     args = parser.parse_args()
     cells = training_split_cells()
-    finder = load_finder("default")
-    config = FinderTrainConfig()
-    rng = np.random.default_rng(args.seed)
     names = ["full", "half", "max"] + [f"switch at {s}" for s in SWITCHES]
     scores = {n: [] for n in names}
     sizes = []
-    for _ in range(args.fields):
-        rgb, _, _, info = compose_field(cells, rng, config)
-        probs, rays = finder.maps(rgb, 1.0)
+    for rgb, finder, probs, rays, found in fields_with_maps(cells, args.fields, args.seed):
         half_probs, half_rays = finder.maps(rgb, 0.5)
-        for _, cell_mask, nucleus in info["placed"]:
-            own = nucleus & (probs[0] >= 0.5)
-            if own.sum() < 8:
-                continue
+        for cell_mask, own in found:
             rr, cc = np.nonzero(own)
             centre = (rr.mean(), cc.mean())
             full = rays_near(rays, probs[0] >= 0.5, centre, 1.0)

@@ -32,9 +32,7 @@ def main():
                     help="looks per learned finder: 1 (the image only) and / or 2 (also turned 180 degrees)")
     args = ap.parse_args()
     commit = code_commit()
-    # the second look is an option, off by default: this check is about it
-    import napari_cervseg.segment.finder as finder_option
-    finder_option.CONFIRM_TURNED = True
+    finder_module.CONFIRM_TURNED = True  # the second look is an option, off by default: this check is about it
     paths = sorted(REAL.glob("*.png"))
     lines = ["# Nuclei found on the real unlabelled fields (issue 22; counts, no masks)", "",
              (f"## code {commit}: `python benchmarks/dev/real_field_counts.py --finders {' '.join(args.finders)}"
