@@ -75,12 +75,12 @@ def test_eight_views_average_the_flips_and_quarter_turns_and_the_turned_cell_get
     one_by_one = np.mean([list(classify(trained_synthetic_model, np.ascontiguousarray(v))[2].values())
                           for v in views], 0)
     averaged = classify(eight_view_model, square)[2]
-    np.testing.assert_allclose(list(averaged.values()), one_by_one, atol=1e-4)
+    np.testing.assert_allclose(list(averaged.values()), one_by_one, atol=1e-6)
     for turned in views[1:]:
         np.testing.assert_allclose(list(classify(eight_view_model, np.ascontiguousarray(turned))[2].values()),
-                                   list(averaged.values()), atol=1e-4)
-    # one view alone is not the mean (else this test could not tell)
-    assert np.abs(np.array(list(classify(trained_synthetic_model, square)[2].values())) - one_by_one).max() > 1e-4
+                                   list(averaged.values()), atol=1e-6)
+    # one view alone is not the mean (over seeds 0-2 it differs by 2e-4 to 3e-3; the views agree to 1e-7)
+    assert np.abs(np.array(list(classify(trained_synthetic_model, square)[2].values())) - one_by_one).max() > 1e-5
 
 
 def test_segment_cell_calls_the_class_from_the_eight_views_and_explains_the_image_as_it_is(
