@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from synthetic import field_with_debris, nuclei_found_per_cell, synthetic_cell, synthetic_field
 
 from napari_cervseg import measure, segment_field
@@ -83,7 +84,6 @@ def test_the_finder_looking_twice_finds_the_same_cells_in_an_image_turned_half_a
 
 
 def test_the_turned_second_look_confirms_a_nucleus_and_not_a_patch_of_cytoplasm():
-    from scipy import ndimage as ndi
 
     from napari_cervseg.segment.finder import nucleus_instances, working_input
 
@@ -495,6 +495,41 @@ def test_cytoplasm_the_rays_missed_is_reported_with_a_lone_cell_but_not_in_a_clu
     assert reported[lone_lobe].mean() > 0.9
     assert (reported & ~(lone_cell | lone_lobe)).sum() == 0
     np.testing.assert_array_equal(_placed(shape, box, nucleus), _placed(shape, lone.box, lone.nucleus))
+
+
+def test_a_thread_of_speckle_off_a_lone_cell_is_not_its_cytoplasm_but_a_lobe_is(monkeypatch):
+    """On a grainy slide p(cell) speckle joins into threads running off along the background: a
+    thread narrower than MISSED_THREAD_WIDTH is not given to the cell it touches (an island is
+    not either); a lobe of cytoplasm the rays missed still is, joined to the cell."""
+    import napari_cervseg.segment.finder as finder_module
+    from napari_cervseg.workflows.fields import _with_missed_cytoplasm
+
+    shape = (160, 330)
+    probs = np.zeros((3,) + shape, np.float32)
+    rays = np.zeros((32,) + shape, np.float32)
+    cell, nucleus = _disk(shape, (80, 200), 35), _disk(shape, (80, 200), 8)
+    probs[0][nucleus] = 1
+    probs[2][cell] = 1
+    rr, cc = np.nonzero(nucleus)
+    rays[:, rr, cc] = star_distances(cell, np.stack([rr, cc], 1), 32).T
+    lobe = _disk(shape, (80, 245), 14) & ~cell
+    thread = np.zeros(shape, bool)
+    thread[79:82, 20:170] = True  # 3 px across, from the cell's left edge along the slide
+    thread &= ~cell
+    probs[2][lobe | thread] = 1
+
+    def reported(width):
+        monkeypatch.setattr(finder_module, "MISSED_THREAD_WIDTH", width)
+        (found,) = cells_from_maps(probs, rays, 1.0, shape)
+        whole = _with_missed_cytoplasm(found)
+        return _placed(shape, whole.box, whole.extent)
+
+    kept_whole = reported(0)  # switched off: the thread is given with the lobe
+    assert kept_whole[thread].mean() > 0.9 and kept_whole[lobe].mean() > 0.9
+    cleaned = reported(5)
+    assert cleaned[lobe].mean() > 0.9
+    assert cleaned[thread].sum() <= 3 * 3  # at most the thread's root where it meets the cell
+    assert (ndi.label(cleaned)[1]) == 1  # one piece
 
 
 def test_clump_cytoplasm_on_the_stained_area_goes_to_the_cell_whose_polygon_is_nearest_in_ray_lengths():

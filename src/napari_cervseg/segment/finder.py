@@ -538,7 +538,10 @@ def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: i
     alone = np.isin(pairs[0], blob_ids[counts == 1])
     for blob, k in zip(pairs[0][alone], pairs[1][alone], strict=True):
         box = blob_boxes[int(blob) - 1]
-        lone.setdefault(int(k), []).append((box[0].start, box[1].start, (blobs[box] == blob) & (owner[box] == 0)))
+        piece = (blobs[box] == blob) & (owner[box] == 0)
+        if MISSED_THREAD_WIDTH:
+            piece = without_threads(piece, owner[box] == k, MISSED_THREAD_WIDTH)
+        lone.setdefault(int(k), []).append((box[0].start, box[1].start, piece))
     clumps: dict[int, list] = {}
     if GIVE_CLUMP_CYTOPLASM and stained is not None:
         for blob in blob_ids[counts > 1]:
@@ -556,6 +559,23 @@ def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: i
                 cell = found[k - 1]
                 b0, b1, mask = upsampled
                 setattr(cell, attribute, (b0 - cell.box[0], b1 - cell.box[1], mask))
+
+
+#: the missed p(cell) given to a lone cell keeps only what is at least this many working px across
+#: (with the cell's extent) and joined to it: speckle on a grainy slide joins p(cell) into threads
+#: that run off along the background; a lobe of cytoplasm the rays missed is wider (a cell is about
+#: 55 working px across). 0: kept whole. benchmarks/results/finder_rule.md
+MISSED_THREAD_WIDTH = 5
+
+
+def without_threads(piece: np.ndarray, extent: np.ndarray, width: int) -> np.ndarray:
+    """The part of ``piece`` (missed p(cell) beside a cell's ``extent``, one frame) that an opening
+    of piece and extent together with a disc ``width`` px across keeps, joined to the extent."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (width, width))
+    opened = cv2.morphologyEx((piece | extent).astype(np.uint8), cv2.MORPH_OPEN, kernel).astype(bool)
+    parts, _ = ndi.label(opened)
+    joined = np.unique(parts[extent & opened])
+    return piece & np.isin(parts, joined[joined > 0])
 
 
 #: in a blob of p(cell) holding several found cells, the stained p(cell) that no extent covers goes
