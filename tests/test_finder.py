@@ -84,7 +84,6 @@ def test_the_finder_looking_twice_finds_the_same_cells_in_an_image_turned_half_a
 
 
 def test_the_turned_second_look_confirms_a_nucleus_and_not_a_patch_of_cytoplasm():
-
     from napari_cervseg.segment.finder import nucleus_instances, working_input
 
     finder = load_finder("default")

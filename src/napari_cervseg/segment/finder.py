@@ -564,8 +564,9 @@ def _give_missed_cytoplasm(found: list[FoundCell], blobs: np.ndarray, n_blobs: i
 #: the missed p(cell) given to a lone cell keeps only what is at least this many working px across
 #: (with the cell's extent) and joined to it: speckle on a grainy slide joins p(cell) into threads
 #: that run off along the background; a lobe of cytoplasm the rays missed is wider (a cell is about
-#: 55 working px across). 0: kept whole. benchmarks/results/finder_rule.md
-MISSED_THREAD_WIDTH = 5
+#: 55 working px across). 0 (the default): kept whole. Not the default: on real fields it also cuts
+#: thin cytoplasm, and its ISBI gain was one cell's nucleus lost (benchmarks/results/finder_rule.md)
+MISSED_THREAD_WIDTH = 0
 
 
 def without_threads(piece: np.ndarray, extent: np.ndarray, width: int) -> np.ndarray:
