@@ -230,3 +230,22 @@ def test_a_lone_cell_is_cropped_with_the_cytoplasm_its_polygon_missed():
     assert whole.centre == cell.centre
     plain = FoundCell(box=(0, 0, 60, 60), extent=extent, nucleus=nucleus, score=0.9)
     assert fields_module._with_missed_cytoplasm(plain) is plain
+
+
+def test_a_fields_cells_are_called_by_the_field_classifier_for_model_default(field):
+    """Model "default" on a field is the three-network ensemble (FIELD_MODEL), as if named; a model
+    given by name, file or object is used as given (here the compact network, which calls the same
+    cells with other probabilities); the result says which one called them."""
+    from napari_cervseg import load_model
+
+    assert fields_module.field_model("default") == fields_module.FIELD_MODEL == "ensemble3"
+    assert fields_module.field_model(None) is None and fields_module.field_model("x.safetensors") == "x.safetensors"
+    rgb = field[0]
+    by_default = segment_field(rgb, finder=FINDER)
+    named = segment_field(rgb, model="ensemble3", finder=FINDER)
+    compact = segment_field(rgb, model=load_model("default").source, finder=FINDER)
+    assert by_default.model == named.model == load_model("ensemble3").source
+    assert compact.model == load_model("default").source
+    p = [[row["p_abnormal"] for row in r.table] for r in (by_default, named, compact)]
+    assert p[0] == p[1] and len(p[0]) == len(p[2]) > 0
+    assert p[0] != p[2]

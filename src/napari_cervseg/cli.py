@@ -665,7 +665,8 @@ def _add_segment_parser(sub) -> None:
     seg.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
     seg.add_argument("--model", default="default",
                      help="bundled model name, a .safetensors path or a Keras .keras / .h5 path ('none' for the colour"
-                          " baseline without one)")
+                          " baseline without one); 'default' is the compact network for single cells and the"
+                          " three-network ensemble (ensemble3) for fields")
     seg.add_argument("--device", default=None, help="cpu, cuda, mps (default: best available)")
     seg.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
     add_settings_arguments(seg)
@@ -862,7 +863,8 @@ def _add_slide_parser(sub) -> None:
     sl.add_argument("--scheduler", default=None, metavar="processes|threads|ADDRESS",
                     help="Dask local processes (default) or threads, or a dask.distributed scheduler address"
                          " (tcp://host:8786) whose workers see the slide and --out at the same paths")
-    sl.add_argument("--model", default="default", help="classifier: bundled name or a .safetensors path")
+    sl.add_argument("--model", default="default",
+                    help="classifier: bundled name or a .safetensors path ('default': the field route's, ensemble3)")
     sl.add_argument("--method", default=DEFAULT_SEGMENT_METHOD, choices=SEGMENT_METHODS)
     sl.add_argument("--finder", default=None, metavar="learned|classic|FILE",
                     help="what finds the cells (default: the package's, learned)")

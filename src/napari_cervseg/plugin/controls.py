@@ -22,8 +22,8 @@ from ..segment.settings import (
     settings_for,
 )
 
-MODEL_TIP = ("'default' or 'ensemble3' (bundled: the compact network, or three averaged; see the README's"
-             " Models), or the path of a .safetensors model (with its .json card) or of a Keras .keras / .h5 model"
+MODEL_TIP = ("'default' or 'ensemble3' (bundled: the compact network, or three averaged; 'default' on a field"
+             " is ensemble3; see the README's Models), or the path of a .safetensors model (with its .json card) or of a Keras .keras / .h5 model"
              " (needs the keras extra)")
 
 

@@ -355,7 +355,7 @@ class SegmentFieldWidget(WorkerWidget):
         """Segment every cell in a thread worker; the layers come when the field is done."""
         import threading
 
-        from ..workflows.fields import segment_field
+        from ..workflows.fields import field_model, segment_field
         from .work import Cancelled
 
         try:
@@ -374,7 +374,8 @@ class SegmentFieldWidget(WorkerWidget):
                 except Cancelled:  # keep the cells already done: stop before the next one
                     stop.set()
 
-            yield from load_models_stage(options.get("model"), options.get("method"), options)
+            # (the field route's classifier: "default" is FIELD_MODEL there)
+            yield from load_models_stage(field_model(options.get("model")), options.get("method"), options)
             yield Progress("finding cells", 0.0)
             return segment_field(image, progress=report, should_stop=stop.is_set, finder=finder, **options)
 

@@ -63,7 +63,7 @@ from ..segment.result import heatmap_rgb, overlay
 from ..segment.settings import DEFAULT_SEGMENT_METHOD, explanation_method
 from ..stages import ProgressCallback, StopCheck, report_count
 from .executors import LocalExecutor, dask_client, local_executor, set_threads, wait_first
-from .fields import cell_rows, resolve_finder, segment_field, stored_classes
+from .fields import cell_rows, field_model, resolve_finder, segment_field, stored_classes
 from .frames import INPUT_ERRORS, paste_boxes, segment_boxes, segment_frames, segment_item
 from .inputs import IMAGE_SUFFIXES, BatchInput, expand_inputs, read_input
 from .run_folder import (
@@ -508,6 +508,8 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         "field_left_out": {s: points for s, points in left_out.items() if points},
         "cam_backend": _cam_backend(config),
         "model": _model_source(config.model),
+        # the fields' classifier: for "default" the field route's own (FIELD_MODEL)
+        "field_model": None if config.field_mode == "no" else _model_source(field_model(config.model)),
         "options": config.options,
         "execution": {"mode": mode, "workers": workers, "torch_threads": config.torch_threads},
         "timings": {"wall_seconds": round(elapsed, 3),

@@ -279,6 +279,18 @@ FINDERS = ("learned", "classic")
 #: 0.806: benchmarks/results/fields_learned.md, fields_classic.md)
 DEFAULT_FINDER = "learned"
 
+#: the classifier a field's cells get for model "default": the three-network ensemble, which caught
+#: more abnormal field cells at the screening point than the compact network alone, by a rule
+#: written before scoring (benchmarks/results/field_classifier_rule.md); single cells keep the
+#: compact network
+FIELD_MODEL = "ensemble3"
+
+
+def field_model(model):
+    """The classifier the field route uses for ``model``: ``"default"`` means :data:`FIELD_MODEL`;
+    anything else (another name, a file, a loaded model, None for no classifier) is used as given."""
+    return FIELD_MODEL if isinstance(model, str) and model == "default" else model
+
 
 def _found_from_labels(regions: np.ndarray, seeds: np.ndarray) -> list:
     """The classic finder's regions and seeds as one FoundCell each (the extent is the region)."""
@@ -473,7 +485,9 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         (H, W) grey or (H, W, 3|4) RGB(A) field; uint8, uint16 or float. Any size: images larger
         than TILE px are searched in overlapping tiles, never downscaled.
     model, method, settings, target, device, operating_point, **options
-        As for :func:`~napari_cervseg.segment_cell`, applied to every cell.
+        As for :func:`~napari_cervseg.segment_cell`, applied to every cell; except that model
+        ``"default"`` is, for fields, the three-network ensemble :data:`FIELD_MODEL` (pass the
+        compact network's file, ``load_model("default").source``, to use it alone).
     progress : callable, optional
         ``progress(stage, fraction)``.
     pixel_size : float, optional
@@ -520,7 +534,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     stages = Stages(progress)
     field_settings, ignored = settings_for(method, settings, **options)
     finder = resolve_finder(DEFAULT_FINDER if finder is None else finder)
-    model_obj = load_model(model, device=device) if model is not None else None
+    model_obj = load_model(field_model(model), device=device) if model is not None else None
     if per_cell not in PER_CELL:
         raise ValueError(f"per_cell = {per_cell!r}: one of {', '.join(PER_CELL)}")
     rgb, warnings = to_rgb_uint8(image)

@@ -37,7 +37,7 @@ from ..segment.cells import stained_mask
 from ..segment.pipeline import check_request
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
 from ..stages import ProgressCallback, StopCheck, report_count
-from .fields import DEFAULT_FINDER, extent_outline, segment_field
+from .fields import DEFAULT_FINDER, extent_outline, field_model, segment_field
 from .run_folder import folder_lock
 from .slide_outputs import OUTPUT_NAMES, class_counts, write_outputs
 
@@ -189,6 +189,7 @@ def _model(spec: str):
     """One loaded classifier per worker process (a tile task reuses it)."""
     if spec is None or str(spec).lower() in ("none", ""):
         return None  # the colour baseline needs no classifier
+    spec = field_model(spec)  # "default": the field route's classifier
     if spec not in _MODELS:
         _MODELS[spec] = load_model(spec)
     return _MODELS[spec]
