@@ -278,3 +278,23 @@ def test_left_out_nuclei_are_kept_once_across_tiles_and_are_points_in_the_geojso
     assert all(f["properties"]["classification"]["name"] == "Left out" for f in marks)
     path = slide_outputs.write_geojson(tmp_path / "cells.geojson", [cell], points)
     assert [c["cell_id"] for c in slide_outputs.read_geojson(path)] == [1]  # the points are not cells
+
+
+def test_a_slide_run_names_the_fields_classifier_and_a_run_of_the_old_default_is_not_mixed(tmp_path):
+    """SlideConfig stores model "default" as the field route's classifier (ensemble3): a folder
+    whose card says "default" (what an older version wrote, meaning the compact network) is
+    refused with what differs, never resumed with another classifier."""
+    from napari_cervseg.workflows.fields import FIELD_MODEL
+    from napari_cervseg.workflows.slides import SlideConfig, SlideRunError, _start_or_resume
+
+    assert SlideConfig().model == SlideConfig(model="default").model == FIELD_MODEL
+    assert SlideConfig(model="my.safetensors").model == "my.safetensors"
+    identity = {"name": "s.tif", "size": 1, "shape": [10, 10], "head_sha256": "0"}
+    _start_or_resume(tmp_path, identity, SlideConfig(), tmp_path / "s.tif")
+    _start_or_resume(tmp_path, identity, SlideConfig(model="default"), tmp_path / "s.tif")  # the same run
+    card_path = next(p for p in tmp_path.iterdir() if p.suffix == ".json")
+    card = json.loads(card_path.read_text())
+    card["config"]["model"] = "default"  # as written before the fields' classifier was named
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(SlideRunError, match="model: 'default' there, 'ensemble3' now"):
+        _start_or_resume(tmp_path, identity, SlideConfig(), tmp_path / "s.tif")

@@ -37,7 +37,7 @@ from ..segment.cells import stained_mask
 from ..segment.pipeline import check_request
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
 from ..stages import ProgressCallback, StopCheck, report_count
-from .fields import DEFAULT_FINDER, extent_outline, field_model, segment_field
+from .fields import DEFAULT_FINDER, FIELD_MODEL, extent_outline, field_model, segment_field
 from .run_folder import folder_lock
 from .slide_outputs import OUTPUT_NAMES, class_counts, write_outputs
 
@@ -75,7 +75,9 @@ class SlideConfig:
         Context read around each tile (px); wider than the largest cell.
     model, method, finder, operating_point
         As for :func:`~napari_cervseg.segment_field`; ``model`` is a bundled name or a file
-        (each worker loads it once), ``"none"`` for the colour baseline.
+        (each worker loads it once), ``"none"`` for the colour baseline; ``"default"`` is stored as
+        the field route's classifier (:data:`~napari_cervseg.workflows.fields.FIELD_MODEL`), so a
+        folder made when "default" meant another classifier is refused rather than mixed.
     pixel_size : float, optional
         µm per pixel for the descriptors (default: the slide's own metadata, when it has one).
     skip_empty : bool
@@ -89,13 +91,18 @@ class SlideConfig:
 
     tile: int = 2304
     margin: int = 384
-    model: str = "default"
+    model: str = FIELD_MODEL
     method: str = DEFAULT_SEGMENT_METHOD
     finder: str = DEFAULT_FINDER
     operating_point: str | float | None = "screening"
     pixel_size: float | None = None
     skip_empty: bool = True
     per_cell: str = "segment"
+
+    def __post_init__(self):
+        # the run's card names the classifier that calls the cells: "default" is the field route's
+        # (FIELD_MODEL), so a run made when "default" meant another one is not resumed with this one
+        object.__setattr__(self, "model", field_model(self.model))
 
     def check(self) -> SlideConfig:
         if not isinstance(self.tile, int) or not 256 <= self.tile <= 16384:
@@ -189,7 +196,7 @@ def _model(spec: str):
     """One loaded classifier per worker process (a tile task reuses it)."""
     if spec is None or str(spec).lower() in ("none", ""):
         return None  # the colour baseline needs no classifier
-    spec = field_model(spec)  # "default": the field route's classifier
+    spec = field_model(spec)  # "default": the field route's classifier (a config made it so already)
     if spec not in _MODELS:
         _MODELS[spec] = load_model(spec)
     return _MODELS[spec]
