@@ -1,6 +1,7 @@
 """`cervseg segment --field`: instance labels, one descriptors row per cell, corrections kept."""
 
 import csv
+import json
 
 import cv2
 import numpy as np
@@ -38,6 +39,9 @@ def test_field_writes_instance_labels_and_one_row_per_cell(tmp_path, model_file)
         k = int(r["cell_id"])
         assert int(r["cell_area"]) == int((cells == k).sum())
     assert len([r for r in rows if r["image"] == "cell"]) == 1
+    # a model given by name or file calls the fields too ("default" alone means the fields' own)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["field_model"] == summary["model"] == model_file
     # a correction to the nuclei is kept and measured on a re-run, with the classes of the first run
     nuclei[nuclei == 1] = 0
     cv2.imwrite(str(out / "field_nuclei.png"), nuclei)
