@@ -1,6 +1,7 @@
 """Widgets in a real napari viewer (under Xvfb via pytest-xvfb)."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -498,6 +499,7 @@ def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal
     else:
         assert "field abnormal cells" not in viewer.layers
     assert "cell(s)" in w.panel.result.value
+    assert f"called by {Path(model_file).stem}" in w.panel.result.value  # the classifier named
     # Measure: one row per cell with its class, most suspicious first; follows a correction
     m = MeasureCellWidget(viewer)
     m.labels_combo.value = "field cells"

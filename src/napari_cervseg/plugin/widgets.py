@@ -388,6 +388,8 @@ class SegmentFieldWidget(WorkerWidget):
         text = (f"{result.verdict()}: {result.n_cells} cell(s), {len(abnormal)} called abnormal"
                 + (f" (most suspicious: cell {abnormal[0]})" if abnormal else "")
                 + f"; labels in '{names['cells']}' and '{names['nuclei']}'"
+                # which classifier called the cells ("default" on a field is the ensemble)
+                + (f"; called by {Path(result.model).stem}" if result.model else "")
                 + (f"; {len(result.left_out)} unconfirmed nucleus(es) that look normal left out (points"
                    f" in '{names['left_out']}')" if "left_out" in names else ""))
         notes = list(self.input_warnings) + [w for w in result.warnings if w not in self.input_warnings]
