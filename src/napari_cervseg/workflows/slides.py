@@ -193,10 +193,10 @@ _MODELS: dict = {}
 
 
 def _model(spec: str):
-    """One loaded classifier per worker process (a tile task reuses it)."""
+    """One loaded classifier per worker process (a tile task reuses it); ``spec`` is a SlideConfig's
+    model, where "default" is already the field route's classifier."""
     if spec is None or str(spec).lower() in ("none", ""):
         return None  # the colour baseline needs no classifier
-    spec = field_model(spec)  # "default": the field route's classifier (a config made it so already)
     if spec not in _MODELS:
         _MODELS[spec] = load_model(spec)
     return _MODELS[spec]
