@@ -31,7 +31,14 @@ from ..classify.predict import classify
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
 from ..measure.records import P_ABNORMAL, PREDICTED_CLASS, CellRecord, by_suspicion
-from ..segment.cells import MIN_CELL_AREA, find_nuclei, foreground_mask, lab_image, partition_cells
+from ..segment.cells import (
+    MIN_CELL_AREA,
+    find_nuclei,
+    foreground_mask,
+    lab_image,
+    partition_cells,
+    slide_colour,
+)
 from ..segment.finder import CellFinder, FoundCell, load_finder
 from ..segment.pipeline import give_verdict, segment_cell
 from ..segment.result import SegmentationResult, overlay
@@ -545,6 +552,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     with stages("detect", report="finding cells", at=0.02):
         found = find_cells(rgb, finder, stages, scale=finder_scale)
     found_nuclei = _found_nuclei(found, (h, w))
+    gains = white_balance_gains(rgb)
     if within is not None:
         y0, x0, y1, x1 = within
         found = [cell for cell in found if y0 <= cell.centre[0] < y1 and x0 <= cell.centre[1] < x1]
@@ -562,7 +570,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         # cropped, segmented, classified and reported whole: with the cytoplasm its polygon missed
         cell = _with_missed_cytoplasm(cell)
         (r0, c0, r1, c1), region, seed = _in_crop(cell, (h, w))
-        crop = rgb[r0:r1, c0:c1]
+        crop = white_balanced(rgb[r0:r1, c0:c1], gains)
         if per_cell == "classify":
             result = classify_found_cell(crop, region, seed, model_obj, operating_point)
         else:
@@ -608,6 +616,37 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
 
 #: what segment_field does with each found cell
 PER_CELL = ("segment", "classify")
+
+
+#: each found cell is segmented and classified on a crop white-balanced to the training images'
+#: median slide colour (issue 22; off: the crop as it is on the field)
+WHITE_BALANCE = True
+#: the median bare-slide RGB of the bundled classifier's training-split Herlev images, no mask read
+#: (``python benchmarks/dev/reference_slide.py`` -> ``benchmarks/results/dev/reference_slide.md``)
+REFERENCE_SLIDE_RGB = (177.7, 170.9, 180.5)
+
+
+def white_balance_gains(rgb: np.ndarray) -> np.ndarray | None:
+    """Per-channel gains that bring the field's slide to REFERENCE_SLIDE_RGB, or None for a grey
+    image (no colour cast to undo) and when WHITE_BALANCE is off.
+
+    A stained cell's colour is its transmittance times the slide's light (Beer-Lambert), so the
+    same cell on a pink, purple or yellowish slide looks like a differently stained one to the
+    networks; dividing out the slide's colour removes what the cell did not do."""
+    if not WHITE_BALANCE:
+        return None
+    step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000))))
+    sub = rgb[::step, ::step]
+    if np.array_equal(sub[..., 0], sub[..., 1]) and np.array_equal(sub[..., 1], sub[..., 2]):
+        return None
+    return np.asarray(REFERENCE_SLIDE_RGB, np.float32) / np.maximum(slide_colour(rgb), 1.0).astype(np.float32)
+
+
+def white_balanced(crop: np.ndarray, gains: np.ndarray | None) -> np.ndarray:
+    """A crop with white_balance_gains applied (itself when gains is None)."""
+    if gains is None:
+        return crop
+    return np.clip(crop.astype(np.float32) * gains, 0, 255).round().astype(np.uint8)
 
 
 def _found_nuclei(found: list, shape) -> np.ndarray:
