@@ -249,3 +249,60 @@ def test_a_fields_cells_are_called_by_the_field_classifier_for_model_default(fie
     p = [[row["p_abnormal"] for row in r.table] for r in (by_default, named, compact)]
     assert p[0] == p[1] and len(p[0]) == len(p[2]) > 0
     assert p[0] != p[2]
+
+
+def _on_slide(rgb, slide, new_slide):
+    """The same stained cells under another slide's light (Beer-Lambert: transmittance x light)."""
+    transmittance = rgb.astype(np.float32) / np.asarray(slide, np.float32)
+    return np.clip(transmittance * np.asarray(new_slide, np.float32), 0, 255).round().astype(np.uint8)
+
+
+def test_white_balance_brings_any_slide_to_the_reference_and_leaves_grey_alone(field):
+    """A field's crops are white-balanced to the training images' slide colour: the same cells
+    under a purple or a yellowish light come out alike; a grey image is left as it is."""
+    rgb = field[0]
+    slide = (222, 218, 228)  # synthetic_field's slide
+    balanced = []
+    for light in (slide, (120, 80, 110), (235, 215, 170)):
+        tinted = _on_slide(rgb, slide, light)
+        gains = fields_module.white_balance_gains(tinted)
+        assert gains is not None
+        assert np.allclose(fields_module.slide_colour(tinted) * gains, fields_module.REFERENCE_SLIDE_RGB, atol=1.0)
+        balanced.append(fields_module.white_balanced(tinted, gains).astype(int))
+    # the same pixels to within the rounding of the darkest light (a gain of ~2.2 on 8 bits)
+    assert np.abs(balanced[1] - balanced[0]).mean() < 1.5 and np.abs(balanced[2] - balanced[0]).mean() < 1.5
+    grey = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+    assert fields_module.white_balance_gains(grey) is None
+    assert fields_module.white_balanced(grey, None) is grey
+
+
+def test_each_found_cell_is_segmented_on_its_white_balanced_crop(field, trained_synthetic_model, monkeypatch):
+    """What each found cell's segmentation and verdict see is its white-balanced crop; with
+    WHITE_BALANCE off, the crop as it is on the field. The descriptors read the field's own pixels."""
+    tinted = _on_slide(field[0], (222, 218, 228), (150, 110, 140))
+    gains = fields_module.white_balance_gains(tinted)
+    seen = []
+    real_segment_cell = fields_module.segment_cell
+
+    def watching(crop, **kwargs):
+        seen.append(crop[:3, :3].reshape(-1, 3).mean(0))  # a corner of the crop: bare slide
+        return real_segment_cell(crop, **kwargs)
+
+    monkeypatch.setattr(fields_module, "segment_cell", watching)
+    on = segment_field(tinted, model=trained_synthetic_model, finder=FINDER)
+    assert on.n_cells > 0 and len(seen) == on.n_cells
+    assert np.allclose(np.median(seen, 0), fields_module.REFERENCE_SLIDE_RGB, atol=6)
+    seen.clear()
+    monkeypatch.setattr(fields_module, "WHITE_BALANCE", False)
+    off = segment_field(tinted, model=trained_synthetic_model, finder=FINDER)
+    assert np.allclose(np.median(seen, 0), (150, 110, 140), atol=6)
+    # the descriptors read the field's own pixels, not the balanced crop's (which are ~1.3x brighter)
+    weights = np.array([0.299, 0.587, 0.114], np.float32)
+    for row in on.table:
+        (y0, x0, y1, x1), extent = on.extent(row["cell_id"])
+        own = (tinted[y0:y1, x0:x1].astype(np.float32) @ weights)[extent].mean()
+        balanced = (fields_module.white_balanced(tinted[y0:y1, x0:x1], gains)
+                    .astype(np.float32) @ weights)[extent].mean()
+        measured = (row["nucleus_mean_intensity"] * row["nucleus_area"]
+                    + row["cytoplasm_mean_intensity"] * row["cytoplasm_area"]) / row["cell_area"]
+        assert abs(measured - own) < abs(measured - balanced) / 4
