@@ -257,23 +257,35 @@ def _on_slide(rgb, slide, new_slide):
     return np.clip(transmittance * np.asarray(new_slide, np.float32), 0, 255).round().astype(np.uint8)
 
 
-def test_white_balance_brings_any_slide_to_the_reference_and_leaves_grey_alone(field):
-    """A field's crops are white-balanced to the training images' slide colour: the same cells
-    under a purple or a yellowish light come out alike; a grey image is left as it is."""
+def test_white_balance_brings_a_slide_into_the_training_range_and_leaves_grey_alone(field):
+    """A field's crops are white-balanced so that its slide colour lies in the training images'
+    range ("into-range", the default: a slide already there is left alone) or at their median
+    ("to-reference": the same cells under a purple or a yellowish light come out alike); a grey
+    image is left as it is."""
     rgb = field[0]
     slide = (222, 218, 228)  # synthetic_field's slide
-    balanced = []
+    low, high = np.asarray(fields_module.TRAINING_SLIDE_RANGE)
+    to_reference = []
     for light in (slide, (120, 80, 110), (235, 215, 170)):
         tinted = _on_slide(rgb, slide, light)
-        gains = fields_module.white_balance_gains(tinted)
-        assert gains is not None
-        assert np.allclose(fields_module.slide_colour(tinted) * gains, fields_module.REFERENCE_SLIDE_RGB, atol=1.0)
-        balanced.append(fields_module.white_balanced(tinted, gains).astype(int))
+        colour = fields_module.slide_colour(tinted)
+        gains = fields_module.white_balance_gains(tinted, "into-range")
+        assert np.all(colour * gains >= low - 1) and np.all(colour * gains <= high + 1)
+        assert np.allclose(colour * gains, np.clip(colour, low, high), atol=1.0)  # the nearest colour in range
+        gains = fields_module.white_balance_gains(tinted, "to-reference")
+        assert np.allclose(colour * gains, fields_module.REFERENCE_SLIDE_RGB, atol=1.0)
+        to_reference.append(fields_module.white_balanced(tinted, gains).astype(int))
     # the same pixels to within the rounding of the darkest light (a gain of ~2.2 on 8 bits)
-    assert np.abs(balanced[1] - balanced[0]).mean() < 1.5 and np.abs(balanced[2] - balanced[0]).mean() < 1.5
+    assert np.abs(to_reference[1] - to_reference[0]).mean() < 1.5
+    assert np.abs(to_reference[2] - to_reference[0]).mean() < 1.5
+    in_range = _on_slide(rgb, slide, fields_module.REFERENCE_SLIDE_RGB)
+    assert fields_module.white_balance_gains(in_range, "into-range") is None
+    assert fields_module.white_balance_gains(in_range, "off") is None
     grey = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
-    assert fields_module.white_balance_gains(grey) is None
+    assert fields_module.white_balance_gains(grey, "to-reference") is None
     assert fields_module.white_balanced(grey, None) is grey
+    with pytest.raises(ValueError, match="into-range"):
+        fields_module.white_balance_gains(rgb, "auto")
 
 
 def test_each_found_cell_is_segmented_on_its_white_balanced_crop(field, trained_synthetic_model, monkeypatch):
@@ -291,12 +303,14 @@ def test_each_found_cell_is_segmented_on_its_white_balanced_crop(field, trained_
     monkeypatch.setattr(fields_module, "segment_cell", watching)
     on = segment_field(tinted, model=trained_synthetic_model, finder=FINDER)
     assert on.n_cells > 0 and len(seen) == on.n_cells
-    assert np.allclose(np.median(seen, 0), fields_module.REFERENCE_SLIDE_RGB, atol=6)
+    # the slide's green and blue are below the training range: brought up to its edge, red kept
+    low = fields_module.TRAINING_SLIDE_RANGE[0]
+    assert np.allclose(np.median(seen, 0), (150, low[1], low[2]), atol=6)
     seen.clear()
-    monkeypatch.setattr(fields_module, "WHITE_BALANCE", False)
-    off = segment_field(tinted, model=trained_synthetic_model, finder=FINDER)
+    monkeypatch.setattr(fields_module, "WHITE_BALANCE", "off")
+    segment_field(tinted, model=trained_synthetic_model, finder=FINDER)
     assert np.allclose(np.median(seen, 0), (150, 110, 140), atol=6)
-    # the descriptors read the field's own pixels, not the balanced crop's (which are ~1.3x brighter)
+    # the descriptors read the field's own pixels, not the balanced crop's (brighter in green and blue)
     weights = np.array([0.299, 0.587, 0.114], np.float32)
     for row in on.table:
         (y0, x0, y1, x1), extent = on.extent(row["cell_id"])

@@ -618,28 +618,41 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
 PER_CELL = ("segment", "classify")
 
 
-#: each found cell is segmented and classified on a crop white-balanced to the training images'
-#: median slide colour (issue 22; off: the crop as it is on the field)
-WHITE_BALANCE = True
-#: the median bare-slide RGB of the bundled classifier's training-split Herlev images, no mask read
+#: how each found cell's crop is white-balanced before it is segmented and classified (issue 22):
+#: "off" (the crop as it is on the field), "into-range" (a slide colour outside the training
+#: images' range is brought to the nearest colour in it; one inside is left alone) or
+#: "to-reference" (every slide brought to the training images' median slide colour)
+WHITE_BALANCE = "into-range"
+WHITE_BALANCE_MODES = ("off", "into-range", "to-reference")
+#: the median bare-slide RGB of the bundled classifier's training-split Herlev images, and their
+#: 10th and 90th percentiles per channel, no mask read
 #: (``python benchmarks/dev/reference_slide.py`` -> ``benchmarks/results/dev/reference_slide.md``)
 REFERENCE_SLIDE_RGB = (177.7, 170.9, 180.5)
+TRAINING_SLIDE_RANGE = ((137.7, 135.0, 156.0), (217.7, 200.2, 237.8))
 
 
-def white_balance_gains(rgb: np.ndarray) -> np.ndarray | None:
-    """Per-channel gains that bring the field's slide to REFERENCE_SLIDE_RGB, or None for a grey
-    image (no colour cast to undo) and when WHITE_BALANCE is off.
+def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray | None:
+    """Per-channel gains that bring the field's slide colour to what the networks were trained on
+    (see WHITE_BALANCE; `mode` defaults to it), or None where nothing is to be done: mode "off",
+    a grey image (no colour cast to undo), a slide already in range.
 
     A stained cell's colour is its transmittance times the slide's light (Beer-Lambert), so the
-    same cell on a pink, purple or yellowish slide looks like a differently stained one to the
+    same cell on a purple or a yellowish slide looks like a differently stained one to the
     networks; dividing out the slide's colour removes what the cell did not do."""
-    if not WHITE_BALANCE:
+    mode = WHITE_BALANCE if mode is None else mode
+    if mode not in WHITE_BALANCE_MODES:
+        raise ValueError(f"white balance {mode!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
+    if mode == "off":
         return None
     step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000))))
     sub = rgb[::step, ::step]
     if np.array_equal(sub[..., 0], sub[..., 1]) and np.array_equal(sub[..., 1], sub[..., 2]):
         return None
-    return np.asarray(REFERENCE_SLIDE_RGB, np.float32) / np.maximum(slide_colour(rgb), 1.0).astype(np.float32)
+    slide = np.maximum(slide_colour(rgb), 1.0)
+    target = (np.asarray(REFERENCE_SLIDE_RGB) if mode == "to-reference"
+              else np.clip(slide, *np.asarray(TRAINING_SLIDE_RANGE)))
+    gains = (target / slide).astype(np.float32)
+    return None if np.allclose(gains, 1.0, atol=1e-3) else gains
 
 
 def white_balanced(crop: np.ndarray, gains: np.ndarray | None) -> np.ndarray:
