@@ -239,15 +239,24 @@ def main() -> None:
     parser.add_argument("--operating-point", default=None, help="e.g. screening (the model card's threshold)")
     parser.add_argument("--per-cell", default="segment", choices=("segment", "classify"),
                         help="segment_field's per_cell: segment each cell (default) or classify the finder's cell")
+    parser.add_argument("--white-balance", default=None,
+                        help="the field route's WHITE_BALANCE for this run: off, into-range, to-reference"
+                             " (default: the package's)")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fields"))
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(2)
+    from napari_cervseg.workflows import fields
+
+    if args.white_balance is not None:
+        if args.white_balance not in fields.WHITE_BALANCE_MODES:
+            parser.error(f"--white-balance: one of {', '.join(fields.WHITE_BALANCE_MODES)}")
+        fields.WHITE_BALANCE = args.white_balance
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
               "method": args.method, "operating_point": args.operating_point, "finder": args.finder,
-              "per_cell": args.per_cell, "sets": {}}
+              "per_cell": args.per_cell, "white_balance": fields.WHITE_BALANCE, "sets": {}}
     finder = dev_finder(args.finder)
     if args.finder_scale is not None:
         finder = FixedScale("default" if finder in (None, "learned") else finder, args.finder_scale)
