@@ -42,6 +42,7 @@ def test_field_writes_instance_labels_and_one_row_per_cell(tmp_path, model_file)
     # a model given by name or file calls the fields too ("default" alone means the fields' own)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["field_model"] == summary["model"] == model_file
+    assert summary["white_balance"] == "into-range"  # the fields' crops, by default
     # a correction to the nuclei is kept and measured on a re-run, with the classes of the first run
     nuclei[nuclei == 1] = 0
     cv2.imwrite(str(out / "field_nuclei.png"), nuclei)
@@ -51,3 +52,12 @@ def test_field_writes_instance_labels_and_one_row_per_cell(tmp_path, model_file)
     assert int(again[0]["nucleus_area"]) == 0 and again[0]["status"] == "kept existing labels"
     assert [r["predicted_class"] for r in again] == [r["predicted_class"] for r in field_rows]
     assert (cv2.imread(str(out / "field_nuclei.png"), cv2.IMREAD_UNCHANGED) == nuclei).all()
+
+
+def test_a_white_balance_the_field_route_does_not_have_is_refused_before_anything_runs(tmp_path, capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(tmp_path), "--out", str(tmp_path / "out"), "--field", "--white-balance", "auto"])
+    assert exit_info.value.code == 2
+    assert "into-range" in capsys.readouterr().err and not (tmp_path / "out").exists()

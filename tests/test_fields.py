@@ -306,10 +306,13 @@ def test_each_found_cell_is_segmented_on_its_white_balanced_crop(field, trained_
     # the slide's green and blue are below the training range: brought up to its edge, red kept
     low = fields_module.TRAINING_SLIDE_RANGE[0]
     assert np.allclose(np.median(seen, 0), (150, low[1], low[2]), atol=6)
+    assert on.summary()["white_balance"] == {"mode": "into-range", "gains": [round(float(g), 4) for g in gains]}
     seen.clear()
-    monkeypatch.setattr(fields_module, "WHITE_BALANCE", "off")
-    segment_field(tinted, model=trained_synthetic_model, finder=FINDER)
+    off = segment_field(tinted, model=trained_synthetic_model, finder=FINDER, white_balance="off")
     assert np.allclose(np.median(seen, 0), (150, 110, 140), atol=6)
+    assert off.white_balance == {"mode": "off", "gains": None}
+    with pytest.raises(ValueError, match="white_balance = 'auto': one of off, into-range, to-reference"):
+        segment_field(tinted, model=trained_synthetic_model, finder=FINDER, white_balance="auto")
     # the descriptors read the field's own pixels, not the balanced crop's (brighter in green and blue)
     weights = np.array([0.299, 0.587, 0.114], np.float32)
     for row in on.table:

@@ -298,3 +298,24 @@ def test_a_slide_run_names_the_fields_classifier_and_a_run_of_the_old_default_is
     card_path.write_text(json.dumps(card))
     with pytest.raises(SlideRunError, match="model: 'default' there, 'ensemble3' now"):
         _start_or_resume(tmp_path, identity, SlideConfig(), tmp_path / "s.tif")
+
+
+def test_a_slide_run_made_before_the_white_balance_is_resumed_only_without_it(tmp_path):
+    """A run card without "white_balance" (written before the field route balanced its crops) ran
+    as "off": resuming it with the default (into-range) is refused with what differs; with
+    white_balance="off" it is the same run and resumes."""
+    from napari_cervseg.workflows.fields import WHITE_BALANCE
+    from napari_cervseg.workflows.slides import SlideConfig, SlideRunError, _start_or_resume
+
+    assert SlideConfig().white_balance == WHITE_BALANCE == "into-range"
+    with pytest.raises(ValueError, match="white_balance = 'auto'"):
+        SlideConfig(white_balance="auto").check()
+    identity = {"name": "s.tif", "size": 1, "shape": [10, 10], "head_sha256": "0"}
+    _start_or_resume(tmp_path, identity, SlideConfig(white_balance="off"), tmp_path / "s.tif")
+    card_path = next(p for p in tmp_path.iterdir() if p.suffix == ".json")
+    card = json.loads(card_path.read_text())
+    del card["config"]["white_balance"]  # as an older version wrote it
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(SlideRunError, match="white_balance: 'off' there, 'into-range' now"):
+        _start_or_resume(tmp_path, identity, SlideConfig(), tmp_path / "s.tif")
+    _start_or_resume(tmp_path, identity, SlideConfig(white_balance="off"), tmp_path / "s.tif")

@@ -500,6 +500,8 @@ def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal
         assert "field abnormal cells" not in viewer.layers
     assert "cell(s)" in w.panel.result.value
     assert f"called by {Path(model_file).stem}" in w.panel.result.value  # the classifier named
+    # synthetic_field's slide (222, 218, 228) is brighter red and green than the training range: balanced, and said so
+    assert result.white_balance["gains"] is not None and "white-balanced" in w.panel.result.value
     # Measure: one row per cell with its class, most suspicious first; follows a correction
     m = MeasureCellWidget(viewer)
     m.labels_combo.value = "field cells"

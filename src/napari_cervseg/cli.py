@@ -21,6 +21,10 @@ from ._version import __version__
 MAX_AUTO_WORKERS = 4
 #: below this many inputs "auto" stays in this process: starting workers costs seconds
 MIN_INPUTS_FOR_WORKERS = 8
+WHITE_BALANCE_HELP = ("fields: how each found cell's crop is white-balanced before it is segmented and classified:"
+                      " into-range (default: a slide colour outside the training images' range is brought to the"
+                      " nearest colour in it), to-reference (every slide to their median colour) or off; grey"
+                      " images are never balanced")
 
 
 def auto_workers(n_inputs: int) -> int:
@@ -79,7 +83,7 @@ def cmd_segment(args) -> int:
     config = BatchConfig(model=model, method=args.method, target=args.target,
                          device=args.device, options=options, pixel_size=args.pixel_size,
                          overwrite=args.overwrite, max_pixels=args.max_pixels or None, field_mode=args.field,
-                         finder=args.finder)
+                         finder=args.finder, white_balance=args.white_balance)
     try:  # every value, the model, its operating point and target: refused once, before any file is touched
         config.check()
     except (SegmentationError, ModelError, ValueError) as exc:
@@ -612,7 +616,7 @@ def cmd_slide(args) -> int:
     try:
         config = SlideConfig(tile=args.tile, margin=args.margin, model=args.model, method=args.method,
                              finder=args.finder or SlideConfig.finder, pixel_size=args.pixel_size, skip_empty=not args.all_tiles,
-                             per_cell=args.per_cell,
+                             per_cell=args.per_cell, white_balance=args.white_balance,
                              operating_point=None if operating_point == "argmax" else operating_point).check()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -657,6 +661,7 @@ def _add_segment_parser(sub) -> None:
     """``cervseg segment``: its options."""
     from .io.images import MAX_PIXELS
     from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
+    from .workflows.fields import WHITE_BALANCE_MODES
 
     seg = sub.add_parser("segment", help="segment cell images into nucleus / cytoplasm")
     seg.add_argument("inputs", nargs="+",
@@ -693,6 +698,8 @@ def _add_segment_parser(sub) -> None:
     seg.add_argument("--finder", default=None, metavar="learned|classic|FILE",
                      help="--field: what finds the cells: the learned finder (bundled, or a .safetensors from"
                           " `cervseg train-finder`) or the classic contrast rules (default: the package's default)")
+    seg.add_argument("--white-balance", default=None, choices=WHITE_BALANCE_MODES,
+                     help=WHITE_BALANCE_HELP)
     seg.add_argument("--overwrite", action="store_true",
                      help="redo images whose outputs exist (default: keep them, e.g. corrected labels)")
     seg.add_argument("--quiet", action="store_true")
@@ -850,6 +857,7 @@ def _add_ensemble_parser(sub) -> None:
 def _add_slide_parser(sub) -> None:
     """``cervseg slide``: its options."""
     from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
+    from .workflows.fields import WHITE_BALANCE, WHITE_BALANCE_MODES
 
     sl = sub.add_parser("slide", help="find, segment and classify every cell of a whole slide (pyramidal TIFF /"
                         " OME-TIFF), tile by tile in parallel, resumable; writes a table, GeoJSON and a report")
@@ -876,6 +884,7 @@ def _add_slide_parser(sub) -> None:
                     help="segment (default): segment every cell as `segment --field` does; classify: the finder's"
                          " outline and nucleus and the classifier's verdict on each cell's crop (about twice as fast,"
                          " without the two-nuclei flags)")
+    sl.add_argument("--white-balance", default=WHITE_BALANCE, choices=WHITE_BALANCE_MODES, help=WHITE_BALANCE_HELP)
     sl.add_argument("--all-tiles", action="store_true", help="also segment tiles that look empty at low resolution")
     sl.add_argument("--quiet", action="store_true")
     sl.set_defaults(func=cmd_slide)

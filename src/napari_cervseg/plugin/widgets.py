@@ -390,6 +390,9 @@ class SegmentFieldWidget(WorkerWidget):
                 + f"; labels in '{names['cells']}' and '{names['nuclei']}'"
                 # which classifier called the cells ("default" on a field is the ensemble)
                 + (f"; called by {Path(result.model).stem}" if result.model else "")
+                # a slide colour outside the training images' range: the cells were judged balanced
+                + ("; crops white-balanced (slide colour outside the training range)"
+                   if result.white_balance.get("gains") else "")
                 + (f"; {len(result.left_out)} unconfirmed nucleus(es) that look normal left out (points"
                    f" in '{names['left_out']}')" if "left_out" in names else ""))
         notes = list(self.input_warnings) + [w for w in result.warnings if w not in self.input_warnings]

@@ -95,6 +95,9 @@ class FieldResult:
         around the nucleus turned 180 degrees) did not see them and their crop was called normal
         (mostly texture on a cell's cytoplasm). One called abnormal, or given no verdict, is kept.
         Shown in napari as ``<image> left out`` points, so that none is hidden.
+    white_balance : dict
+        How each cell's crop was white-balanced before it was segmented and classified:
+        ``{"mode": ..., "gains": [r, g, b] or None}`` (None: the crops as they are on the field).
     """
 
     cells: np.ndarray
@@ -110,6 +113,7 @@ class FieldResult:
     extents: dict = field(default_factory=dict)
     finder: str = "classic"
     left_out: list = field(default_factory=list)
+    white_balance: dict = field(default_factory=lambda: {"mode": "off", "gains": None})
 
     def extent(self, cell_id: int) -> tuple[tuple[int, int, int, int], np.ndarray]:
         """Cell ``cell_id``'s full extent, also where another cell lies over it:
@@ -180,7 +184,7 @@ class FieldResult:
                 "abnormal_cells": self.abnormal_ids, "cells_without_verdict": self.no_verdict_ids,
                 "finder": self.finder, "n_left_out": len(self.left_out),
                 "left_out": [[round(float(r), 1), round(float(c), 1)] for r, c in self.left_out], "method": self.method,
-                "model": self.model, "settings": self.settings,
+                "model": self.model, "settings": self.settings, "white_balance": self.white_balance,
                 "timings": {k: round(v, 4) for k, v in self.timings.items()}, "warnings": list(self.warnings)}
 
 
@@ -483,7 +487,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                   device=None, progress: ProgressCallback | None = None, operating_point=None,
                   pixel_size: float | None = None, should_stop=None, finder=None,
                   finder_scale: float | None = None, within: tuple[int, int, int, int] | None = None,
-                  per_cell: str = "segment", **options) -> FieldResult:
+                  per_cell: str = "segment", white_balance: str | None = None, **options) -> FieldResult:
     """Find, segment, classify and measure every cell of a field of view.
 
     Parameters
@@ -517,6 +521,12 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         segmentation and heatmap, the default) or ``"classify"`` (the finder's own outline and
         nucleus, the classifier's verdict on the same crop and the applicability check; no
         heatmap, several times faster: for slides, whose suspicious cells get heatmaps afterwards).
+    white_balance : {"into-range", "to-reference", "off"}, optional
+        How each found cell's crop is white-balanced before it is segmented and classified
+        (default :data:`WHITE_BALANCE`, ``"into-range"``): a slide colour outside the range of the
+        networks' training images is brought to the nearest colour in it, so that a cell on a
+        tinted slide is judged like one on the slides they learned from. Grey images are never
+        balanced; the descriptors always read the field's own pixels.
 
     Returns
     -------
@@ -544,6 +554,9 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     model_obj = load_model(field_model(model), device=device) if model is not None else None
     if per_cell not in PER_CELL:
         raise ValueError(f"per_cell = {per_cell!r}: one of {', '.join(PER_CELL)}")
+    white_balance = WHITE_BALANCE if white_balance is None else white_balance
+    if white_balance not in WHITE_BALANCE_MODES:
+        raise ValueError(f"white_balance = {white_balance!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
     rgb, warnings = to_rgb_uint8(image)
     if rgb.shape[0] * rgb.shape[1] > MAX_FIELD_PIXELS:
         raise ImageError(f"image of {rgb.shape[0]} x {rgb.shape[1]} px is larger than a field can be"
@@ -552,7 +565,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     with stages("detect", report="finding cells", at=0.02):
         found = find_cells(rgb, finder, stages, scale=finder_scale)
     found_nuclei = _found_nuclei(found, (h, w))
-    gains = white_balance_gains(rgb)
+    gains = white_balance_gains(rgb, white_balance)
     if within is not None:
         y0, x0, y1, x1 = within
         found = [cell for cell in found if y0 <= cell.centre[0] < y1 and x0 <= cell.centre[1] < x1]
@@ -611,7 +624,9 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     return FieldResult(cells=cells, nuclei=nuclei, labels=labels, heatmap=heatmap, records=records, method=method,
                        model=getattr(model_obj, "source", None), settings=field_settings.as_dict(),
                        timings=stages.timings, warnings=warnings, extents=extents,
-                       finder=finder if finder == "classic" else "learned", left_out=left_out)
+                       finder=finder if finder == "classic" else "learned", left_out=left_out,
+                       white_balance={"mode": white_balance,
+                                      "gains": None if gains is None else [round(float(g), 4) for g in gains]})
 
 
 #: what segment_field does with each found cell

@@ -37,7 +37,15 @@ from ..segment.cells import stained_mask
 from ..segment.pipeline import check_request
 from ..segment.settings import DEFAULT_SEGMENT_METHOD
 from ..stages import ProgressCallback, StopCheck, report_count
-from .fields import DEFAULT_FINDER, FIELD_MODEL, extent_outline, field_model, segment_field
+from .fields import (
+    DEFAULT_FINDER,
+    FIELD_MODEL,
+    WHITE_BALANCE,
+    WHITE_BALANCE_MODES,
+    extent_outline,
+    field_model,
+    segment_field,
+)
 from .run_folder import folder_lock
 from .slide_outputs import OUTPUT_NAMES, class_counts, write_outputs
 
@@ -87,6 +95,9 @@ class SlideConfig:
         cell; ``"classify"`` keeps the finder's outline and nucleus and calls each cell on its
         crop (about twice as fast, but without the second-nucleus flags the segmentation gives);
         the gallery's cells get their heatmaps afterwards either way.
+    white_balance : {"into-range", "to-reference", "off"}
+        As for :func:`~napari_cervseg.segment_field` (default: its WHITE_BALANCE). A folder made
+        before this setting existed (its crops were not balanced) is refused rather than mixed.
     """
 
     tile: int = 2304
@@ -98,6 +109,7 @@ class SlideConfig:
     pixel_size: float | None = None
     skip_empty: bool = True
     per_cell: str = "segment"
+    white_balance: str = WHITE_BALANCE
 
     def __post_init__(self):
         # the run's card names the classifier that calls the cells: "default" is the field route's
@@ -111,6 +123,8 @@ class SlideConfig:
             raise ValueError(f"margin = {self.margin!r}: the context around a tile is 0 to tile ({self.tile}) px;"
                              " make it wider than the largest cell (384 for Herlev-sized cells)")
         check_pixel_size(self.pixel_size)
+        if self.white_balance not in WHITE_BALANCE_MODES:
+            raise ValueError(f"white_balance = {self.white_balance!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
         if self.per_cell not in ("classify", "segment"):
             raise ValueError(f"per_cell = {self.per_cell!r}: 'classify' (the finder's outlines, fast) or 'segment'")
         return self
@@ -220,7 +234,7 @@ def segment_tile(slide: Slide, spec: TileSpec, config: SlideConfig) -> dict:
     region = slide.read(ry0, rx0, ry1, rx1)
     result = segment_field(region, model=_model(config.model), method=config.method, finder=config.finder,
                            operating_point=config.operating_point, pixel_size=config.pixel_size,
-                           per_cell=config.per_cell,
+                           per_cell=config.per_cell, white_balance=config.white_balance,
                            within=(spec.y0 - ry0 - OWNERSHIP_SLACK, spec.x0 - rx0 - OWNERSHIP_SLACK,
                                    spec.y1 - ry0 + OWNERSHIP_SLACK, spec.x1 - rx0 + OWNERSHIP_SLACK))
     cells = []
@@ -303,6 +317,10 @@ def _slide_identity(path: Path, slide: Slide) -> dict:
     return {"name": path.name, "size": stat.st_size, "shape": list(slide.shape), "head_sha256": head.hexdigest()}
 
 
+#: what a run card written before these settings existed did (its crops were not white-balanced)
+SETTINGS_BEFORE_THEY_EXISTED = {"white_balance": "off"}
+
+
 def _start_or_resume(out: Path, identity: dict, config: SlideConfig, slide_path: Path) -> None:
     card_path = out / RUN_CARD
     card = {"slide": identity, "config": asdict(config), "path": str(slide_path.resolve())}
@@ -315,8 +333,9 @@ def _start_or_resume(out: Path, identity: dict, config: SlideConfig, slide_path:
         if not isinstance(previous, dict) or previous.get("slide") != identity:
             raise SlideRunError(f"{out} holds a run of another slide ({(previous or {}).get('slide', {}).get('name')});"
                                 " choose another --out")
-        if previous.get("config") != card["config"]:
-            before = previous.get("config", {})
+        # a run card written before a setting existed ran as that setting's "off" value did
+        before = {**SETTINGS_BEFORE_THEY_EXISTED, **(previous.get("config") or {})}
+        if before != card["config"]:
             # with the values, since a changed default (e.g. the finder) changes a run without a flag
             changed = [f"{k}: {before.get(k)!r} there, {card['config'][k]!r} now" for k in sorted(card["config"])
                        if before.get(k) != card["config"][k]]
