@@ -96,8 +96,18 @@ class FixedScale:
         return self.scale
 
 
+def relit(rgb, light):
+    """The field under another slide's light: its transmittance (over its own slide colour, found
+    without masks) times ``light`` (Beer-Lambert, as the composer lays cells), e.g. the near-white
+    background of a scanned slide."""
+    from napari_cervseg.segment.cells import slide_colour
+
+    transmittance = rgb.astype(np.float32) / np.maximum(slide_colour(rgb), 1.0).astype(np.float32)
+    return np.clip(transmittance * np.asarray(light, np.float32), 0, 255).round().astype(np.uint8)
+
+
 def evaluate_set(name: str, method: str, limit: int | None, operating_point=None, model="default",
-                 finder=None, per_cell="segment") -> dict:
+                 finder=None, per_cell="segment", light=None) -> dict:
     from napari_cervseg import segment_field
 
     root = Path(name) if Path(name).is_dir() else DATA / name  # a folder, or a set of ../shared/data
@@ -116,6 +126,8 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
     seconds, n_cells_pred = [], 0
     for path in images:
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        if light is not None:
+            rgb = relit(rgb, light)
         pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
         pages = pages[None] if pages.ndim == 2 else pages
         t0 = time.perf_counter()
@@ -242,6 +254,8 @@ def main() -> None:
     parser.add_argument("--white-balance", default=None,
                         help="the field route's WHITE_BALANCE for this run: off, into-range, to-reference"
                              " (default: the package's)")
+    parser.add_argument("--relight", default=None, metavar="R,G,B",
+                        help="score every field re-lit by a slide of this colour (a check of colour robustness)")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "fields"))
     args = parser.parse_args()
@@ -256,14 +270,17 @@ def main() -> None:
         fields.WHITE_BALANCE = args.white_balance
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
               "method": args.method, "operating_point": args.operating_point, "finder": args.finder,
-              "per_cell": args.per_cell, "white_balance": fields.WHITE_BALANCE, "sets": {}}
+              "per_cell": args.per_cell, "white_balance": fields.WHITE_BALANCE,
+              "relight": args.relight, "sets": {}}
     finder = dev_finder(args.finder)
     if args.finder_scale is not None:
         finder = FixedScale("default" if finder in (None, "learned") else finder, args.finder_scale)
         report["finder_scale"] = args.finder_scale
     for name in args.sets:
         report["sets"][name] = evaluate_set(name, args.method, args.limit, args.operating_point, model=args.model,
-                                            finder=finder, per_cell=args.per_cell)
+                                            finder=finder, per_cell=args.per_cell,
+                                            light=None if args.relight is None else
+                                            [float(v) for v in args.relight.split(",")])
         print(name, json.dumps(report["sets"][name], indent=1))
     if args.big:
         report["big_slide"] = big_slide_memory(args.big)

@@ -38,7 +38,15 @@ def main() -> None:
              "| statistic | R | G | B |", "|---|---|---|---|",
              "| median (the reference) | " + " | ".join(f"{v:.1f}" for v in median) + " |",
              "| 10th percentile | " + " | ".join(f"{v:.1f}" for v in np.percentile(colours, 10, 0)) + " |",
-             "| 90th percentile | " + " | ".join(f"{v:.1f}" for v in np.percentile(colours, 90, 0)) + " |", ""]
+             "| 90th percentile | " + " | ".join(f"{v:.1f}" for v in np.percentile(colours, 90, 0)) + " |", "",
+             "Brightness (mean of R, G, B) and chromaticity (RGB / brightness) of the same slides:", "",
+             "| statistic | brightness | chroma R | chroma G | chroma B |", "|---|---|---|---|---|"]
+    brightness = colours.mean(1)
+    chroma = colours / brightness[:, None]
+    for q in (10, 50, 90):
+        lines.append(f"| {q}th percentile | {np.percentile(brightness, q):.1f} | "
+                     + " | ".join(f"{v:.3f}" for v in np.percentile(chroma, q, 0)) + " |")
+    lines.append("")
     write_dev_result("reference_slide", lines)
     print("\n".join(lines))
 

@@ -638,12 +638,17 @@ PER_CELL = ("segment", "classify")
 #: images' range is brought to the nearest colour in it; one inside is left alone) or
 #: "to-reference" (every slide brought to the training images' median slide colour)
 WHITE_BALANCE = "into-range"
-WHITE_BALANCE_MODES = ("off", "into-range", "to-reference")
+WHITE_BALANCE_MODES = ("off", "into-range", "to-reference", "into-range-chroma")
 #: the median bare-slide RGB of the bundled classifier's training-split Herlev images, and their
 #: 10th and 90th percentiles per channel, no mask read
 #: (``python benchmarks/dev/reference_slide.py`` -> ``benchmarks/results/dev/reference_slide.md``)
 REFERENCE_SLIDE_RGB = (177.7, 170.9, 180.5)
 TRAINING_SLIDE_RANGE = ((137.7, 135.0, 156.0), (217.7, 200.2, 237.8))
+#: the same slides' brightness (mean of R, G, B) and chromaticity (RGB / brightness), 10th and
+#: 90th percentiles (``reference_slide.py``): "into-range-chroma" brings a slide's brightness and
+#: its hue into range separately, so that a near-white scanner background is only dimmed, not tinted
+TRAINING_SLIDE_BRIGHTNESS = (144.0, 214.8)
+TRAINING_SLIDE_CHROMA = ((0.911, 0.903, 0.994), (1.078, 1.008, 1.159))
 
 
 def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray | None:
@@ -664,8 +669,14 @@ def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray 
     if np.array_equal(sub[..., 0], sub[..., 1]) and np.array_equal(sub[..., 1], sub[..., 2]):
         return None
     slide = np.maximum(slide_colour(rgb), 1.0)
-    target = (np.asarray(REFERENCE_SLIDE_RGB) if mode == "to-reference"
-              else np.clip(slide, *np.asarray(TRAINING_SLIDE_RANGE)))
+    if mode == "to-reference":
+        target = np.asarray(REFERENCE_SLIDE_RGB)
+    elif mode == "into-range-chroma":
+        brightness = slide.mean()
+        target = (np.clip(slide / brightness, *np.asarray(TRAINING_SLIDE_CHROMA))
+                  * np.clip(brightness, *TRAINING_SLIDE_BRIGHTNESS))
+    else:
+        target = np.clip(slide, *np.asarray(TRAINING_SLIDE_RANGE))
     gains = (target / slide).astype(np.float32)
     return None if np.allclose(gains, 1.0, atol=1e-3) else gains
 
