@@ -278,8 +278,15 @@ def test_white_balance_brings_a_slide_into_the_training_range_and_leaves_grey_al
     # the same pixels to within the rounding of the darkest light (a gain of ~2.2 on 8 bits)
     assert np.abs(to_reference[1] - to_reference[0]).mean() < 1.5
     assert np.abs(to_reference[2] - to_reference[0]).mean() < 1.5
+    # brightness and hue separately: a near-white (scanner's) slide is dimmed, not tinted
+    white = _on_slide(rgb, slide, (236, 232, 238))
+    colour = fields_module.slide_colour(white)
+    target = colour * fields_module.white_balance_gains(white, "into-range-chroma")
+    assert np.allclose(target / target.mean(), colour / colour.mean(), atol=0.01)
+    assert abs(target.mean() - fields_module.TRAINING_SLIDE_BRIGHTNESS[1]) < 1.0
     in_range = _on_slide(rgb, slide, fields_module.REFERENCE_SLIDE_RGB)
     assert fields_module.white_balance_gains(in_range, "into-range") is None
+    assert fields_module.white_balance_gains(in_range, "into-range-chroma") is None
     assert fields_module.white_balance_gains(in_range, "off") is None
     grey = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
     assert fields_module.white_balance_gains(grey, "to-reference") is None
@@ -311,7 +318,7 @@ def test_each_found_cell_is_segmented_on_its_white_balanced_crop(field, trained_
     off = segment_field(tinted, model=trained_synthetic_model, finder=FINDER, white_balance="off")
     assert np.allclose(np.median(seen, 0), (150, 110, 140), atol=6)
     assert off.white_balance == {"mode": "off", "gains": None}
-    with pytest.raises(ValueError, match="white_balance = 'auto': one of off, into-range, to-reference"):
+    with pytest.raises(ValueError, match="white_balance = 'auto': one of off, into-range, to-reference, into-range-chroma"):
         segment_field(tinted, model=trained_synthetic_model, finder=FINDER, white_balance="auto")
     # the descriptors read the field's own pixels, not the balanced crop's (brighter in green and blue)
     weights = np.array([0.299, 0.587, 0.114], np.float32)

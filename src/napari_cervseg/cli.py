@@ -23,8 +23,9 @@ MAX_AUTO_WORKERS = 4
 MIN_INPUTS_FOR_WORKERS = 8
 WHITE_BALANCE_HELP = ("fields: how each found cell's crop is white-balanced before it is segmented and classified:"
                       " into-range (default: a slide colour outside the training images' range is brought to the"
-                      " nearest colour in it), to-reference (every slide to their median colour) or off; grey"
-                      " images are never balanced")
+                      " nearest colour in it, channel by channel), into-range-chroma (brightness and hue brought"
+                      " into range separately: better for a near-white scanned background), to-reference"
+                      " (every slide to their median colour) or off; grey images are never balanced")
 
 
 def auto_workers(n_inputs: int) -> int:

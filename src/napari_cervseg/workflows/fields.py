@@ -521,12 +521,14 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         segmentation and heatmap, the default) or ``"classify"`` (the finder's own outline and
         nucleus, the classifier's verdict on the same crop and the applicability check; no
         heatmap, several times faster: for slides, whose suspicious cells get heatmaps afterwards).
-    white_balance : {"into-range", "to-reference", "off"}, optional
+    white_balance : {"into-range", "into-range-chroma", "to-reference", "off"}, optional
         How each found cell's crop is white-balanced before it is segmented and classified
         (default :data:`WHITE_BALANCE`, ``"into-range"``): a slide colour outside the range of the
         networks' training images is brought to the nearest colour in it, so that a cell on a
-        tinted slide is judged like one on the slides they learned from. Grey images are never
-        balanced; the descriptors always read the field's own pixels.
+        tinted slide is judged like one on the slides they learned from. For a slide scanned on a
+        near-white background ``"into-range-chroma"`` (brightness and hue separately) gives fewer
+        cells without a verdict. Grey images are never balanced; the descriptors always read the
+        field's own pixels.
 
     Returns
     -------
@@ -635,8 +637,10 @@ PER_CELL = ("segment", "classify")
 
 #: how each found cell's crop is white-balanced before it is segmented and classified (issue 22):
 #: "off" (the crop as it is on the field), "into-range" (a slide colour outside the training
-#: images' range is brought to the nearest colour in it; one inside is left alone) or
-#: "to-reference" (every slide brought to the training images' median slide colour)
+#: images' range is brought to the nearest colour in it, channel by channel; one inside is left
+#: alone), "into-range-chroma" (its brightness and its hue brought into range separately: a
+#: near-white scanner background is dimmed rather than tinted) or "to-reference" (every slide
+#: brought to the training images' median slide colour); benchmarks/results/field_classifier_rule.md
 WHITE_BALANCE = "into-range"
 WHITE_BALANCE_MODES = ("off", "into-range", "to-reference", "into-range-chroma")
 #: the median bare-slide RGB of the bundled classifier's training-split Herlev images, and their

@@ -95,9 +95,10 @@ class SlideConfig:
         cell; ``"classify"`` keeps the finder's outline and nucleus and calls each cell on its
         crop (about twice as fast, but without the second-nucleus flags the segmentation gives);
         the gallery's cells get their heatmaps afterwards either way.
-    white_balance : {"into-range", "to-reference", "off"}
-        As for :func:`~napari_cervseg.segment_field` (default: its WHITE_BALANCE). A folder made
-        before this setting existed (its crops were not balanced) is refused rather than mixed.
+    white_balance : {"into-range", "into-range-chroma", "to-reference", "off"}
+        As for :func:`~napari_cervseg.segment_field` (default: its WHITE_BALANCE;
+        ``"into-range-chroma"`` for a near-white scanned background). A folder made before this
+        setting existed (its crops were not balanced) is resumed only with ``"off"``.
     """
 
     tile: int = 2304
