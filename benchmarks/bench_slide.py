@@ -205,12 +205,17 @@ def main() -> None:
     parser.add_argument("--cluster", action="store_true", help="also run through an outside LocalCluster's address")
     parser.add_argument("--only-killed", action="store_true",
                         help="with --kill-at: skip the uninterrupted run (the killed and resumed run is timed as a whole)")
+    parser.add_argument("--white-balance", default=None,
+                        help="cervseg slide --white-balance for the runs (default: the package's)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    out_base = Path(args.out or ROOT / "benchmarks" / "results" / f"slide_{args.size}_{args.per_cell}")
+    balance = "" if args.white_balance is None else "_" + args.white_balance.replace("-", "_")
+    out_base = Path(args.out or ROOT / "benchmarks" / "results" / f"slide_{args.size}_{args.per_cell}{balance}")
     slide, n_true, mb = make_slide(args.size)
-    work = ROOT / "runs" / f"bench_slide_{args.size}_{args.per_cell}"
+    work = ROOT / "runs" / f"bench_slide_{args.size}_{args.per_cell}{balance}"
     extra = ["--workers", str(args.workers), "--per-cell", args.per_cell]
+    if args.white_balance is not None:
+        extra += ["--white-balance", args.white_balance]
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
               "cores": os.cpu_count(), "slide": {"size": args.size, "file_mb": round(mb), "cells_composed": n_true},
               "runs": {}}
