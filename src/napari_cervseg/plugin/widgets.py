@@ -340,14 +340,20 @@ class SegmentFieldWidget(WorkerWidget):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        from ..workflows.fields import DEFAULT_FINDER, FINDERS
+        from ..workflows.fields import DEFAULT_FINDER, FINDERS, WHITE_BALANCE, WHITE_BALANCE_MODES
 
         self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
         self.finder_combo = ComboBox(label="cell finder", choices=list(FINDERS), value=DEFAULT_FINDER,
                                      tooltip="learned: the U-Net trained on composed fields (finds overlapping cells"
                                              " whole); classic: hand-set contrast rules")
+        self.white_balance_combo = ComboBox(
+            label="slide colour", choices=list(WHITE_BALANCE_MODES), value=WHITE_BALANCE,
+            tooltip="how each cell's crop is white-balanced before it is judged: into-range (a slide colour outside"
+                    " the training images' range brought into it), into-range-chroma (brightness and hue"
+                    " separately: for a near-white scanned background), to-reference, or off. Grey images are"
+                    " never balanced; the measurements always read the image's own pixels")
         self.method_controls = MethodControls()
-        super().__init__(viewer, "Segment all cells", [self.image_combo, self.finder_combo,
+        super().__init__(viewer, "Segment all cells", [self.image_combo, self.finder_combo, self.white_balance_combo,
                                                        *self.method_controls.widgets])
         self.last_result = None
 
@@ -364,7 +370,7 @@ class SegmentFieldWidget(WorkerWidget):
         except (LayerError, SegmentationError) as exc:
             self.refuse(f"CervSeg: {exc}")
             return
-        finder = self.finder_combo.value
+        finder, white_balance = self.finder_combo.value, self.white_balance_combo.value
         stop = threading.Event()
 
         def steps(progress):
@@ -377,7 +383,8 @@ class SegmentFieldWidget(WorkerWidget):
             # (the field route's classifier: "default" is FIELD_MODEL there)
             yield from load_models_stage(field_model(options.get("model")), options.get("method"), options)
             yield Progress("finding cells", 0.0)
-            return segment_field(image, progress=report, should_stop=stop.is_set, finder=finder, **options)
+            return segment_field(image, progress=report, should_stop=stop.is_set, finder=finder,
+                                 white_balance=white_balance, **options)
 
         self.start(steps, returned=lambda result: self._show(layer, result), keep_on_cancel=True)
 
