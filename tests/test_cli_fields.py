@@ -42,7 +42,7 @@ def test_field_writes_instance_labels_and_one_row_per_cell(tmp_path, model_file)
     # a model given by name or file calls the fields too ("default" alone means the fields' own)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["field_model"] == summary["model"] == model_file
-    assert summary["white_balance"] == "into-range"  # the fields' crops, by default
+    assert summary["white_balance"] == "off"  # a classifier of one's own: its crops as they are
     # a correction to the nuclei is kept and measured on a re-run, with the classes of the first run
     nuclei[nuclei == 1] = 0
     cv2.imwrite(str(out / "field_nuclei.png"), nuclei)

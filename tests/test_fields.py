@@ -297,7 +297,9 @@ def test_white_balance_brings_a_slide_into_the_training_range_and_leaves_grey_al
 
 def test_each_found_cell_is_segmented_on_its_white_balanced_crop(field, trained_synthetic_model, monkeypatch):
     """What each found cell's segmentation and verdict see is its white-balanced crop; with
-    WHITE_BALANCE off, the crop as it is on the field. The descriptors read the field's own pixels."""
+    "off", the crop as it is on the field. The descriptors read the field's own pixels. The bundled
+    classifiers' crops are balanced by default; a classifier of one's own (its training slides
+    unknown) gets them as they are unless a mode is asked for."""
     tinted = _on_slide(field[0], (222, 218, 228), (150, 110, 140))
     gains = fields_module.white_balance_gains(tinted)
     seen = []
@@ -308,16 +310,20 @@ def test_each_found_cell_is_segmented_on_its_white_balanced_crop(field, trained_
         return real_segment_cell(crop, **kwargs)
 
     monkeypatch.setattr(fields_module, "segment_cell", watching)
-    on = segment_field(tinted, model=trained_synthetic_model, finder=FINDER)
+    on = segment_field(tinted, model=trained_synthetic_model, finder=FINDER, white_balance="into-range")
     assert on.n_cells > 0 and len(seen) == on.n_cells
     # the slide's green and blue are below the training range: brought up to its edge, red kept
     low = fields_module.TRAINING_SLIDE_RANGE[0]
     assert np.allclose(np.median(seen, 0), (150, low[1], low[2]), atol=6)
     assert on.summary()["white_balance"] == {"mode": "into-range", "gains": [round(float(g), 4) for g in gains]}
     seen.clear()
-    off = segment_field(tinted, model=trained_synthetic_model, finder=FINDER, white_balance="off")
+    off = segment_field(tinted, model=trained_synthetic_model, finder=FINDER)  # a model of one's own
     assert np.allclose(np.median(seen, 0), (150, 110, 140), atol=6)
     assert off.white_balance == {"mode": "off", "gains": None}
+    assert fields_module.white_balance_for(None) == fields_module.white_balance_for("default") == "into-range"
+    assert fields_module.white_balance_for("ensemble3") == "into-range"
+    assert fields_module.white_balance_for("my_lab.safetensors") == "off"
+    assert fields_module.white_balance_for("my_lab.safetensors", "to-reference") == "to-reference"
     with pytest.raises(ValueError, match="white_balance = 'auto': one of off, into-range, to-reference, into-range-chroma"):
         segment_field(tinted, model=trained_synthetic_model, finder=FINDER, white_balance="auto")
     # the descriptors read the field's own pixels, not the balanced crop's (brighter in green and blue)

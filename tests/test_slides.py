@@ -307,9 +307,10 @@ def test_a_slide_run_made_before_the_white_balance_is_resumed_only_without_it(tm
     from napari_cervseg.workflows.fields import WHITE_BALANCE
     from napari_cervseg.workflows.slides import SlideConfig, SlideRunError, _start_or_resume
 
-    assert SlideConfig().white_balance == WHITE_BALANCE == "into-range"
+    assert SlideConfig().white_balance == WHITE_BALANCE == "into-range"  # the bundled classifier's
+    assert SlideConfig(model="my_lab.safetensors").white_balance == "off"  # one's own: not known
     with pytest.raises(ValueError, match="white_balance = 'auto'"):
-        SlideConfig(white_balance="auto").check()
+        SlideConfig(white_balance="auto")
     identity = {"name": "s.tif", "size": 1, "shape": [10, 10], "head_sha256": "0"}
     _start_or_resume(tmp_path, identity, SlideConfig(white_balance="off"), tmp_path / "s.tif")
     card_path = next(p for p in tmp_path.iterdir() if p.suffix == ".json")

@@ -472,8 +472,8 @@ def test_explaining_after_the_viewer_is_up_does_not_crash_napari(tmp_path, packa
 
 
 def test_segment_all_cells_passes_the_chosen_white_balance(make_napari_viewer, qtbot, model_file):
-    """The "slide colour" choice reaches segment_field: "off" judges the crops as they are, and
-    the result text then says nothing about balancing."""
+    """The "slide colour" choice reaches segment_field: asked for, into-range balances even a
+    classifier of one's own, and the result text says so."""
     from synthetic import synthetic_field
 
     from napari_cervseg.plugin.widgets import SegmentFieldWidget
@@ -484,11 +484,12 @@ def test_segment_all_cells_passes_the_chosen_white_balance(make_napari_viewer, q
     w.method_controls.model_edit.value = model_file
     w.image_combo.value = "field"
     w.finder_combo.value = "classic"
-    w.white_balance_combo.value = "off"
+    w.white_balance_combo.value = "into-range"
     w.run()
     _wait(qtbot, w, timeout=120000)
-    assert w.last_result.white_balance == {"mode": "off", "gains": None}
-    assert "cell(s)" in w.panel.result.value and "white-balanced" not in w.panel.result.value
+    assert w.last_result.white_balance["mode"] == "into-range"
+    assert w.last_result.white_balance["gains"] is not None  # (222, 218, 228) is above the range
+    assert "cell(s)" in w.panel.result.value and "white-balanced" in w.panel.result.value
 
 
 def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal(make_napari_viewer, qtbot,
@@ -520,9 +521,9 @@ def test_segment_all_cells_adds_instance_layers_with_features_and_marks_abnormal
         assert "field abnormal cells" not in viewer.layers
     assert "cell(s)" in w.panel.result.value
     assert f"called by {Path(model_file).stem}" in w.panel.result.value  # the classifier named
-    # synthetic_field's slide (222, 218, 228) is brighter red and green than the training range: balanced, and said so
-    assert w.white_balance_combo.value == "into-range"
-    assert result.white_balance["gains"] is not None and "white-balanced" in w.panel.result.value
+    # a classifier of one's own (model_file): "default" judges its crops as they are
+    assert w.white_balance_combo.value == "default" and result.white_balance["mode"] == "off"
+    assert "white-balanced" not in w.panel.result.value
     # Measure: one row per cell with its class, most suspicious first; follows a correction
     m = MeasureCellWidget(viewer)
     m.labels_combo.value = "field cells"

@@ -21,8 +21,9 @@ from ._version import __version__
 MAX_AUTO_WORKERS = 4
 #: below this many inputs "auto" stays in this process: starting workers costs seconds
 MIN_INPUTS_FOR_WORKERS = 8
-WHITE_BALANCE_HELP = ("fields: how each found cell's crop is white-balanced before it is segmented and classified:"
-                      " into-range (default: a slide colour outside the training images' range is brought to the"
+WHITE_BALANCE_HELP = ("fields: how each found cell's crop is white-balanced before it is segmented and classified"
+                      " (default: into-range for the bundled classifiers, off for a classifier of your own):"
+                      " into-range (a slide colour outside the training images' range is brought to the"
                       " nearest colour in it, channel by channel), into-range-chroma (brightness and hue brought"
                       " into range separately: better for a near-white scanned background), to-reference"
                       " (every slide to their median colour) or off; grey images are never balanced")
@@ -858,7 +859,7 @@ def _add_ensemble_parser(sub) -> None:
 def _add_slide_parser(sub) -> None:
     """``cervseg slide``: its options."""
     from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
-    from .workflows.fields import WHITE_BALANCE, WHITE_BALANCE_MODES
+    from .workflows.fields import WHITE_BALANCE_MODES
 
     sl = sub.add_parser("slide", help="find, segment and classify every cell of a whole slide (pyramidal TIFF /"
                         " OME-TIFF), tile by tile in parallel, resumable; writes a table, GeoJSON and a report")
@@ -885,7 +886,7 @@ def _add_slide_parser(sub) -> None:
                     help="segment (default): segment every cell as `segment --field` does; classify: the finder's"
                          " outline and nucleus and the classifier's verdict on each cell's crop (about twice as fast,"
                          " without the two-nuclei flags)")
-    sl.add_argument("--white-balance", default=WHITE_BALANCE, choices=WHITE_BALANCE_MODES, help=WHITE_BALANCE_HELP)
+    sl.add_argument("--white-balance", default=None, choices=WHITE_BALANCE_MODES, help=WHITE_BALANCE_HELP)
     sl.add_argument("--all-tiles", action="store_true", help="also segment tiles that look empty at low resolution")
     sl.add_argument("--quiet", action="store_true")
     sl.set_defaults(func=cmd_slide)

@@ -340,15 +340,16 @@ class SegmentFieldWidget(WorkerWidget):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        from ..workflows.fields import DEFAULT_FINDER, FINDERS, WHITE_BALANCE, WHITE_BALANCE_MODES
+        from ..workflows.fields import DEFAULT_FINDER, FINDERS, WHITE_BALANCE_MODES
 
         self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
         self.finder_combo = ComboBox(label="cell finder", choices=list(FINDERS), value=DEFAULT_FINDER,
                                      tooltip="learned: the U-Net trained on composed fields (finds overlapping cells"
                                              " whole); classic: hand-set contrast rules")
         self.white_balance_combo = ComboBox(
-            label="slide colour", choices=list(WHITE_BALANCE_MODES), value=WHITE_BALANCE,
-            tooltip="how each cell's crop is white-balanced before it is judged: into-range (a slide colour outside"
+            label="slide colour", choices=["default", *WHITE_BALANCE_MODES], value="default",
+            tooltip="how each cell's crop is white-balanced before it is judged: default (into-range for the bundled"
+                    " classifiers, off for a classifier of your own), into-range (a slide colour outside"
                     " the training images' range brought into it), into-range-chroma (brightness and hue"
                     " separately: for a near-white scanned background), to-reference, or off. Grey images are"
                     " never balanced; the measurements always read the image's own pixels")
@@ -370,7 +371,8 @@ class SegmentFieldWidget(WorkerWidget):
         except (LayerError, SegmentationError) as exc:
             self.refuse(f"CervSeg: {exc}")
             return
-        finder, white_balance = self.finder_combo.value, self.white_balance_combo.value
+        finder = self.finder_combo.value
+        white_balance = None if self.white_balance_combo.value == "default" else self.white_balance_combo.value
         stop = threading.Event()
 
         def steps(progress):

@@ -64,13 +64,12 @@ from ..segment.settings import DEFAULT_SEGMENT_METHOD, explanation_method
 from ..stages import ProgressCallback, StopCheck, report_count
 from .executors import LocalExecutor, dask_client, local_executor, set_threads, wait_first
 from .fields import (
-    WHITE_BALANCE,
-    WHITE_BALANCE_MODES,
     cell_rows,
     field_model,
     resolve_finder,
     segment_field,
     stored_classes,
+    white_balance_for,
 )
 from .frames import INPUT_ERRORS, paste_boxes, segment_boxes, segment_frames, segment_item
 from .inputs import IMAGE_SUFFIXES, BatchInput, expand_inputs, read_input
@@ -138,7 +137,8 @@ class BatchConfig:
     field_mode: str = "no"
     #: the field route's cell finder (None: the package's DEFAULT_FINDER)
     finder: str | None = None
-    #: the field route's white balance of each cell's crop (None: the package's WHITE_BALANCE)
+    #: the field route's white balance of each cell's crop (None: into-range for the bundled
+    #: classifiers, off for one's own; fields.white_balance_for)
     white_balance: str | None = None
 
     def check(self) -> BatchConfig:
@@ -150,8 +150,7 @@ class BatchConfig:
             raise ValueError(f"field_mode = {self.field_mode!r}: one of {', '.join(FIELD_MODES)}")
         if self.finder is not None:
             resolve_finder(self.finder)
-        if self.white_balance is not None and self.white_balance not in WHITE_BALANCE_MODES:
-            raise ValueError(f"white_balance = {self.white_balance!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
+        white_balance_for(self.model, self.white_balance)  # refuses a mode the field route does not have
         check_request(self.model, self.method, settings=self.options.get("settings"), options=self.options,
                       operating_point=self.options.get("operating_point"), target=self.target, device=self.device,
                       pixel_size=self.pixel_size, max_pixels=self.max_pixels)
@@ -522,7 +521,7 @@ def _run_batch(inputs, out: Path, config: BatchConfig, workers, scheduler, progr
         "model": _model_source(config.model),
         # the fields' classifier: for "default" the field route's own (FIELD_MODEL)
         "field_model": None if config.field_mode == "no" else _model_source(field_model(config.model)),
-        "white_balance": None if config.field_mode == "no" else (config.white_balance or WHITE_BALANCE),
+        "white_balance": None if config.field_mode == "no" else white_balance_for(config.model, config.white_balance),
         "options": config.options,
         "execution": {"mode": mode, "workers": workers, "torch_threads": config.torch_threads},
         "timings": {"wall_seconds": round(elapsed, 3),

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import regionprops
 
-from ..classify import load_model
+from ..classify import WEIGHTS_DIR, bundled_models, load_model
 from ..classify.predict import classify
 from ..io.images import ImageError, to_rgb_uint8
 from ..measure.descriptors import measure
@@ -523,7 +523,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         heatmap, several times faster: for slides, whose suspicious cells get heatmaps afterwards).
     white_balance : {"into-range", "into-range-chroma", "to-reference", "off"}, optional
         How each found cell's crop is white-balanced before it is segmented and classified
-        (default :data:`WHITE_BALANCE`, ``"into-range"``): a slide colour outside the range of the
+        (default: :data:`WHITE_BALANCE`, ``"into-range"``, for the bundled classifiers; ``"off"``
+        for a classifier of your own, whose training slides are not known): a slide colour outside the range of the
         networks' training images is brought to the nearest colour in it, so that a cell on a
         tinted slide is judged like one on the slides they learned from. For a slide scanned on a
         near-white background ``"into-range-chroma"`` (brightness and hue separately) gives fewer
@@ -556,9 +557,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     model_obj = load_model(field_model(model), device=device) if model is not None else None
     if per_cell not in PER_CELL:
         raise ValueError(f"per_cell = {per_cell!r}: one of {', '.join(PER_CELL)}")
-    white_balance = WHITE_BALANCE if white_balance is None else white_balance
-    if white_balance not in WHITE_BALANCE_MODES:
-        raise ValueError(f"white_balance = {white_balance!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
+    white_balance = white_balance_for(model_obj, white_balance)
     rgb, warnings = to_rgb_uint8(image)
     if rgb.shape[0] * rgb.shape[1] > MAX_FIELD_PIXELS:
         raise ImageError(f"image of {rgb.shape[0]} x {rgb.shape[1]} px is larger than a field can be"
@@ -653,6 +652,29 @@ TRAINING_SLIDE_RANGE = ((137.7, 135.0, 156.0), (217.7, 200.2, 237.8))
 #: its hue into range separately, so that a near-white scanner background is only dimmed, not tinted
 TRAINING_SLIDE_BRIGHTNESS = (144.0, 214.8)
 TRAINING_SLIDE_CHROMA = ((0.911, 0.903, 0.994), (1.078, 1.008, 1.159))
+
+
+def white_balance_for(model, requested: str | None = None) -> str:
+    """The white balance a field's crops get: ``requested`` when given; otherwise WHITE_BALANCE
+    for the bundled classifiers (whose training slides TRAINING_SLIDE_RANGE describes) and for no
+    classifier, and "off" for a classifier of one's own, whose training slides are not known (ask
+    for a mode to balance its crops all the same)."""
+    if requested is not None:
+        if requested not in WHITE_BALANCE_MODES:
+            raise ValueError(f"white_balance = {requested!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
+        return requested
+    if model is None:
+        return WHITE_BALANCE
+    source = getattr(model, "source", model)
+    if isinstance(source, str | Path):
+        if str(source) == "default" or str(source) in bundled_models():
+            return WHITE_BALANCE
+        try:
+            if Path(source).resolve().parent == WEIGHTS_DIR.resolve():
+                return WHITE_BALANCE
+        except OSError:
+            pass
+    return "off"
 
 
 def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray | None:

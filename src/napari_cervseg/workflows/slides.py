@@ -40,11 +40,10 @@ from ..stages import ProgressCallback, StopCheck, report_count
 from .fields import (
     DEFAULT_FINDER,
     FIELD_MODEL,
-    WHITE_BALANCE,
-    WHITE_BALANCE_MODES,
     extent_outline,
     field_model,
     segment_field,
+    white_balance_for,
 )
 from .run_folder import folder_lock
 from .slide_outputs import OUTPUT_NAMES, class_counts, write_outputs
@@ -96,8 +95,8 @@ class SlideConfig:
         crop (about twice as fast, but without the second-nucleus flags the segmentation gives);
         the gallery's cells get their heatmaps afterwards either way.
     white_balance : {"into-range", "into-range-chroma", "to-reference", "off"}
-        As for :func:`~napari_cervseg.segment_field` (default: its WHITE_BALANCE;
-        ``"into-range-chroma"`` for a near-white scanned background). A folder made before this
+        As for :func:`~napari_cervseg.segment_field` (default: into-range for the bundled
+        classifiers, off for one's own; ``"into-range-chroma"`` for a near-white scanned background). A folder made before this
         setting existed (its crops were not balanced) is resumed only with ``"off"``.
     """
 
@@ -110,12 +109,14 @@ class SlideConfig:
     pixel_size: float | None = None
     skip_empty: bool = True
     per_cell: str = "segment"
-    white_balance: str = WHITE_BALANCE
+    white_balance: str | None = None
 
     def __post_init__(self):
         # the run's card names the classifier that calls the cells: "default" is the field route's
         # (FIELD_MODEL), so a run made when "default" meant another one is not resumed with this one
         object.__setattr__(self, "model", field_model(self.model))
+        # and the white balance its crops get (for a classifier of one's own: off unless asked)
+        object.__setattr__(self, "white_balance", white_balance_for(self.model, self.white_balance))
 
     def check(self) -> SlideConfig:
         if not isinstance(self.tile, int) or not 256 <= self.tile <= 16384:
@@ -124,8 +125,6 @@ class SlideConfig:
             raise ValueError(f"margin = {self.margin!r}: the context around a tile is 0 to tile ({self.tile}) px;"
                              " make it wider than the largest cell (384 for Herlev-sized cells)")
         check_pixel_size(self.pixel_size)
-        if self.white_balance not in WHITE_BALANCE_MODES:
-            raise ValueError(f"white_balance = {self.white_balance!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
         if self.per_cell not in ("classify", "segment"):
             raise ValueError(f"per_cell = {self.per_cell!r}: 'classify' (the finder's outlines, fast) or 'segment'")
         return self
