@@ -524,12 +524,12 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     white_balance : {"into-range", "into-range-chroma", "to-reference", "off"}, optional
         How each found cell's crop is white-balanced before it is segmented and classified
         (default: :data:`WHITE_BALANCE`, ``"into-range"``, for the bundled classifiers; ``"off"``
-        for a classifier of your own, whose training slides are not known): a slide colour outside the range of the
-        networks' training images is brought to the nearest colour in it, so that a cell on a
-        tinted slide is judged like one on the slides they learned from. For a slide scanned on a
-        near-white background ``"into-range-chroma"`` (brightness and hue separately) gives fewer
-        cells without a verdict. Grey images are never balanced; the descriptors always read the
-        field's own pixels.
+        for a classifier of your own, whose training slides are not known): a slide colour
+        outside the range of the networks' training images is brought to the nearest colour in
+        it, so that a cell on a tinted slide is judged like one on the slides they learned from.
+        For a slide scanned on a near-white background ``"into-range-chroma"`` (brightness and
+        hue separately) gives fewer cells without a verdict. Grey images are never balanced; the
+        descriptors always read the field's own pixels.
 
     Returns
     -------
