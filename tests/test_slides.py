@@ -147,6 +147,8 @@ def test_the_report_names_every_suspicious_cell(whole_run):
     assert "data:image/png;base64," in page and "<svg" in page  # self-contained: images and plots inline
     counts = slide_outputs.class_counts(whole_run.cells)
     assert f"<td>{counts['n_abnormal']}</td>" in page
+    # how the cells were judged, white balance included (a model of one's own: off)
+    assert "white balance of the cells' crops\n<code>off</code>" in page
 
 
 def test_a_stopped_run_resumes_without_redoing_or_losing_a_cell(slide_path, config, whole_run, tmp_path):

@@ -332,7 +332,8 @@ width:300px;vertical-align:top}}figure img{{max-width:300px}}figcaption{{font-si
 <p>{result.shape[1]} x {result.shape[0]} px, {result.tiles_total} tiles of {config.tile} px,
 {len(cells)} cells in {result.seconds:.0f} s. Classifier <code>{html.escape(str(config.model))}</code>,
 method <code>{html.escape(config.method)}</code>, finder <code>{html.escape(str(config.finder))}</code>,
-operating point <code>{html.escape(str(config.operating_point))}</code>.</p>
+operating point <code>{html.escape(str(config.operating_point))}</code>, white balance of the cells' crops
+<code>{html.escape(str(config.white_balance))}</code>.</p>
 <h2>Cells per class</h2>
 <table><tr><th>abnormal</th><th>normal</th><th>no verdict</th><th>all</th></tr>
 <tr><td>{counts["n_abnormal"]}</td><td>{counts["n_normal"]}</td><td>{counts["n_no_verdict"]}</td><td>{len(cells)}</td></tr></table>
