@@ -288,6 +288,8 @@ def test_white_balance_brings_a_slide_into_the_training_range_and_leaves_grey_al
     assert fields_module.white_balance_gains(in_range, "into-range") is None
     assert fields_module.white_balance_gains(in_range, "into-range-chroma") is None
     assert fields_module.white_balance_gains(in_range, "off") is None
+    dark = _on_slide(rgb, slide, (60, 40, 70))  # no bare slide to balance by: left alone
+    assert fields_module.white_balance_gains(dark, "to-reference") is None
     grey = np.repeat(rgb.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
     assert fields_module.white_balance_gains(grey, "to-reference") is None
     assert fields_module.white_balanced(grey, None) is grey

@@ -652,6 +652,10 @@ TRAINING_SLIDE_RANGE = ((137.7, 135.0, 156.0), (217.7, 200.2, 237.8))
 #: its hue into range separately, so that a near-white scanner background is only dimmed, not tinted
 TRAINING_SLIDE_BRIGHTNESS = (144.0, 214.8)
 TRAINING_SLIDE_CHROMA = ((0.911, 0.903, 0.994), (1.078, 1.008, 1.159))
+#: an image whose brightest common colour is darker than this (half the training slides' 10th
+#: percentile brightness) shows no bare slide to balance by (dark-field, a crop inside a cell):
+#: its crops are left as they are rather than multiplied many times over
+MIN_SLIDE_BRIGHTNESS = TRAINING_SLIDE_BRIGHTNESS[0] / 2
 
 
 def white_balance_for(model, requested: str | None = None) -> str:
@@ -680,7 +684,7 @@ def white_balance_for(model, requested: str | None = None) -> str:
 def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray | None:
     """Per-channel gains that bring the field's slide colour to what the networks were trained on
     (see WHITE_BALANCE; `mode` defaults to it), or None where nothing is to be done: mode "off",
-    a grey image (no colour cast to undo), a slide already in range.
+    a grey image (no colour cast to undo), a slide already in range, no bare slide to be seen.
 
     A stained cell's colour is its transmittance times the slide's light (Beer-Lambert), so the
     same cell on a purple or a yellowish slide looks like a differently stained one to the
@@ -695,6 +699,8 @@ def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray 
     if np.array_equal(sub[..., 0], sub[..., 1]) and np.array_equal(sub[..., 1], sub[..., 2]):
         return None
     slide = np.maximum(slide_colour(rgb), 1.0)
+    if slide.mean() < MIN_SLIDE_BRIGHTNESS:
+        return None
     if mode == "to-reference":
         target = np.asarray(REFERENCE_SLIDE_RGB)
     elif mode == "into-range-chroma":
