@@ -658,15 +658,19 @@ TRAINING_SLIDE_CHROMA = ((0.911, 0.903, 0.994), (1.078, 1.008, 1.159))
 MIN_SLIDE_BRIGHTNESS = TRAINING_SLIDE_BRIGHTNESS[0] / 2
 
 
+def _checked_mode(mode: str) -> str:
+    if mode not in WHITE_BALANCE_MODES:
+        raise ValueError(f"white_balance = {mode!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
+    return mode
+
+
 def white_balance_for(model, requested: str | None = None) -> str:
     """The white balance a field's crops get: ``requested`` when given; otherwise WHITE_BALANCE
     for the bundled classifiers (whose training slides TRAINING_SLIDE_RANGE describes) and for no
     classifier, and "off" for a classifier of one's own, whose training slides are not known (ask
     for a mode to balance its crops all the same)."""
     if requested is not None:
-        if requested not in WHITE_BALANCE_MODES:
-            raise ValueError(f"white_balance = {requested!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
-        return requested
+        return _checked_mode(requested)
     if model is None:
         return WHITE_BALANCE
     source = getattr(model, "source", model)
@@ -689,9 +693,7 @@ def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray 
     A stained cell's colour is its transmittance times the slide's light (Beer-Lambert), so the
     same cell on a purple or a yellowish slide looks like a differently stained one to the
     networks; dividing out the slide's colour removes what the cell did not do."""
-    mode = WHITE_BALANCE if mode is None else mode
-    if mode not in WHITE_BALANCE_MODES:
-        raise ValueError(f"white balance {mode!r}: one of {', '.join(WHITE_BALANCE_MODES)}")
+    mode = _checked_mode(WHITE_BALANCE if mode is None else mode)
     if mode == "off":
         return None
     step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / 250_000))))
