@@ -107,7 +107,7 @@ def relit(rgb, light):
 
 
 def evaluate_set(name: str, method: str, limit: int | None, operating_point=None, model="default",
-                 finder=None, per_cell="segment", light=None) -> dict:
+                 finder=None, per_cell="segment", light=None, white_balance=None) -> dict:
     from napari_cervseg import segment_field
 
     root = Path(name) if Path(name).is_dir() else DATA / name  # a folder, or a set of ../shared/data
@@ -132,7 +132,7 @@ def evaluate_set(name: str, method: str, limit: int | None, operating_point=None
         pages = pages[None] if pages.ndim == 2 else pages
         t0 = time.perf_counter()
         result = segment_field(rgb, model=model, method=method, operating_point=operating_point, finder=finder,
-                               per_cell=per_cell)
+                               per_cell=per_cell, white_balance=white_balance)
         seconds.append(time.perf_counter() - t0)
         n_cells_pred += result.n_cells
         pairs = match_nuclei(result.nuclei, pages)
@@ -252,8 +252,8 @@ def main() -> None:
     parser.add_argument("--per-cell", default="segment", choices=("segment", "classify"),
                         help="segment_field's per_cell: segment each cell (default) or classify the finder's cell")
     parser.add_argument("--white-balance", default=None,
-                        help="the field route's WHITE_BALANCE for this run: off, into-range, to-reference"
-                             " (default: the package's)")
+                        help="segment_field's white_balance for this run: off, into-range, into-range-chroma,"
+                             " to-reference (default: the package's for the model)")
     parser.add_argument("--relight", default=None, metavar="R,G,B",
                         help="score every field re-lit by a slide of this colour (a check of colour robustness)")
     parser.add_argument("--big", type=int, default=0, help="also measure a BIG x BIG slide's peak memory")
@@ -264,13 +264,11 @@ def main() -> None:
     torch.set_num_threads(2)
     from napari_cervseg.workflows import fields
 
-    if args.white_balance is not None:
-        if args.white_balance not in fields.WHITE_BALANCE_MODES:
-            parser.error(f"--white-balance: one of {', '.join(fields.WHITE_BALANCE_MODES)}")
-        fields.WHITE_BALANCE = args.white_balance
+    if args.white_balance is not None and args.white_balance not in fields.WHITE_BALANCE_MODES:
+        parser.error(f"--white-balance: one of {', '.join(fields.WHITE_BALANCE_MODES)}")
     report = {"command": "python " + " ".join(sys.argv), "cpu": platform.processor() or platform.machine(),
               "method": args.method, "operating_point": args.operating_point, "finder": args.finder,
-              "per_cell": args.per_cell, "white_balance": fields.WHITE_BALANCE,
+              "per_cell": args.per_cell, "white_balance": fields.white_balance_for(args.model, args.white_balance),
               "relight": args.relight, "sets": {}}
     finder = dev_finder(args.finder)
     if args.finder_scale is not None:
@@ -280,7 +278,8 @@ def main() -> None:
         report["sets"][name] = evaluate_set(name, args.method, args.limit, args.operating_point, model=args.model,
                                             finder=finder, per_cell=args.per_cell,
                                             light=None if args.relight is None else
-                                            [float(v) for v in args.relight.split(",")])
+                                            [float(v) for v in args.relight.split(",")],
+                                            white_balance=args.white_balance)
         print(name, json.dumps(report["sets"][name], indent=1))
     if args.big:
         report["big_slide"] = big_slide_memory(args.big)

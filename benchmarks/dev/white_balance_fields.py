@@ -1,5 +1,5 @@
 """Which fields does the white balance of the crops change (issue 22)? Each field of a set is
-segmented with WHITE_BALANCE "off" and with MODE; the fields whose count of matched true nuclei
+segmented with white_balance "off" and with MODE; the fields whose count of matched true nuclei
 (IoU >= 0.5) or of found cells differs are printed with their slide colour. The masks are read to
 count only.
 
@@ -27,8 +27,7 @@ def main() -> None:
     for path, rgb, pages in field_set(args.set):
         counts = []
         for mode in ("off", args.mode):
-            fields.WHITE_BALANCE = mode
-            result = segment_field(rgb, finder="learned", operating_point="screening")
+            result = segment_field(rgb, finder="learned", operating_point="screening", white_balance=mode)
             counts.append((len(match_nuclei(result.nuclei, pages)), result.n_cells))
         if counts[0] != counts[1]:
             print(f"{path.stem}: {len(pages)} true cells, slide {slide_colour(rgb).round(0)}; matched / found:"
