@@ -41,21 +41,16 @@ def background_colour(lab: np.ndarray) -> np.ndarray:
     return lab[near].mean(0) if near.any() else np.median(lab.reshape(-1, 3), 0)
 
 
-def _slide_pixels(rgb: np.ndarray, max_pixels: int = 1_000_000) -> np.ndarray:
-    """The bare slide's pixels (N, 3) of an RGB uint8 image, found like :func:`background_colour`
-    on a regular subsample of at most `max_pixels` (a colour, not a map: a slide of gigapixels
-    needs no more)."""
+def slide_colour(rgb: np.ndarray, max_pixels: int = 1_000_000) -> np.ndarray:
+    """The bare slide's mean RGB colour (float, 3) in an RGB uint8 image: the light that passed
+    no stain, by which each pixel's transmittance is measured. Its pixels are found like
+    :func:`background_colour`'s, on a regular subsample of at most `max_pixels` (a colour, not a
+    map: a slide of gigapixels needs no more)."""
     step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / max_pixels))))
     sub = np.ascontiguousarray(rgb[::step, ::step, :3])
     lab = lab_image(sub)
     near = np.abs(lab[..., 0] - background_colour(lab)[0]) <= 4  # the slide's lightness peak
-    return sub[near] if near.any() else sub.reshape(-1, 3)
-
-
-def slide_colour(rgb: np.ndarray) -> np.ndarray:
-    """The bare slide's mean RGB colour (float, 3) in an RGB uint8 image: the light that passed
-    no stain, by which each pixel's transmittance is measured."""
-    return _slide_pixels(rgb).astype(np.float64).mean(0)
+    return (sub[near] if near.any() else sub.reshape(-1, 3)).astype(np.float64).mean(0)
 
 
 #: the slide's own variation (noise, an uneven lamp) reaches at most this far (Lab units) from
