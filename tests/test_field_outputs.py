@@ -140,3 +140,68 @@ def test_a_bare_nucleus_gets_no_verdict():
     row = result.table[0]
     assert row["predicted_class"] is None and "bare nucleus" in row["not_judgeable"]
     assert any("stained area" in w for w in result.warnings)  # the cytoplasm lies in no found cell
+
+
+def _bare_record(called: str):
+    from napari_cervseg.measure.records import CellRecord
+
+    p = 0.9 if called == "abnormal" else 0.1
+    return CellRecord(cell_id=1, bbox=(0, 0, 40, 40), centroid=(20.0, 20.0), descriptors={"cell_area": 400},
+                      predicted_class=called, probability=max(p, 1 - p), p_abnormal=p)
+
+
+@pytest.mark.parametrize("keeps", [True, False])
+def test_a_bare_nucleus_is_never_called_normal(monkeypatch, keeps):
+    """Issue 22 (session 12): a bare nucleus called abnormal keeps the call, with a warning that
+    its cytoplasm was not found; one called normal gets no verdict (a nucleus alone cannot clear a
+    cell). With the switch off, neither gets a verdict (issue 26 item 6)."""
+    from types import SimpleNamespace
+
+    from napari_cervseg.workflows import fields
+
+    monkeypatch.setattr(fields, "BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT", keeps)
+    region = np.zeros((40, 40), bool)
+    region[5:35, 5:35] = True
+    nucleus = region.copy()  # the nucleus fills the cell: no cytoplasm around it
+    result = SimpleNamespace(labels=np.where(nucleus, 2, 0).astype(np.uint8))
+    found = np.where(nucleus, 1, 0).astype(np.int32)
+    for called in ("abnormal", "normal"):
+        record = _bare_record(called)
+        fields._withhold_if_not_one_cell(record, result, region, nucleus, nucleus, found, 1)
+        if called == "abnormal" and keeps:
+            assert record.predicted_class == "abnormal" and record.judgeable
+            assert any("no cytoplasm found around this nucleus" in w for w in record.warnings)
+            assert any("N/C ratio is not reliable" in w for w in record.warnings)
+        else:
+            assert record.predicted_class is None and record.not_judgeable == ["bare nucleus: no cytoplasm found"]
+            assert record.p_abnormal == _bare_record(called).p_abnormal  # kept for ordering and review
+
+
+def test_a_bare_nucleus_with_a_classifier_is_called_abnormal_or_left_without_a_verdict(trained_synthetic_model):
+    """The field route end to end: cells found as their nuclei alone (an abnormal and a normal
+    synthetic cell) are never called normal, and a call comes with the warning."""
+    from synthetic import synthetic_field
+
+    from napari_cervseg import segment_field
+    from napari_cervseg.segment.finder import FoundCell
+
+    rgb, pages, _ = synthetic_field(shape=(220, 480), centres=((110, 120), (110, 360)), size=(120, 130))
+
+    class NucleiOnly:
+        def find(self, rgb, scale=None):
+            found = []
+            for page in pages:
+                rows, cols = np.nonzero(page == 2)
+                box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+                cut = (page == 2)[box[0]:box[2], box[1]:box[3]]
+                found.append(FoundCell(box, cut, cut, 1.0))
+            return found
+
+    result = segment_field(rgb, model=trained_synthetic_model, finder=NucleiOnly())
+    assert result.n_cells == 2
+    for row in result.table:
+        assert row["predicted_class"] in ("abnormal", None)
+        if row["predicted_class"] == "abnormal":
+            assert any("no cytoplasm found around this nucleus" in w for w in row["warnings"])
+        else:
+            assert "bare nucleus" in row["not_judgeable"]

@@ -779,7 +779,10 @@ def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, re
                               nucleus: np.ndarray, seed: np.ndarray, found_nuclei: np.ndarray, own_index: int) -> None:
     """No verdict for a bare nucleus, nor for a region holding several nuclei (several cells merged?)."""
     bare = nucleus.any() and (region & ~nucleus).sum() < BARE_NUCLEUS_CYTOPLASM * nucleus.sum()
-    if bare:  # a nucleus without its cytoplasm is not a cell the classifier can judge
+    if bare and BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT and record.predicted_class == "abnormal":
+        record.warnings.append("no cytoplasm found around this nucleus: called abnormal on its crop (scant"
+                               " cytoplasm, as in high-grade cells); its N/C ratio is not reliable")
+    elif bare:  # a nucleus without its cytoplasm is not enough to call a cell normal
         record.withhold("bare nucleus: no cytoplasm found",
                         "no cytoplasm found around this nucleus: no verdict (cells packed together?)")
     extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei, own_index))
@@ -913,6 +916,10 @@ def _distance_to_centre(region: np.ndarray) -> np.ndarray:
 
 #: a found cell whose cytoplasm is smaller than this fraction of its nucleus is a bare nucleus
 BARE_NUCLEUS_CYTOPLASM = 0.1
+#: a bare nucleus the classifier calls abnormal keeps that call, with a warning (scant cytoplasm is
+#: what high-grade cells show: on the validation compositions all 18 bare nuclei lay on abnormal
+#: cells; benchmarks/results/field_classifier_rule.md, session 12); one called normal gets no verdict
+BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT = True
 #: a field whose stained area is covered by found cells less than this gets a warning
 MIN_COVERED_FOREGROUND = 0.6
 
