@@ -168,6 +168,7 @@ def test_a_bare_nucleus_is_never_called_normal(monkeypatch, keeps):
     for called in ("abnormal", "normal"):
         record = _bare_record(called)
         fields._withhold_if_not_one_cell(record, result, region, nucleus, nucleus, found, 1)
+        assert "N/C ratio is not reliable" in record.descriptors["measure_notes"]
         if called == "abnormal" and keeps:
             assert record.predicted_class == "abnormal" and record.judgeable
             assert any("no cytoplasm found around this nucleus" in w for w in record.warnings)
@@ -177,9 +178,12 @@ def test_a_bare_nucleus_is_never_called_normal(monkeypatch, keeps):
             assert record.p_abnormal == _bare_record(called).p_abnormal  # kept for ordering and review
 
 
-def test_a_bare_nucleus_with_a_classifier_is_called_abnormal_or_left_without_a_verdict(trained_synthetic_model):
+@pytest.mark.parametrize("point", [None, 0.0])
+def test_a_bare_nucleus_with_a_classifier_is_called_abnormal_or_left_without_a_verdict(trained_synthetic_model,
+                                                                                       point):
     """The field route end to end: cells found as their nuclei alone (an abnormal and a normal
-    synthetic cell) are never called normal, and a call comes with the warning."""
+    synthetic cell) are never called normal, and a call comes with the warning. At threshold 0
+    every judgeable crop is called abnormal, so the kept call is reached whatever the network says."""
     from synthetic import synthetic_field
 
     from napari_cervseg import segment_field
@@ -197,11 +201,14 @@ def test_a_bare_nucleus_with_a_classifier_is_called_abnormal_or_left_without_a_v
                 found.append(FoundCell(box, cut, cut, 1.0))
             return found
 
-    result = segment_field(rgb, model=trained_synthetic_model, finder=NucleiOnly())
+    result = segment_field(rgb, model=trained_synthetic_model, finder=NucleiOnly(), operating_point=point)
     assert result.n_cells == 2
     for row in result.table:
         assert row["predicted_class"] in ("abnormal", None)
+        assert "N/C ratio is not reliable" in row["measure_notes"]
         if row["predicted_class"] == "abnormal":
             assert any("no cytoplasm found around this nucleus" in w for w in row["warnings"])
         else:
             assert "bare nucleus" in row["not_judgeable"]
+    if point == 0.0:  # the large nucleus's crop is judgeable (the small one is too small to judge)
+        assert [row["predicted_class"] for row in result.table].count("abnormal") >= 1

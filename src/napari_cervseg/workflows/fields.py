@@ -777,8 +777,12 @@ class _LabelPlanes:
 
 def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, region: np.ndarray,
                               nucleus: np.ndarray, seed: np.ndarray, found_nuclei: np.ndarray, own_index: int) -> None:
-    """No verdict for a bare nucleus, nor for a region holding several nuclei (several cells merged?)."""
+    """No verdict for a bare nucleus the classifier does not call abnormal, nor for a region holding
+    several nuclei (several cells merged?); a bare nucleus's N/C ratio is noted as not reliable."""
     bare = nucleus.any() and (region & ~nucleus).sum() < BARE_NUCLEUS_CYTOPLASM * nucleus.sum()
+    if bare:
+        note = "no cytoplasm found around the nucleus: the N/C ratio is not reliable"
+        record.descriptors["measure_notes"] = " | ".join(filter(None, [record.descriptors.get("measure_notes"), note]))
     if bare and BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT and record.predicted_class == "abnormal":
         record.warnings.append("no cytoplasm found around this nucleus: called abnormal on its crop (scant"
                                " cytoplasm, as in high-grade cells); its N/C ratio is not reliable")
