@@ -1,12 +1,13 @@
 """Development check (issue 22): the found cells that are a bare nucleus (cytoplasm under a tenth of
-the nucleus), and what the classifier calls them, with BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT off and on.
+the nucleus), and what the classifier calls them, with a switch of workflows/fields.py off and on
+(--switch; BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT unless told).
 
 For each Herlev field set (composed, with masks and classes): every bare nucleus's p(abnormal) and
 the true cell its nucleus lies on (class, nucleus IoU), and the cells called abnormal whose nucleus
 lies on no true abnormal cell (on a normal cell or on the slide: false red boxes). For the real
 unlabelled fields (no masks): counts only. The masks are read for these counts only.
 
-    python benchmarks/dev/bare_nucleus_verdicts.py --sets SET [SET ...] --name NAME
+    python benchmarks/dev/bare_nucleus_verdicts.py --sets SET [SET ...] --name NAME [--switch NAME]
     -> benchmarks/results/dev/bare_nucleus_verdicts_NAME.md
 """
 
@@ -36,12 +37,15 @@ def classes_of(root: Path) -> dict:
     return classes
 
 
-def look(root: Path, keep: bool) -> tuple[list[dict], int, int]:
-    """The bare nuclei of a set, the cells called abnormal on no true abnormal cell, and all calls."""
+def look(root: Path, keep: bool, switch: str = "BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT") -> tuple[list[dict], int, int]:
+    """The bare nuclei of a set, the cells called abnormal on no true abnormal cell, and all calls,
+    with the module's ``switch`` set to ``keep``."""
     from napari_cervseg import segment_field
     from napari_cervseg.workflows import fields
 
-    fields.BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT = keep
+    if not hasattr(fields, switch):
+        raise SystemExit(f"workflows/fields.py has no switch {switch!r}")
+    setattr(fields, switch, keep)
     classes = classes_of(root)
     bare, false_abnormal, abnormal = [], 0, 0
     for path in sorted((root / "images").glob("*.png")):
@@ -74,21 +78,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", required=True)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--switch", default="BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT",
+                        help="the module switch of workflows/fields.py run off and on")
     args = parser.parse_args()
     lines = ["# Bare nuclei on the field route, and the abnormal calls (issue 22)", "",
              (f"## code {code_commit()}: `python benchmarks/dev/bare_nucleus_verdicts.py --sets {' '.join(args.sets)}"
-             f" --name {args.name}`"), "",
+             f" --name {args.name} --switch {args.switch}`"), "",
              ("Default classifier, screening point, learned finder. 'False abnormal': cells called abnormal whose"
              " nucleus lies mostly on no true abnormal cell (on a normal cell or on the slide); '-' where the set"
              " has no masks."), "",
-             ("| set | keeps verdict | bare nuclei | of them called abnormal | on a true abnormal cell | on a normal cell |"
+             ("| set | switch on | bare nuclei | of them called abnormal | on a true abnormal cell | on a normal cell |"
              " on no cell | cells called abnormal | false abnormal |"), "|---|---|---|---|---|---|---|---|---|"]
     details = []
     for name in args.sets:
         root = Path(name) if Path(name).is_dir() else DATA / name
         has_masks = (root / "cells").is_dir()
         for keep in (False, True):
-            bare, false_abnormal, abnormal = look(root, keep)
+            bare, false_abnormal, abnormal = look(root, keep, args.switch)
             under = [b["under"] for b in bare]
             lines.append(f"| {root.name} | {'yes' if keep else 'no'} | {len(bare)} |"
                          f" {sum(b['called'] == 'abnormal' for b in bare)} |"
@@ -99,10 +105,13 @@ def main() -> None:
                 details += [f"| {root.name} | {b['field']} | {b['cell']} | {b['p']:.3f} | {b['called']} |"
                             f" {b['under'] if has_masks else '-'} | {b['iou']:.2f} |" for b in bare]
             print(lines[-1], flush=True)
-    lines += ["", "Each bare nucleus (with the verdict kept):", "",
+    lines += ["", "Each bare nucleus (the switch on):", "",
               "| set | field | cell | p(abnormal) | called | true cell under it | nucleus IoU |",
               "|---|---|---|---|---|---|---|", *details]
     print(write_dev_result(f"bare_nucleus_verdicts_{args.name}", lines))
+    from napari_cervseg.workflows import fields
+
+    setattr(fields, args.switch, True)
 
 
 if __name__ == "__main__":
