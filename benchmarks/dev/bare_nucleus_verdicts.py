@@ -43,8 +43,6 @@ def look(root: Path, keep: bool, switch: str = "BARE_NUCLEUS_ABNORMAL_KEEPS_VERD
     from napari_cervseg import segment_field
     from napari_cervseg.workflows import fields
 
-    if not hasattr(fields, switch):
-        raise SystemExit(f"workflows/fields.py has no switch {switch!r}")
     setattr(fields, switch, keep)
     classes = classes_of(root)
     bare, false_abnormal, abnormal = [], 0, 0
@@ -89,6 +87,11 @@ def main() -> None:
              " has no masks."), "",
              ("| set | switch on | bare nuclei | of them called abnormal | on a true abnormal cell | on a normal cell |"
              " on no cell | cells called abnormal | false abnormal |"), "|---|---|---|---|---|---|---|---|---|"]
+    from napari_cervseg.workflows import fields
+
+    if not hasattr(fields, args.switch):
+        raise SystemExit(f"workflows/fields.py has no switch {args.switch!r}")
+    default = getattr(fields, args.switch)
     details = []
     for name in args.sets:
         root = Path(name) if Path(name).is_dir() else DATA / name
@@ -105,13 +108,11 @@ def main() -> None:
                 details += [f"| {root.name} | {b['field']} | {b['cell']} | {b['p']:.3f} | {b['called']} |"
                             f" {b['under'] if has_masks else '-'} | {b['iou']:.2f} |" for b in bare]
             print(lines[-1], flush=True)
+    setattr(fields, args.switch, default)
     lines += ["", "Each bare nucleus (the switch on):", "",
               "| set | field | cell | p(abnormal) | called | true cell under it | nucleus IoU |",
               "|---|---|---|---|---|---|---|", *details]
     print(write_dev_result(f"bare_nucleus_verdicts_{args.name}", lines))
-    from napari_cervseg.workflows import fields
-
-    setattr(fields, args.switch, True)
 
 
 if __name__ == "__main__":
