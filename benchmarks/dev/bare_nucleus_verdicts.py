@@ -7,7 +7,7 @@ the true cell its nucleus lies on (class, nucleus IoU), and the cells called abn
 lies on no true abnormal cell (on a normal cell or on the slide: false red boxes). For the real
 unlabelled fields (no masks): counts only. The masks are read for these counts only.
 
-    python benchmarks/dev/bare_nucleus_verdicts.py --sets SET [SET ...] --name NAME [--switch NAME]
+    python benchmarks/dev/bare_nucleus_verdicts.py --sets SET [SET ...] --name NAME [--switch NAME] [--relight R,G,B]
     -> benchmarks/results/dev/bare_nucleus_verdicts_NAME.md
 """
 
@@ -23,7 +23,7 @@ import tifffile
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from bench_fields import DATA  # noqa: E402
+from bench_fields import DATA, relit  # noqa: E402
 
 BARE = "no cytoplasm found around this nucleus"
 
@@ -37,9 +37,10 @@ def classes_of(root: Path) -> dict:
     return classes
 
 
-def look(root: Path, keep: bool, switch: str = "BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT") -> tuple[list[dict], int, int]:
+def look(root: Path, keep: bool, switch: str = "BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT",
+         light=None) -> tuple[list[dict], int, int]:
     """The bare nuclei of a set, the cells called abnormal on no true abnormal cell, and all calls,
-    with the module's ``switch`` set to ``keep``."""
+    with the module's ``switch`` set to ``keep`` (each field re-lit by ``light`` when given)."""
     from napari_cervseg import segment_field
     from napari_cervseg.workflows import fields
 
@@ -48,6 +49,8 @@ def look(root: Path, keep: bool, switch: str = "BARE_NUCLEUS_ABNORMAL_KEEPS_VERD
     bare, false_abnormal, abnormal = [], 0, 0
     for path in sorted((root / "images").glob("*.png")):
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        if light is not None:
+            rgb = relit(rgb, light)
         masks = root / "cells" / f"{path.stem}.tif"
         pages = None
         if masks.exists():
@@ -78,10 +81,13 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--switch", default="BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT",
                         help="the module switch of workflows/fields.py run off and on")
+    parser.add_argument("--relight", default=None, metavar="R,G,B",
+                        help="each field under another slide light, as bench_fields.py --relight")
     args = parser.parse_args()
     lines = ["# Bare nuclei on the field route, and the abnormal calls (issue 22)", "",
              (f"## code {code_commit()}: `python benchmarks/dev/bare_nucleus_verdicts.py --sets {' '.join(args.sets)}"
-             f" --name {args.name} --switch {args.switch}`"), "",
+             f" --name {args.name} --switch {args.switch}"
+              + (f" --relight {args.relight}" if args.relight else "") + "`"), "",
              ("Default classifier, screening point, learned finder. 'False abnormal': cells called abnormal whose"
              " nucleus lies mostly on no true abnormal cell (on a normal cell or on the slide); '-' where the set"
              " has no masks."), "",
@@ -92,12 +98,13 @@ def main() -> None:
     if not hasattr(fields, args.switch):
         raise SystemExit(f"workflows/fields.py has no switch {args.switch!r}")
     default = getattr(fields, args.switch)
+    light = None if args.relight is None else tuple(float(v) for v in args.relight.split(","))
     details = []
     for name in args.sets:
         root = Path(name) if Path(name).is_dir() else DATA / name
         has_masks = (root / "cells").is_dir()
         for keep in (False, True):
-            bare, false_abnormal, abnormal = look(root, keep, args.switch)
+            bare, false_abnormal, abnormal = look(root, keep, args.switch, light)
             under = [b["under"] for b in bare]
             lines.append(f"| {root.name} | {'yes' if keep else 'no'} | {len(bare)} |"
                          f" {sum(b['called'] == 'abnormal' for b in bare)} |"
