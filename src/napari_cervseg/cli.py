@@ -21,12 +21,6 @@ from ._version import __version__
 MAX_AUTO_WORKERS = 4
 #: below this many inputs "auto" stays in this process: starting workers costs seconds
 MIN_INPUTS_FOR_WORKERS = 8
-WHITE_BALANCE_HELP = ("fields: how each found cell's crop is white-balanced before it is segmented and classified"
-                      " (default: into-range for the bundled classifiers, off for a classifier of your own):"
-                      " into-range (a slide colour outside the training images' range is brought to the"
-                      " nearest colour in it, channel by channel), into-range-chroma (brightness and hue brought"
-                      " into range separately: better for a near-white scanned background), to-reference"
-                      " (every slide to their median colour) or off; grey images are never balanced")
 
 
 def auto_workers(n_inputs: int) -> int:
@@ -659,12 +653,20 @@ def settings_options(args) -> dict:
     return {name: getattr(args, name) for name in option_names() if getattr(args, name, None) is not None}
 
 
+def _white_balance_help() -> str:
+    from .workflows.fields import WHITE_BALANCE_DESCRIPTION
+
+    return ("fields: how each found cell's crop is white-balanced before it is segmented and classified ("
+            + WHITE_BALANCE_DESCRIPTION + ")")
+
+
 def _add_segment_parser(sub) -> None:
     """``cervseg segment``: its options."""
     from .io.images import MAX_PIXELS
     from .segment.settings import DEFAULT_SEGMENT_METHOD, SEGMENT_METHODS
     from .workflows.fields import WHITE_BALANCE_MODES
 
+    white_balance_help = _white_balance_help()
     seg = sub.add_parser("segment", help="segment cell images into nucleus / cytoplasm")
     seg.add_argument("inputs", nargs="+",
                      help="image files, folders, globs (quote them) or multi-page TIFF stacks (one cell per page)")
@@ -700,8 +702,7 @@ def _add_segment_parser(sub) -> None:
     seg.add_argument("--finder", default=None, metavar="learned|classic|FILE",
                      help="--field: what finds the cells: the learned finder (bundled, or a .safetensors from"
                           " `cervseg train-finder`) or the classic contrast rules (default: the package's default)")
-    seg.add_argument("--white-balance", default=None, choices=WHITE_BALANCE_MODES,
-                     help=WHITE_BALANCE_HELP)
+    seg.add_argument("--white-balance", default=None, choices=WHITE_BALANCE_MODES, help=white_balance_help)
     seg.add_argument("--overwrite", action="store_true",
                      help="redo images whose outputs exist (default: keep them, e.g. corrected labels)")
     seg.add_argument("--quiet", action="store_true")
@@ -886,7 +887,7 @@ def _add_slide_parser(sub) -> None:
                     help="segment (default): segment every cell as `segment --field` does; classify: the finder's"
                          " outline and nucleus and the classifier's verdict on each cell's crop (about twice as fast,"
                          " without the two-nuclei flags)")
-    sl.add_argument("--white-balance", default=None, choices=WHITE_BALANCE_MODES, help=WHITE_BALANCE_HELP)
+    sl.add_argument("--white-balance", default=None, choices=WHITE_BALANCE_MODES, help=_white_balance_help())
     sl.add_argument("--all-tiles", action="store_true", help="also segment tiles that look empty at low resolution")
     sl.add_argument("--quiet", action="store_true")
     sl.set_defaults(func=cmd_slide)

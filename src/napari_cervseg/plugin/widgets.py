@@ -340,7 +340,7 @@ class SegmentFieldWidget(WorkerWidget):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        from ..workflows.fields import DEFAULT_FINDER, FINDERS, WHITE_BALANCE_MODES
+        from ..workflows.fields import DEFAULT_FINDER, FINDERS, WHITE_BALANCE_DESCRIPTION, WHITE_BALANCE_MODES
 
         self.image_combo = ComboBox(label="image", choices=_layer_names(viewer, "image"))
         self.finder_combo = ComboBox(label="cell finder", choices=list(FINDERS), value=DEFAULT_FINDER,
@@ -348,11 +348,7 @@ class SegmentFieldWidget(WorkerWidget):
                                              " whole); classic: hand-set contrast rules")
         self.white_balance_combo = ComboBox(
             label="slide colour", choices=["default", *WHITE_BALANCE_MODES], value="default",
-            tooltip="how each cell's crop is white-balanced before it is judged: default (into-range for the bundled"
-                    " classifiers, off for a classifier of your own), into-range (a slide colour outside"
-                    " the training images' range brought into it), into-range-chroma (brightness and hue"
-                    " separately: for a near-white scanned background), to-reference, or off. Grey images are"
-                    " never balanced; the measurements always read the image's own pixels")
+            tooltip="how each cell's crop is white-balanced before it is judged: " + WHITE_BALANCE_DESCRIPTION)
         self.method_controls = MethodControls()
         super().__init__(viewer, "Segment all cells", [self.image_combo, self.finder_combo, self.white_balance_combo,
                                                        *self.method_controls.widgets])

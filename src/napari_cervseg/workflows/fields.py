@@ -642,6 +642,13 @@ PER_CELL = ("segment", "classify")
 #: brought to the training images' median slide colour); benchmarks/results/field_classifier_rule.md
 WHITE_BALANCE = "into-range"
 WHITE_BALANCE_MODES = ("off", "into-range", "to-reference", "into-range-chroma")
+#: the modes in a sentence, for the CLI's help and the fields widget's tooltip
+WHITE_BALANCE_DESCRIPTION = (
+    "default: into-range for the bundled classifiers, off for a classifier of your own; into-range (a slide"
+    " colour outside the training images' range is brought to the nearest colour in it, channel by channel),"
+    " into-range-chroma (brightness and hue brought into range separately: better for a near-white scanned"
+    " background), to-reference (every slide to their median colour) or off; grey images are never balanced,"
+    " and the measurements always read the image's own pixels")
 #: the median bare-slide RGB of the bundled classifier's training-split Herlev images, and their
 #: 10th and 90th percentiles per channel, no mask read
 #: (``python benchmarks/dev/reference_slide.py`` -> ``benchmarks/results/dev/reference_slide.md``)
@@ -783,12 +790,12 @@ def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, re
     if bare:
         note = "no cytoplasm found around the nucleus: the N/C ratio is not reliable"
         record.descriptors["measure_notes"] = " | ".join(filter(None, [record.descriptors.get("measure_notes"), note]))
-    if bare and BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT and record.predicted_class == "abnormal":
-        record.warnings.append("no cytoplasm found around this nucleus: called abnormal on its crop (scant"
-                               " cytoplasm, as in high-grade cells); its N/C ratio is not reliable")
-    elif bare:  # a nucleus without its cytoplasm is not enough to call a cell normal
-        record.withhold("bare nucleus: no cytoplasm found",
-                        "no cytoplasm found around this nucleus: no verdict (cells packed together?)")
+        if BARE_NUCLEUS_ABNORMAL_KEEPS_VERDICT and record.predicted_class == "abnormal":
+            record.warnings.append("no cytoplasm found around this nucleus: called abnormal on its crop (scant"
+                                   " cytoplasm, as in high-grade cells); its N/C ratio is not reliable")
+        else:  # a nucleus without its cytoplasm is not enough to call a cell normal
+            record.withhold("bare nucleus: no cytoplasm found",
+                            "no cytoplasm found around this nucleus: no verdict (cells packed together?)")
     extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei, own_index))
     if extra:
         # a region with two nuclei may be two cells merged: no confident class, listed for review
