@@ -796,7 +796,7 @@ def _withhold_if_not_one_cell(record: CellRecord, result: SegmentationResult, re
         else:  # a nucleus without its cytoplasm is not enough to call a cell normal
             record.withhold("bare nucleus: no cytoplasm found",
                             "no cytoplasm found around this nucleus: no verdict (cells packed together?)")
-    extra = max(_pieces(seed) - 1, _other_nuclei(result, region, nucleus, found_nuclei, own_index))
+    extra = max(_pieces(seed) - 1, len(_other_nuclei(result, region, nucleus, found_nuclei, own_index)))
     if extra:
         # a region with two nuclei may be two cells merged: no confident class, listed for review
         record.withhold(f"several cells: {extra + 1} nuclei in one region",
@@ -953,16 +953,17 @@ def _pieces(nucleus: np.ndarray) -> int:
 
 
 def _other_nuclei(result: SegmentationResult, region: np.ndarray, nucleus: np.ndarray, found_nuclei: np.ndarray,
-                  own_index: int) -> int:
-    """How many nuclei the crop's segmentation shows inside this cell's region besides its own,
-    leaving out the nuclei of other found cells (those lie over or under it: overlap, not a merge)."""
+                  own_index: int) -> list[np.ndarray]:
+    """The nuclei the crop's segmentation shows inside this cell's region besides its own (a mask
+    of the crop each), leaving out the nuclei of other found cells (those lie over or under it:
+    overlap, not a merge)."""
     if not nucleus.any():
-        return 0
+        return []
     parts, n = ndi.label((result.labels == 2) & region & ~ndi.binary_dilation(nucleus, iterations=2))
     if n == 0:
-        return 0
+        return []
     own_area = int(nucleus.sum())
-    count = 0
+    others = []
     for k, box in enumerate(ndi.find_objects(parts), start=1):
         part = parts[box] == k
         area = int(part.sum())
@@ -971,8 +972,8 @@ def _other_nuclei(result: SegmentationResult, region: np.ndarray, nucleus: np.nd
         under = found_nuclei[box][part]
         if ((under > 0) & (under != own_index)).mean() > 0.3:
             continue  # another found cell's nucleus
-        count += 1
-    return count
+        others.append(parts == k)
+    return others
 
 
 #: abnormal cells are boxed in this colour (RGB) in overlays
