@@ -15,8 +15,11 @@ For each Herlev field set (composed, with masks and classes), at the default set
    part classified on a crop of its own (the part's box grown by half its larger side), as the
    rejected second look did (`second_look_extra_nuclei.diff`).
 
-    python benchmarks/dev/field_misses.py --sets SET [SET ...] --name NAME
+    python benchmarks/dev/field_misses.py --sets SET [SET ...] --name NAME [--finder-contrast C]
     -> benchmarks/results/dev/field_misses_NAME.md
+
+``--finder-contrast`` sets segment/finder.py's MIN_NUCLEUS_CONTRAST (0: the rule off), to see
+the route before and after it.
 """
 
 import argparse
@@ -98,10 +101,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", required=True)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--finder-contrast", type=float, default=None,
+                        help="MIN_NUCLEUS_CONTRAST for this run (default: the module's)")
     args = parser.parse_args()
+    if args.finder_contrast is not None:
+        from napari_cervseg.segment import finder as finder_module
+
+        finder_module.MIN_NUCLEUS_CONTRAST = args.finder_contrast
     model = load_model(field_model("default"))
     hooks = Hooks(fields)
     missed, false, merged, bare, unseen, parts = [], [], [], [], Counter(), []
+    false_calls = Counter()
     for name in args.sets:
         root = Path(name) if Path(name).is_dir() else DATA / name
         classes = classes_of(root)
@@ -130,6 +140,7 @@ def main() -> None:
                 nucleus = result.nuclei == k
                 if k not in matched:
                     on_true = max(((nucleus & (pg == 2)).sum() for pg in pages), default=0) / max(1, nucleus.sum())
+                    false_calls[row["predicted_class"] or "no verdict"] += 1
                     false.append(f"| {where} | {k} | {row['predicted_class']} | {row['p_abnormal'] or 0:.2f} |"
                                  f" {solidity(nucleus):.2f} | {on_true:.2f} |")
                 inside = sum((nucleus & (pg == 2)).sum() >= 0.5 * max(1, (pg == 2).sum()) for pg in pages)
@@ -149,11 +160,13 @@ def main() -> None:
             print(where, flush=True)
     lines = ["# Where the field route's errors are, cell by cell (issue 22)", "",
              (f"## code {code_commit()}: `python benchmarks/dev/field_misses.py --sets {' '.join(args.sets)}"
-             f" --name {args.name}`"), "",
+             f" --name {args.name}"
+              f"{'' if args.finder_contrast is None else f' --finder-contrast {args.finder_contrast:g}'}`"), "",
              "Default settings, screening point, learned finder. Masks read for these counts only.", "",
              "### 1. Abnormal cells not caught", "", "| field | page | what happened | true cytoplasm / nucleus |",
              "|---|---|---|---|", *missed, "",
              "### 2. False cells (matching no true nucleus)", "",
+             "By call: " + (", ".join(f"{c} {n}" for c, n in sorted(false_calls.items())) or "none"), "",
              "| field | cell | called | p(abnormal) | nucleus solidity | share of its nucleus on a true nucleus |",
              "|---|---|---|---|---|---|", *false, "",
              "### 3. Reported nuclei holding two true nuclei or more", "",

@@ -31,7 +31,7 @@ from _common import code_commit, write_dev_result  # noqa: E402
 from bench_fields import field_set, match_nuclei  # noqa: E402
 from field_misses import solidity  # noqa: E402
 
-FEATURES = ("score", "contrast", "finder_contrast", "field_darkness", "field_area", "solidity", "p_abnormal")
+FEATURES = ("score", "contrast", "finder_contrast", "finder_contrast_p75_wide", "finder_contrast_p90_cell", "field_darkness", "field_area", "solidity", "p_abnormal")
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -45,6 +45,24 @@ def nucleus_contrast(grey_box: np.ndarray, nucleus: np.ndarray, extent: np.ndarr
     if not ring.any() or not nucleus.any():
         return float("nan")
     return 1.0 - float(grey_box[nucleus].mean()) / float(grey_box[ring].mean())
+
+
+def contrast_p75_wide(grey_box: np.ndarray, nucleus: np.ndarray, extent: np.ndarray) -> float:
+    """As nucleus_contrast, against the 75th percentile of a wider ring (2-12 px): reaches past a
+    large nucleus of which the finder found a part."""
+    ring = ndi.binary_dilation(nucleus, iterations=12) & ~ndi.binary_dilation(nucleus, iterations=2) & extent
+    if not ring.any() or not nucleus.any():
+        return float("nan")
+    return 1.0 - float(grey_box[nucleus].mean()) / float(np.percentile(grey_box[ring], 75))
+
+
+def contrast_p90_cell(grey_box: np.ndarray, nucleus: np.ndarray, extent: np.ndarray) -> float:
+    """As nucleus_contrast, against the 90th percentile of the whole extent beyond 2 px of the
+    nucleus: the cell's palest cytoplasm."""
+    rest = extent & ~ndi.binary_dilation(nucleus, iterations=2)
+    if not rest.any() or not nucleus.any():
+        return float("nan")
+    return 1.0 - float(grey_box[nucleus].mean()) / float(np.percentile(grey_box[rest], 90))
 
 
 def field_set_or_unlabelled(name: str):
@@ -67,7 +85,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", required=True)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--finder-contrast", type=float, default=0.0,
+                        help="segment/finder.py's MIN_NUCLEUS_CONTRAST for this run (default 0: off, every cell seen)")
     args = parser.parse_args()
+    from napari_cervseg.segment import finder as finder_module
+
+    finder_module.MIN_NUCLEUS_CONTRAST = args.finder_contrast
     found_seen = {}
     find_cells = fields.find_cells
 
@@ -97,7 +120,7 @@ def main() -> None:
                 ring = ndi.binary_dilation(nucleus, iterations=6) & ~ndi.binary_dilation(nucleus, iterations=2) & inside
                 mean_n = float(g[nucleus].mean())
                 contrast = 1.0 - mean_n / float(g[ring].mean()) if ring.any() else float("nan")
-                score = finder_contrast = float("nan")
+                score = finder_contrast = p75_wide = p90_cell = float("nan")
                 best = 0
                 for cell in found:
                     fr0, fc0, fr1, fc1 = cell.box
@@ -105,11 +128,14 @@ def main() -> None:
                     if over > best:
                         best, score = over, float(cell.score)
                         finder_contrast = nucleus_contrast(g[fr0:fr1, fc0:fc1], cell.nucleus, cell.extent)
+                        p75_wide = contrast_p75_wide(g[fr0:fr1, fc0:fc1], cell.nucleus, cell.extent)
+                        p90_cell = contrast_p90_cell(g[fr0:fr1, fc0:fc1], cell.nucleus, cell.extent)
                 on_true = max(((nucleus & (pg == 2)).sum() for pg in pages if pg.shape == nucleus.shape), default=0) / max(1, nucleus.sum())
                 per_cell.append({"set": Path(name).name, "field": path.stem, "cell": k, "true": k in matched,
                                  "on_true": round(float(on_true), 3), "called": rec.predicted_class,
                                  "p_abnormal": float(rec.p_abnormal or 0.0), "score": score,
-                                 "contrast": contrast, "finder_contrast": finder_contrast, "mean_grey": mean_n, "area": int(nucleus.sum()),
+                                 "contrast": contrast, "finder_contrast": finder_contrast,
+                                 "finder_contrast_p75_wide": p75_wide, "finder_contrast_p90_cell": p90_cell, "mean_grey": mean_n, "area": int(nucleus.sum()),
                                  "solidity": solidity(nucleus)})
             if per_cell:
                 med_grey = float(np.median([c["mean_grey"] for c in per_cell]))
@@ -131,10 +157,10 @@ def main() -> None:
     lines = ["# What tells a false cell's nucleus from a true one (issue 22, session 13)", "",
              (f"## code {code_commit()}: `python benchmarks/dev/nucleus_features.py --sets {' '.join(args.sets)}"
               f" --name {args.name}`"), "",
-             f"{len(true)} reported cells matching a true nucleus, {len(false)} matching none "
+             (f"{len(true)} reported cells matching a true nucleus, {len(false)} matching none "
              f"({sum(r['on_true'] < 0.1 for r in false)} of them with under a tenth of their nucleus on a true "
              "nucleus). Masks read only to say which is which. Every cell: "
-             f"`benchmarks/results/dev/{out_csv.name}`.", "",
+             f"`benchmarks/results/dev/{out_csv.name}`."), "",
              "| feature | cells | " + " | ".join(f"q{q:g}" for q in qs) + " |", "|---|---|" + "---|" * len(qs)]
     for feat in FEATURES:
         for label, group in (("true", true), ("false", false)):
