@@ -67,11 +67,13 @@ MIN_NUCLEUS_SCORE = 0.75
 #: nucleus is a duplicate (a nucleus found in pieces) and is dropped; overlapping cells overlap
 #: less. 0.5 against none on the development fields: Herlev nucleus precision 0.64 -> 0.72
 MAX_DUPLICATE_IOU = 0.5
-#: a nucleus less than this much darker than what lies around it (:func:`nucleus_contrast`) is
-#: not kept: texture, or two cytoplasms overlapping, taken for a nucleus. 0.08 on the validation
-#: compositions' per-cell table (at most 0.5 % of true nuclei under it, 45 of 146 false ones);
-#: benchmarks/results/finder_rule.md, "A nucleus must be darker". 0 turns it off
-MIN_NUCLEUS_CONTRAST = 0.08
+#: a found nucleus less than this much darker than what lies around it (:func:`nucleus_contrast`)
+#: is not kept. Off (0): at 0.08 it removed texture "nuclei" on validation fields, but where the
+#: finder found only part of a large nucleus the ring lies on the rest of it, and two abnormal
+#: development cells were lost; the field route reads the contrast on the crop's own nucleus
+#: instead (workflows.fields.MIN_REPORTED_CONTRAST; benchmarks/results/finder_rule.md, "A nucleus
+#: must be darker")
+MIN_NUCLEUS_CONTRAST = 0.0
 #: the ring it is measured against: this many px out from the nucleus, inside the cell's extent
 CONTRAST_RING = (2, 6)
 
