@@ -15,7 +15,6 @@ from napari_cervseg.segment.finder import (
     NucleusRays,
     cells_from_maps,
     load_finder,
-    nucleus_contrast,
     save_finder,
     star_distances,
 )
@@ -204,41 +203,6 @@ def test_rays_kept_at_nucleus_pixels_only_give_the_same_cells_as_the_dense_map()
         sparse[:, background[0][:3], background[1][:3]]
 
 
-def test_nucleus_contrast_is_how_much_darker_a_nucleus_is_than_its_own_cytoplasm():
-    shape = (80, 80)
-    cell, nucleus = _disk(shape, (40, 40), 30), _disk(shape, (40, 40), 8)
-    grey = np.where(cell, 200.0, 240.0)  # pale cytoplasm on a paler slide
-    grey[nucleus] = 120.0
-    assert nucleus_contrast(grey, nucleus, cell) == pytest.approx(1 - 120 / 200)
-    grey[nucleus] = 190.0  # texture barely darker than the cytoplasm it lies on
-    assert nucleus_contrast(grey, nucleus, cell) == pytest.approx(0.05)
-    # the ring is read inside the cell only: the slide around a bare nucleus does not count
-    assert np.isnan(nucleus_contrast(grey, nucleus, nucleus))
-    assert np.isnan(nucleus_contrast(grey, np.zeros(shape, bool), cell))
-
-
-@pytest.mark.parametrize("with_image", [True, False])
-def test_the_finders_optional_contrast_filter_drops_a_pale_nucleus_but_not_a_bare_one(monkeypatch, with_image):
-    """Two overlapping cells whose right "nucleus" is a patch of cytoplasm as pale as the rest
-    (what the finder takes for a nucleus on overlapping cytoplasm), and a bare nucleus apart:
-    with the filter on and the image given, the patch is not a cell; the bare nucleus (no
-    cytoplasm to compare) stays. (Off by default: the field route reads the crop's nucleus.)"""
-    monkeypatch.setattr("napari_cervseg.segment.finder.MIN_NUCLEUS_CONTRAST", 0.08)
-    shape = (160, 270)
-    probs, rays, cells, nuclei = _two_overlapping_cells_maps(shape=shape)
-    bare = _disk(shape, (120, 230), 9)
-    probs[0][bare] = 1
-    probs[2][bare] = 1
-    rgb = np.full(shape + (3,), 235, np.uint8)
-    rgb[np.any(cells, 0)] = (190, 170, 200)
-    rgb[nuclei[0]] = (90, 70, 120)
-    rgb[nuclei[1]] = (185, 166, 196)  # 2 % darker than its surroundings
-    rgb[bare] = (80, 60, 110)
-    found = cells_from_maps(probs, rays, 1.0, shape, image=rgb if with_image else None)
-    centres = sorted(round(c.centre[1]) for c in found if c.nucleus.any())
-    assert centres == ([45, 230] if with_image else [45, 115, 230])
-
-
 def test_extents_are_drawn_at_full_resolution_from_a_smaller_working_scale():
     probs, rays, cells, _ = _two_overlapping_cells_maps()
     found = cells_from_maps(probs, rays, 0.5, (240, 320))
@@ -386,27 +350,6 @@ def test_a_cell_the_second_look_did_not_confirm_is_left_out_only_when_called_nor
     assert normal.extent(1)[0] == kept.extent(1)[0] and np.array_equal(normal.extent(1)[1], kept.extent(1)[1])
     assert set(np.unique(normal.cells)) == {0, 1}
     assert normal.cells[tuple(np.argwhere(pages[1] == 2)[0])] == 0
-
-
-@pytest.mark.parametrize("operating_point", [0.0, 1.0])
-def test_a_cell_whose_nucleus_is_no_darker_than_its_cytoplasm_is_left_out_whatever_its_call(
-        trained_synthetic_model, monkeypatch, operating_point):
-    """What the finder takes for a nucleus on a cell's cytoplasm (here: cell 1's nucleus painted
-    over with its own cytoplasm's colour) is not a cell: left out (a point in napari), never a red
-    box, whether its crop is called abnormal or normal; the real cell beside it stays."""
-    rgb, pages, _ = synthetic_field(shape=(220, 480), centres=((110, 105), (110, 360)), size=(120, 130))
-    rgb = rgb.copy()
-    rgb[pages[1] == 2] = np.median(rgb[pages[1] == 1], axis=0).astype(np.uint8)
-    finder = _PagesFinder(pages)
-    result = segment_field(rgb, model=trained_synthetic_model, finder=finder, operating_point=operating_point)
-    assert result.n_cells == 1 and result.summary()["n_left_out"] == 1
-    assert (result.cells[pages[0] > 0] == 1).mean() > 0.9  # the real cell is reported
-    (row, col), = result.left_out
-    assert pages[1][int(round(row)), int(round(col))] == 2
-    assert not (result.cells[pages[1] == 2] > 0).any()  # nothing painted where it was
-    monkeypatch.setattr("napari_cervseg.workflows.fields.MIN_REPORTED_CONTRAST", 0.0)
-    assert segment_field(rgb, model=trained_synthetic_model, finder=finder,
-                         operating_point=operating_point).n_cells == 2
 
 
 def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthetic_model):

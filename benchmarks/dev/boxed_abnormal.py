@@ -3,8 +3,9 @@ the nucleus-matched "abnormal caught" does not count? A cell found through a wro
 (texture on its cytoplasm) and called abnormal still puts a red box on the right cell; the
 nucleus match scores it as a false cell. Here each true abnormal cell is **boxed** when it is
 caught (its nucleus matched and called abnormal) or when a reported cell called abnormal has an
-extent with whole-cell Dice > 0.7 on it. Counted with MIN_NUCLEUS_CONTRAST at each value given.
-Masks read for these counts only.
+extent with whole-cell Dice > 0.7 on it. Counted with segment/finder.py's MIN_NUCLEUS_CONTRAST at
+each value given (an option of benchmarks/dev/nucleus_contrast.diff, the rejected finder contrast
+rule: apply it first, or every value gives the default route). Masks read for these counts only.
 
     python benchmarks/dev/boxed_abnormal.py --sets SET [SET ...] --name NAME [--contrasts 0 0.08]
     -> benchmarks/results/dev/boxed_abnormal_NAME.md
@@ -28,7 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", nargs="+", required=True)
     parser.add_argument("--name", required=True)
-    parser.add_argument("--contrasts", nargs="+", type=float, default=[0.0, finder_module.MIN_NUCLEUS_CONTRAST])
+    parser.add_argument("--contrasts", nargs="+", type=float, default=[0.0, 0.08])
     args = parser.parse_args()
     lines = ["# Abnormal cells boxed, nucleus matched or not (issue 22, session 13)", "",
              (f"## code {code_commit()}: `python benchmarks/dev/boxed_abnormal.py --sets {' '.join(args.sets)}"

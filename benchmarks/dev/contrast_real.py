@@ -5,8 +5,14 @@ yellow and its cell's extent in cyan, on a crop with the cell's box widened by h
 again without outlines, 200 x 200 px of the field around the nucleus's centre (red dot) at 2x,
 to see what lies there (``contrast_NAME_context.png``).
 
-    python benchmarks/dev/contrast_real.py [--set fields-real-unlabelled] [--name real]
+    python benchmarks/dev/contrast_real.py [--set fields-real-unlabelled] [--name real] [--threshold 0.08]
     -> benchmarks/results/dev/contrast_NAME.md and contrast_NAME.png
+
+    python benchmarks/dev/contrast_real.py --route --name real_route
+    -> what the field route, at its defaults, leaves out (FieldResult.left_out), each pictured
+       200 px around its centre at 2x (contrast_real_route.png). The committed
+       contrast_real_route.md was made with benchmarks/dev/nucleus_contrast.diff applied (the
+       rejected MIN_REPORTED_CONTRAST = 0.10); without it the default route leaves nothing out.
 """
 
 import argparse
@@ -18,23 +24,32 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
 from _common import code_commit, write_dev_result  # noqa: E402
 
 TILE = 220
 
 
 def main() -> None:
+    from nucleus_features import grey as image_grey
+    from nucleus_features import nucleus_contrast
+
     from napari_cervseg.segment import finder as finder_module
-    from napari_cervseg.segment.finder import image_grey, load_finder, nucleus_contrast
+    from napari_cervseg.segment.finder import load_finder
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", default="fields-real-unlabelled")
     parser.add_argument("--name", default="real")
+    parser.add_argument("--threshold", type=float, default=0.08, help="the finder's contrast threshold pictured")
+    parser.add_argument("--route", action="store_true", help="picture what the field route leaves out instead")
     args = parser.parse_args()
-    threshold = finder_module.MIN_NUCLEUS_CONTRAST
+    threshold = args.threshold
     root = Path(args.set) if Path(args.set).is_dir() else ROOT.parent / "shared" / "data" / args.set
+    if args.route:
+        route_left_out(root, args)
+        return
     finder = load_finder("default")
-    finder_module.MIN_NUCLEUS_CONTRAST = 0.0
+    finder_module.MIN_NUCLEUS_CONTRAST = 0.0  # (only where nucleus_contrast.diff is applied)
     rows, tiles, context, total = [], [], [], 0
     for path in sorted((root / "images").glob("*.png")):
         rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
@@ -63,13 +78,7 @@ def main() -> None:
             cv2.putText(tile, f"{path.stem} {len(rows) + 1} c={contrast:.3f}", (2, TILE + 14),
                         cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
             tiles.append(tile)
-            cr, cc = (round(v) for v in cell.centre)
-            R0, C0 = max(0, cr - 100), max(0, cc - 100)
-            around = np.full((200, 200, 3), 255, np.uint8)
-            piece = rgb[R0:R0 + 200, C0:C0 + 200]
-            around[:piece.shape[0], :piece.shape[1]] = piece
-            cv2.circle(around, (cc - C0, cr - R0), 3, (255, 0, 0), -1)
-            context.append(cv2.resize(around, (400, 400), interpolation=cv2.INTER_NEAREST))
+            context.append(context_tile(rgb, cell.centre))
             rows.append(f"| {len(rows) + 1} | {path.stem} | {cell.centre[0]:.0f}, {cell.centre[1]:.0f} |"
                         f" {contrast:.3f} | {cell.score:.2f} | {int(cell.nucleus.sum())} |")
         print(path.stem, flush=True)
@@ -90,6 +99,47 @@ def main() -> None:
               f" centre (red dot) at 2x, in `contrast_{args.name}_context.png`."), "",
              "| # | field | centre (row, col) | contrast | finder score | nucleus px |", "|---|---|---|---|---|---|",
              *rows]
+    print(write_dev_result(f"contrast_{args.name}", lines))
+
+
+def context_tile(rgb: np.ndarray, centre) -> np.ndarray:
+    """200 x 200 px of ``rgb`` around ``centre`` (a red dot on it), at 2x."""
+    cr, cc = (round(v) for v in centre)
+    r0, c0 = max(0, cr - 100), max(0, cc - 100)
+    around = np.full((200, 200, 3), 255, np.uint8)
+    piece = rgb[r0:r0 + 200, c0:c0 + 200]
+    around[:piece.shape[0], :piece.shape[1]] = piece
+    cv2.circle(around, (cc - c0, cr - r0), 3, (255, 0, 0), -1)
+    return cv2.resize(around, (400, 400), interpolation=cv2.INTER_NEAREST)
+
+
+def route_left_out(root: Path, args) -> None:
+    from napari_cervseg import segment_field
+    from napari_cervseg.workflows import fields
+
+    rows, tiles = [], []
+    for path in sorted((root / "images").glob("*.png")):
+        rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+        result = segment_field(rgb, operating_point="screening")
+        for centre in result.left_out:
+            tiles.append(context_tile(rgb, centre))
+            rows.append(f"| {len(tiles)} | {path.stem} | {centre[0]:.0f}, {centre[1]:.0f} |")
+        rows.append(f"| | {path.stem}: {result.n_cells} cells reported, {len(result.abnormal_ids)} abnormal,"
+                    f" {len(result.no_verdict_ids)} without verdict, {len(result.left_out)} left out | |")
+        print(rows[-1], flush=True)
+    png = ROOT / "benchmarks" / "results" / "dev" / f"contrast_{args.name}.png"
+    if tiles:
+        per_row = 4
+        tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % per_row)
+        cv2.imwrite(str(png), cv2.cvtColor(np.vstack([np.hstack(tiles[i:i + per_row])
+                                                      for i in range(0, len(tiles), per_row)]), cv2.COLOR_RGB2BGR))
+    lines = [f"# What the field route leaves out on {root.name} (issue 22, session 13)", "",
+             (f"## code {code_commit()}: `python benchmarks/dev/contrast_real.py --route --set {args.set}"
+              f" --name {args.name}`"), "",
+             (f"Defaults, screening point; MIN_REPORTED_CONTRAST = {getattr(fields, 'MIN_REPORTED_CONTRAST', 'none')}."
+              " Each left-out"
+              f" centre pictured 200 px around it at 2x in `{png.name}` (red dot)."), "",
+             "| # | field | centre (row, col) |", "|---|---|---|", *rows]
     print(write_dev_result(f"contrast_{args.name}", lines))
 
 

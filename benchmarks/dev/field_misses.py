@@ -19,7 +19,8 @@ For each Herlev field set (composed, with masks and classes), at the default set
     -> benchmarks/results/dev/field_misses_NAME.md
 
 ``--finder-contrast`` sets segment/finder.py's MIN_NUCLEUS_CONTRAST (0: the rule off), to see
-the route before and after it.
+the route before and after it; the option exists only with benchmarks/dev/nucleus_contrast.diff
+(the rejected finder contrast rule) applied.
 """
 
 import argparse

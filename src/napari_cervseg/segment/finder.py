@@ -67,15 +67,6 @@ MIN_NUCLEUS_SCORE = 0.75
 #: nucleus is a duplicate (a nucleus found in pieces) and is dropped; overlapping cells overlap
 #: less. 0.5 against none on the development fields: Herlev nucleus precision 0.64 -> 0.72
 MAX_DUPLICATE_IOU = 0.5
-#: a found nucleus less than this much darker than what lies around it (:func:`nucleus_contrast`)
-#: is not kept. Off (0): at 0.08 it removed texture "nuclei" on validation fields, but where the
-#: finder found only part of a large nucleus the ring lies on the rest of it, and two abnormal
-#: development cells were lost; the field route reads the contrast on the crop's own nucleus
-#: instead (workflows.fields.MIN_REPORTED_CONTRAST; benchmarks/results/finder_rule.md, "A nucleus
-#: must be darker")
-MIN_NUCLEUS_CONTRAST = 0.0
-#: the ring it is measured against: this many px out from the nucleus, inside the cell's extent
-CONTRAST_RING = (2, 6)
 
 
 #: look at each tile twice, as it is and turned 180 degrees, and average the two. Off: on five
@@ -345,7 +336,7 @@ class CellFinder:
         probs, rays = self._maps_of(x)
         look = (lambda box, own, x=x: self.second_look(x, box, own)) if CONFIRM_TURNED else None
         del x  # (held by the looks only: a slide tile's input is tens of MB)
-        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained, second_look=look, image=rgb)
+        return cells_from_maps(probs, rays, scale, rgb.shape[:2], stained, second_look=look)
 
     def confirms(self, x: np.ndarray, box, own: np.ndarray) -> bool:
         """Whether the finder, looking again at the window around one nucleus turned 180 degrees,
@@ -377,11 +368,6 @@ class CellFinder:
             logits, _ = self.net(t.to(next(self.net.parameters()).device))
         p_nucleus = torch.sigmoid(logits[0, 0, :th, :tw]).cpu().numpy()[::-1, ::-1]
         return bool(p_nucleus[inner][own].mean() >= MIN_NUCLEUS_SCORE)
-
-
-def image_grey(rgb: np.ndarray) -> np.ndarray:
-    """Float32 grey (mean of R, G, B) of an RGB image, what nucleus contrast is read on."""
-    return rgb.astype(np.float32).mean(2) if rgb.ndim == 3 else rgb.astype(np.float32)
 
 
 def working_input(rgb: np.ndarray, scale: float) -> np.ndarray:
@@ -421,21 +407,6 @@ def nucleus_instances(p_nucleus: np.ndarray, p_boundary: np.ndarray) -> np.ndarr
     return labels
 
 
-def nucleus_contrast(grey: np.ndarray, nucleus: np.ndarray, extent: np.ndarray) -> float:
-    """1 - (mean grey of ``nucleus``) / (mean grey of a ring CONTRAST_RING px around it inside
-    ``extent``): how much darker a nucleus is than its own cytoplasm (about 0.3 for a real one).
-    All three arrays are the same box. NaN when the ring is empty (a bare nucleus) or the ring is
-    black."""
-    if not nucleus.any():
-        return float("nan")
-    inner, outer = CONTRAST_RING
-    ring = ndi.binary_dilation(nucleus, iterations=outer) & ~ndi.binary_dilation(nucleus, iterations=inner) & extent
-    if not ring.any():
-        return float("nan")
-    around = float(grey[ring].mean())
-    return 1.0 - float(grey[nucleus].mean()) / around if around > 0 else float("nan")
-
-
 def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
     """Full-resolution (x, y) vertices of the star-convex polygon around ``centre`` (working px)."""
     dirs = ray_directions(len(distances))
@@ -445,14 +416,12 @@ def _polygon(centre, distances: np.ndarray, scale: float) -> np.ndarray:
 
 
 def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: float, shape,
-                    stained: np.ndarray | None = None, second_look=None, image: np.ndarray | None = None
-                    ) -> list[FoundCell]:
+                    stained: np.ndarray | None = None, second_look=None) -> list[FoundCell]:
     """The cells (full resolution ``shape``) of the finder's working-scale maps; ``stained``, the
     image's stained area at working scale (:func:`stained_at`), lets clumps' uncovered cytoplasm
-    be given to their cells; ``image``, the full-resolution image, lets nuclei no darker than
-    what lies around them be dropped (MIN_NUCLEUS_CONTRAST); ``second_look(box, own)`` (slices
-    of the working maps, the nucleus's bool mask there) gives each cell a deferred second look
-    (:meth:`CellFinder.second_look`, read by :meth:`FoundCell.is_confirmed`)."""
+    be given to their cells; ``second_look(box, own)`` (slices of the working maps, the nucleus's
+    bool mask there) gives each cell a deferred second look (:meth:`CellFinder.second_look`,
+    read by :meth:`FoundCell.is_confirmed`)."""
     h, w = shape[:2]
     p_nucleus, p_boundary, p_cell = probs
     nuclei = nucleus_instances(p_nucleus, p_boundary)
@@ -500,10 +469,6 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
             touched = np.unique(parts[nucleus_full])
             extent = np.isin(parts, touched[touched > 0])
         if extent.sum() * scale * scale < MIN_CELL_PIXELS:
-            continue
-        # (NaN, a nucleus with no cytoplasm around it, is kept)
-        if image is not None and MIN_NUCLEUS_CONTRAST > 0 and nucleus_contrast(
-                image_grey(image[r0:r1, c0:c1]), nucleus_full, extent) < MIN_NUCLEUS_CONTRAST:
             continue
         found.append(FoundCell((int(r0), int(c0), int(r1), int(c1)), extent, nucleus_full,
                                float(p_nucleus[box][own].mean()), star=(centre, d.astype(np.float32)),

@@ -39,7 +39,7 @@ from ..segment.cells import (
     partition_cells,
     slide_colour,
 )
-from ..segment.finder import CellFinder, FoundCell, image_grey, load_finder, nucleus_contrast
+from ..segment.finder import CellFinder, FoundCell, load_finder
 from ..segment.pipeline import give_verdict, segment_cell
 from ..segment.result import SegmentationResult, overlay
 from ..segment.settings import DEFAULT_SEGMENT_METHOD, settings_for
@@ -91,11 +91,10 @@ class FieldResult:
     finder : str
         Which finder found the cells (``"learned"``, ``"classic"``, or ``"boxes"``).
     left_out : list of (row, col)
-        Centres of the nuclei the finder found but the route left out as not a cell: the nucleus
-        its crop reports is barely darker than the cell around it (MIN_REPORTED_CONTRAST: texture,
-        or two cytoplasms overlapping), or, with the optional second look, the finder did not see
-        it again and its crop was called normal. Shown in napari as ``<image> left out`` points,
-        so that none is hidden.
+        Centres of the nuclei the learned finder found but left out: its second look (the window
+        around the nucleus turned 180 degrees) did not see them and their crop was called normal
+        (mostly texture on a cell's cytoplasm). One called abnormal, or given no verdict, is kept.
+        Shown in napari as ``<image> left out`` points, so that none is hidden.
     white_balance : dict
         How each cell's crop was white-balanced before it was segmented and classified:
         ``{"mode": ..., "gains": [r, g, b] or None}`` (None: the crops as they are on the field).
@@ -598,11 +597,6 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         # what is reported of the cell: the crop's region (with clump cytoplasm not cropped, if any)
         (q0, q1, q2, q3), reported, reported_nucleus, heatmap = _with_clump_cytoplasm(
             cell, (r0, c0, r1, c1), region, nucleus, result.heatmap)
-        if MIN_REPORTED_CONTRAST > 0 and nucleus_contrast(image_grey(rgb[q0:q2, q1:q3]), reported_nucleus,
-                                                          reported) < MIN_REPORTED_CONTRAST:
-            # a "nucleus" no darker than the cell around it: texture, or two cytoplasms overlapping
-            left_out.append(tuple(float(v) for v in cell.centre))
-            continue
         record = _cell_record(cell_id, reported, reported_nucleus, rgb[q0:q2, q1:q3], (q0, q1), pixel_size)
         _judge(record, result)
         _withhold_if_not_one_cell(record, result, region, nucleus, seed, found_nuclei[r0:r1, c0:c1], n)
@@ -635,14 +629,6 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                        white_balance={"mode": white_balance,
                                       "gains": None if gains is None else [round(float(g), 4) for g in gains]})
 
-
-#: a found cell whose reported nucleus is less than this much darker than a ring 2-6 px around
-#: it inside the cell (segment.finder.nucleus_contrast) is not a cell: texture, or two cytoplasms
-#: overlapping, taken for a nucleus. It is left out (FieldResult.left_out), whatever its call. A
-#: bare nucleus (no ring) is kept. 0.10 on the validation compositions' per-cell table (2 of 557
-#: true cells under it, 53 of 146 false ones); benchmarks/results/finder_rule.md, "The reported
-#: nucleus must be darker". 0 turns it off
-MIN_REPORTED_CONTRAST = 0.10
 
 #: what segment_field does with each found cell
 PER_CELL = ("segment", "classify")
