@@ -11,7 +11,9 @@ every cell they would remove is seen:
 - its relative contrast (reported nucleus and cell, and the finder's own): 1 - (mean grey of the nucleus) / (mean grey of a ring 2-6 px around it
   inside the cell's extent);
 - its darkness against the field: its mean grey over the median of the field's reported nuclei;
-- its area over the median of the field's nuclei; its solidity; p(abnormal).
+- its area over the median of the field's nuclei; its solidity; p(abnormal);
+- the share of its extent that other reported cells' extents cover (under_others), and that those
+  of them with a reported contrast of at least KEPT_CONTRAST (or none) cover (under_kept).
 
 For each feature the distribution over true and false cells is written (quantiles), and, for a
 list of thresholds, how many false and true cells each would remove.
@@ -35,7 +37,9 @@ from _common import code_commit, write_dev_result  # noqa: E402
 from bench_fields import field_set, match_nuclei  # noqa: E402
 from field_misses import solidity  # noqa: E402
 
-FEATURES = ("score", "contrast", "finder_contrast", "finder_contrast_p75_wide", "finder_contrast_p90_cell", "field_darkness", "field_area", "solidity", "p_abnormal")
+#: see under_kept
+KEPT_CONTRAST = 0.10
+FEATURES = ("score", "contrast", "under_others", "under_kept", "finder_contrast", "finder_contrast_p75_wide", "finder_contrast_p90_cell", "field_darkness", "field_area", "solidity", "p_abnormal")
 
 
 def grey(rgb: np.ndarray) -> np.ndarray:
@@ -114,6 +118,11 @@ def main() -> None:
             matched = {k for _, k in pairs}
             found = found_seen.get("found", [])
             per_cell = []
+            whole = {}
+            for rec in result.records:
+                (r0, c0, r1, c1), ext = result.extent(rec.cell_id)
+                whole[rec.cell_id] = np.zeros(result.cells.shape, bool)
+                whole[rec.cell_id][r0:r1, c0:c1] = ext
             for rec in result.records:
                 k = rec.cell_id
                 nucleus = result.nuclei == k
@@ -135,13 +144,28 @@ def main() -> None:
                         finder_contrast = nucleus_contrast(g[fr0:fr1, fc0:fc1], cell.nucleus, cell.extent)
                         p75_wide = contrast_p75_wide(g[fr0:fr1, fc0:fc1], cell.nucleus, cell.extent)
                         p90_cell = contrast_p90_cell(g[fr0:fr1, fc0:fc1], cell.nucleus, cell.extent)
+                others = np.zeros(nucleus.shape, bool)
+                for j, m in whole.items():
+                    if j != k:
+                        others |= m
+                # how much of this cell's extent other reported cells' extents cover
+                under_others = float((whole[k] & others).sum() / max(1, whole[k].sum()))
                 on_true = max(((nucleus & (pg == 2)).sum() for pg in pages if pg.shape == nucleus.shape), default=0) / max(1, nucleus.sum())
                 per_cell.append({"set": Path(name).name, "field": path.stem, "cell": k, "true": k in matched,
                                  "on_true": round(float(on_true), 3), "called": rec.predicted_class,
                                  "p_abnormal": float(rec.p_abnormal or 0.0), "score": score,
-                                 "contrast": contrast, "finder_contrast": finder_contrast,
+                                 "contrast": contrast, "under_others": under_others, "finder_contrast": finder_contrast,
                                  "finder_contrast_p75_wide": p75_wide, "finder_contrast_p90_cell": p90_cell, "mean_grey": mean_n, "area": int(nucleus.sum()),
                                  "solidity": solidity(nucleus)})
+            # the share of a cell's extent covered by the other cells that a contrast rule at
+            # KEPT_CONTRAST would keep (cells without a nucleus are kept)
+            low = {c["cell"] for c in per_cell if c["contrast"] < KEPT_CONTRAST}
+            for c in per_cell:
+                kept = np.zeros(result.cells.shape, bool)
+                for j, m in whole.items():
+                    if j != c["cell"] and j not in low:
+                        kept |= m
+                c["under_kept"] = float((whole[c["cell"]] & kept).sum() / max(1, whole[c["cell"]].sum()))
             if per_cell:
                 med_grey = float(np.median([c["mean_grey"] for c in per_cell]))
                 med_area = float(np.median([c["area"] for c in per_cell]))
