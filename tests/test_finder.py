@@ -15,6 +15,7 @@ from napari_cervseg.segment.finder import (
     NucleusRays,
     cells_from_maps,
     load_finder,
+    nucleus_contrast,
     save_finder,
     star_distances,
 )
@@ -350,6 +351,62 @@ def test_a_cell_the_second_look_did_not_confirm_is_left_out_only_when_called_nor
     assert normal.extent(1)[0] == kept.extent(1)[0] and np.array_equal(normal.extent(1)[1], kept.extent(1)[1])
     assert set(np.unique(normal.cells)) == {0, 1}
     assert normal.cells[tuple(np.argwhere(pages[1] == 2)[0])] == 0
+
+
+def test_nucleus_contrast_is_how_much_darker_a_nucleus_is_than_its_own_cytoplasm():
+    shape = (80, 80)
+    cell, nucleus = _disk(shape, (40, 40), 30), _disk(shape, (40, 40), 8)
+    grey = np.where(cell, 200.0, 240.0)  # pale cytoplasm on a paler slide
+    grey[nucleus] = 120.0
+    assert nucleus_contrast(grey, nucleus, cell) == pytest.approx(1 - 120 / 200)
+    grey[nucleus] = 190.0  # texture barely darker than the cytoplasm it lies on
+    assert nucleus_contrast(grey, nucleus, cell) == pytest.approx(0.05)
+    # the ring is read inside the cell only: the slide around a bare nucleus does not count
+    assert np.isnan(nucleus_contrast(grey, nucleus, nucleus))
+    assert np.isnan(nucleus_contrast(grey, np.zeros(shape, bool), cell))
+
+
+class _GivenFinder:
+    def __init__(self, cells):
+        self.cells = cells
+
+    def find(self, rgb, scale=None):
+        return [FoundCell(c.box, c.extent.copy(), c.nucleus.copy(), c.score) for c in self.cells]
+
+
+@pytest.mark.parametrize("operating_point", [0.0, 1.0])
+def test_a_pale_nucleus_on_another_cell_is_left_out_and_one_standing_alone_is_kept(
+        trained_synthetic_model, monkeypatch, operating_point):
+    """What the finder takes for a nucleus on a cell's cytoplasm (a patch no darker than the
+    cytoplasm) is not a cell when it lies on a cell that is reported anyway: left out (a point
+    in napari, never a red box), whatever its call. A cell whose only "nucleus" is as pale, but
+    which stands alone (cell 1, its nucleus painted over), is kept: it is still a cell."""
+    rgb, pages, _ = synthetic_field(shape=(220, 480), centres=((110, 105), (110, 360)), size=(120, 130))
+    rgb = rgb.copy()
+    rgb[pages[1] == 2] = np.median(rgb[pages[1] == 1], axis=0).astype(np.uint8)
+    given = [_PagesFinder(pages).cells[0], _PagesFinder(pages).cells[1]]
+    # a "nucleus" on cell 0's cytoplasm, with a small cell around it inside cell 0
+    distance = ndi.distance_transform_edt(pages[0] != 2)
+    rr, cc = np.nonzero((pages[0] == 1) & (distance > 25))
+    centre = (int(rr[len(rr) // 2]), int(cc[len(cc) // 2]))
+    extent = _disk(pages[0].shape, centre, 22) & (pages[0] > 0)
+    nucleus = _disk(pages[0].shape, centre, 7) & extent
+    rows, cols = np.nonzero(extent)
+    box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    cut = (slice(box[0], box[2]), slice(box[1], box[3]))
+    given.append(FoundCell(box, extent[cut], nucleus[cut], 1.0))
+    result = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given),
+                           operating_point=operating_point)
+    assert result.n_cells == 2 and result.summary()["n_left_out"] == 1
+    (row, col), = result.left_out
+    assert abs(row - centre[0]) < 3 and abs(col - centre[1]) < 3
+    assert [r.cell_id for r in result.records] == [1, 2]
+    for page in pages:  # both real cells reported, each under one id
+        ids, counts = np.unique(result.cells[page > 0], return_counts=True)
+        assert ids[np.argmax(counts)] > 0 and counts.max() > 0.9 * (page > 0).sum()
+    monkeypatch.setattr("napari_cervseg.workflows.fields.MIN_REPORTED_CONTRAST", 0.0)
+    assert segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given),
+                         operating_point=operating_point).n_cells == 3
 
 
 def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthetic_model):
