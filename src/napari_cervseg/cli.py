@@ -636,7 +636,7 @@ def cmd_slide(args) -> int:
     counts = result.summary()
     print(f"{counts['n_cells']} cells in {counts['tiles_done']} of {counts['tiles_total']} tiles:"
           f" {counts['n_abnormal']} abnormal, {counts['n_normal']} normal, {counts['n_no_verdict']} without a verdict"
-          + (f", {counts['n_left_out']} unconfirmed nuclei that looked normal left out (points in the GeoJSON)"
+          + (f", {counts['n_left_out']} found nuclei left out as not cells (points in the GeoJSON)"
              if counts.get("n_left_out") else "")
           + f" ({result.seconds:.0f} s)")
     for warning in result.warnings[:20]:

@@ -398,8 +398,8 @@ class SegmentFieldWidget(WorkerWidget):
                 # a slide colour outside the training images' range: the cells were judged balanced
                 + ("; crops white-balanced (slide colour outside the training range)"
                    if result.white_balance.get("gains") else "")
-                + (f"; {len(result.left_out)} unconfirmed nucleus(es) that look normal left out (points"
-                   f" in '{names['left_out']}')" if "left_out" in names else ""))
+                + (f"; {len(result.left_out)} found nucleus(es) left out as not cells (points in"
+                   f" '{names['left_out']}', to look at)" if "left_out" in names else ""))
         notes = list(self.input_warnings) + [w for w in result.warnings if w not in self.input_warnings]
         self.panel.tell(text + "".join("\n" + n for n in notes))
         _notify_warnings(self.input_warnings)

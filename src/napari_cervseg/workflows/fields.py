@@ -643,6 +643,11 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                                       "gains": None if gains is None else [round(float(g), 4) for g in gains]})
 
 
+#: what FieldResult.left_out holds, in words (the CLI, the widget, the slide report and the GeoJSON)
+LEFT_OUT_DESCRIPTION = ("found nuclei left out as not cells: a 'nucleus' barely darker than the cell it lies on"
+                        " (texture, or two cytoplasms overlapping), or, with the finder's optional second look,"
+                        " one it did not see again whose cell looked normal")
+
 #: a found cell whose reported nucleus is less than this much darker than a ring 2-6 px around
 #: it inside the cell (segment.finder.nucleus_contrast) has a "nucleus" that may be texture, or
 #: two cytoplasms overlapping: see LEFT_OUT_UNDER_OTHERS. A bare nucleus (no ring) is not one.

@@ -143,7 +143,7 @@ def geojson_features(cells: list[dict], left_out=()) -> dict:
     out". Coordinates are level-0 pixels (x, y)."""
     features = [{"type": "Feature", "id": f"cervseg-left-out-{i}",
                  "geometry": {"type": "Point", "coordinates": [float(x), float(y)]},
-                 "properties": {"objectType": "annotation", "name": "left out: unconfirmed nucleus, looked normal",
+                 "properties": {"objectType": "annotation", "name": "left out: not counted as a cell",
                                 "classification": dict(LEFT_OUT_CLASS)}}
                 for i, (y, x) in enumerate(left_out, start=1)]
     for cell in cells:
@@ -350,8 +350,10 @@ operating point <code>{html.escape(str(config.operating_point))}</code>, white b
 def _left_out_text(left_out) -> str:
     if not left_out:
         return ""
-    return (f"<p>{len(left_out)} nuclei left out: the finder's second look did not see them and their cells"
-            " looked normal. They are points of class \"Left out\" in the GeoJSON, to look at.</p>")
+    from .fields import LEFT_OUT_DESCRIPTION
+
+    return (f"<p>{len(left_out)} {html.escape(LEFT_OUT_DESCRIPTION)}. They are points of class \"Left out\" in"
+            " the GeoJSON, to look at.</p>")
 
 
 def write_outputs(result, slide, config, model, gallery: int = 24) -> None:

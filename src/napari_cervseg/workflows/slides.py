@@ -176,8 +176,8 @@ class SlideResult:
     warnings : list of str
         Each tile's notes, and what is left to do when stopped.
     left_out : list of [y, x]
-        Nuclei the finder left out (its second look did not see them and their cell looked
-        normal: :attr:`~napari_cervseg.workflows.fields.FieldResult.left_out`), slide coordinates.
+        Found nuclei left out as not cells
+        (:attr:`~napari_cervseg.workflows.fields.FieldResult.left_out`), slide coordinates.
     """
 
     slide: str
