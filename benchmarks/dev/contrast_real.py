@@ -11,8 +11,8 @@ to see what lies there (``contrast_NAME_context.png``).
     python benchmarks/dev/contrast_real.py --route --name real_route
     -> what the field route, at its defaults, leaves out (FieldResult.left_out), each pictured
        200 px around its centre at 2x (contrast_real_route.png). The committed
-       contrast_real_route.md was made with benchmarks/dev/nucleus_contrast.diff applied (the
-       rejected MIN_REPORTED_CONTRAST = 0.10); without it the default route leaves nothing out.
+       contrast_real_route.md was made with rule 2 of benchmarks/dev/nucleus_contrast.diff (every
+       pale nucleus left out, rejected); contrast_real_under_others.md with rule 3, the default.
 """
 
 import argparse

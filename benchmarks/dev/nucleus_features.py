@@ -3,10 +3,10 @@ nucleus (a false cell: mostly texture or an overlap of two cytoplasms) from one 
 what the route knows without masks. The masks are read only to say which cells are false.
 
 Per reported cell, at the default settings (screening point, learned finder) with both contrast
-rules off (segment/finder.py's MIN_NUCLEUS_CONTRAST, unless --finder-contrast says otherwise, and
-workflows/fields.py's MIN_REPORTED_CONTRAST; both exist only with benchmarks/dev/nucleus_contrast.diff
-applied, the rejected rules, and the route without it is the same as with them off), so that
-every cell they would remove is seen:
+rules off, so that every cell they would remove is seen: workflows/fields.py's
+MIN_REPORTED_CONTRAST (the default since session 13, rule 3) is set to 0, and so is
+segment/finder.py's MIN_NUCLEUS_CONTRAST unless --finder-contrast says otherwise (that one exists
+only with benchmarks/dev/nucleus_contrast.diff applied, the rejected rules 1 and 2):
 - the finder's score of its nucleus (mean p(nucleus));
 - its relative contrast (reported nucleus and cell, and the finder's own): 1 - (mean grey of the nucleus) / (mean grey of a ring 2-6 px around it
   inside the cell's extent);
