@@ -412,7 +412,8 @@ def column_header(column: str) -> str:
 
 def show_left_out(viewer, name: str, centres, size: float, **geometry) -> bool:
     """``name``: hollow orange circles on the found nuclei the route left out as not cells
-    (FieldResult.left_out / SlideResult.left_out), so a screener sees what was not counted. The plugin's own layer: redrawn, removed when there are none. Returns whether added."""
+    (FieldResult.left_out / SlideResult.left_out), so a screener sees what was not counted. The
+    plugin's own layer: redrawn, removed when there are none. Returns whether added."""
     if name in viewer.layers:
         viewer.layers.remove(name)
     if len(centres):
