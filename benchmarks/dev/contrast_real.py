@@ -24,18 +24,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
 from _common import code_commit, write_dev_result  # noqa: E402
 
 TILE = 220
 
 
 def main() -> None:
-    from nucleus_features import grey as image_grey
-    from nucleus_features import nucleus_contrast
-
     from napari_cervseg.segment import finder as finder_module
-    from napari_cervseg.segment.finder import load_finder
+    from napari_cervseg.segment.finder import load_finder, nucleus_contrast
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", default="fields-real-unlabelled")
@@ -59,7 +55,7 @@ def main() -> None:
             if not cell.nucleus.any():
                 continue
             r0, c0, r1, c1 = cell.box
-            contrast = nucleus_contrast(image_grey(rgb[r0:r1, c0:c1]), cell.nucleus, cell.extent)
+            contrast = nucleus_contrast(rgb[r0:r1, c0:c1], cell.nucleus, cell.extent)
             if not contrast < threshold:
                 continue
             m = max(r1 - r0, c1 - c0) // 2

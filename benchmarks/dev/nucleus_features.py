@@ -37,6 +37,8 @@ from _common import code_commit, write_dev_result  # noqa: E402
 from bench_fields import field_set, match_nuclei  # noqa: E402
 from field_misses import solidity  # noqa: E402
 
+from napari_cervseg.segment.finder import nucleus_contrast  # noqa: E402
+
 #: see under_kept
 KEPT_CONTRAST = 0.10
 FEATURES = ("score", "contrast", "under_others", "under_kept", "finder_contrast", "finder_contrast_p75_wide", "finder_contrast_p90_cell", "field_darkness", "field_area", "solidity", "p_abnormal")
@@ -44,15 +46,6 @@ FEATURES = ("score", "contrast", "under_others", "under_kept", "finder_contrast"
 
 def grey(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float32).mean(2)
-
-
-def nucleus_contrast(grey_box: np.ndarray, nucleus: np.ndarray, extent: np.ndarray) -> float:
-    """1 - mean grey of the finder's nucleus / mean grey of a ring 2-6 px around it within the
-    finder's extent of that cell (all box-local); NaN when the ring is empty (a bare nucleus)."""
-    ring = ndi.binary_dilation(nucleus, iterations=6) & ~ndi.binary_dilation(nucleus, iterations=2) & extent
-    if not ring.any() or not nucleus.any():
-        return float("nan")
-    return 1.0 - float(grey_box[nucleus].mean()) / float(grey_box[ring].mean())
 
 
 def contrast_p75_wide(grey_box: np.ndarray, nucleus: np.ndarray, extent: np.ndarray) -> float:

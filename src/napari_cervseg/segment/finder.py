@@ -407,13 +407,14 @@ def nucleus_instances(p_nucleus: np.ndarray, p_boundary: np.ndarray) -> np.ndarr
     return labels
 
 
-def nucleus_contrast(grey: np.ndarray, nucleus: np.ndarray, extent: np.ndarray) -> float:
+def nucleus_contrast(image: np.ndarray, nucleus: np.ndarray, extent: np.ndarray) -> float:
     """1 - (mean grey of ``nucleus``) / (mean grey of a ring 2-6 px around it inside ``extent``):
     how much darker a nucleus is than its own cytoplasm (about 0.3 for a real one; texture on a
-    cytoplasm, under 0.1). All three arrays are the same box. NaN when there is no ring (a bare
-    nucleus) or no nucleus."""
+    cytoplasm, under 0.1). ``image`` is RGB (grey = the mean of R, G, B) or already grey; all
+    three arrays are the same box. NaN when there is no ring (a bare nucleus) or no nucleus."""
     if not nucleus.any():
         return float("nan")
+    grey = image.astype(np.float32).mean(2) if image.ndim == 3 else image
     ring = ndi.binary_dilation(nucleus, iterations=6) & ~ndi.binary_dilation(nucleus, iterations=2) & extent
     if not ring.any():
         return float("nan")

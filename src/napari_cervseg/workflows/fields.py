@@ -608,7 +608,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
             # such "cells" are texture on a cell's cytoplasm; one that looks abnormal stays
             left_out.append(tuple(float(v) for v in cell.centre))
             continue
-        if MIN_REPORTED_CONTRAST > 0 and nucleus_contrast(_grey(rgb[q0:q2, q1:q3]), reported_nucleus,
+        if MIN_REPORTED_CONTRAST > 0 and nucleus_contrast(rgb[q0:q2, q1:q3], reported_nucleus,
                                                           reported) < MIN_REPORTED_CONTRAST:
             # a "nucleus" barely darker than its cell: decided once every other cell is known
             pale.append((record, cell.centre, (q0, q1), reported, reported_nucleus, heatmap))
@@ -616,7 +616,9 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         planes.paint(cell_id, (q0, q1), reported, reported_nucleus, heatmap)
         records.append(record)
         extents[cell_id] = _extent(reported, (q0, q1))
-    for record, _, origin, reported, reported_nucleus, heatmap in _pale_kept(pale, extents, (h, w), left_out):
+    standing, on_others = _pale_standing(pale, extents, (h, w))
+    left_out += on_others
+    for record, _, origin, reported, reported_nucleus, heatmap in standing:
         cell_id = len(records) + 1
         planes.paint(cell_id, origin, reported, reported_nucleus, heatmap)
         records.append(replace(record, cell_id=cell_id))
@@ -662,27 +664,23 @@ MIN_REPORTED_CONTRAST = 0.10
 LEFT_OUT_UNDER_OTHERS = 0.5
 
 
-def _grey(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float32).mean(2)
-
-
-def _pale_kept(pale: list, extents: dict, shape, left_out: list) -> list:
-    """The pale-nucleus cells (see MIN_REPORTED_CONTRAST) that stand on their own; those lying
-    mostly under the kept cells' extents go to ``left_out`` (their centres)."""
+def _pale_standing(pale: list, extents: dict, shape) -> tuple[list, list]:
+    """Of the pale-nucleus cells (see MIN_REPORTED_CONTRAST): (those standing on their own, the
+    centres of those lying mostly under the kept cells' ``extents``)."""
     if not pale:
-        return []
+        return [], []
     kept = np.zeros(shape, bool)
     for (r0, c0, r1, c1), mask in extents.values():
         kept[r0:r1, c0:c1] |= mask
-    standing = []
+    standing, on_others = [], []
     for item in pale:
         _, centre, (q0, q1), reported, _, _ = item
         under = (kept[q0:q0 + reported.shape[0], q1:q1 + reported.shape[1]] & reported).sum()
         if under >= LEFT_OUT_UNDER_OTHERS * max(1, reported.sum()):
-            left_out.append(tuple(float(v) for v in centre))
+            on_others.append(tuple(float(v) for v in centre))
         else:
             standing.append(item)
-    return standing
+    return standing, on_others
 
 
 #: what segment_field does with each found cell
