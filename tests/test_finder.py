@@ -19,6 +19,7 @@ from napari_cervseg.segment.finder import (
     save_finder,
     star_distances,
 )
+from napari_cervseg.workflows.fields import MIN_NUCLEUS_SHARE
 from napari_cervseg.workflows.finder_training import (
     FinderTrainConfig,
     TrainingCell,
@@ -407,6 +408,56 @@ def test_a_pale_nucleus_on_another_cell_is_left_out_and_one_standing_alone_is_ke
     monkeypatch.setattr("napari_cervseg.workflows.fields.MIN_REPORTED_CONTRAST", 0.0)
     assert segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given),
                          operating_point=operating_point).n_cells == 3
+
+
+def _found(extent: np.ndarray, nucleus: np.ndarray) -> FoundCell:
+    rows, cols = np.nonzero(extent)
+    box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+    cut = (slice(box[0], box[2]), slice(box[1], box[3]))
+    return FoundCell(box, extent[cut], nucleus[cut], 1.0)
+
+
+@pytest.mark.parametrize("operating_point", [0.0, 1.0])
+def test_a_speck_on_another_cell_is_left_out_and_a_small_nucleus_standing_alone_is_kept(
+        trained_synthetic_model, monkeypatch, operating_point):
+    """A dark speck on a cell's cytoplasm (a granule the finder took for a nucleus: a tenth of
+    the field's nuclei or less) is not a cell when it lies on a cell reported anyway: left out,
+    whatever its call. A cell as small with as small a nucleus, standing alone on the slide, is
+    kept (a superficial cell's pyknotic nucleus, an inflammatory cell between cells)."""
+    # three abnormal cells found (the synthetic normal cells between them, whose nuclei are small
+    # too, are not given to the finder: the field's median nucleus is an abnormal one's)
+    rgb, pages, _ = synthetic_field(shape=(440, 720), centres=((110, 105), (110, 360), (330, 105), (330, 360),
+                                                               (110, 615)), size=(120, 130))
+    pages = pages[0::2]
+    rgb = rgb.copy()
+    dark = np.median(rgb[pages[0] == 2], axis=0).astype(np.uint8)
+    cytoplasm = np.median(rgb[pages[0] == 1], axis=0).astype(np.uint8)
+    given = _PagesFinder(pages).cells
+    distance = ndi.distance_transform_edt(pages[0] != 2)
+    rr, cc = np.nonzero((pages[0] == 1) & (distance > 25))
+    on_cell = (int(rr[len(rr) // 2]), int(cc[len(cc) // 2]))
+    alone = (330, 615)
+    rgb[_disk(rgb.shape[:2], alone, 16)] = cytoplasm
+    for centre, extent in ((on_cell, _disk(rgb.shape[:2], on_cell, 16) & (pages[0] > 0)),
+                           (alone, _disk(rgb.shape[:2], alone, 16))):
+        speck = _disk(rgb.shape[:2], centre, 2)
+        rgb[speck] = dark
+        given.append(_found(extent, speck))
+    # the specks are far under the rule's share of the field's median nucleus (an abnormal one's)
+    assert 3 * speck.sum() < MIN_NUCLEUS_SHARE * min((page == 2).sum() for page in pages)
+    result = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given),
+                           operating_point=operating_point)
+    assert result.n_cells == 4 and result.summary()["n_left_out"] == 1
+    (row, col), = result.left_out
+    assert abs(row - on_cell[0]) < 3 and abs(col - on_cell[1]) < 3
+    assert [r.cell_id for r in result.records] == [1, 2, 3, 4]
+    for page in pages:  # the real cells reported whole, each under one id
+        ids, counts = np.unique(result.cells[page > 0], return_counts=True)
+        assert ids[np.argmax(counts)] > 0 and counts.max() > 0.9 * (page > 0).sum()
+    assert result.cells[alone] > 0 and result.nuclei[alone] == result.cells[alone]  # the small cell alone
+    monkeypatch.setattr("napari_cervseg.workflows.fields.MIN_NUCLEUS_SHARE", 0.0)
+    assert segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given),
+                         operating_point=operating_point).n_cells == 5
 
 
 def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthetic_model):
