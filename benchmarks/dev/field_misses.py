@@ -75,11 +75,23 @@ class Hooks:
         if record.predicted_class == "normal":
             for part in f._other_nuclei(result, region, nucleus, found_nuclei, own_index):
                 parts.append(self._part_p(part, (r0, c0)))
-        self.cells[record.cell_id] = {
+        self.cells[len(self.cells)] = {
             "origin": (r0, c0), "nucleus": nucleus.copy(), "seed": found.copy(),
             "bare": bool(nucleus.any() and (region & ~nucleus).sum() < f.BARE_NUCLEUS_CYTOPLASM * nucleus.sum()),
             "unseen": bool(found.any() and not ((result.labels == 2) & found).any()), "part_p": parts}
         return self.withhold(record, result, region, nucleus, seed, found_nuclei, own_index, *rest)
+
+    def seen_as(self, cell_id: int, nucleus_in_field: np.ndarray):
+        """What was recorded of the reported cell ``cell_id``: the per-cell step numbers cells as
+        they come, and the route renumbers them once some are left out, so the record is the one
+        whose nucleus lies most on the reported cell's."""
+        best, most = None, 0
+        for seen in self.cells.values():
+            (r0, c0), nuc = seen["origin"], seen["nucleus"]
+            overlap = (nucleus_in_field[r0:r0 + nuc.shape[0], c0:c0 + nuc.shape[1]] & nuc).sum()
+            if overlap > most:
+                best, most = seen, overlap
+        return best
 
     def _part_p(self, part, origin) -> float:
         rows, cols = np.nonzero(part)
@@ -147,7 +159,7 @@ def main() -> None:
                 inside = sum((nucleus & (pg == 2)).sum() >= 0.5 * max(1, (pg == 2).sum()) for pg in pages)
                 if inside >= 2:
                     merged.append(solidity(nucleus))
-                seen = hooks.cells.get(k)
+                seen = hooks.seen_as(k, nucleus)
                 if seen is None:
                     continue
                 if seen["unseen"]:
