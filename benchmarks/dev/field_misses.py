@@ -2,8 +2,9 @@
 cell. The masks are read for these counts only; nothing is chosen from them here.
 
 For each Herlev field set (composed, with masks and classes), at the default settings:
-1. every abnormal cell not caught: matched or not, the verdict or why none, and its true cytoplasm
-   as a share of its true nucleus;
+1. every abnormal cell not caught: matched or not, the verdict or why none (or, not matched, the
+   reported nucleus overlapping its nucleus most: IoU, size and call), and its true cytoplasm as a
+   share of its true nucleus;
 2. every reported cell matching no true nucleus (a false cell): its call, p(abnormal), the
    solidity of its nucleus and the share of its nucleus on a true nucleus;
 3. reported nuclei that hold two true nuclei or more (each at least half inside): their solidity;
@@ -47,6 +48,20 @@ def solidity(mask: np.ndarray) -> float:
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def _nearest(result, page: np.ndarray, rows: dict) -> str:
+    """For a true cell whose nucleus no reported nucleus matches: the reported nucleus overlapping
+    it most (IoU, its area over the true one's, and its cell's call), or that none touches it."""
+    truth = page == 2
+    ids, counts = np.unique(result.nuclei[truth], return_counts=True)
+    counts, ids = counts[ids > 0], ids[ids > 0]
+    if not len(ids):
+        return ": no reported nucleus on it"
+    k = int(ids[np.argmax(counts)])
+    nucleus = result.nuclei == k
+    return (f": cell {k}'s nucleus, IoU {iou(nucleus, truth):.2f}, {nucleus.sum() / max(1, truth.sum()):.2f} x its"
+            f" area, called {rows[k]['predicted_class']}")
 
 
 class Hooks:
@@ -147,7 +162,7 @@ def main() -> None:
                     continue
                 ratio = (page == 1).sum() / max(1, (page == 2).sum())
                 what = (f"matched, {'no verdict: ' + rows[k]['not_judgeable'] if called is None else 'called ' + called}"
-                        if k is not None else "not matched")
+                        if k is not None else "not matched" + _nearest(result, page, rows))
                 missed.append(f"| {where} | {i} | {what} | {ratio:.2f} |")
             for k, row in rows.items():
                 nucleus = result.nuclei == k

@@ -93,9 +93,10 @@ class FieldResult:
     left_out : list of (row, col)
         Centres of the nuclei the finder found but the route left out as not a cell: a "nucleus"
         barely darker than the cell around it, on a cell that is reported anyway (texture, or
-        two cytoplasms overlapping: MIN_REPORTED_CONTRAST, LEFT_OUT_UNDER_OTHERS), whatever it was
-        called; or, with the finder's optional second look, one it did not see again whose crop
-        was called normal. Shown in napari as ``<image> left out`` points, so that none is
+        two cytoplasms overlapping: MIN_REPORTED_CONTRAST, LEFT_OUT_UNDER_OTHERS), or a speck a
+        tenth the size of the field's nuclei on such a cell (a granule: MIN_NUCLEUS_SHARE), whatever
+        it was called; or, with the finder's optional second look, one it did not see again whose
+        crop was called normal. Shown in napari as ``<image> left out`` points, so that none is
         hidden.
     white_balance : dict
         How each cell's crop was white-balanced before it was segmented and classified:
@@ -650,8 +651,9 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
 
 #: what FieldResult.left_out holds, in words (the CLI, the widget, the slide report and the GeoJSON)
 LEFT_OUT_DESCRIPTION = ("found nuclei left out as not cells: a 'nucleus' barely darker than the cell it lies on"
-                        " (texture, or two cytoplasms overlapping), or, with the finder's optional second look,"
-                        " one it did not see again whose cell looked normal")
+                        " (texture, or two cytoplasms overlapping) or a tenth the size of the field's nuclei"
+                        " on another cell (a speck), or, with the finder's optional second look, one it did not"
+                        " see again whose cell looked normal")
 
 #: a found cell whose reported nucleus is less than this much darker than a ring 2-6 px around
 #: it inside the cell (segment.finder.nucleus_contrast) has a "nucleus" that may be texture, or
