@@ -569,7 +569,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     with stages("detect", report="finding cells", at=0.02):
         found = find_cells(rgb, finder, stages, scale=finder_scale)
     found_nuclei = _found_nuclei(found, (h, w))
-    gains = white_balance_gains(rgb, white_balance)
+    slide = slide_colour(rgb)  # the bare slide's colour: for the white balance and the cells' edges
+    gains = white_balance_gains(rgb, white_balance, slide)
     if within is not None:
         y0, x0, y1, x1 = within
         found = [cell for cell in found if y0 <= cell.centre[0] < y1 and x0 <= cell.centre[1] < x1]
@@ -622,7 +623,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     standing, on_others = _pale_standing(pale, kept, (h, w))
     kept, specks = _without_specks(kept + standing, (h, w))
     left_out += on_others + specks
-    kept = _at_stain_edges(kept, rgb, pixel_size)
+    kept = _at_stain_edges(kept, rgb, slide, pixel_size)
     for item in kept:
         cell_id = len(records) + 1
         planes.paint(cell_id, item.origin, item.region, item.nucleus, item.heatmap_box())
@@ -763,13 +764,14 @@ STAIN_INTERIOR_DEPTH = 3
 MIN_STAIN_INTERIOR = 20
 
 
-def _at_stain_edges(cells: list[_Reported], rgb: np.ndarray, pixel_size) -> list[_Reported]:
+def _at_stain_edges(cells: list[_Reported], rgb: np.ndarray, slide: np.ndarray, pixel_size) -> list[_Reported]:
     """The cells with their extents refined (see HALF_STAIN_LEVEL), each against the other cells'
-    extents as they were; a cell whose extent moves is measured again (its call is its crop's)."""
+    extents as they were; a cell whose extent moves is measured again (its call is its crop's).
+    ``slide``: the image's bare-slide RGB (``segment.cells.slide_colour``)."""
     if HALF_STAIN_STEPS <= 0 or not cells:
         return cells
     h, w = rgb.shape[:2]
-    slide_lab = cv2.cvtColor(np.clip(np.round(slide_colour(rgb)), 0, 255).astype(np.uint8).reshape(1, 1, 3),
+    slide_lab = cv2.cvtColor(np.clip(np.round(slide), 0, 255).astype(np.uint8).reshape(1, 1, 3),
                              cv2.COLOR_RGB2Lab).astype(np.float32).reshape(3)
     cover = np.zeros((h, w), np.uint8)  # how many extents cover each pixel
     for item in cells:
@@ -883,14 +885,15 @@ def white_balance_for(model, requested: str | None = None) -> str:
     return "off"
 
 
-def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray | None:
+def white_balance_gains(rgb: np.ndarray, mode: str | None = None, slide: np.ndarray | None = None) -> np.ndarray | None:
     """Per-channel gains that bring the field's slide colour to what the networks were trained on
     (see WHITE_BALANCE; `mode` defaults to it), or None where nothing is to be done: mode "off",
     a grey image (no colour cast to undo), a slide already in range, no bare slide to be seen.
 
     A stained cell's colour is its transmittance times the slide's light (Beer-Lambert), so the
     same cell on a purple or a yellowish slide looks like a differently stained one to the
-    networks; dividing out the slide's colour removes what the cell did not do."""
+    networks; dividing out the slide's colour removes what the cell did not do. ``slide``: the
+    image's ``segment.cells.slide_colour``, when already known."""
     mode = _checked_mode(WHITE_BALANCE if mode is None else mode)
     if mode == "off":
         return None
@@ -898,7 +901,7 @@ def white_balance_gains(rgb: np.ndarray, mode: str | None = None) -> np.ndarray 
     sub = rgb[::step, ::step]
     if np.array_equal(sub[..., 0], sub[..., 1]) and np.array_equal(sub[..., 1], sub[..., 2]):
         return None
-    slide = np.maximum(slide_colour(rgb), 1.0)
+    slide = np.maximum(slide_colour(rgb) if slide is None else np.asarray(slide, np.float64), 1.0)
     if slide.mean() < MIN_SLIDE_BRIGHTNESS:
         return None
     if mode == "to-reference":
