@@ -31,6 +31,10 @@ from napari_cervseg.workflows.finder_training import (
 )
 
 
+def _dice(a, b):
+    return 2 * (a & b).sum() / (a.sum() + b.sum())
+
+
 def _disk(shape, centre, radius):
     rr, cc = np.indices(shape)
     return (rr - centre[0]) ** 2 + (cc - centre[1]) ** 2 <= radius ** 2
@@ -458,6 +462,40 @@ def test_a_speck_on_another_cell_is_left_out_and_a_small_nucleus_standing_alone_
     monkeypatch.setattr("napari_cervseg.workflows.fields.MIN_NUCLEUS_SHARE", 0.0)
     assert segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given),
                          operating_point=operating_point).n_cells == 5
+
+
+@pytest.mark.parametrize("seed", [5, 11])
+def test_a_cell_edge_found_short_of_the_cell_moves_to_its_edge_but_not_onto_its_neighbour(
+        trained_synthetic_model, monkeypatch, seed):
+    """The finder's extent may stop inside the cell's faint rim: each free boundary moves out to
+    where the cell's stain ends (at most HALF_STAIN_STEPS px), never onto another cell's extent,
+    and the cell is measured on the extent it ends with."""
+    from napari_cervseg.workflows import fields as fields_module
+
+    rgb, pages, _ = synthetic_field(shape=(220, 330), centres=((110, 105), (110, 215)), size=(120, 130), seed=seed)
+    given = []
+    for page in pages:  # each cell found 3 px short of its edge, its nucleus whole
+        short = ndi.binary_erosion(page > 0, iterations=3) | (page == 2)
+        given.append(_found(short, page == 2))
+    shorts = [ndi.binary_erosion(page > 0, iterations=3) | (page == 2) for page in pages]
+    result = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given))
+    assert result.n_cells == 2
+    for k, (page, short) in enumerate(zip(pages, shorts, strict=True), start=1):
+        (r0, c0, r1, c1), mask = result.extent(k)
+        extent = np.zeros(page.shape, bool)
+        extent[r0:r1, c0:c1] = mask
+        assert _dice(extent, page > 0) > 0.97 > _dice(short, page > 0) + 0.02
+        grown = extent & ~short
+        other = shorts[2 - k]
+        assert not (grown & other).any()  # nothing taken where the neighbour was found
+        assert result.table[k - 1]["cell_area"] == extent.sum()  # measured on the extent it ends with
+    monkeypatch.setattr(fields_module, "HALF_STAIN_STEPS", 0)
+    unrefined = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given))
+    for k, short in enumerate(shorts, start=1):
+        (r0, c0, r1, c1), mask = unrefined.extent(k)
+        extent = np.zeros(short.shape, bool)
+        extent[r0:r1, c0:c1] = mask
+        assert np.array_equal(extent, short)
 
 
 def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthetic_model):

@@ -87,7 +87,8 @@ class FieldResult:
     warnings : list of str
     extents : dict of int to (box, mask)
         Each cell's full extent, overlaps allowed: ``(row0, col0, row1, col1)`` and a bool mask of
-        that box (see :meth:`extent`). The descriptors are measured on it.
+        that box (see :meth:`extent`); where it borders no other cell, its edge is moved (at most
+        HALF_STAIN_STEPS px) to where the cell's stain ends. The descriptors are measured on it.
     finder : str
         Which finder found the cells (``"learned"``, ``"classic"``, or ``"boxes"``).
     left_out : list of (row, col)
