@@ -48,11 +48,13 @@ for name in sys.argv[1:]:
             lab = np.zeros(r.nuclei.shape, np.int32)
             for k in range(1, r.n_cells + 1):
                 (r0, c0, r1, c1), m = r.extent(k)
-                ext = np.zeros(lab.shape, bool); ext[r0:r1, c0:c1] = m
+                ext = np.zeros(lab.shape, bool)
+                ext[r0:r1, c0:c1] = m
                 nuc = r.nuclei == k
                 if c is not None:
                     nuc = refine(nuc, ext | nuc, grey, *c)
                 lab[nuc & (lab == 0)] = k
             pairs = match_nuclei(lab, pages)
-            tot[c][0] += len(pairs); tot[c][1] += r.n_cells - len(pairs)
+            tot[c][0] += len(pairs)
+            tot[c][1] += r.n_cells - len(pairs)
     print(name, {str(c): v for c, v in tot.items()}, flush=True)
