@@ -769,7 +769,7 @@ def _at_stain_edges(cells: list[_Reported], rgb: np.ndarray, slide: np.ndarray, 
     """The cells with their extents refined (see HALF_STAIN_LEVEL), each against the other cells'
     extents as they were; a cell whose extent moves is measured again (its call is its crop's).
     ``slide``: the image's bare-slide RGB (``segment.cells.slide_colour``)."""
-    if (HALF_STAIN_STEPS <= 0 and NUCLEUS_EDGE_STEPS <= 0) or not cells:
+    if HALF_STAIN_STEPS <= 0 or not cells:
         return cells
     h, w = rgb.shape[:2]
     slide_lab = cv2.cvtColor(np.clip(np.round(slide), 0, 255).astype(np.uint8).reshape(1, 1, 3),
@@ -784,7 +784,7 @@ def _at_stain_edges(cells: list[_Reported], rgb: np.ndarray, slide: np.ndarray, 
 
 def _refined(item: _Reported, rgb: np.ndarray, slide_lab: np.ndarray, cover: np.ndarray, pixel_size) -> _Reported:
     h, w = rgb.shape[:2]
-    pad, blur = max(0, HALF_STAIN_STEPS), 2  # room to grow; lab_image's median filter reads 2 px around
+    pad, blur = HALF_STAIN_STEPS, 2  # room to grow; lab_image's median filter reads 2 px around
     q0, q1 = item.origin
     rh, rw = item.region.shape
     a0, b0, a1, b1 = max(0, q0 - pad), max(0, q1 - pad), min(h, q0 + rh + pad), min(w, q1 + rw + pad)
@@ -799,7 +799,7 @@ def _refined(item: _Reported, rgb: np.ndarray, slide_lab: np.ndarray, cover: np.
     others = cover[a0:a1, b0:b1] > region  # another cell's extent lies there
     interior = ndi.binary_erosion(region, iterations=STAIN_INTERIOR_DEPTH) & ~nucleus
     if interior.sum() <= MIN_STAIN_INTERIOR:
-        return item  # a bare nucleus, or a sliver: no cytoplasm of its own to measure either edge by
+        return item  # a bare nucleus, or a sliver: no cytoplasm of its own to measure the edge by
     edge = HALF_STAIN_LEVEL * float(np.median(stain[interior]))
     refined = region
     for _ in range(HALF_STAIN_STEPS):
@@ -809,12 +809,7 @@ def _refined(item: _Reported, rgb: np.ndarray, slide_lab: np.ndarray, cover: np.
         if np.array_equal(moved, refined):
             break
         refined = moved
-    if not refined.any():
-        return item
-    grey = rgb[a0:a1, b0:b1].astype(np.float32).mean(2)
-    nucleus_refined = _nucleus_at_half_grey(nucleus, refined | nucleus, grey)
-    refined = refined | nucleus_refined  # (the nucleus only moves inside the extent)
-    if np.array_equal(refined, region) and np.array_equal(nucleus_refined, nucleus):
+    if np.array_equal(refined, region) or not refined.any():
         return item
     heat = None
     if item.heatmap_values is not None:
@@ -824,45 +819,9 @@ def _refined(item: _Reported, rgb: np.ndarray, slide_lab: np.ndarray, cover: np.
         heat = ndi.grey_dilation(placed, size=(2 * pad + 1, 2 * pad + 1))
         heat[region] = placed[region]
         heat = heat[refined]
-    measured = _cell_record(item.record.cell_id, refined, nucleus_refined, rgb[a0:a1, b0:b1], (a0, b0), pixel_size)
+    measured = _cell_record(item.record.cell_id, refined, nucleus, rgb[a0:a1, b0:b1], (a0, b0), pixel_size)
     record = replace(item.record, bbox=measured.bbox, centroid=measured.centroid, descriptors=measured.descriptors)
-    return _Reported(record, item.centre, (a0, b0), refined, nucleus_refined, heat)
-
-
-#: each reported nucleus's edge moves one pixel at a time, out (inside its cell) where the grey is
-#: at most this share of the way from the nucleus's own grey (median of its core, eroded 2 px) to
-#: its cytoplasm's (median of a ring 3-8 px around it inside the cell), in where it is above; at
-#: most NUCLEUS_EDGE_STEPS pixels: the half-way edge of a blurred dark nucleus, wherever the
-#: finder or the crop's segmentation drew it. Chosen on two validation compositions:
-#: benchmarks/results/finder_rule.md, "Each nucleus's edge moved". STEPS 0 off
-NUCLEUS_EDGE_SHARE = 0.5
-NUCLEUS_EDGE_STEPS = 4
-#: what the nucleus's own grey and its cytoplasm's are read from, at least (px)
-MIN_EDGE_SAMPLE = 10
-
-
-def _nucleus_at_half_grey(nucleus: np.ndarray, extent: np.ndarray, grey: np.ndarray) -> np.ndarray:
-    """The nucleus with its edge moved (see NUCLEUS_EDGE_SHARE), or as it was where its grey or
-    its cytoplasm's cannot be read, or the cytoplasm is not the paler."""
-    if NUCLEUS_EDGE_STEPS <= 0:
-        return nucleus
-    core = ndi.binary_erosion(nucleus, iterations=2)
-    ring = ndi.binary_dilation(nucleus, iterations=8) & ~ndi.binary_dilation(nucleus, iterations=3) & extent
-    if core.sum() < MIN_EDGE_SAMPLE or ring.sum() < MIN_EDGE_SAMPLE:
-        return nucleus
-    own, around = float(np.median(grey[core])), float(np.median(grey[ring]))
-    if around <= own:
-        return nucleus
-    half = own + NUCLEUS_EDGE_SHARE * (around - own)
-    moved = nucleus
-    for _ in range(NUCLEUS_EDGE_STEPS):
-        out = ndi.binary_dilation(moved) & ~moved & extent & (grey <= half)
-        into = moved & ~ndi.binary_erosion(moved) & (grey > half)
-        step = (moved | out) & ~into
-        if np.array_equal(step, moved):
-            break
-        moved = step
-    return moved if moved.any() else nucleus
+    return _Reported(record, item.centre, (a0, b0), refined, nucleus, heat)
 
 
 #: what segment_field does with each found cell
