@@ -2,9 +2,10 @@
 cell. The masks are read for these counts only; nothing is chosen from them here.
 
 For each Herlev field set (composed, with masks and classes), at the default settings:
-1. every abnormal cell not caught: matched or not, the verdict or why none (or, not matched, the
-   reported nucleus overlapping its nucleus most: IoU, size and call), and its true cytoplasm as a
-   share of its true nucleus;
+1. every abnormal cell not caught: the Herlev image it was cut from (how many distinct source
+   cells the misses are: compositions draw the same cells again), matched or not, the verdict or
+   why none (or, not matched, the reported nucleus overlapping its nucleus most: IoU, size and
+   call), and its true cytoplasm as a share of its true nucleus;
 2. every reported cell matching no true nucleus (a false cell): its call, p(abnormal), the
    solidity of its nucleus and the share of its nucleus on a true nucleus;
 3. reported nuclei that hold two true nuclei or more (each at least half inside): their solidity;
@@ -25,6 +26,7 @@ the route before and after it; the option exists only with benchmarks/dev/nucleu
 """
 
 import argparse
+import csv
 import math
 import sys
 from collections import Counter
@@ -48,6 +50,14 @@ def solidity(mask: np.ndarray) -> float:
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def sources_of(root: Path) -> dict:
+    """(field, page) -> the Herlev image the composed cell was cut from (cells.csv), if known."""
+    if not (root / "cells.csv").exists():
+        return {}
+    with open(root / "cells.csv") as f:
+        return {(row["field"], int(row["page"])): row["name"] for row in csv.DictReader(f) if "name" in row}
 
 
 def _nearest(result, page: np.ndarray, rows: dict) -> str:
@@ -140,9 +150,11 @@ def main() -> None:
     hooks = Hooks(fields)
     missed, false, merged, bare, unseen, parts = [], [], [], [], Counter(), []
     false_calls = Counter()
+    missed_sources = Counter()
     for name in args.sets:
         root = Path(name) if Path(name).is_dir() else DATA / name
         classes = classes_of(root)
+        sources = sources_of(root)
         for path in sorted((root / "images").glob("*.png")):
             rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             pages = tifffile.imread(root / "cells" / f"{path.stem}.tif")
@@ -163,7 +175,9 @@ def main() -> None:
                 ratio = (page == 1).sum() / max(1, (page == 2).sum())
                 what = (f"matched, {'no verdict: ' + rows[k]['not_judgeable'] if called is None else 'called ' + called}"
                         if k is not None else "not matched" + _nearest(result, page, rows))
-                missed.append(f"| {where} | {i} | {what} | {ratio:.2f} |")
+                source = sources.get((path.stem, i), "?")
+                missed_sources[source] += 1
+                missed.append(f"| {where} | {i} | {source} | {what} | {ratio:.2f} |")
             for k, row in rows.items():
                 nucleus = result.nuclei == k
                 if k not in matched:
@@ -191,8 +205,12 @@ def main() -> None:
              f" --name {args.name}"
               f"{'' if args.finder_contrast is None else f' --finder-contrast {args.finder_contrast:g}'}`"), "",
              "Default settings, screening point, learned finder. Masks read for these counts only.", "",
-             "### 1. Abnormal cells not caught", "", "| field | page | what happened | true cytoplasm / nucleus |",
-             "|---|---|---|---|", *missed, "",
+             "### 1. Abnormal cells not caught", "",
+             (f"{sum(missed_sources.values())} misses of {len(missed_sources)} distinct source cells"
+              + (f"; the most repeated: {', '.join(f'{n} x {c}' for c, n in missed_sources.most_common(3))}"
+                 if missed_sources else "")), "",
+             "| field | page | source cell | what happened | true cytoplasm / nucleus |",
+             "|---|---|---|---|---|", *missed, "",
              "### 2. False cells (matching no true nucleus)", "",
              "By call: " + (", ".join(f"{c} {n}" for c, n in sorted(false_calls.items())) or "none"), "",
              "| field | cell | called | p(abnormal) | nucleus solidity | share of its nucleus on a true nucleus |",
