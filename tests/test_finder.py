@@ -9,6 +9,7 @@ from scipy import ndimage as ndi
 from synthetic import field_with_debris, nuclei_found_per_cell, synthetic_cell, synthetic_field
 
 from napari_cervseg import measure, segment_field
+from napari_cervseg.measure.scores import dice
 from napari_cervseg.segment.finder import (
     FinderError,
     FoundCell,
@@ -29,10 +30,6 @@ from napari_cervseg.workflows.finder_training import (
     one_cell,
     train_finder,
 )
-
-
-def _dice(a, b):
-    return 2 * (a & b).sum() / (a.sum() + b.sum())
 
 
 def _disk(shape, centre, radius):
@@ -395,11 +392,7 @@ def test_a_pale_nucleus_on_another_cell_is_left_out_and_one_standing_alone_is_ke
     rr, cc = np.nonzero((pages[0] == 1) & (distance > 25))
     centre = (int(rr[len(rr) // 2]), int(cc[len(cc) // 2]))
     extent = _disk(pages[0].shape, centre, 22) & (pages[0] > 0)
-    nucleus = _disk(pages[0].shape, centre, 7) & extent
-    rows, cols = np.nonzero(extent)
-    box = (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
-    cut = (slice(box[0], box[2]), slice(box[1], box[3]))
-    given.append(FoundCell(box, extent[cut], nucleus[cut], 1.0))
+    given.append(_found(extent, _disk(pages[0].shape, centre, 7) & extent))
     result = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given),
                            operating_point=operating_point)
     assert result.n_cells == 2 and result.summary()["n_left_out"] == 1
@@ -473,18 +466,14 @@ def test_a_cell_edge_found_short_of_the_cell_moves_to_its_edge_but_not_onto_its_
     from napari_cervseg.workflows import fields as fields_module
 
     rgb, pages, _ = synthetic_field(shape=(220, 330), centres=((110, 105), (110, 215)), size=(120, 130), seed=seed)
-    given = []
-    for page in pages:  # each cell found 3 px short of its edge, its nucleus whole
-        short = ndi.binary_erosion(page > 0, iterations=3) | (page == 2)
-        given.append(_found(short, page == 2))
+    # each cell found 3 px short of its edge, its nucleus whole
     shorts = [ndi.binary_erosion(page > 0, iterations=3) | (page == 2) for page in pages]
+    given = [_found(short, page == 2) for short, page in zip(shorts, pages, strict=True)]
     result = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given))
     assert result.n_cells == 2
     for k, (page, short) in enumerate(zip(pages, shorts, strict=True), start=1):
-        (r0, c0, r1, c1), mask = result.extent(k)
-        extent = np.zeros(page.shape, bool)
-        extent[r0:r1, c0:c1] = mask
-        assert _dice(extent, page > 0) > 0.97 > _dice(short, page > 0) + 0.02
+        extent = _placed(page.shape, *result.extent(k))
+        assert dice(extent, page > 0) > 0.97 > dice(short, page > 0) + 0.02
         grown = extent & ~short
         other = shorts[2 - k]
         assert not (grown & other).any()  # nothing taken where the neighbour was found
@@ -492,10 +481,7 @@ def test_a_cell_edge_found_short_of_the_cell_moves_to_its_edge_but_not_onto_its_
     monkeypatch.setattr(fields_module, "HALF_STAIN_STEPS", 0)
     unrefined = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given))
     for k, short in enumerate(shorts, start=1):
-        (r0, c0, r1, c1), mask = unrefined.extent(k)
-        extent = np.zeros(short.shape, bool)
-        extent[r0:r1, c0:c1] = mask
-        assert np.array_equal(extent, short)
+        assert np.array_equal(_placed(short.shape, *unrefined.extent(k)), short)
 
 
 def test_overlap_aware_descriptors_equal_measuring_the_cell_alone(trained_synthetic_model):
@@ -706,8 +692,6 @@ def test_clump_cytoplasm_on_the_stained_area_goes_to_the_cell_whose_polygon_is_n
     assert ring.sum() > 200 and given[ring].mean() > 0.95
     assert not given[~stained].any() and not (given & extent).any()
     # it joins what is reported of the cell: the reported extent is closer to the true cell
-    def dice(a, b):
-        return 2 * (a & b).sum() / (a.sum() + b.sum())
     assert dice(extent | given, cells[0]) > dice(extent, cells[0]) + 0.05
 
 

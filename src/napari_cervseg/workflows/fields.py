@@ -711,12 +711,14 @@ class _Reported:
         return tuple(float(v) for v in self.centre)
 
 
-def _covered_by(items: list[_Reported], shape) -> np.ndarray:
-    covered = np.zeros(shape, bool)
+def _coverage(items: list[_Reported], shape) -> np.ndarray:
+    """How many of the ``items``' extents cover each pixel of a field of ``shape`` (uint8, at most 255)."""
+    coverage = np.zeros(shape, np.uint8)
     for item in items:
         q0, q1 = item.origin
-        covered[q0:q0 + item.region.shape[0], q1:q1 + item.region.shape[1]] |= item.region
-    return covered
+        box = coverage[q0:q0 + item.region.shape[0], q1:q1 + item.region.shape[1]]
+        box += item.region & (box < 255)
+    return coverage
 
 
 def _pale_standing(pale: list[_Reported], kept: list[_Reported], shape) -> tuple[list, list]:
@@ -724,7 +726,7 @@ def _pale_standing(pale: list[_Reported], kept: list[_Reported], shape) -> tuple
     centres of those lying mostly under the ``kept`` cells' extents)."""
     if not pale:
         return [], []
-    covered = _covered_by(kept, shape)
+    covered = _coverage(kept, shape) > 0
     standing, on_others = [], []
     for item in pale:
         if item.share_under(covered) >= LEFT_OUT_UNDER_OTHERS:
@@ -743,7 +745,7 @@ def _without_specks(cells: list[_Reported], shape) -> tuple[list, list]:
     small = (areas > 0) & (areas < MIN_NUCLEUS_SHARE * np.median(areas))
     if not small.any():
         return cells, []
-    covered = _covered_by([item for item, is_small in zip(cells, small, strict=True) if not is_small], shape)
+    covered = _coverage([item for item, is_small in zip(cells, small, strict=True) if not is_small], shape) > 0
     speck = [bool(is_small) and item.share_under(covered) >= LEFT_OUT_UNDER_OTHERS
              for item, is_small in zip(cells, small, strict=True)]
     return ([item for item, is_speck in zip(cells, speck, strict=True) if not is_speck],
@@ -774,15 +776,12 @@ def _at_stain_edges(cells: list[_Reported], rgb: np.ndarray, slide: np.ndarray, 
     h, w = rgb.shape[:2]
     slide_lab = cv2.cvtColor(np.clip(np.round(slide), 0, 255).astype(np.uint8).reshape(1, 1, 3),
                              cv2.COLOR_RGB2Lab).astype(np.float32).reshape(3)
-    cover = np.zeros((h, w), np.uint8)  # how many extents cover each pixel
-    for item in cells:
-        q0, q1 = item.origin
-        box = cover[q0:q0 + item.region.shape[0], q1:q1 + item.region.shape[1]]
-        box += item.region & (box < 255)
-    return [_refined(item, rgb, slide_lab, cover, pixel_size) for item in cells]
+    coverage = _coverage(cells, (h, w))
+    return [_refined(item, rgb, slide_lab, coverage, pixel_size) for item in cells]
 
 
-def _refined(item: _Reported, rgb: np.ndarray, slide_lab: np.ndarray, cover: np.ndarray, pixel_size) -> _Reported:
+def _refined(item: _Reported, rgb: np.ndarray, slide_lab: np.ndarray, coverage: np.ndarray, pixel_size
+             ) -> _Reported:
     h, w = rgb.shape[:2]
     pad, blur = HALF_STAIN_STEPS, 2  # room to grow; lab_image's median filter reads 2 px around
     q0, q1 = item.origin
@@ -792,14 +791,14 @@ def _refined(item: _Reported, rgb: np.ndarray, slide_lab: np.ndarray, cover: np.
     region = np.zeros((a1 - a0, b1 - b0), bool)
     nucleus = np.zeros_like(region)
     region[inner], nucleus[inner] = item.region, item.nucleus
+    interior = ndi.binary_erosion(region, iterations=STAIN_INTERIOR_DEPTH) & ~nucleus
+    if interior.sum() <= MIN_STAIN_INTERIOR:
+        return item  # a bare nucleus, or a sliver: no cytoplasm of its own to measure the edge by
     m0, n0 = max(0, a0 - blur), max(0, b0 - blur)
     lab = lab_image(np.ascontiguousarray(rgb[m0:min(h, a1 + blur), n0:min(w, b1 + blur)]))
     stain = np.linalg.norm(lab[a0 - m0:a0 - m0 + region.shape[0], b0 - n0:b0 - n0 + region.shape[1]] - slide_lab,
                            axis=-1)
-    others = cover[a0:a1, b0:b1] > region  # another cell's extent lies there
-    interior = ndi.binary_erosion(region, iterations=STAIN_INTERIOR_DEPTH) & ~nucleus
-    if interior.sum() <= MIN_STAIN_INTERIOR:
-        return item  # a bare nucleus, or a sliver: no cytoplasm of its own to measure the edge by
+    others = coverage[a0:a1, b0:b1] > region  # another cell's extent lies there
     edge = HALF_STAIN_LEVEL * float(np.median(stain[interior]))
     refined = region
     for _ in range(HALF_STAIN_STEPS):
