@@ -48,8 +48,12 @@ RAY_UNIT = 32.0
 FIRST_SCALE = 0.7
 #: the working scale stays within these bounds
 SCALE_BOUNDS = (0.15, 1.6)
-#: the network sees tiles of at most this many working pixels, with this overlap
+#: the network sees an image of at most this many working pixels a side in one pass (a field of
+#: view); a larger image (a slide tile) in tiles of NET_TILE_LARGE, with this overlap: a 512 px
+#: tile's activations take about half the memory of a 768 px one's (the peak of a slide worker,
+#: benchmarks/results/dev/finder_net_memory.md) at the same time per pixel
 NET_TILE = 768
+NET_TILE_LARGE = 512
 NET_OVERLAP = 96
 #: a nucleus smaller than this many working pixels (about 3 px across) is a speck
 MIN_NUCLEUS_PIXELS = 8
@@ -272,10 +276,11 @@ class CellFinder:
         ray_values: list[np.ndarray] = []
         m = self.net.multiple
         device = next(self.net.parameters()).device
-        step = NET_TILE - NET_OVERLAP
+        side = NET_TILE if max(sh, sw) <= NET_TILE else NET_TILE_LARGE
+        step = side - NET_OVERLAP
         for r0 in range(0, max(sh - NET_OVERLAP, 1), step):
             for c0 in range(0, max(sw - NET_OVERLAP, 1), step):
-                r1, c1 = min(sh, r0 + NET_TILE), min(sw, c0 + NET_TILE)
+                r1, c1 = min(sh, r0 + side), min(sw, c0 + side)
                 tile = x[r0:r1, c0:c1]
                 th, tw = tile.shape[:2]
                 ph, pw = (-th) % m, (-tw) % m
