@@ -50,8 +50,8 @@ FIRST_SCALE = 0.7
 SCALE_BOUNDS = (0.15, 1.6)
 #: the network sees an image of at most this many working pixels a side in one pass (a field of
 #: view); a larger image (a slide tile) in tiles of NET_TILE_LARGE, with this overlap: a 512 px
-#: tile's activations take about half the memory of a 768 px one's (the peak of a slide worker,
-#: benchmarks/results/dev/finder_net_memory.md) at the same time per pixel
+#: tile's activations take about half the memory of a 768 px one's, which sets a slide worker's
+#: peak (1,662 -> 1,408 MB), for 6-9 % more time (benchmarks/results/finder_rule.md)
 NET_TILE = 768
 NET_TILE_LARGE = 512
 NET_OVERLAP = 96
