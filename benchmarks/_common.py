@@ -21,6 +21,13 @@ def code_commit() -> str:
                           text=True).stdout.strip()
 
 
+def in_fresh_process(code: str, *args: str, env: dict | None = None) -> str:
+    """Run Python ``code`` with ``args`` (its sys.argv[1:]) in a fresh interpreter, where a peak
+    RSS or a first call is its own; returns the last line it printed (its result)."""
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, check=True)
+    return out.stdout.strip().splitlines()[-1]
+
+
 def write_dev_result(name: str, lines: list[str]) -> Path:
     """Write a development check's markdown lines to ``results/dev/<name>.md``; returns the path."""
     path = RESULTS / "dev" / f"{name}.md"

@@ -10,13 +10,12 @@ finder's network on one 768 x 768 working tile.
 """
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import code_commit, write_dev_result  # noqa: E402
+from _common import code_commit, in_fresh_process, write_dev_result  # noqa: E402
 
 SLIDE = ROOT / "data" / "slides" / "bench_10000_v2.ome.tif"
 
@@ -52,9 +51,7 @@ def main() -> None:
     rows = []
     for what, finder in (("field", "classic"), ("field", "learned"), ("finder", "classic"), ("finder", "learned"),
                          ("network", "learned")):
-        out = subprocess.run([sys.executable, "-c", CHILD, what, finder, str(SLIDE)], capture_output=True, text=True,
-                             check=True)
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(json.loads(in_fresh_process(CHILD, what, finder, str(SLIDE))))
         print(rows[-1])
     lines = ["# Peak memory on one slide tile, learned against classic finder (issue 22)", "",
              f"## code {code_commit()}: `python benchmarks/dev/finder_memory.py`", "",

@@ -14,14 +14,13 @@ former behaviour) or 512. Reported: peak RSS, RSS before the first tile, seconds
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from _common import code_commit, write_dev_result  # noqa: E402
+from _common import code_commit, in_fresh_process, write_dev_result  # noqa: E402
 
 SLIDE = ROOT / "data" / "slides" / "bench_10000_v2.ome.tif"
 
@@ -59,9 +58,7 @@ def main() -> None:
     for side in args.sides:
         with tempfile.TemporaryDirectory() as out:
             (Path(out) / "tiles").mkdir()
-            run = subprocess.run([sys.executable, "-c", CHILD, str(side), str(first), str(last), str(SLIDE), out],
-                                 capture_output=True, text=True, check=True)
-        rows.append(json.loads(run.stdout.strip().splitlines()[-1]))
+            rows.append(json.loads(in_fresh_process(CHILD, str(side), str(first), str(last), str(SLIDE), out)))
         print(rows[-1], flush=True)
     lines = ["# A slide worker's peak memory against the finder network's tile side (issue 22)", "",
              (f"## code {code_commit()}: `python benchmarks/dev/finder_net_memory.py --tiles {args.tiles}"
