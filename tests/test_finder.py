@@ -601,14 +601,11 @@ def test_a_large_image_tiled_for_the_network_finds_the_cells_one_pass_finds(monk
     """An image larger than one working tile goes through the network in NET_TILE_LARGE tiles (a
     slide worker's memory); cells lying across the tiles' seams are found as one pass finds them
     (without the tiles' overlap, a nucleus on a seam is found twice or cut: the test sees it)."""
-    from pathlib import Path
-
-    import napari_cervseg
     import napari_cervseg.segment.finder as finder_module
+    from napari_cervseg.plugin.samples import SAMPLES, load_sample
 
     finder = load_finder("default")
-    cells = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)
-             for p in sorted((Path(napari_cervseg.__file__).parent / "sample_data").glob("*.png"))]
+    cells = [load_sample(name) for name in SAMPLES]
     # 1300 px is 910 working px at the scale 0.7: three 512 px tiles a side, seams near 416 and 832
     # working px (594 and 1189 px here); the real cells' crops are laid across them
     field = np.empty((1300, 1300, 3), np.uint8)
