@@ -125,7 +125,10 @@ class FinderNet(nn.Module):
         """Input sides must be a multiple of this."""
         return 2 ** (len(self.widths) - 1)
 
-    def forward(self, x):
+    def forward(self, x, activate_rays: bool = True):
+        """(map logits (N, 3, h, w), ray distances (N, n_rays, h, w) in RAY_UNITs); with
+        ``activate_rays=False`` the rays before their softplus (inference applies it only to the
+        pixels whose rays are read: a full map's softplus is most of a field's ray cost)."""
         skips = []
         for i, block in enumerate(self.down):
             x = block(x if i == 0 else F.max_pool2d(x, 2))
@@ -137,7 +140,7 @@ class FinderNet(nn.Module):
             if x.shape[1] == self.widths[1]:
                 half = x
         rays = F.interpolate(self.rays(half), size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.maps(x), F.softplus(rays)
+        return self.maps(x), F.softplus(rays) if activate_rays else rays
 
 
 def ray_directions(n_rays: int) -> np.ndarray:
@@ -287,7 +290,7 @@ class CellFinder:
                 tile = np.pad(tile, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(th, tw) > max(ph, pw)
                               else "edge")
                 t = torch.from_numpy(np.ascontiguousarray(tile)).permute(2, 0, 1)[None].to(device)
-                p, dist = self._look(t)
+                p, dist, activated = self._look(t)
                 p = p[:, :th, :tw].cpu().numpy()
                 # each tile owns its core; the overlap's outer half belongs to the neighbour
                 a0 = 0 if r0 == 0 else NET_OVERLAP // 2
@@ -298,25 +301,27 @@ class CellFinder:
                 # scale 0.7); only nucleus pixels' rays are ever read
                 rr, cc = np.nonzero(core[0] >= 0.5)
                 if rr.size:
-                    d = dist[:, a0:th, b0:tw].cpu().numpy()
+                    d = dist[:, a0:th, b0:tw][:, torch.from_numpy(rr), torch.from_numpy(cc)]
+                    d = (d if activated else F.softplus(d)).cpu().numpy()
                     ray_pixels.append((rr + r0 + a0).astype(np.int64) * sw + (cc + c0 + b0))
-                    ray_values.append(d[:, rr, cc].T * RAY_UNIT)
+                    ray_values.append(d.T * RAY_UNIT)
         return probs, NucleusRays((sh, sw), self.net.n_rays, ray_pixels, ray_values)
 
-    def _look(self, tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(probabilities (3, h, w), ray distances (n_rays, h, w), in RAY_UNITs) of one padded
-        (1, 3, h, w) tile; with TWO_VIEWS the mean of the tile's and its 180-degree turn's."""
+    def _look(self, tile: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """(probabilities (3, h, w), ray distances (n_rays, h, w), in RAY_UNITs, whether those
+        distances are activated already) of one padded (1, 3, h, w) tile; with TWO_VIEWS the mean
+        of the tile's and its 180-degree turn's (activated: the mean is of distances)."""
         if not TWO_VIEWS or self.net.n_rays % 2:
             with self.lock:
-                logits, dist = self.net(tile)
-            return torch.sigmoid(logits[0]), dist[0]
+                logits, dist = self.net(tile, activate_rays=False)
+            return torch.sigmoid(logits[0]), dist[0], False
         with self.lock:
             logits, dist = self.net(torch.cat([tile, tile.flip(-2, -1)]))
         probs = torch.sigmoid(logits)
         p = (probs[0] + probs[1].flip(-2, -1)) / 2
         # ray k of the turned view points along ray k + n/2 of the image: turn the indices back
         turned = torch.roll(dist[1].flip(-2, -1), self.net.n_rays // 2, dims=0)
-        return p, (dist[0] + turned) / 2
+        return p, (dist[0] + turned) / 2, True
 
     def choose_scale(self, rgb: np.ndarray, scale: float | None = None) -> float:
         """The working scale: ``scale`` if given, else FIRST_SCALE (for images at Herlev's or the
@@ -333,10 +338,12 @@ class CellFinder:
                               " magnification, half that for images magnified twice as much)")
         return float(scale)
 
-    def find(self, rgb: np.ndarray, scale: float | None = None) -> list[FoundCell]:
-        """Every cell of an RGB uint8 image (any size the memory holds), at full resolution."""
+    def find(self, rgb: np.ndarray, scale: float | None = None, foreground: np.ndarray | None = None
+             ) -> list[FoundCell]:
+        """Every cell of an RGB uint8 image (any size the memory holds), at full resolution;
+        ``foreground``: ``segment.cells.foreground_mask(rgb)`` when the caller has it already."""
         scale = self.choose_scale(rgb, scale)
-        stained = stained_at(rgb, scale) if GIVE_CLUMP_CYTOPLASM else None
+        stained = stained_at(rgb, scale, foreground) if GIVE_CLUMP_CYTOPLASM else None
         x = working_input(rgb, scale)
         probs, rays = self._maps_of(x)
         look = (lambda box, own, x=x: self.second_look(x, box, own)) if CONFIRM_TURNED else None
@@ -370,7 +377,7 @@ class CellFinder:
                         else "edge")
         t = torch.from_numpy(np.ascontiguousarray(turned)).permute(2, 0, 1)[None]
         with self.lock:
-            logits, _ = self.net(t.to(next(self.net.parameters()).device))
+            logits, _ = self.net(t.to(next(self.net.parameters()).device), activate_rays=False)
         p_nucleus = torch.sigmoid(logits[0, 0, :th, :tw]).cpu().numpy()[::-1, ::-1]
         return bool(p_nucleus[inner][own].mean() >= MIN_NUCLEUS_SCORE)
 
@@ -383,14 +390,16 @@ def working_input(rgb: np.ndarray, scale: float) -> np.ndarray:
     return field_input(small)
 
 
-def stained_at(rgb: np.ndarray, scale: float) -> np.ndarray:
-    """The classic stained-area mask (``segment.cells.foreground_mask``) of ``rgb`` at the working
-    scale of :meth:`CellFinder.maps`."""
+def stained_at(rgb: np.ndarray, scale: float, foreground: np.ndarray | None = None) -> np.ndarray:
+    """The classic stained-area mask (``segment.cells.foreground_mask``, or ``foreground`` when
+    given: that mask of ``rgb``) of ``rgb`` at the working scale of :meth:`CellFinder.maps`."""
     from .cells import foreground_mask
 
     h, w = rgb.shape[:2]
     sh, sw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    mask = foreground_mask(rgb).astype(np.uint8)
+    if foreground is not None and foreground.shape != (h, w):
+        raise ValueError(f"foreground of shape {foreground.shape} for an image of {h} x {w} px")
+    mask = (foreground_mask(rgb) if foreground is None else foreground).astype(np.uint8)
     return cv2.resize(mask, (sw, sh), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 

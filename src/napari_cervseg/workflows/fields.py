@@ -332,15 +332,19 @@ def resolve_finder(finder):
                      " .safetensors finder made by `cervseg train-finder`")
 
 
-def find_cells(rgb: np.ndarray, finder="classic", progress: Stages | None = None, scale: float | None = None) -> list:
+def find_cells(rgb: np.ndarray, finder="classic", progress: Stages | None = None, scale: float | None = None,
+               foreground: np.ndarray | None = None) -> list:
     """Every cell of a field as :class:`~napari_cervseg.segment.finder.FoundCell` (box, full
     extent, nucleus), tile by tile for images larger than TILE px (a cell belongs to the tile
-    whose core holds its nucleus)."""
+    whose core holds its nucleus). ``foreground``: the image's ``foreground_mask`` when already
+    made (the bundled finder reads it instead of making it again)."""
     finder = resolve_finder(finder)
     if finder == "classic":
         return _found_from_labels(*detect_cells(rgb, progress))
     h, w = rgb.shape[:2]
     if max(h, w) <= TILE:
+        if foreground is not None and isinstance(finder, CellFinder):
+            return finder.find(rgb, scale, foreground=foreground)
         return finder.find(rgb, scale)
     tiles = list(_tiles(rgb.shape, TILE, TILE_OVERLAP))
     if scale is None:  # one scale for the whole image, from its middle tile
@@ -567,8 +571,10 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         raise ImageError(f"image of {rgb.shape[0]} x {rgb.shape[1]} px is larger than a field can be"
                          f" ({MAX_FIELD_PIXELS} px); cut it into regions first")
     h, w = rgb.shape[:2]
+    # a field of one tile: its stained area serves the finder and the coverage check (made once)
+    foreground = foreground_mask(rgb) if within is None and max(h, w) <= TILE else None
     with stages("detect", report="finding cells", at=0.02):
-        found = find_cells(rgb, finder, stages, scale=finder_scale)
+        found = find_cells(rgb, finder, stages, scale=finder_scale, foreground=foreground)
     found_nuclei = _found_nuclei(found, (h, w))
     slide = slide_colour(rgb)  # the bare slide's colour: for the white balance and the cells' edges
     gains = white_balance_gains(rgb, white_balance, slide)
@@ -637,7 +643,7 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                         " nucleus, or a solid stained object of cell size)")
     elif not stopped and within is None and max(h, w) <= TILE:
         # (not on a slide's tile, whose margin is someone else's; not on an image of gigabytes)
-        warnings += _coverage_warnings(rgb, cells)
+        warnings += _coverage_warnings(rgb, cells, foreground)
     if stopped:
         warnings.append(f"stopped after {len(records) + len(left_out)} of {len(found)} cells; the rest were not"
                         " segmented")
@@ -1075,9 +1081,10 @@ def _extent(region: np.ndarray, origin) -> tuple[tuple[int, int, int, int], np.n
             region[e0:e2, e1:e3].copy())
 
 
-def _coverage_warnings(rgb: np.ndarray, cells: np.ndarray) -> list[str]:
-    """A warning when little of the stained area lies in a found cell (cells missed)."""
-    stained = foreground_mask(rgb)
+def _coverage_warnings(rgb: np.ndarray, cells: np.ndarray, stained: np.ndarray | None = None) -> list[str]:
+    """A warning when little of the stained area (``stained``: ``foreground_mask(rgb)``, made if
+    not given) lies in a found cell (cells missed)."""
+    stained = foreground_mask(rgb) if stained is None else stained
     covered = float((stained & (cells > 0)).sum() / max(1, stained.sum()))
     if stained.sum() >= MIN_CELL_AREA and covered < MIN_COVERED_FOREGROUND:
         return [(f"only {covered:.0%} of the stained area lies in a found cell: cells may have been"
