@@ -322,3 +322,27 @@ def test_a_slide_run_made_before_the_white_balance_is_resumed_only_without_it(tm
     with pytest.raises(SlideRunError, match="white_balance: 'off' there, 'into-range' now"):
         _start_or_resume(tmp_path, identity, SlideConfig(), tmp_path / "s.tif")
     _start_or_resume(tmp_path, identity, SlideConfig(white_balance="off"), tmp_path / "s.tif")
+
+
+@pytest.mark.parametrize("cpus, available_mb, expected", [
+    (16, 4_000, 2),   # many cores, little memory: what 4 GB holds
+    (2, 64_000, 2),   # few cores, much memory: one per core
+    (16, 1_000, 1),   # not even one worker's worth: still one
+    (8, 100_000, 8),
+])
+def test_auto_workers_follow_the_cores_and_the_free_memory(cpus, available_mb, expected):
+    from napari_cervseg.workflows.slides import auto_slide_workers
+
+    assert auto_slide_workers(cpus, available_mb) == expected
+    assert auto_slide_workers() >= 1  # this machine's
+
+
+@pytest.mark.parametrize("value", ["0", "many", "-2"])
+def test_a_bad_workers_count_is_refused_before_anything_is_written(tmp_path, capsys, value):
+    from napari_cervseg.cli import main
+
+    out = tmp_path / "out"
+    assert main(["slide", str(tmp_path / "slide.ome.tif"), "--out", str(out), "--workers", value]) == 2
+    err = capsys.readouterr().err
+    assert f"--workers {value}" in err and "'auto'" in err
+    assert not out.exists()

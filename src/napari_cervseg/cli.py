@@ -617,11 +617,23 @@ def cmd_slide(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    scheduler = args.scheduler or ("sync" if args.workers == 1 else "processes")
+    if args.workers == "auto":
+        from .workflows.slides import auto_slide_workers
+
+        workers = auto_slide_workers()
+        if not args.quiet:
+            print(f"--workers auto: {workers} worker process{'es' if workers > 1 else ''} (one per core, about"
+                  " 1.5 GB each, as many as the free memory holds)", file=sys.stderr)
+    elif str(args.workers).isdigit() and int(args.workers) >= 1:
+        workers = int(args.workers)
+    else:
+        print(f"error: --workers {args.workers}: give a number of processes (1 or more) or 'auto'", file=sys.stderr)
+        return 2
+    scheduler = args.scheduler or ("sync" if workers == 1 else "processes")
     bar, progress = progress_bar("slide", args.quiet)
 
     try:
-        result = segment_slide(args.slide, args.out, config, workers=args.workers, scheduler=scheduler,
+        result = segment_slide(args.slide, args.out, config, workers=workers, scheduler=scheduler,
                                progress=progress, gallery=args.gallery)
     except (SlideError, SlideRunError, OutputFolderError, ModelError, ValueError, OSError) as exc:
         bar.close()
@@ -870,7 +882,10 @@ def _add_slide_parser(sub) -> None:
                     help="tile side in level-0 px (default 2304: with the margin, 3072 px squares, one finder pass)")
     sl.add_argument("--margin", type=int, default=384,
                     help="context read around each tile, px; wider than the largest cell (default 384)")
-    sl.add_argument("--workers", type=int, default=2, help="tiles in parallel (default 2; 1 = this process only)")
+    sl.add_argument("--workers", default="2",
+                    help="tiles in parallel: a number (default 2: a 10,000^2 slide in about 3.5 GB; 1 = this"
+                         " process only) or 'auto': one per CPU core, as many as the free memory holds"
+                         " (about 1.5 GB each)")
     sl.add_argument("--scheduler", default=None, metavar="processes|threads|ADDRESS",
                     help="Dask local processes (default) or threads, or a dask.distributed scheduler address"
                          " (tcp://host:8786) whose workers see the slide and --out at the same paths")

@@ -49,6 +49,25 @@ from .run_folder import folder_lock
 from .slide_outputs import OUTPUT_NAMES, class_counts, write_outputs
 
 TILES = "tiles"
+#: a slide worker's peak resident memory, MB, rounded up: 1,408 MB measured on 2304 px tiles with
+#: per-cell segmentation (benchmarks/results/dev/finder_net_memory.md); the 10,000^2 slide's
+#: process tree, two workers and the main process, peaks at 3.5 GB (slide_10000_segment.md)
+SLIDE_WORKER_MB = 1500
+#: what the main process holds while the workers run (the package and its model loaded), MB
+SLIDE_MAIN_MB = 700
+
+
+def auto_slide_workers(cpus: int | None = None, available_mb: float | None = None) -> int:
+    """Worker processes for ``cervseg slide --workers auto``: one per CPU core, as many as the
+    memory available now holds (SLIDE_WORKER_MB each beside SLIDE_MAIN_MB), at least one."""
+    if cpus is None:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if available_mb is None:
+        import psutil  # (a dependency of dask.distributed)
+
+        available_mb = psutil.virtual_memory().available / 2**20
+    by_memory = int((available_mb - SLIDE_MAIN_MB) // SLIDE_WORKER_MB)
+    return max(1, min(int(cpus), by_memory))
 RUN_CARD = "slide_run.json"
 #: a tile segments the cells whose centre lies in its box grown by this (px): a cell centred on a
 #: border may be seen a few pixels to either side by the two tiles, and must not fall between them
