@@ -49,6 +49,20 @@ from .run_folder import folder_lock
 from .slide_outputs import OUTPUT_NAMES, class_counts, write_outputs
 
 TILES = "tiles"
+RUN_CARD = "slide_run.json"
+#: a tile segments the cells whose centre lies in its box grown by this (px): a cell centred on a
+#: border may be seen a few pixels to either side by the two tiles, and must not fall between them
+OWNERSHIP_SLACK = 24
+#: two cells from neighbouring tiles are one cell seen twice when their nucleus centres are closer
+#: than this (px) or their boxes overlap by more than DUPLICATE_BOX_IOU
+DUPLICATE_DISTANCE = 12.0
+DUPLICATE_BOX_IOU = 0.6
+#: the level looked at for empty tiles is the first at least this many times smaller than level 0
+THUMBNAIL_DOWNSAMPLE = 16
+#: a level larger than this (px) is not read whole to look for empty tiles
+MAX_THUMBNAIL_PIXELS = 4096 * 4096
+
+
 #: a slide worker's peak resident memory, MB, rounded up: 1,408 MB measured on 2304 px tiles with
 #: per-cell segmentation (benchmarks/results/dev/finder_net_memory.md); the 10,000^2 slide's
 #: process tree, two workers and the main process, peaks at 3.5 GB (slide_10000_segment.md)
@@ -68,18 +82,6 @@ def auto_slide_workers(cpus: int | None = None, available_mb: float | None = Non
         available_mb = psutil.virtual_memory().available / 2**20
     by_memory = int((available_mb - SLIDE_MAIN_MB) // SLIDE_WORKER_MB)
     return max(1, min(int(cpus), by_memory))
-RUN_CARD = "slide_run.json"
-#: a tile segments the cells whose centre lies in its box grown by this (px): a cell centred on a
-#: border may be seen a few pixels to either side by the two tiles, and must not fall between them
-OWNERSHIP_SLACK = 24
-#: two cells from neighbouring tiles are one cell seen twice when their nucleus centres are closer
-#: than this (px) or their boxes overlap by more than DUPLICATE_BOX_IOU
-DUPLICATE_DISTANCE = 12.0
-DUPLICATE_BOX_IOU = 0.6
-#: the level looked at for empty tiles is the first at least this many times smaller than level 0
-THUMBNAIL_DOWNSAMPLE = 16
-#: a level larger than this (px) is not read whole to look for empty tiles
-MAX_THUMBNAIL_PIXELS = 4096 * 4096
 
 
 class SlideRunError(RuntimeError):
