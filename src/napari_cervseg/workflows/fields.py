@@ -407,6 +407,23 @@ def _own_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarra
     return parts == int(np.argmax(sizes))
 
 
+#: the crop's nucleus components that overlap the chosen nucleus are taken whole, also where they
+#: reach past the finder's extent (a cell that is nearly all nucleus is found smaller than its
+#: nucleus); benchmarks/results/finder_rule.md, "The crop's nucleus is not cut by the finder's extent"
+NUCLEUS_WHOLE_IN_CROP = True
+
+
+def _whole_in_crop(result: SegmentationResult, nucleus: np.ndarray) -> np.ndarray:
+    """``nucleus`` with the crop's nucleus components that overlap it, whole (not cut to the
+    cell's found extent)."""
+    drawn = result.labels == 2
+    if not NUCLEUS_WHOLE_IN_CROP or not (nucleus & drawn).any():
+        return nucleus
+    parts, _ = ndi.label(drawn)
+    touched = np.unique(parts[nucleus & drawn])
+    return nucleus | np.isin(parts, touched[touched > 0])
+
+
 def _cell_record(cell_id: int, region: np.ndarray, nucleus: np.ndarray, image, origin, pixel_size) -> CellRecord:
     """One cell's id, box, centroid and descriptors, measured on that cell alone (0/1/2 labels of
     its own pixels in its own box: no neighbour's pixel counts); no class yet."""
@@ -605,6 +622,8 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                                   device=device, operating_point=operating_point, max_pixels=None,
                                   warn_if_field=False)
         nucleus = _own_nucleus(result, region, seed)
+        if seed.any():
+            nucleus = _whole_in_crop(result, nucleus)
         region |= nucleus
         cell_id = len(kept) + len(pale) + 1  # renumbered once all are known
         # what is reported of the cell: the crop's region (with clump cytoplasm not cropped, if any)
