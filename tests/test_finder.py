@@ -848,3 +848,46 @@ def test_the_finders_shortcuts_give_the_rays_and_cells_of_the_plain_computation(
         assert a.box == b.box and np.array_equal(a.extent, b.extent) and np.array_equal(a.nucleus, b.nucleus)
     with pytest.raises(ValueError, match="foreground of shape"):
         finder.find(rgb, foreground=np.zeros((3, 3), bool))
+
+
+@pytest.mark.parametrize("seed", [5, 11])
+def test_a_nucleus_reaching_past_the_found_outline_is_reported_whole(trained_synthetic_model, monkeypatch, seed):
+    """A cell that is mostly nucleus is found smaller than its nucleus (its rays fall short): the
+    crop's segmentation still sees the whole nucleus, and it is reported whole, not cut to the
+    found outline (benchmarks/results/finder_rule.md, rule 7). Measured: nucleus Dice 0.996
+    whole, 0.678 cut to the outline (seed 5)."""
+    import napari_cervseg.workflows.fields as fields_module
+
+    rgb, pages, _ = synthetic_field(shape=(220, 260), centres=((110, 130),), size=(120, 130), seed=seed)
+    cell, nucleus = pages[0] > 0, pages[0] == 2
+    cx = np.nonzero(nucleus)[1].mean()
+    # the found outline stops short of the nucleus's right half; the rest of the cell is found
+    notch = (ndi.distance_transform_edt(~nucleus) <= 3) & (np.arange(cell.shape[1])[None, :] > cx)
+    given = [_found(cell & ~notch, nucleus & ~notch)]
+    whole = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given))
+    monkeypatch.setattr(fields_module, "NUCLEUS_WHOLE_IN_CROP", False)
+    cut = segment_field(rgb, model=trained_synthetic_model, finder=_GivenFinder(given))
+    assert whole.n_cells == cut.n_cells == 1
+    assert dice(whole.nuclei == 1, nucleus) >= 0.85
+    assert dice(cut.nuclei == 1, nucleus) < 0.75
+    (r0, c0, r1, c1), extent = whole.extent(1)
+    assert extent[nucleus[r0:r1, c0:c1]].all()  # the cell's extent holds its whole nucleus
+
+
+def test_only_the_crops_nucleus_pieces_on_the_chosen_nucleus_are_added():
+    """Rule 7 adds the crop's nucleus pieces that overlap the chosen nucleus, whole; a piece apart
+    (a neighbour's nucleus in the crop) is not added, and nothing is added where the crop drew no
+    nucleus on the chosen one."""
+    from types import SimpleNamespace
+
+    from napari_cervseg.workflows.fields import _whole_in_crop
+
+    shape = (80, 120)
+    labels = np.ones(shape, np.uint8)
+    own, neighbour = _disk(shape, (40, 35), 15), _disk(shape, (40, 95), 12)
+    labels[own | neighbour] = 2
+    result = SimpleNamespace(labels=labels)
+    chosen = _disk(shape, (40, 30), 8)  # cut short by the found outline
+    np.testing.assert_array_equal(_whole_in_crop(result, chosen), own | chosen)
+    elsewhere = _disk(shape, (10, 65), 4)
+    np.testing.assert_array_equal(_whole_in_crop(result, elsewhere), elsewhere)
