@@ -208,7 +208,7 @@ def test_a_cells_nucleus_is_the_crops_when_it_holds_the_finders_and_leaves_cytop
     seed = _disk_mask(shape, seed_centre, seed_radius) & region
     labels = region.astype(np.uint8)
     labels[_disk_mask(shape, (60, 60), crop_nucleus_radius) & region] = 2
-    nucleus = fields_module._own_nucleus(_crop_result(labels), region, seed)
+    nucleus = fields_module._chosen_nucleus(_crop_result(labels), region, seed)
     if takes_crop:
         np.testing.assert_array_equal(nucleus, labels == 2)
     else:

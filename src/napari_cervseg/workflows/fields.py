@@ -232,13 +232,14 @@ def _tiles(shape, tile: int, overlap: int) -> Iterator[tuple[slice, slice, slice
             yield slice(r0, r1), slice(c0, c1), slice(core_r0, core_r1), slice(core_c0, core_c1)
 
 
-def _detect_in(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cell regions (int32, ids from 1) and nucleus seeds (same ids) of one image or tile.
+def _detect_in(rgb: np.ndarray, foreground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Cell regions (int32, ids from 1) and nucleus seeds (same ids) of one image or tile
+    (``foreground``: its ``foreground_mask``, when already made).
 
     A foreground blob with nuclei is split among them; a blob of cell size with no visible
     nucleus is kept as one cell (the per-cell pipeline then looks for its nucleus)."""
     lab = lab_image(rgb)
-    foreground = foreground_mask(rgb, lab)
+    foreground = foreground_mask(rgb, lab) if foreground is None else foreground
     nuclei = find_nuclei(rgb, foreground, lab)
     cells = partition_cells(rgb, foreground, nuclei, lab)
     blobs, n = ndi.label(foreground & (cells == 0))
@@ -254,12 +255,14 @@ def _detect_in(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cells, nuclei
 
 
-def detect_cells(rgb: np.ndarray, progress: Stages | None = None) -> tuple[np.ndarray, np.ndarray]:
+def detect_cells(rgb: np.ndarray, progress: Stages | None = None, foreground: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Cell regions and nucleus seeds (int32 instance labels sharing ids) of a field, tile by
-    tile for images larger than CLASSIC_TILE px."""
+    tile for images larger than CLASSIC_TILE px (``foreground``: the image's ``foreground_mask``
+    when already made; read for an image of one tile)."""
     h, w = rgb.shape[:2]
     if max(h, w) <= CLASSIC_TILE:
-        return _detect_in(rgb)
+        return _detect_in(rgb, foreground)
     cells = np.zeros((h, w), np.int32)
     seeds = np.zeros((h, w), np.int32)
     next_id = 1
@@ -337,10 +340,10 @@ def find_cells(rgb: np.ndarray, finder="classic", progress: Stages | None = None
     """Every cell of a field as :class:`~napari_cervseg.segment.finder.FoundCell` (box, full
     extent, nucleus), tile by tile for images larger than TILE px (a cell belongs to the tile
     whose core holds its nucleus). ``foreground``: the image's ``foreground_mask`` when already
-    made (the bundled finder reads it instead of making it again)."""
+    made (the classic and the bundled finder read it instead of making it again)."""
     finder = resolve_finder(finder)
     if finder == "classic":
-        return _found_from_labels(*detect_cells(rgb, progress))
+        return _found_from_labels(*detect_cells(rgb, progress, foreground))
     h, w = rgb.shape[:2]
     if max(h, w) <= TILE:
         if foreground is not None and isinstance(finder, CellFinder):
@@ -383,9 +386,16 @@ HOLDS_SEED = 0.9
 
 
 def _own_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarray) -> np.ndarray:
-    """The nucleus of this cell: the crop's nucleus components inside the cell that the detected
-    nucleus (seed) touches, when they agree with it or hold it (and leave the cell cytoplasm);
-    else the seed. A cell found without a seed keeps the crop's largest nucleus component."""
+    """The nucleus of this cell (:func:`_chosen_nucleus`); a found nucleus's is completed by the
+    crop's nucleus pieces on it, whole (:func:`_whole_in_crop`)."""
+    chosen = _chosen_nucleus(result, region, seed)
+    return _whole_in_crop(result, chosen) if seed.any() else chosen
+
+
+def _chosen_nucleus(result: SegmentationResult, region: np.ndarray, seed: np.ndarray) -> np.ndarray:
+    """The crop's nucleus components inside the cell that the detected nucleus (seed) touches,
+    when they agree with it or hold it (and leave the cell cytoplasm); else the seed. A cell
+    found without a seed keeps the crop's largest nucleus component."""
     seed = seed & region
     nucleus = (result.labels == 2) & region
     if not nucleus.any():
@@ -622,8 +632,6 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
                                   device=device, operating_point=operating_point, max_pixels=None,
                                   warn_if_field=False)
         nucleus = _own_nucleus(result, region, seed)
-        if seed.any():
-            nucleus = _whole_in_crop(result, nucleus)
         region |= nucleus
         cell_id = len(kept) + len(pale) + 1  # renumbered once all are known
         # what is reported of the cell: the crop's region (with clump cytoplasm not cropped, if any)
