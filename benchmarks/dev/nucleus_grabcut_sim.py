@@ -19,8 +19,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, "benchmarks")
 sys.path.insert(0, "benchmarks/dev")
-from bench_fields import match_nuclei
-from nucleus_strongest_edge_sim import reported
+from nucleus_strongest_edge_sim import score_redraws
 
 MAX_SHARE = 0.7
 
@@ -52,25 +51,7 @@ def redrawn(rgb, nuc, ext, grow, low, high, iterations=4):
 
 def main():
     confs = [(grow, low, high) for grow in (0.5, 1.0) for (low, high) in ((0.5, 4.0), (0.8, 10.0))]
-    for name in sys.argv[1:]:
-        tot = {c: [0, 0] for c in [None] + confs}
-        for rgb, pages, nuclei, extents in reported(name):
-            for c in [None] + confs:
-                lab = np.zeros(nuclei.shape, np.int32)
-                for k, ((r0, c0, r1, c1), m) in enumerate(extents, start=1):
-                    y0, x0 = max(0, r0 - 12), max(0, c0 - 12)
-                    y1, x1 = min(lab.shape[0], r1 + 12), min(lab.shape[1], c1 + 12)
-                    ext = np.zeros((y1 - y0, x1 - x0), bool)
-                    ext[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = m
-                    nuc = nuclei[y0:y1, x0:x1] == k
-                    if c is not None and nuc.any():
-                        nuc = redrawn(rgb[y0:y1, x0:x1], nuc, ext | nuc, *c)
-                    view = lab[y0:y1, x0:x1]
-                    view[nuc & (view == 0)] = k
-                pairs = match_nuclei(lab, pages)
-                tot[c][0] += len(pairs)
-                tot[c][1] += len(extents) - len(pairs)
-        print(name, {str(c): v for c, v in tot.items()}, flush=True)
+    score_redraws(sys.argv[1:], confs, lambda window, nuc, cell, rgb, *c: redrawn(rgb[window], nuc, cell, *c))
 
 
 if __name__ == "__main__":

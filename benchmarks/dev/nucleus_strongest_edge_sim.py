@@ -8,6 +8,8 @@ nucleus's by a factor MARGIN. Masks read only to score.
     python benchmarks/dev/nucleus_strongest_edge_sim.py SET [SET ...]   # [matched, false] per setting
 
 segment_field's output is cached per set under data/cache/ (git-ignored) so settings rerun fast.
+The figures in benchmarks/results/finder_rule.md (session 16) came from a cache made before rule 7;
+with a fresh cache the route's own figures (None) are today's.
 """
 import pickle
 import sys
@@ -71,30 +73,43 @@ def strongest(nuc, ext, grey, gradient, levels, margin):
     return best
 
 
-def main():
-    confs = [(levels, margin) for levels in (9, 17) for margin in (1.0, 1.1, 1.25)]
-    for name in sys.argv[1:]:
+def score_redraws(names, confs, redraw, prepare=lambda rgb: rgb):
+    """Print each set's [matched, false] cells with the reported nuclei as they are (None) and
+    redrawn by ``redraw(window, nucleus, cell, field, *conf)`` for each conf of ``confs``:
+    ``field`` is ``prepare(rgb)`` (made once per field), ``window`` the cell's box grown by 12 px
+    (the nucleus may reach past the extent), ``nucleus`` and ``cell`` bool masks of it."""
+    for name in names:
         tot = {c: [0, 0] for c in [None] + confs}
         for rgb, pages, nuclei, extents in reported(name):
-            grey = cv2.GaussianBlur(rgb.astype(np.float32).mean(2), (0, 0), 1.0)
-            gradient = np.hypot(ndi.sobel(grey, 0), ndi.sobel(grey, 1))
+            field = prepare(rgb)
             for c in [None] + confs:
                 lab = np.zeros(nuclei.shape, np.int32)
                 for k, ((r0, c0, r1, c1), m) in enumerate(extents, start=1):
-                    # work in the cell's box grown by 12 px (the nucleus may reach past the extent)
                     y0, x0 = max(0, r0 - 12), max(0, c0 - 12)
                     y1, x1 = min(lab.shape[0], r1 + 12), min(lab.shape[1], c1 + 12)
+                    window = (slice(y0, y1), slice(x0, x1))
                     ext = np.zeros((y1 - y0, x1 - x0), bool)
                     ext[r0 - y0:r1 - y0, c0 - x0:c1 - x0] = m
-                    nuc = nuclei[y0:y1, x0:x1] == k
+                    nuc = nuclei[window] == k
                     if c is not None and nuc.any():
-                        nuc = strongest(nuc, ext | nuc, grey[y0:y1, x0:x1], gradient[y0:y1, x0:x1], *c)
-                    view = lab[y0:y1, x0:x1]
+                        nuc = redraw(window, nuc, ext | nuc, field, *c)
+                    view = lab[window]
                     view[nuc & (view == 0)] = k
                 pairs = match_nuclei(lab, pages)
                 tot[c][0] += len(pairs)
                 tot[c][1] += len(extents) - len(pairs)
         print(name, {str(c): v for c, v in tot.items()}, flush=True)
+
+
+def grey_and_gradient(rgb):
+    grey = cv2.GaussianBlur(rgb.astype(np.float32).mean(2), (0, 0), 1.0)
+    return grey, np.hypot(ndi.sobel(grey, 0), ndi.sobel(grey, 1))
+
+
+def main():
+    confs = [(levels, margin) for levels in (9, 17) for margin in (1.0, 1.1, 1.25)]
+    score_redraws(sys.argv[1:], confs, lambda window, nuc, cell, field, *c: strongest(
+        nuc, cell, field[0][window], field[1][window], *c), prepare=grey_and_gradient)
 
 
 if __name__ == "__main__":
