@@ -131,11 +131,16 @@ class SlideRenderer:
         return out
 
 
+def slide_path(size: int) -> Path:
+    """Where the SIZE x SIZE bench slide is written (git-ignored; the dev memory checks read it)."""
+    return ROOT / "data" / "slides" / f"bench_{size}_v2.ome.tif"
+
+
 def make_slide(size: int) -> tuple[Path, int, float]:
     from napari_cervseg.io.slides import write_pyramid
 
     compose_fields()
-    path = ROOT / "data" / "slides" / f"bench_{size}_v2.ome.tif"
+    path = slide_path(size)
     renderer = SlideRenderer((size, size))
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

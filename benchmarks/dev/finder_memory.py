@@ -16,8 +16,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import code_commit, in_fresh_process, write_dev_result  # noqa: E402
+from bench_slide import slide_path  # noqa: E402
 
-SLIDE = ROOT / "data" / "slides" / "bench_10000_v2.ome.tif"
+SLIDE = slide_path(10000)
 
 CHILD = r"""
 import json, resource, sys
