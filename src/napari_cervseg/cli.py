@@ -52,10 +52,10 @@ def progress_bar(desc: str, quiet: bool = False):
     return bar, progress
 
 
-def parse_workers(value, n_inputs: int) -> int | None:
-    """``--workers``: "auto" (or None) -> :func:`auto_workers`; a count >= 1; else None after an error."""
+def parse_workers(value, auto) -> int | None:
+    """``--workers``: "auto" (or None) -> ``auto()``; a count >= 1; else None after an error."""
     if value in (None, "auto"):
-        return auto_workers(n_inputs)
+        return auto()
     workers = int(value) if str(value).isdigit() else 0
     if workers < 1:
         print(f"error: --workers {value}: give a number of processes (1 or more) or 'auto'", file=sys.stderr)
@@ -109,7 +109,7 @@ def cmd_segment(args) -> int:
     if not inputs:
         print("error: no input images found (give image files, folders, globs or TIFF stacks)", file=sys.stderr)
         return 2
-    workers = parse_workers(args.workers, len(inputs))
+    workers = parse_workers(args.workers, lambda: auto_workers(len(inputs)))
     if workers is None:
         return 2
     bar, progress = progress_bar("segment", args.quiet)
@@ -217,7 +217,7 @@ def cmd_evaluate(args) -> int:
         print("error: no images to evaluate", file=sys.stderr)
         return 2
     methods = args.methods or list(DEFAULT_COMPARISON)
-    workers = parse_workers(args.workers, len(samples))
+    workers = parse_workers(args.workers, lambda: auto_workers(len(samples)))
     if workers is None:
         return 2
     bar, progress = progress_bar("evaluate", args.quiet)
@@ -617,18 +617,14 @@ def cmd_slide(args) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.workers == "auto":
-        from .workflows.slides import auto_slide_workers
+    from .workflows.slides import auto_slide_workers
 
-        workers = auto_slide_workers()
-        if not args.quiet:
-            print(f"--workers auto: {workers} worker process{'es' if workers > 1 else ''} (one per core, about"
-                  " 1.5 GB each, as many as the free memory holds)", file=sys.stderr)
-    elif str(args.workers).isdigit() and int(args.workers) >= 1:
-        workers = int(args.workers)
-    else:
-        print(f"error: --workers {args.workers}: give a number of processes (1 or more) or 'auto'", file=sys.stderr)
+    workers = parse_workers(args.workers, auto_slide_workers)
+    if workers is None:
         return 2
+    if args.workers == "auto" and not args.quiet:
+        print(f"--workers auto: {workers} worker process{'es' if workers > 1 else ''} (one per core, about"
+              " 1.5 GB each, as many as the free memory holds)", file=sys.stderr)
     scheduler = args.scheduler or ("sync" if workers == 1 else "processes")
     bar, progress = progress_bar("slide", args.quiet)
 
