@@ -668,9 +668,10 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
     if not found:
         warnings.append("no cells found: nothing in the image looks like a cell (a stained object with a"
                         " nucleus, or a solid stained object of cell size)")
-    elif not stopped and within is None and max(h, w) <= TILE:
-        # (not on a slide's tile, whose margin is someone else's; not on an image of gigabytes)
-        warnings += _coverage_warnings(rgb, cells, foreground)
+    elif not stopped and foreground is not None:
+        # (made for a field of one tile: not on a slide's tile, whose margin is someone else's; not
+        # on an image of gigabytes)
+        warnings += _coverage_warnings(cells, foreground)
     if stopped:
         warnings.append(f"stopped after {len(records) + len(left_out)} of {len(found)} cells; the rest were not"
                         " segmented")
@@ -1108,10 +1109,9 @@ def _extent(region: np.ndarray, origin) -> tuple[tuple[int, int, int, int], np.n
             region[e0:e2, e1:e3].copy())
 
 
-def _coverage_warnings(rgb: np.ndarray, cells: np.ndarray, stained: np.ndarray | None = None) -> list[str]:
-    """A warning when little of the stained area (``stained``: ``foreground_mask(rgb)``, made if
-    not given) lies in a found cell (cells missed)."""
-    stained = foreground_mask(rgb) if stained is None else stained
+def _coverage_warnings(cells: np.ndarray, stained: np.ndarray) -> list[str]:
+    """A warning when little of the stained area (the field's ``foreground_mask``) lies in a found
+    cell (cells missed)."""
     covered = float((stained & (cells > 0)).sum() / max(1, stained.sum()))
     if stained.sum() >= MIN_CELL_AREA and covered < MIN_COVERED_FOREGROUND:
         return [(f"only {covered:.0%} of the stained area lies in a found cell: cells may have been"
