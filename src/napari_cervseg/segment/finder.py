@@ -64,6 +64,10 @@ MIN_CELL_PIXELS = 150
 #: the same image (a blob smaller than every cell is slide speckle, not a cell whose nucleus was
 #: missed); no constant, see benchmarks/results/finder_rule.md
 NUCLEUS_LESS_AS_LARGE_AS_A_CELL = True
+#: ... unless at least this share of it lies on the stained area: slide speckle lies off it, a pale
+#: bare nucleus the finder sees no nucleus in lies on it (benchmarks/results/finder_rule.md, "A
+#: nucleus-less blob on the stained area"); 0 off
+NUCLEUS_LESS_ON_STAINED = 0.5
 #: a nucleus whose mean p(nucleus) is below this is not kept (texture of overlapping cytoplasm);
 #: 0.75 (from FINDINGS item 7) against 0: a little more precise on the development fields
 MIN_NUCLEUS_SCORE = 0.75
@@ -525,7 +529,9 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if box is None:
             continue
         own = rest[box] == k
-        if own.sum() < smallest_cell or _solidity(own) < 0.7:
+        if own.sum() < MIN_CELL_PIXELS or _solidity(own) < 0.7:
+            continue
+        if own.sum() < smallest_cell and not _on_stained(own, box, stained):
             continue
         r0, c0 = int(box[0].start / scale), int(box[1].start / scale)
         r1, c1 = min(h, int(math.ceil(box[0].stop / scale))), min(w, int(math.ceil(box[1].stop / scale)))
@@ -536,6 +542,14 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if extent.any():
             found.append(FoundCell((r0, c0, r1, c1), extent, np.zeros_like(extent), float(p_cell[box][own].mean())))
     return found
+
+
+def _on_stained(own: np.ndarray, box, stained: np.ndarray | None) -> bool:
+    """Whether at least NUCLEUS_LESS_ON_STAINED of a blob (``own``, a bool mask of the working-scale
+    ``box``) lies on the stained area (working scale; None: unknown, so not)."""
+    if NUCLEUS_LESS_ON_STAINED <= 0 or stained is None:
+        return False
+    return bool(stained[box][own].mean() >= NUCLEUS_LESS_ON_STAINED)
 
 
 #: p(cell) that no cell's polygon reaches, in a blob holding exactly one found cell, joins that
