@@ -197,6 +197,7 @@ def test_a_small_nucleus_less_blob_on_the_stained_area_is_a_cell_speckle_off_it_
         return [tuple(int(round(v)) for v in np.argwhere(c.extent).mean(0) + c.box[:2])
                 for c in found if not c.nucleus.any()]
 
+    monkeypatch.setattr(finder_module, "NUCLEUS_LESS_ON_STAINED", 0.5)
     assert nucleus_less_centres() == [(20, 200)]
     monkeypatch.setattr(finder_module, "NUCLEUS_LESS_ON_STAINED", 0)
     assert nucleus_less_centres() == []
