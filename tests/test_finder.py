@@ -182,7 +182,8 @@ def test_cytoplasm_the_rays_missed_is_not_another_cell_but_a_blob_apart_is():
 
 def test_a_small_nucleus_less_blob_on_the_stained_area_is_a_cell_speckle_off_it_is_not(monkeypatch):
     """A pale bare nucleus the finder sees as a cell but not as a nucleus is smaller than every
-    cell found: it is kept when it lies on the stained area; slide speckle (off it) is not."""
+    cell found: it is kept when it lies on the stained area and is at least half a nucleus; slide
+    speckle (off it) is not, nor a piece of cytoplasm smaller than that."""
     import napari_cervseg.segment.finder as finder_module
 
     probs, rays, cells, _ = _two_overlapping_cells_maps(shape=(160, 270))
@@ -197,8 +198,10 @@ def test_a_small_nucleus_less_blob_on_the_stained_area_is_a_cell_speckle_off_it_
         return [tuple(int(round(v)) for v in np.argwhere(c.extent).mean(0) + c.box[:2])
                 for c in found if not c.nucleus.any()]
 
-    monkeypatch.setattr(finder_module, "NUCLEUS_LESS_ON_STAINED", 0.5)
-    assert nucleus_less_centres() == [(20, 200)]
+    assert nucleus_less_centres() == [(20, 200)]  # 452 px, the found nuclei 201 px
+    monkeypatch.setattr(finder_module, "NUCLEUS_LESS_NUCLEUS_SHARE", 3.0)  # smaller than that
+    assert nucleus_less_centres() == []
+    monkeypatch.setattr(finder_module, "NUCLEUS_LESS_NUCLEUS_SHARE", 0.5)
     monkeypatch.setattr(finder_module, "NUCLEUS_LESS_ON_STAINED", 0)
     assert nucleus_less_centres() == []
 
