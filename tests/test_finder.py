@@ -180,32 +180,6 @@ def test_cytoplasm_the_rays_missed_is_not_another_cell_but_a_blob_apart_is():
     assert r0 <= 110 < r1 and c0 <= 215 < c1
 
 
-def test_a_small_nucleus_less_blob_on_the_stained_area_is_a_cell_speckle_off_it_is_not(monkeypatch):
-    """A pale bare nucleus the finder sees as a cell but not as a nucleus is smaller than every
-    cell found: it is kept when it lies on the stained area and is at least half a nucleus; slide
-    speckle (off it) is not, nor a piece of cytoplasm smaller than that."""
-    import napari_cervseg.segment.finder as finder_module
-
-    probs, rays, cells, _ = _two_overlapping_cells_maps(shape=(160, 270))
-    bare = _disk(probs.shape[1:], (20, 200), 12)  # 450 px: above MIN_CELL_PIXELS, below any cell
-    speckle = _disk(probs.shape[1:], (130, 230), 12)
-    probs[2][bare | speckle] = 1
-    stained = np.any(cells, 0) | bare  # the speckle is as faint as the bare slide
-
-    def nucleus_less_centres():
-        found = cells_from_maps(probs, rays, 1.0, probs.shape[1:], stained)
-        assert sum(c.nucleus.any() for c in found) == 2
-        return [tuple(int(round(v)) for v in np.argwhere(c.extent).mean(0) + c.box[:2])
-                for c in found if not c.nucleus.any()]
-
-    assert nucleus_less_centres() == [(20, 200)]  # 452 px, the found nuclei 201 px
-    monkeypatch.setattr(finder_module, "NUCLEUS_LESS_NUCLEUS_SHARE", 3.0)  # smaller than that
-    assert nucleus_less_centres() == []
-    monkeypatch.setattr(finder_module, "NUCLEUS_LESS_NUCLEUS_SHARE", 0.5)
-    monkeypatch.setattr(finder_module, "NUCLEUS_LESS_ON_STAINED", 0)
-    assert nucleus_less_centres() == []
-
-
 def test_rays_kept_at_nucleus_pixels_only_give_the_same_cells_as_the_dense_map():
     """The finder keeps rays where p(nucleus) >= 0.5 only (a slide tile's dense ray map is
     hundreds of MB); the cells must be exactly those of the dense map."""

@@ -64,12 +64,6 @@ MIN_CELL_PIXELS = 150
 #: the same image (a blob smaller than every cell is slide speckle, not a cell whose nucleus was
 #: missed); no constant, see benchmarks/results/finder_rule.md
 NUCLEUS_LESS_AS_LARGE_AS_A_CELL = True
-#: ... unless at least this share of it lies on the stained area (slide speckle lies off it, a pale
-#: bare nucleus the finder sees no nucleus in lies on it) and it is at least NUCLEUS_LESS_NUCLEUS_SHARE
-#: of the median nucleus found in the same image (a detached piece of cytoplasm is smaller); 0 off.
-#: benchmarks/results/finder_rule.md, "A nucleus-less blob on the stained area, as large as half a nucleus"
-NUCLEUS_LESS_ON_STAINED = 0.5
-NUCLEUS_LESS_NUCLEUS_SHARE = 0.5
 #: a nucleus whose mean p(nucleus) is below this is not kept (texture of overlapping cytoplasm);
 #: 0.75 (from FINDINGS item 7) against 0: a little more precise on the development fields
 MIN_NUCLEUS_SCORE = 0.75
@@ -524,10 +518,6 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
     smallest_cell = MIN_CELL_PIXELS
     if NUCLEUS_LESS_AS_LARGE_AS_A_CELL and found:
         smallest_cell = max(smallest_cell, min(c.extent.sum() for c in found) * scale * scale)
-    # (working pixels, as the blobs are measured)
-    nucleus_areas = [c.nucleus.sum() for c in found if c.nucleus.any()]
-    half_nucleus = (NUCLEUS_LESS_NUCLEUS_SHARE * scale * scale * float(np.median(nucleus_areas))
-                    if nucleus_areas else 0.0)
     holding_a_cell = np.unique(blobs[covered])
     alone = cell_any & ~np.isin(blobs, holding_a_cell[holding_a_cell > 0])
     rest, n = ndi.label(alone & ~ndi.binary_dilation(covered, iterations=3))
@@ -535,9 +525,7 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if box is None:
             continue
         own = rest[box] == k
-        if own.sum() < MIN_CELL_PIXELS or _solidity(own) < 0.7:
-            continue
-        if own.sum() < smallest_cell and (own.sum() < half_nucleus or not _on_stained(own, box, stained)):
+        if own.sum() < smallest_cell or _solidity(own) < 0.7:
             continue
         r0, c0 = int(box[0].start / scale), int(box[1].start / scale)
         r1, c1 = min(h, int(math.ceil(box[0].stop / scale))), min(w, int(math.ceil(box[1].stop / scale)))
@@ -548,14 +536,6 @@ def cells_from_maps(probs: np.ndarray, rays: np.ndarray | NucleusRays, scale: fl
         if extent.any():
             found.append(FoundCell((r0, c0, r1, c1), extent, np.zeros_like(extent), float(p_cell[box][own].mean())))
     return found
-
-
-def _on_stained(own: np.ndarray, box, stained: np.ndarray | None) -> bool:
-    """Whether at least NUCLEUS_LESS_ON_STAINED of a blob (``own``, a bool mask of the working-scale
-    ``box``) lies on the stained area (working scale; None: unknown, so not)."""
-    if NUCLEUS_LESS_ON_STAINED <= 0 or stained is None:
-        return False
-    return bool(stained[box][own].mean() >= NUCLEUS_LESS_ON_STAINED)
 
 
 #: p(cell) that no cell's polygon reaches, in a blob holding exactly one found cell, joins that
