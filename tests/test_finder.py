@@ -613,8 +613,6 @@ def test_a_large_image_tiled_for_the_network_finds_the_cells_one_pass_finds(monk
     for cell, (cy, cx) in zip(cells, ((650, 650), (330, 650), (650, 330), (980, 980)), strict=True):
         h, w = cell.shape[:2]
         field[cy - h // 2:cy - h // 2 + h, cx - w // 2:cx - w // 2 + w] = cell
-    # (a field this size goes in one pass by default: tiles as a slide tile's are asked for here)
-    monkeypatch.setattr(finder_module, "NET_TILE", 768)
     assert 1300 * finder_module.FIRST_SCALE > finder_module.NET_TILE
     tiled = finder.find(field)
     monkeypatch.setattr(finder_module, "NET_TILE", 1024)  # one pass
@@ -629,22 +627,6 @@ def test_a_large_image_tiled_for_the_network_finds_the_cells_one_pass_finds(monk
         twin_nucleus, twin_extent = max((masks(c) for c in tiled), key=lambda m: dice(m[0], nucleus))
         # measured 0.96-1.0 (nucleus) and 0.975-1.0 (extent); 0.72 without the overlap
         assert dice(twin_nucleus, nucleus) >= 0.9 and dice(twin_extent, extent) >= 0.93
-
-def test_a_large_field_of_view_goes_through_the_network_in_one_pass_a_slide_tile_in_tiles(monkeypatch):
-    """A 1536 x 1152 field (1075 x 806 working px) is seen whole, not cut into slide-sized tiles
-    (twice the pixels, for memory it does not need); a slide tile with its margin is cut."""
-    import napari_cervseg.segment.finder as finder_module
-
-    finder = load_finder("default")
-    looks = []
-    plain_look = finder._look
-    monkeypatch.setattr(finder, "_look", lambda tile: looks.append(tuple(tile.shape[-2:])) or plain_look(tile))
-    finder.maps(np.full((1152, 1536, 3), 200, np.uint8), finder_module.FIRST_SCALE)
-    assert len(looks) == 1 and looks[0][0] >= 806 and looks[0][1] >= 1075
-    looks.clear()
-    finder.maps(np.full((1700, 1700, 3), 200, np.uint8), finder_module.FIRST_SCALE)
-    assert len(looks) > 1 and max(max(shape) for shape in looks) <= finder_module.NET_TILE_LARGE
-
 
 def test_cytoplasm_the_rays_missed_is_reported_with_a_lone_cell_but_not_in_a_clump():
     """A lobe of p(cell) the rays fall short of is the cell's when no other cell shares its blob

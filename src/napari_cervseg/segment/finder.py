@@ -49,12 +49,10 @@ FIRST_SCALE = 0.7
 #: the working scale stays within these bounds
 SCALE_BOUNDS = (0.15, 1.6)
 #: the network sees an image of at most this many working pixels a side in one pass (a field of
-#: view up to 1,645 px at FIRST_SCALE: cutting one into tiles costs time, not memory that matters;
-#: benchmarks/results/finder_rule.md, "Fields up to 1,645 px"); a larger image (a slide tile) in
-#: tiles of NET_TILE_LARGE, with this overlap: a 512 px tile's activations take about half the
-#: memory of a 768 px one's, which sets a slide worker's peak (1,662 -> 1,408 MB), for 6-9 % more
-#: time (benchmarks/results/finder_rule.md)
-NET_TILE = 1152
+#: view); a larger image (a slide tile) in tiles of NET_TILE_LARGE, with this overlap: a 512 px
+#: tile's activations take about half the memory of a 768 px one's, which sets a slide worker's
+#: peak (1,662 -> 1,408 MB), for 6-9 % more time (benchmarks/results/finder_rule.md)
+NET_TILE = 768
 NET_TILE_LARGE = 512
 NET_OVERLAP = 96
 #: a nucleus smaller than this many working pixels (about 3 px across) is a speck
