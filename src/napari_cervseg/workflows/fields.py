@@ -94,9 +94,9 @@ class FieldResult:
     left_out : list of (row, col)
         Centres of the nuclei the finder found but the route left out as not a cell: a "nucleus"
         barely darker than the cell around it, on a cell that is reported anyway (texture, or
-        two cytoplasms overlapping: MIN_REPORTED_CONTRAST, LEFT_OUT_UNDER_OTHERS), or a speck
-        under a tenth the size of the field's nuclei (a granule: MIN_NUCLEUS_SHARE), whatever it
-        was called; or, with the finder's optional second look, one it did not see again whose
+        two cytoplasms overlapping: MIN_REPORTED_CONTRAST, LEFT_OUT_UNDER_OTHERS), or a speck a
+        tenth the size of the field's nuclei on such a cell (a granule: MIN_NUCLEUS_SHARE), whatever
+        it was called; or, with the finder's optional second look, one it did not see again whose
         crop was called normal. Shown in napari as ``<image> left out`` points, so that none is
         hidden.
     white_balance : dict
@@ -707,15 +707,12 @@ LEFT_OUT_UNDER_OTHERS = 0.5
 
 
 #: a found cell whose reported nucleus is smaller than this share of the median reported nucleus of
-#: its field is a speck or granule, not a cell: left out, whatever its call. 0.10 on the validation
-#: compositions' table (no true cell under 0.12, 39 false ones under 0.10);
+#: its field, and which lies mostly under the other cells kept (LEFT_OUT_UNDER_OTHERS), is a speck
+#: or granule on another cell's cytoplasm, not a cell: left out. One standing on its own (a
+#: superficial cell's small nucleus, an inflammatory cell between cells) is kept. 0.10 on the
+#: validation compositions' table (no true cell under 0.12, 39 false ones under 0.10);
 #: benchmarks/results/finder_rule.md, "A speck lying on another cell". 0 off
 MIN_NUCLEUS_SHARE = 0.10
-#: ... when at least this share of its extent lies under the other cells kept (0: wherever it lies).
-#: 0.5 (rule 4) kept a speck standing beside the cell it belongs to (a large superficial cell found
-#: twice, once through a granule); none under 0.10 was a true cell where masks tell:
-#: benchmarks/results/finder_rule.md, "A speck is left out whether or not it lies on another cell"
-SPECK_UNDER_OTHERS = 0.0
 
 
 @dataclass
@@ -782,12 +779,9 @@ def _without_specks(cells: list[_Reported], shape) -> tuple[list, list]:
     small = (areas > 0) & (areas < MIN_NUCLEUS_SHARE * np.median(areas))
     if not small.any():
         return cells, []
-    if SPECK_UNDER_OTHERS > 0:
-        covered = _coverage([item for item, is_small in zip(cells, small, strict=True) if not is_small], shape) > 0
-        speck = [bool(is_small) and item.share_under(covered) >= SPECK_UNDER_OTHERS
-                 for item, is_small in zip(cells, small, strict=True)]
-    else:
-        speck = [bool(is_small) for is_small in small]
+    covered = _coverage([item for item, is_small in zip(cells, small, strict=True) if not is_small], shape) > 0
+    speck = [bool(is_small) and item.share_under(covered) >= LEFT_OUT_UNDER_OTHERS
+             for item, is_small in zip(cells, small, strict=True)]
     return ([item for item, is_speck in zip(cells, speck, strict=True) if not is_speck],
             [item.left_out_at() for item, is_speck in zip(cells, speck, strict=True) if is_speck])
 
