@@ -73,6 +73,19 @@ def field_set(name: str):
         yield path, rgb, pages[None] if pages.ndim == 2 else pages
 
 
+def field_images(name: str):
+    """(image path, RGB uint8 field, true cell pages or None) of each field of a set, with or
+    without masks (a set without ``cells/``, the real unlabelled fields, gives None)."""
+    import cv2
+
+    root = Path(name) if Path(name).is_dir() else DATA / name
+    if (root / "cells").is_dir():
+        yield from field_set(name)
+        return
+    for path in sorted((root / "images").glob("*.png")):
+        yield path, cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), None
+
+
 def extent_mask(result, k: int, shape) -> np.ndarray:
     """Cell k's full extent (overlaps kept) in the field's frame."""
     (r0, c0, r1, c1), mask = result.extent(k)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
 from _common import code_commit, write_dev_result  # noqa: E402
-from nucleus_solidity import _fields  # noqa: E402
+from bench_fields import field_images  # noqa: E402
 
 
 def _placed(cell, shape) -> np.ndarray:
@@ -47,7 +47,7 @@ def main() -> None:
     finder = finder_module.load_finder()
     rows = []
     for name in args.sets:
-        for path, rgb, pages in _fields(name):
+        for path, rgb, pages in field_images(name):
             stained = foreground_mask(rgb)
             finder_module.NUCLEUS_LESS_AS_LARGE_AS_A_CELL = True
             # (the size rule alone: rule 8's exception for blobs on the stained area, where built, off)

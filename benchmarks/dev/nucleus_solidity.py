@@ -20,28 +20,17 @@ import csv
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "benchmarks" / "dev"))
 from _common import RESULTS, code_commit, write_dev_result  # noqa: E402
-from bench_fields import DATA, extent_mask, field_set, match_nuclei  # noqa: E402
+from bench_fields import extent_mask, field_images, match_nuclei  # noqa: E402
 from field_misses import solidity  # noqa: E402
 
 LEVELS = (0.75, 0.8, 0.82, 0.85, 0.87, 0.9)
 UNDER = 0.5
-
-
-def _fields(name: str):
-    """(path, rgb, pages or None) of a set, with or without masks."""
-    root = Path(name) if Path(name).is_dir() else DATA / name
-    if (root / "cells").is_dir():
-        yield from field_set(name)
-        return
-    for path in sorted((root / "images").glob("*.png")):
-        yield path, cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), None
 
 
 def main() -> None:
@@ -53,19 +42,17 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in args.sets:
-        for path, rgb, pages in _fields(name):
+        for path, rgb, pages in field_images(name):
             result = segment_field(rgb, model="default", operating_point="screening", finder="learned")
             matched = {k for _, k in match_nuclei(result.nuclei, pages)} if pages is not None else set()
             extents = {row["cell_id"]: extent_mask(result, row["cell_id"], rgb.shape[:2]) for row in result.table}
+            coverage = np.sum(list(extents.values()), axis=0, dtype=np.int32) if extents else None
             for row in result.table:
                 k = row["cell_id"]
                 nucleus = result.nuclei == k
                 if not nucleus.any():
                     continue
-                others = np.zeros(rgb.shape[:2], bool)
-                for j, mask in extents.items():
-                    if j != k:
-                        others |= mask
+                others = coverage - extents[k] > 0  # under another cell's extent
                 under = float((extents[k] & others).sum() / max(1, extents[k].sum()))
                 on_true = (max(((nucleus & (page == 2)).sum() for page in pages), default=0) / nucleus.sum()
                            if pages is not None else float("nan"))
