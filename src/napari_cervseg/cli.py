@@ -438,11 +438,12 @@ def cmd_train_finder(args) -> int:
         print(f"error: none of {args.data}'s images is in {args.split_from!r}'s training split", file=sys.stderr)
         return 2
     config = FinderTrainConfig(n_fields=args.fields, minutes=args.minutes, steps=args.steps or 0, seed=args.seed,
-                               widths=widths)
+                               widths=widths, keep_cells_running_out=args.keep_cells_running_out)
     t0 = time.perf_counter()
     try:
         bar, progress = progress_bar("pseudo-labels", args.quiet)
-        cells = training_cells([s.load_image() for s in samples], args.segmenter, progress=progress)
+        cells = training_cells([s.load_image() for s in samples], args.segmenter, progress=progress,
+                               keep_running_out=config.keep_cells_running_out)
         bar.close()
         label_seconds = time.perf_counter() - t0
         bar, progress = progress_bar("composing fields", args.quiet)
@@ -833,6 +834,9 @@ def _add_train_finder_parser(sub) -> None:
     tf.add_argument("--limit", type=int, default=None, help="use only the first N training cells (quick tries)")
     tf.add_argument("--widths", default=None, help="the U-Net's channels per level, comma-separated (default"
                                                    " 12,24,48,96,128; one more level sees larger cells whole)")
+    tf.add_argument("--keep-cells-running-out", action="store_true",
+                    help="also compose with cells whose pseudo-mask runs out of their crop (carved to a"
+                         " rounded outline): large abnormal cells and bare nuclei that fill their crop")
     tf.add_argument("--seed", type=int, default=0)
     tf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     tf.add_argument("--quiet", action="store_true")

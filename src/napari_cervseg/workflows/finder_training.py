@@ -57,6 +57,10 @@ class FinderTrainConfig:
     #: cells cut by their tight Herlev crop get an irregular outline where the crop cut them,
     #: instead of the crop's straight edges (False in finder v2, whose fields held rectangular cells)
     round_cut_cells: bool = True
+    #: keep cells whose pseudo-mask runs out of their crop (carved by ``round_cut_cells``): the
+    #: large abnormal cells and bare nuclei that fill their tight Herlev crop, otherwise never
+    #: seen in training (False: finders v2-v3 left them out)
+    keep_cells_running_out: bool = False
     #: share of the composed fields kept aside to watch the loss against pseudo-labels
     val_share: float = 0.05
 
@@ -87,9 +91,10 @@ def background_colour(rgb: np.ndarray, cell: np.ndarray) -> np.ndarray:
 MAX_BORDER_SHARE = 0.9
 
 
-def one_cell(labels: np.ndarray) -> np.ndarray | None:
+def one_cell(labels: np.ndarray, keep_running_out: bool = False) -> np.ndarray | None:
     """Labels cut to one cell with one nucleus: the largest nucleus component and the cell piece
-    that holds it; None when there is no nucleus or no cytoplasm."""
+    that holds it; None when there is no nucleus or no cytoplasm, or (unless ``keep_running_out``)
+    when the cell runs out of its crop."""
     nucleus_parts, n = ndi.label(labels == 2)
     if n == 0:
         return None
@@ -102,7 +107,7 @@ def one_cell(labels: np.ndarray) -> np.ndarray | None:
     if (cell & ~nucleus).sum() < nucleus.sum() * 0.2:
         return None
     border = np.concatenate([cell[0], cell[-1], cell[:, 0], cell[:, -1]])
-    if border.mean() > MAX_BORDER_SHARE:
+    if border.mean() > MAX_BORDER_SHARE and not keep_running_out:
         return None  # the cell runs out of its crop: its extent is not known
     out = np.zeros(labels.shape, np.uint8)
     out[cell] = 1
@@ -110,8 +115,9 @@ def one_cell(labels: np.ndarray) -> np.ndarray | None:
     return out
 
 
-def training_cells(images, segmenter="default", progress=None) -> list[TrainingCell]:
-    """Pseudo-labelled cells: the self-trained segmenter's labels of each image, cut to one cell."""
+def training_cells(images, segmenter="default", progress=None, keep_running_out: bool = False) -> list[TrainingCell]:
+    """Pseudo-labelled cells: the self-trained segmenter's labels of each image, cut to one cell
+    (:func:`one_cell`)."""
     from ..io.images import to_rgb_uint8
     from ..segment.student import load_segmenter
 
@@ -119,7 +125,7 @@ def training_cells(images, segmenter="default", progress=None) -> list[TrainingC
     cells = []
     for i, image in enumerate(images):
         rgb = to_rgb_uint8(image)[0]
-        labels = one_cell(seg.predict(rgb, cell_threshold=seg.cell_threshold))
+        labels = one_cell(seg.predict(rgb, cell_threshold=seg.cell_threshold), keep_running_out)
         if labels is not None:
             rows, cols = np.nonzero(labels)
             box = slice(rows.min(), rows.max() + 1), slice(cols.min(), cols.max() + 1)
