@@ -240,6 +240,27 @@ def test_composed_fields_know_every_nucleus_and_its_own_cell():
         assert len(sizes["nucleus"]) == len(sizes["cell"])
 
 
+def test_a_cell_filling_its_crop_is_left_out_of_training_unless_asked_and_then_carved_round():
+    # a large nucleus whose cell runs out of the tight crop on every side (a bare carcinoma-in-situ cell)
+    labels = np.ones((60, 70), np.uint8)
+    labels[_disk(labels.shape, (30, 35), 22)] = 2
+    assert one_cell(labels) is None  # finders v2-v3: its extent beyond the crop is not known
+    kept = one_cell(labels, keep_running_out=True)
+    assert kept is not None and (kept == 2).sum() == (labels == 2).sum()
+    config = FinderTrainConfig(n_fields=1, field_size=128, scale_range=(0.9, 1.0))
+    cell = TrainingCell(np.full((60, 70, 3), 150, np.uint8), kept, np.array([222, 218, 228], np.float32))
+    rng = np.random.default_rng(0)
+    shapes = []
+    for _ in range(6):
+        _, targets, _, info = compose_field([cell], rng, config)
+        for _, cell_mask, nucleus in info["placed"]:
+            if cell_mask.sum() >= 0.995 * cell_mask[np.any(cell_mask, 1)][:, np.any(cell_mask, 0)].size:
+                shapes.append("rectangle")
+            else:
+                shapes.append("carved")
+            assert nucleus.sum() and not (nucleus & ~cell_mask).any()
+    assert shapes and "rectangle" not in shapes  # the crop's straight edges are carved into an outline
+
 @pytest.fixture(scope="module")
 def tiny_finder():
     config = FinderTrainConfig(n_fields=12, field_size=96, steps=3, minutes=5, batch_size=2,
