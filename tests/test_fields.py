@@ -164,6 +164,16 @@ def test_a_crowded_field_is_stained_where_its_cells_are(seed):
     assert (stained & ~cell).sum() / (~cell).sum() < 0.4  # only the thin gaps between cells
 
 
+def test_the_stained_area_and_slide_colour_made_together_equal_each_made_alone(field):
+    # segment_field makes both from one Lab image; a large image's slide colour comes from a subsample
+    from napari_cervseg.segment.cells import foreground_and_slide, foreground_mask, slide_colour
+
+    for rgb in (field[0], _crowded_field(1)[0], np.repeat(np.repeat(field[0], 5, 0), 5, 1)):
+        foreground, slide = foreground_and_slide(rgb)
+        assert np.array_equal(foreground, foreground_mask(rgb))
+        assert np.array_equal(slide, slide_colour(rgb))
+
+
 def test_a_crowded_field_is_not_taken_for_an_empty_slide(trained_synthetic_model):
     rgb, _ = _crowded_field(2)
     result = segment_field(rgb, model=trained_synthetic_model, finder=FINDER)

@@ -41,15 +41,20 @@ def background_colour(lab: np.ndarray) -> np.ndarray:
     return lab[near].mean(0) if near.any() else np.median(lab.reshape(-1, 3), 0)
 
 
-def slide_colour(rgb: np.ndarray, max_pixels: int = 1_000_000) -> np.ndarray:
+def slide_colour(rgb: np.ndarray, max_pixels: int = 1_000_000, *, lab: np.ndarray | None = None,
+                 background: np.ndarray | None = None) -> np.ndarray:
     """The bare slide's mean RGB colour (float, 3) in an RGB uint8 image: the light that passed
     no stain, by which each pixel's transmittance is measured. Its pixels are found like
     :func:`background_colour`'s, on a regular subsample of at most `max_pixels` (a colour, not a
-    map: a slide of gigapixels needs no more)."""
+    map: a slide of gigapixels needs no more). ``lab`` and ``background``: the whole image's
+    :func:`lab_image` and its :func:`background_colour`, when the caller has them (used only when
+    the image is taken whole, so the result is the same)."""
     step = max(1, int(np.ceil(np.sqrt(rgb.shape[0] * rgb.shape[1] / max_pixels))))
     sub = np.ascontiguousarray(rgb[::step, ::step, :3])
-    lab = lab_image(sub)
-    near = np.abs(lab[..., 0] - background_colour(lab)[0]) <= 4  # the slide's lightness peak
+    if step > 1 or lab is None:
+        lab, background = lab_image(sub), None
+    background = background_colour(lab) if background is None else background
+    near = np.abs(lab[..., 0] - background[0]) <= 4  # the slide's lightness peak
     return (sub[near] if near.any() else sub.reshape(-1, 3)).astype(np.float64).mean(0)
 
 
@@ -83,10 +88,14 @@ def _first_peak_share(distance: np.ndarray) -> float:
     return float(np.clip(2 * (distance <= mode).mean(), MIN_SLIDE_SHARE / 100, 0.5))
 
 
-def _stained(rgb: np.ndarray, lab: np.ndarray | None) -> tuple[np.ndarray, bool]:
-    """Pixels farther from the slide's colour than its own noise, and whether the field is crowded."""
-    lab = lab_image(rgb) if lab is None else lab
-    distance = np.linalg.norm(lab - background_colour(lab), axis=-1)
+def _stained(rgb: np.ndarray, lab: np.ndarray | None,
+             background: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """Pixels farther from the slide's colour than its own noise, and whether the field is crowded
+    (``background``: ``background_colour(lab)``, when the caller has it)."""
+    if lab is None:
+        lab, background = lab_image(rgb), None
+    background = background_colour(lab) if background is None else background
+    distance = np.linalg.norm(lab - background, axis=-1)
     distance = cv2.GaussianBlur(distance, (0, 0), 2.0)
     threshold = _slide_threshold(distance, 50.0)
     crowded = threshold > MAX_SLIDE_SPREAD
@@ -102,13 +111,23 @@ def stained_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
     return _stained(rgb, lab)[0]
 
 
-def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None) -> np.ndarray:
+def foreground_and_slide(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`foreground_mask` and :func:`slide_colour` of one image, its Lab image and background
+    colour worked out once for both."""
+    lab = lab_image(rgb)
+    background = background_colour(lab)
+    return foreground_mask(rgb, lab, background), slide_colour(rgb, lab=lab, background=background)
+
+
+def foreground_mask(rgb: np.ndarray, lab: np.ndarray | None = None,
+                    background: np.ndarray | None = None) -> np.ndarray:
     """Pixels that are not the slide: smoothed colour distance from the background colour above
     the background's own noise (median + 6 robust standard deviations, at least 3 Lab units);
-    holes filled, debris smaller than MIN_CELL_AREA dropped."""
+    holes filled, debris smaller than MIN_CELL_AREA dropped. ``lab`` / ``background``: the
+    image's :func:`lab_image` / its :func:`background_colour`, when the caller has them."""
     from skimage.morphology import remove_small_holes
 
-    mask, crowded = _stained(rgb, lab)
+    mask, crowded = _stained(rgb, lab, background)
     # what slide shows in a crowded field are small gaps between cells: not holes to fill
     largest_hole = min(0.05 * mask.size, CROWDED_LARGEST_HOLE) if crowded else 0.05 * mask.size
     mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_OPEN,

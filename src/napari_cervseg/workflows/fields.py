@@ -34,6 +34,7 @@ from ..measure.records import P_ABNORMAL, PREDICTED_CLASS, CellRecord, by_suspic
 from ..segment.cells import (
     MIN_CELL_AREA,
     find_nuclei,
+    foreground_and_slide,
     foreground_mask,
     lab_image,
     partition_cells,
@@ -598,12 +599,15 @@ def segment_field(image, model="default", method: str = DEFAULT_SEGMENT_METHOD, 
         raise ImageError(f"image of {rgb.shape[0]} x {rgb.shape[1]} px is larger than a field can be"
                          f" ({MAX_FIELD_PIXELS} px); cut it into regions first")
     h, w = rgb.shape[:2]
-    # a field of one tile: its stained area serves the finder and the coverage check (made once)
-    foreground = foreground_mask(rgb) if within is None and max(h, w) <= TILE else None
+    # a field of one tile: its stained area serves the finder and the coverage check (made once,
+    # with the bare slide's colour, which the white balance and the cells' edges use)
+    if within is None and max(h, w) <= TILE:
+        foreground, slide = foreground_and_slide(rgb)
+    else:
+        foreground, slide = None, slide_colour(rgb)
     with stages("detect", report="finding cells", at=0.02):
         found = find_cells(rgb, finder, stages, scale=finder_scale, foreground=foreground)
     found_nuclei = _found_nuclei(found, (h, w))
-    slide = slide_colour(rgb)  # the bare slide's colour: for the white balance and the cells' edges
     gains = white_balance_gains(rgb, white_balance, slide)
     if within is not None:
         y0, x0, y1, x1 = within
