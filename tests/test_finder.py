@@ -12,6 +12,7 @@ from napari_cervseg import measure, segment_field
 from napari_cervseg.measure.scores import dice
 from napari_cervseg.segment.finder import (
     FinderError,
+    FinderNet,
     FoundCell,
     NucleusRays,
     cells_from_maps,
@@ -27,8 +28,10 @@ from napari_cervseg.workflows.finder_training import (
     _ray_permutation,
     compose_field,
     compose_fields,
+    finder_loss,
     one_cell,
     train_finder,
+    training_dtype,
 )
 
 
@@ -280,6 +283,53 @@ def test_a_finder_trained_for_a_few_steps_saves_loads_and_runs(tmp_path, tiny_fi
     np.testing.assert_allclose(a, b, atol=1e-5)
     result = segment_field(field, model=None, method="colour-baseline", finder=path)
     assert result.finder == "learned"
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (80, 48), (48, 96)])
+def test_training_reads_the_rays_at_nucleus_pixels_as_the_upsampled_map_gives_them(shape):
+    """Training reads the rays from the half-resolution logits at nucleus pixels only; its ray
+    loss must be the loss on the full upsampled, activated map that inference reads."""
+    import torch
+
+    from napari_cervseg.segment.finder import RAY_UNIT, rays_at
+
+    torch.manual_seed(0)
+    net = FinderNet((8, 16, 24, 32), 16).eval()
+    x = torch.randn(2, 3, *shape)
+    y = (torch.rand(2, 3, *shape) > 0.7).to(torch.uint8)
+    r = torch.randint(0, 80, (2, 16, *shape)).to(torch.uint8)
+    with torch.no_grad():
+        _, dense = net(x)
+        logits, half = net.forward_half_rays(x)
+        at = y[:, 0] > 0
+        read = rays_at(half, torch.nonzero(at), shape)
+        full_loss = (dense - r.float() / RAY_UNIT).abs().mean(1)[at].mean().item()
+        _, parts = finder_loss(logits, half, y, r)
+    torch.testing.assert_close(read, dense.permute(0, 2, 3, 1)[at], atol=1e-5, rtol=1e-5)
+    assert parts["ray"] == pytest.approx(full_loss, rel=1e-5)
+
+
+def test_training_arithmetic_is_chosen_as_asked_and_a_wrong_name_is_refused(tmp_path):
+    import torch
+
+    assert training_dtype("float32") == torch.float32 and training_dtype("bfloat16") == torch.bfloat16
+    assert training_dtype("auto") in (torch.float32, torch.bfloat16)
+    with pytest.raises(ValueError, match="auto, float32, bfloat16"):
+        training_dtype("float16")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    targets = (rng.random((4, 3, 64, 64)) > 0.8).astype(np.uint8)
+    rays = rng.integers(0, 40, (4, 16, 64, 64), dtype=np.uint8)
+    for precision in ("float32", "bfloat16"):
+        config = FinderTrainConfig(widths=(8, 16, 24), n_rays=16, batch_size=2, steps=2, minutes=5,
+                                   precision=precision)
+        finder = train_finder(images, targets, rays, {"nucleus_diameter": 10.0}, config, log=lambda *a: None)
+        assert finder.card["step_dtype"] == precision and finder.card["config"]["precision"] == precision
+        # the weights stay float32 and load into a plain (contiguous) network
+        path = save_finder(finder, tmp_path / f"{precision}.safetensors")
+        loaded = load_finder(path)
+        assert all(v.dtype == torch.float32 for v in loaded.net.state_dict().values() if v.is_floating_point())
+        assert all(v.is_contiguous() for v in finder.net.state_dict().values())
 
 
 @pytest.mark.parametrize("card, words", [

@@ -438,7 +438,8 @@ def cmd_train_finder(args) -> int:
         print(f"error: none of {args.data}'s images is in {args.split_from!r}'s training split", file=sys.stderr)
         return 2
     config = FinderTrainConfig(n_fields=args.fields, minutes=args.minutes, steps=args.steps or 0, seed=args.seed,
-                               widths=widths, keep_cells_running_out=args.keep_cells_running_out)
+                               widths=widths, keep_cells_running_out=args.keep_cells_running_out,
+                               precision=args.precision)
     t0 = time.perf_counter()
     try:
         bar, progress = progress_bar("pseudo-labels", args.quiet)
@@ -837,6 +838,9 @@ def _add_train_finder_parser(sub) -> None:
     tf.add_argument("--keep-cells-running-out", action="store_true",
                     help="also compose with cells whose pseudo-mask runs out of their crop (carved to a"
                          " rounded outline): large abnormal cells and bare nuclei that fill their crop")
+    tf.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                    help="arithmetic of the training steps (default auto: bfloat16 where the CPU has native"
+                         " bfloat16, about 1.4x more steps in a time budget; the weights stay float32)")
     tf.add_argument("--seed", type=int, default=0)
     tf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     tf.add_argument("--quiet", action="store_true")

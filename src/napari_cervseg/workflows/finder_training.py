@@ -26,7 +26,15 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
-from ..segment.finder import ARCHITECTURE, RAY_UNIT, CellFinder, FinderNet, field_input, star_distances
+from ..segment.finder import (
+    ARCHITECTURE,
+    RAY_UNIT,
+    CellFinder,
+    FinderNet,
+    field_input,
+    rays_at,
+    star_distances,
+)
 from ..stages import report_count
 
 
@@ -63,6 +71,11 @@ class FinderTrainConfig:
     keep_cells_running_out: bool = False
     #: share of the composed fields kept aside to watch the loss against pseudo-labels
     val_share: float = 0.05
+    #: arithmetic of the training steps: "auto" (bfloat16 where the CPU has native bfloat16
+    #: instructions, else float32), "float32" or "bfloat16". The weights stay float32 either way;
+    #: bfloat16 only speeds the steps (about 1.9x on an AVX512-BF16 CPU), so that a time budget
+    #: buys more of them (finders v2-v5 trained in float32)
+    precision: str = "auto"
 
 
 @dataclass
@@ -345,20 +358,36 @@ def _augment_batch(x, y, r, gen: torch.Generator):
     return x * gain + bias, y, r
 
 
-def finder_loss(logits, dist, y, r):
-    """BCE on the three maps (+ soft Dice on the nucleus), L1 on the rays at nucleus pixels."""
+def finder_loss(logits, half_rays, y, r):
+    """BCE on the three maps (+ soft Dice on the nucleus), L1 on the rays at nucleus pixels
+    (``half_rays``: ``FinderNet.forward_half_rays``'s ray logits, read at those pixels)."""
     y = y.float()
     weights = torch.tensor([1.0, 3.0, 1.0], device=logits.device)
     bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=weights[None, :, None, None])
     p = torch.sigmoid(logits[:, 0])
     dice = 1 - (2 * (p * y[:, 0]).sum() + 1) / (p.sum() + y[:, 0].sum() + 1)
-    at = y[:, 0] > 0
-    if at.any():
-        target = r.float() / RAY_UNIT
-        ray = (dist - target).abs().mean(1)[at].mean()
+    points = torch.nonzero(y[:, 0] > 0)
+    if len(points):
+        dist = rays_at(half_rays, points, tuple(y.shape[-2:]))
+        target = r[points[:, 0], :, points[:, 1], points[:, 2]].float() / RAY_UNIT
+        ray = (dist - target).abs().mean(1).mean()
     else:
-        ray = dist.sum() * 0
+        ray = half_rays.sum() * 0
     return bce + dice + ray, {"bce": bce.item(), "dice": dice.item(), "ray": ray.item()}
+
+
+PRECISIONS = ("auto", "float32", "bfloat16")
+
+
+def training_dtype(precision: str) -> torch.dtype:
+    """The dtype the training steps compute in (see ``FinderTrainConfig.precision``)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: give one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        # emulated bfloat16 (no native instructions) is slower than float32: use it only where native
+        native = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return torch.bfloat16 if native else torch.float32
+    return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
 def _to_tensors(images, targets, rays):
@@ -385,6 +414,15 @@ def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig |
         net.load_state_dict(init.net.state_dict())
     else:
         net = FinderNet(config.widths, config.n_rays)
+    # channels-last convolutions are about 1.25x faster on CPU (oneDNN); the saved weights are the same
+    net = net.to(memory_format=torch.channels_last)
+    dtype = training_dtype(config.precision)
+
+    def forward(x):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            logits, half_rays = net.forward_half_rays(x.contiguous(memory_format=torch.channels_last))
+        return logits.float(), half_rays.float()
+
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     t0 = time.perf_counter()
     budget = config.minutes * 60
@@ -412,7 +450,7 @@ def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig |
             for module in net.modules():
                 if isinstance(module, torch.nn.BatchNorm2d):
                     module.eval()
-        logits, dist = net(x)
+        logits, dist = forward(x)
         loss, parts = finder_loss(logits, dist, y, r)
         opt.zero_grad()
         loss.backward()
@@ -427,7 +465,7 @@ def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig |
                 with torch.no_grad():
                     vl = []
                     for i in range(0, len(val), 8):
-                        lg, ds = net(val_x[0][i:i + 8])
+                        lg, ds = forward(val_x[0][i:i + 8])
                         vl.append(finder_loss(lg, ds, val_x[1][i:i + 8], val_x[2][i:i + 8])[0].item())
                 entry["val_loss"] = float(np.mean(vl))
                 if entry["val_loss"] < best:
@@ -438,11 +476,13 @@ def train_finder(images, targets, rays, sizes: dict, config: FinderTrainConfig |
                                              for k, v in entry.items() if k != "step"))
     if best_state is not None:
         net.load_state_dict(best_state)
+    net = net.to(memory_format=torch.contiguous_format)
     net.eval()
     card = {"architecture": ARCHITECTURE, "widths": list(net.widths), "n_rays": net.n_rays,
             **sizes,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(config).items()},
             "steps": step, "train_seconds": round(time.perf_counter() - t0, 1), "history": history,
+            "step_dtype": str(dtype).removeprefix("torch."),
             "best_val_loss": None if best == math.inf else best,
             "supervision": ("pseudo-labels: fields composed from single cells segmented by the self-trained"
                             " segmenter; no ground-truth mask was read"),
