@@ -379,14 +379,20 @@ def finder_loss(logits, half_rays, y, r):
 PRECISIONS = ("auto", "float32", "bfloat16")
 
 
+def _native_bfloat16() -> bool:
+    try:  # a private oneDNN query (torch >= 1.12); where it is missing, take float32
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def training_dtype(precision: str) -> torch.dtype:
     """The dtype the training steps compute in (see ``FinderTrainConfig.precision``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: give one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        # emulated bfloat16 (no native instructions) is slower than float32: use it only where native
-        native = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        return torch.bfloat16 if native else torch.float32
+        # without native instructions bfloat16 is converted in software (not measured here; no such CPU)
+        return torch.bfloat16 if _native_bfloat16() else torch.float32
     return torch.bfloat16 if precision == "bfloat16" else torch.float32
 
 
