@@ -71,11 +71,12 @@ class FinderTrainConfig:
     keep_cells_running_out: bool = False
     #: share of the composed fields kept aside to watch the loss against pseudo-labels
     val_share: float = 0.05
-    #: arithmetic of the training steps: "auto" (bfloat16 where the CPU has native bfloat16
-    #: instructions, else float32), "float32" or "bfloat16". The weights stay float32 either way;
-    #: bfloat16 only speeds the steps (about 1.9x on an AVX512-BF16 CPU), so that a time budget
-    #: buys more of them (finders v2-v5 trained in float32)
-    precision: str = "auto"
+    #: arithmetic of the training steps: "float32" (the bundled finder's), "bfloat16" (autocast of
+    #: the forward pass; the weights, optimiser and loss stay float32) or "auto" (bfloat16 where
+    #: the CPU has native bfloat16 instructions, else float32). bfloat16 steps are about 1.4x
+    #: faster on an AVX512-BF16 CPU, so a time budget buys more of them; the one finder trained so
+    #: (v6, session 19) scored lower on held-out fields than the bundled one: not the default
+    precision: str = "float32"
 
 
 @dataclass
