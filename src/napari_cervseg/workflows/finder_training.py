@@ -73,7 +73,7 @@ class FinderTrainConfig:
     val_share: float = 0.05
     #: arithmetic of the training steps: "float32" (the bundled finder's), "bfloat16" (autocast of
     #: the forward pass; the weights, optimiser and loss stay float32) or "auto" (bfloat16 where
-    #: the CPU has native bfloat16 instructions, else float32). bfloat16 steps are about 1.4x
+    #: the CPU has native bfloat16 instructions, else float32). bfloat16 steps are about 1.6x
     #: faster on an AVX512-BF16 CPU, so a time budget buys more of them; the one finder trained so
     #: (v6, session 19) scored lower on held-out fields than the bundled one: not the default
     precision: str = "float32"
