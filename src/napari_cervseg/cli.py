@@ -840,7 +840,7 @@ def _add_train_finder_parser(sub) -> None:
                          " rounded outline): large abnormal cells and bare nuclei that fill their crop")
     tf.add_argument("--precision", choices=("float32", "bfloat16", "auto"), default="float32",
                     help="arithmetic of the training steps (default float32, the bundled finder's; bfloat16 or"
-                         " auto, bfloat16 where the CPU has it natively: about 1.4x more steps in a time budget,"
+                         " auto, bfloat16 where the CPU has it natively: about 1.6x more steps in a time budget,"
                          " the weights stay float32)")
     tf.add_argument("--seed", type=int, default=0)
     tf.add_argument("--overwrite", action="store_true", help="replace an existing --out")
